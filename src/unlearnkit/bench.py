@@ -1,0 +1,212 @@
+"""``bench``: the original (cached by recipe hash), retrain, then every method, in one results table.
+
+This is the main job of unlearnkit. Every capability plugs in as configuration (dataset, model, forget
+spec, methods and their hyper-parameters), never as a new pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .api import unlearn
+from .checkpoint import load, save
+from .data.registry import DatasetBundle, load_dataset
+from .engine import Recipe
+from .errors import ConfigError
+from .forget import ForgetSplit, parse_forget
+from .methods.base import get_method_class
+from .metrics.evaluate import HEADLINES, TASK_METRICS, Evaluation
+from .models import create_model
+from .results import ResultTable
+from .runtime import resolve_device, seed_everything
+from .training import default_recipe, train_model
+
+DEFAULT_METHODS = ("ft", "ga", "rl", "l1-sparse", "salun")
+REFERENCE_ORIGINAL_EPOCHS = 182
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("UNLEARNKIT_CACHE", Path.home() / ".cache" / "unlearnkit"))
+
+
+@dataclass
+class BenchConfig:
+    """Everything that defines a benchmark run. ``hparams`` maps a method name to overrides of its
+    hyper-parameters; with ``scale_epochs`` a method's published epochs are scaled from a 182-epoch original
+    to this original's epochs (at least 1) unless ``hparams`` sets ``epochs``."""
+
+    dataset: str = "digits"
+    model: str = "cnn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    forget: str = "random:0.1"
+    methods: Sequence[str] = DEFAULT_METHODS
+    recipe: Recipe | None = None
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    data_dir: str | None = None
+    train_subset: int | None = None
+    scale_epochs: bool = True
+    cache_dir: str | None = None
+    out_dir: str | None = None
+    device: str | None = None
+    progress: bool = True
+    mia: bool = True
+
+    def __post_init__(self) -> None:
+        for name in self.methods:
+            get_method_class(name)
+        for name, hps in self.hparams.items():
+            if name not in self.methods and name != "retrain":
+                raise ConfigError(f"hyper-parameters given for {name!r}, which is not among the methods run")
+            cls = get_method_class(name)
+            bad = sorted(set(hps) - set(cls.hparam_names()))
+            if bad:
+                raise ConfigError(f"{name} has no hyper-parameter {bad}; valid: {', '.join(cls.hparam_names())}")
+
+
+@dataclass
+class BenchRun:
+    """The outcome of :func:`run_bench`: the table plus the models, for further analysis."""
+
+    table: ResultTable
+    original: nn.Module
+    retrain: nn.Module
+    models: dict[str, nn.Module]
+    split: ForgetSplit
+    bundle: DatasetBundle
+    out_dir: Path | None = None
+
+
+def recipe_key(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def scaled_epochs(method: str, original_epochs: int) -> int:
+    ref = get_method_class(method).reference_epochs
+    return max(1, round(ref * original_epochs / REFERENCE_ORIGINAL_EPOCHS))
+
+
+def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, Any]:
+    hps = dict(cfg.hparams.get(method, {}))
+    names = get_method_class(method).hparam_names()
+    if method == "retrain":
+        for k, v in recipe.to_dict().items():
+            if k in names:
+                hps.setdefault(k, v)
+    elif cfg.scale_epochs and "epochs" in names:
+        hps.setdefault("epochs", scaled_epochs(method, recipe.epochs))
+    hps.setdefault("seed", cfg.seed)
+    return hps
+
+
+def _cached_model(
+    cache: Path, key: str, factory, fit, meta: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load the checkpoint cached under ``key`` or build it with ``fit(model) -> seconds`` and cache it."""
+    folder = cache / key
+    if (folder / "model.safetensors").is_file():
+        return load(folder, model=factory())
+    model = factory()
+    seconds = fit(model)
+    meta = {**meta, "seconds": seconds}
+    save(model, folder, meta, overwrite=True)
+    return model, meta
+
+
+def run_bench(cfg: BenchConfig) -> BenchRun:
+    """Run the benchmark described by ``cfg`` and return the table (also written to ``cfg.out_dir``)."""
+    bundle = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_subset, subset_seed=0)
+    task = bundle.task
+    recipe = cfg.recipe or default_recipe(cfg.dataset)
+    device = resolve_device(cfg.device)
+    split = parse_forget(cfg.forget, bundle.train.y, class_names=bundle.class_names, seed=cfg.seed) \
+        if task == "classification" else parse_forget(cfg.forget, np.zeros(len(bundle.train)), seed=cfg.seed)
+    forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
+    model_spec = {
+        "name": cfg.model,
+        "input_shape": list(bundle.input_shape),
+        "num_classes": bundle.output_dim,
+        "kwargs": cfg.model_kwargs,
+    }
+
+    def factory() -> nn.Module:
+        seed_everything(cfg.seed)
+        return create_model(cfg.model, bundle.input_shape, bundle.output_dim, **cfg.model_kwargs)
+
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    base = {"dataset": cfg.dataset, "train_subset": cfg.train_subset, "model": model_spec,
+            "recipe": recipe.to_dict(), "seed": cfg.seed, "task": task}
+    okey = recipe_key(base)
+
+    def fit_original(m: nn.Module) -> float:
+        return train_model(m, bundle.train, recipe, task=task, seed=cfg.seed, device=device,
+                           progress=cfg.progress, desc="original").seconds
+
+    original, ometa = _cached_model(cache / "originals", okey, factory, fit_original, base)
+
+    retrain_hp = method_hparams(cfg, "retrain", recipe)
+    rkey = recipe_key({**base, "forget": split.forget_idx.tolist(), "retrain": retrain_hp})
+
+    def fit_retrain(m: nn.Module) -> float:
+        res = unlearn(m, forget, retain, "retrain", task=task, num_classes=bundle.num_classes, device=device,
+                      progress=cfg.progress, model_factory=factory, **retrain_hp)
+        m.load_state_dict(res.model.state_dict())
+        return res.seconds
+
+    retrained, rmeta = _cached_model(cache / "retrains", rkey, factory, fit_retrain, {**base, "forget": cfg.forget})
+    retrain_seconds = float(rmeta.get("seconds", float("nan")))
+
+    metric_fn = TASK_METRICS[task]
+
+    def measure(m: nn.Module) -> dict[str, float]:
+        return metric_fn(m.to(device), forget, retain, test, cfg.mia)
+
+    ref = Evaluation(task, measure(retrained))
+    rows: list[dict[str, Any]] = []
+
+    def add_row(name: str, ev: Evaluation, seconds: float | None, hps: dict[str, Any] | None) -> None:
+        ratio = seconds / retrain_seconds if seconds is not None and retrain_seconds > 0 else None
+        rows.append({"method": name, **ev.metrics, "avg_gap": ev.avg_gap, "seconds": seconds,
+                     "time_ratio": ratio, "hparams": hps or {}})
+
+    add_row("retrain", ref.with_reference(ref), retrain_seconds, retrain_hp)
+    add_row("original", Evaluation(task, measure(original)).with_reference(ref), None, None)
+    models: dict[str, nn.Module] = {}
+    for name in cfg.methods:
+        hps = method_hparams(cfg, name, recipe)
+        res = unlearn(original, forget, retain, name, task=task, num_classes=bundle.num_classes,
+                      device=device, progress=cfg.progress, model_factory=factory, **hps)
+        models[name] = res.model
+        add_row(name, Evaluation(task, measure(res.model)).with_reference(ref), res.seconds, res.hparams)
+
+    headline = HEADLINES.get(task, ())
+    columns = [("method", "method")] + [(k, k.upper()) for k in headline]
+    columns += [("avg_gap", "Avg-Gap"), ("seconds", "seconds"), ("time_ratio", "time/retrain")]
+    table = ResultTable(
+        title=f"{cfg.dataset} · {cfg.model} · forget {cfg.forget} ({len(forget)} of {len(bundle.train)})",
+        rows=rows,
+        columns=columns,
+        meta={"config": _config_dict(cfg), "recipe": recipe.to_dict(), "split": split.to_dict(),
+              "original_seconds": ometa.get("seconds"), "device": str(device), "torch": torch.__version__},
+    )
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    if out is not None:
+        table.write(out)
+    return BenchRun(table, original, retrained, models, split, bundle, out)
+
+
+def _config_dict(cfg: BenchConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["recipe"] = cfg.recipe.to_dict() if cfg.recipe else None
+    d["methods"] = list(cfg.methods)
+    return d

@@ -1,0 +1,45 @@
+"""The ``unlearnkit`` command line: thin commands over the Python API.
+
+Each module listed in :data:`COMMAND_MODULES` defines ``add_commands(subparsers)``, adding its sub-commands
+with ``set_defaults(func=handler)``; a handler takes the parsed arguments and returns an exit code. Heavy
+optional dependencies are imported inside handlers, never at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ..errors import UnlearnkitError
+
+COMMAND_MODULES = ["unlearnkit.cli.core"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="unlearnkit", description="Machine unlearning, measured against retraining.")
+    parser.add_argument("--version", action="version", version=f"unlearnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UnlearnkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

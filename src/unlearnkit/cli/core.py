@@ -1,0 +1,136 @@
+"""Core commands: ``train``, ``unlearn``, ``evaluate``, ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..engine import OPTIMIZERS, SCHEDULES, Recipe
+from .options import add_common, parse_hparams
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("original-training recipe (defaults depend on the dataset)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--weight-decay", type=float)
+
+
+def _recipe(args: argparse.Namespace) -> Recipe:
+    from ..training import default_recipe
+
+    values = default_recipe(args.dataset).to_dict()
+    for key in ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay"):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    return Recipe(**values)
+
+
+def _add_data(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    if dataset:
+        p.add_argument("--dataset", default="digits", help="registered dataset (default: digits)")
+        p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training set")
+    p.add_argument("--data-dir", help="folder with the dataset's files (else $UNLEARNKIT_DATA, then system paths)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..workflow import train_checkpoint
+
+    path, meta = train_checkpoint(args.out, dataset=args.dataset, model=args.model, recipe=_recipe(args),
+                                  seed=args.seed, data_dir=args.data_dir, train_subset=args.train_subset,
+                                  device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
+    m = meta["metrics"]
+    print(f"saved {path}  ({meta['seconds']:.1f}s; " + ", ".join(f"{k.upper()} {v:.2f}" for k, v in m.items()) + ")")
+    return 0
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from ..workflow import unlearn_checkpoint
+
+    path, meta = unlearn_checkpoint(args.model, args.out, forget=args.forget, method=args.method,
+                                    hparams=parse_hparams(args.hp, nested=False), seed=args.seed,
+                                    data_dir=args.data_dir, device=args.device, progress=not args.no_progress,
+                                    overwrite=args.overwrite)
+    m = meta["metrics"]
+    print(f"saved {path}  ({args.method}, {meta['seconds']:.1f}s; "
+          + ", ".join(f"{k.upper()} {v:.2f}" for k, v in m.items()) + ")")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..results import ResultTable
+    from ..workflow import evaluate_checkpoint
+
+    ev = evaluate_checkpoint(args.model, forget=args.forget, reference=args.reference, seed=args.seed,
+                             data_dir=args.data_dir)
+    row = {"model": str(args.model), **ev.metrics, "avg_gap": ev.avg_gap}
+    ResultTable(f"forget {args.forget}", [row]).print()
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench import DEFAULT_METHODS, BenchConfig, run_bench
+
+    out = args.out or str(Path("runs") / f"bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    recipe = _recipe(args) if any(getattr(args, k) is not None for k in ("epochs", "lr", "optimizer", "batch_size",
+                                                                          "schedule", "weight_decay")) else None
+    cfg = BenchConfig(dataset=args.dataset, model=args.model, forget=args.forget,
+                      methods=args.methods.split(",") if args.methods else DEFAULT_METHODS, recipe=recipe,
+                      hparams=parse_hparams(args.hp, nested=True), seed=args.seed, data_dir=args.data_dir,
+                      train_subset=args.train_subset, scale_epochs=not args.no_scale_epochs,
+                      cache_dir=args.cache_dir, out_dir=out, device=args.device, progress=not args.no_progress)
+    run = run_bench(cfg)
+    run.table.print()
+    print(f"results: {out}/results.json, {out}/results.csv")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train and save an original model")
+    _add_data(p)
+    p.add_argument("--model", default="cnn", help="registered model (mlp, cnn, resnet18)")
+    _add_recipe(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
+    add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("unlearn", help="apply a method to a checkpoint and save the result to a new folder")
+    p.add_argument("--model", required=True, help="original checkpoint folder (never modified)")
+    p.add_argument("--forget", required=True, help="forget spec: random:0.1, random:450, class:3, indices:FILE")
+    p.add_argument("--method", default="salun")
+    p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="new checkpoint folder for the unlearned model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing (non-original) checkpoint at --out")
+    _add_data(p, dataset=False)
+    add_common(p)
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("evaluate", help="UA, RA, TA, MIA of a checkpoint (and gaps to a reference)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--forget", required=True)
+    p.add_argument("--reference", help="retrained checkpoint to compute gaps against")
+    p.add_argument("--seed", type=int, default=0, help="seed of the forget spec (random draws)")
+    _add_data(p, dataset=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="original, retrain and every method in one table (the main job)")
+    _add_data(p)
+    p.add_argument("--model", default="cnn")
+    p.add_argument("--forget", default="random:0.1")
+    p.add_argument("--methods", help="comma-separated (default: ft,ga,rl,l1-sparse,salun)")
+    p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
+    p.add_argument("--no-scale-epochs", action="store_true",
+                   help="use methods' published epochs instead of scaling them to the original's recipe")
+    _add_recipe(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
+    p.add_argument("--out", help="results folder (default runs/bench-DATASET-TIME)")
+    add_common(p)
+    p.set_defaults(func=cmd_bench)

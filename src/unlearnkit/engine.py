@@ -1,0 +1,236 @@
+"""The one optimisation loop of unlearnkit.
+
+Original training, retraining and every unlearning method run through :func:`train`. A run is a list of
+:class:`Phase` objects (a stream of batches plus a loss) repeated for ``recipe.epochs`` epochs, driven by one
+optimiser and learning-rate schedule. Methods customise it with :class:`Hook` objects (gradient masks,
+extra loss terms, projections, per-step callbacks) instead of writing loops of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import ConfigError
+from .runtime import resolve_device, seed_everything, timed
+
+Batch = tuple[torch.Tensor, ...]
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass
+class Recipe:
+    """How to optimise: the knobs shared by training, retraining and every method."""
+
+    epochs: int = 10
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"
+    batch_size: int = 128
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.epochs) != self.epochs or self.epochs < 0:
+            raise ConfigError(f"epochs must be a non-negative integer, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("weight_decay must be >= 0 and momentum in [0, 1)")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Phase:
+    """One stream of batches and the loss to minimise on it.
+
+    ``batches`` is re-iterated every epoch in which ``active(epoch)`` is true (all epochs by default).
+    ``train_mode`` chooses ``model.train()`` or ``model.eval()`` while the phase runs.
+    """
+
+    name: str
+    batches: Iterable[Batch]
+    loss: LossFn
+    active: Callable[[int], bool] | None = None
+    train_mode: bool = True
+
+    def runs_in(self, epoch: int) -> bool:
+        return self.active is None or bool(self.active(epoch))
+
+
+@dataclass
+class StepContext:
+    """What a hook can see and use at each step."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    params: list[nn.Parameter]
+    device: torch.device
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 1
+    phase: str = ""
+    batch: Batch | None = None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run completed before this step, in [0, 1)."""
+        return self.step / max(1, self.total_steps)
+
+
+class Hook:
+    """Customises :func:`train`; override only what you need."""
+
+    def on_start(self, ctx: StepContext) -> None:
+        """Called once, before the first step."""
+
+    def extra_loss(self, ctx: StepContext) -> torch.Tensor | None:
+        """A term added to the phase loss before ``backward``."""
+        return None
+
+    def after_backward(self, ctx: StepContext) -> None:
+        """Called after ``backward`` and before clipping and the optimiser step (edit ``.grad`` here)."""
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimiser step (project or restore weights here)."""
+
+    def on_epoch_end(self, ctx: StepContext) -> None:
+        """Called at the end of each epoch."""
+
+
+@dataclass
+class TrainLog:
+    """What a run did: mean loss per epoch and phase, steps and wall-clock seconds."""
+
+    epoch_losses: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def make_optimizer(params: Sequence[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """Multiplier of the base learning rate at ``progress`` in [0, 1] of the run."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "step":  # x0.1 at 50 % and again at 75 % of the run, the CIFAR recipe
+        return 0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0
+    return 1.0
+
+
+def _count_steps(phases: Sequence[Phase], epochs: int) -> int:
+    total = 0
+    for epoch in range(epochs):
+        for ph in phases:
+            if ph.runs_in(epoch):
+                total += len(ph.batches)  # type: ignore[arg-type]
+    return total
+
+
+def train(
+    model: nn.Module,
+    phases: Sequence[Phase] | Phase,
+    recipe: Recipe,
+    *,
+    device: str | torch.device | None = None,
+    hooks: Sequence[Hook] = (),
+    params: Sequence[nn.Parameter] | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainLog:
+    """Optimise ``model`` in place over ``phases`` for ``recipe.epochs`` epochs.
+
+    ``params`` restricts which parameters the optimiser updates (default: all that require grad).
+    Batches are moved to ``device`` (CUDA when available and ``device`` is None).
+    """
+    if isinstance(phases, Phase):
+        phases = [phases]
+    if not phases:
+        raise ConfigError("train() needs at least one phase")
+    dev = resolve_device(device)
+    if seed is not None:
+        seed_everything(seed)
+    model.to(dev)
+    trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    if not trainable:
+        raise ConfigError("no trainable parameters: every parameter has requires_grad=False")
+    optimizer = make_optimizer(trainable, recipe)
+    total = _count_steps(phases, recipe.epochs)
+    ctx = StepContext(model=model, optimizer=optimizer, params=trainable, device=dev, total_steps=max(1, total))
+    log = TrainLog()
+    for h in hooks:
+        h.on_start(ctx)
+    bar = tqdm(total=total, desc=desc, disable=not progress or total == 0, leave=False, unit="step")
+    with timed() as clock:
+        for epoch in range(recipe.epochs):
+            ctx.epoch = epoch
+            sums: dict[str, torch.Tensor] = {}
+            counts: dict[str, int] = {}
+            for ph in phases:
+                if not ph.runs_in(epoch):
+                    continue
+                model.train(ph.train_mode)
+                ctx.phase = ph.name
+                for batch in ph.batches:
+                    batch = tuple(t.to(dev, non_blocking=True) for t in batch)
+                    ctx.batch = batch
+                    factor = lr_factor(recipe.schedule, ctx.progress)
+                    for group in optimizer.param_groups:
+                        group["lr"] = recipe.lr * factor
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = ph.loss(model, batch)
+                    for h in hooks:
+                        extra = h.extra_loss(ctx)
+                        if extra is not None:
+                            loss = loss + extra
+                    loss.backward()
+                    for h in hooks:
+                        h.after_backward(ctx)
+                    if recipe.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
+                    optimizer.step()
+                    for h in hooks:
+                        h.after_step(ctx)
+                    detached = loss.detach()
+                    sums[ph.name] = sums[ph.name] + detached if ph.name in sums else detached
+                    counts[ph.name] = counts.get(ph.name, 0) + 1
+                    ctx.step += 1
+                    bar.update(1)
+            means = {k: float(v) / counts[k] for k, v in sums.items()}
+            log.epoch_losses.append(means)
+            if means:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
+            for h in hooks:
+                h.on_epoch_end(ctx)
+    bar.close()
+    model.eval()
+    log.steps = ctx.step
+    log.seconds = clock.seconds
+    return log
+

@@ -1,0 +1,192 @@
+"""The shared interface of unlearning methods and their registry.
+
+A method is a keyword-only dataclass whose fields are its hyper-parameters (with the published defaults)
+and whose :meth:`Method.run` turns a *copy* of the original model into the unlearned model. Register it
+with :func:`register`; it is then available by name from :func:`unlearnkit.unlearn`, the CLI and ``bench``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..data.tensors import Batches, TensorData
+from ..engine import Hook, Phase, Recipe, TrainLog, train
+from ..errors import ConfigError
+from ..losses import TASK_LOSSES
+
+TASKS = tuple(TASK_LOSSES)
+
+
+def hp(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    choices: tuple | None = None,
+    doc: str = "",
+) -> Any:
+    """Declare a hyper-parameter field with its valid range (checked when the method is built)."""
+    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class UnlearnRequest:
+    """Everything a method may read besides its hyper-parameters.
+
+    ``original`` must never be modified; use :meth:`frozen_original` for a teacher/reference copy.
+    """
+
+    original: nn.Module
+    forget: TensorData
+    retain: TensorData
+    task: str = "classification"
+    num_classes: int | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: bool = True
+    model_factory: Callable[[], nn.Module] | None = None
+
+    def frozen_original(self) -> nn.Module:
+        """A gradient-free copy of the original model in eval mode on the request's device."""
+        ref = copy.deepcopy(self.original).to(self.device).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref
+
+    def task_loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The training loss of the task (cross-entropy for classification, MSE for regression)."""
+        return TASK_LOSSES[self.task](model, batch)
+
+
+@dataclass(kw_only=True)
+class Method(ABC):
+    """Base class of unlearning methods. Subclasses are keyword-only dataclasses of hyper-parameters."""
+
+    name: ClassVar[str] = ""
+    #: which family of models the method is for: "classifier" (classification/regression), "lm", "diffusion";
+    #: names are unique within a domain, so ``ga`` can exist for classifiers and for language models
+    domain: ClassVar[str] = "classifier"
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    #: epochs of the published recipe, relative to a 182-epoch original (used by ``bench`` to scale)
+    reference_epochs: ClassVar[int] = 182
+
+    seed: int = hp(0, doc="seed for data order and any random draw of the method")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if not meta:
+                continue
+            if meta.get("choices") is not None and value not in meta["choices"]:
+                raise ConfigError(
+                    f"{self.name}: {f.name}={value!r} is not valid; choose one of {list(meta['choices'])}"
+                )
+            low, high = meta.get("low"), meta.get("high")
+            if low is None and high is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{self.name}: {f.name} must be a number, got {value!r}")
+            too_low = low is not None and (value <= low if meta.get("low_open") else value < low)
+            if too_low or (high is not None and value > high):
+                lo = "-inf" if low is None else ("(" if meta.get("low_open") else "[") + f"{low}"
+                hi = "inf" if high is None else f"{high}]"
+                raise ConfigError(f"{self.name}: {f.name}={value!r} is out of range; valid range is {lo}, {hi}")
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyper-parameters as a plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def hparam_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def check(self, request: UnlearnRequest) -> None:
+        """Validate the request for this method (task support, non-empty sets). Override to add checks."""
+        if request.task not in self.tasks:
+            raise ConfigError(f"method {self.name!r} supports {list(self.tasks)} tasks, not {request.task!r}")
+        if len(request.forget) == 0:
+            raise ConfigError("the forget set is empty; give at least one example to forget")
+
+    @abstractmethod
+    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+        """Unlearn: modify ``model`` (already a private copy of the original) and return it."""
+
+    # ---- helpers shared by the methods -------------------------------------------------------------
+    def recipe(self, **overrides: Any) -> Recipe:
+        """A :class:`Recipe` from the method's own ``epochs``/``lr``/``batch_size``/… fields."""
+        keys = {f.name for f in dataclasses.fields(Recipe)}
+        values = {k: getattr(self, k) for k in keys if hasattr(self, k)}
+        values.update(overrides)
+        return Recipe(**values)
+
+    def batches(self, data: TensorData, batch_size: int | None = None, salt: int = 0) -> Batches:
+        bs = batch_size if batch_size is not None else getattr(self, "batch_size", 128)
+        return Batches(data, bs, shuffle=True, seed=self.seed + salt)
+
+    def fit(
+        self,
+        model: nn.Module,
+        phases: list[Phase] | Phase,
+        request: UnlearnRequest,
+        *,
+        hooks: tuple[Hook, ...] | list[Hook] = (),
+        params: list[nn.Parameter] | None = None,
+        **recipe_overrides: Any,
+    ) -> TrainLog:
+        """Run the shared engine with this method's recipe."""
+        return train(
+            model,
+            phases,
+            self.recipe(**recipe_overrides),
+            device=request.device,
+            hooks=hooks,
+            params=params,
+            seed=self.seed,
+            progress=request.progress,
+            desc=self.name,
+        )
+
+
+_METHODS: dict[tuple[str, str], type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a :class:`Method` available by its ``name`` within its ``domain``."""
+    if not cls.name:
+        raise ConfigError(f"{cls.__name__} needs a non-empty `name` to be registered")
+    _METHODS[(cls.domain, cls.name)] = cls
+    return cls
+
+
+def available_methods(task: str | None = None, domain: str = "classifier") -> list[str]:
+    """Registered method names of ``domain``, optionally only those supporting ``task``."""
+    return sorted(n for (d, n), c in _METHODS.items() if d == domain and (task is None or task in c.tasks))
+
+
+def get_method_class(name: str, domain: str = "classifier") -> type[Method]:
+    if (domain, name) not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(available_methods(domain=domain))}")
+    return _METHODS[(domain, name)]
+
+
+def make_method(name: str, domain: str = "classifier", **hparams: Any) -> Method:
+    """Build method ``name`` of ``domain`` with ``hparams``; unknown names or hyper-parameters raise
+    :class:`ConfigError` listing the valid ones."""
+    cls = get_method_class(name, domain)
+    valid = cls.hparam_names()
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"method {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
+        )
+    return cls(**hparams)

@@ -1,0 +1,31 @@
+"""FT: fine-tune the original on the retain set (catastrophic forgetting of D_f)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..engine import Phase
+from .base import Method, UnlearnRequest, hp, register
+
+
+@register
+@dataclass(kw_only=True)
+class FineTune(Method):
+    """Fine-tuning baseline (Warnecke et al., NDSS 2023; as configured in SalUn, Fan et al., ICLR 2024):
+    SGD on D_r only, lr 0.01 for 10 epochs of a 182-epoch original."""
+
+    name = "ft"
+    tasks = ("classification", "regression")
+    reference_epochs = 10
+
+    epochs: int = hp(10, low=1)
+    lr: float = hp(0.01, low=0, low_open=True)
+    momentum: float = hp(0.9, low=0, high=0.999)
+    weight_decay: float = hp(5e-4, low=0)
+    batch_size: int = hp(128, low=1)
+
+    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+        self.fit(model, Phase("retain", self.batches(request.retain), request.task_loss), request)
+        return model

@@ -1,0 +1,62 @@
+"""Model registry: ``create_model(name, input_shape, num_classes)``.
+
+Any user ``nn.Module`` that maps a batch of inputs to logits works wherever unlearnkit accepts a model; the
+models here are conveniences for benchmarks. Models that expose ``features`` (input → embedding) and
+``classifier`` (embedding → logits) also work with methods that need the split (see
+:func:`unlearnkit.models.split_features`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from ..errors import ModelError
+from .cnn import CNN
+from .mlp import MLP
+from .resnet import ResNet18
+from .utils import classifier_layer, reinitialize, split_features
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a model factory ``f(input_shape, num_classes, **kwargs)`` under ``name``."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+register_model("mlp")(MLP)
+register_model("cnn")(CNN)
+register_model("resnet18")(ResNet18)
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered model for inputs of ``input_shape`` (without batch dim) and ``num_classes`` outputs."""
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
+    if num_classes < 1:
+        raise ModelError(f"num_classes must be >= 1, got {num_classes}")
+    return _REGISTRY[name](tuple(int(s) for s in input_shape), int(num_classes), **kwargs)
+
+
+__all__ = [
+    "CNN",
+    "MLP",
+    "ResNet18",
+    "available_models",
+    "classifier_layer",
+    "create_model",
+    "register_model",
+    "reinitialize",
+    "split_features",
+]

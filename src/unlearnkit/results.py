@@ -1,0 +1,81 @@
+"""Results as plain data: rows of metrics, printed as a table and written as JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text, write_json
+
+
+@dataclass
+class ResultTable:
+    """A titled list of rows (dicts with the same keys), with the columns to show and their labels."""
+
+    title: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    columns: Sequence[tuple[str, str]] = ()  # (key, label)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_csv(self) -> str:
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys and not isinstance(r[k], dict | list)]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: r.get(k, "") for k in keys})
+        return buf.getvalue()
+
+    def write(self, out_dir: str | Path, stem: str = "results") -> tuple[Path, Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / f"{stem}.json", self.to_dict())
+        atomic_write_text(out / f"{stem}.csv", self.to_csv())
+        return out / f"{stem}.json", out / f"{stem}.csv"
+
+    def render(self) -> str:
+        """The table as aligned plain text."""
+        cols = list(self.columns) or [(k, k) for k in (self.rows[0] if self.rows else {})]
+        cells = [[label for _, label in cols]] + [[fmt(r.get(k)) for k, _ in cols] for r in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+        lines = [self.title]
+        for j, row in enumerate(cells):
+            lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            if j == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def print(self) -> None:
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:  # pragma: no cover
+            print(self.render())
+            return
+        cols = list(self.columns) or [(k, k) for k in (self.rows[0] if self.rows else {})]
+        t = Table(title=self.title)
+        for i, (_, label) in enumerate(cols):
+            t.add_column(label, justify="left" if i == 0 else "right")
+        for r in self.rows:
+            t.add_row(*(fmt(r.get(k)) for k, _ in cols))
+        Console().print(t)
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)

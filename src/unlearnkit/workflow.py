@@ -1,0 +1,116 @@
+"""Checkpoint-level workflows behind the ``train`` / ``unlearn`` / ``evaluate`` commands.
+
+A checkpoint's ``meta.json`` remembers its dataset and recipe, so later steps need only the checkpoint and a
+forget spec. The original checkpoint is never modified: unlearned models go to a new folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .api import unlearn
+from .checkpoint import load, read_meta, same_path, save
+from .data.registry import DatasetBundle, load_dataset
+from .engine import Recipe
+from .errors import CheckpointError
+from .forget import ForgetSplit, parse_forget
+from .metrics.evaluate import Evaluation, evaluate
+from .models import create_model
+from .runtime import seed_everything
+from .training import default_recipe, train_model
+
+
+def _bundle(meta: dict[str, Any], data_dir: str | None = None) -> DatasetBundle:
+    return load_dataset(
+        meta["dataset"], data_dir=data_dir or meta.get("data_dir"), train_subset=meta.get("train_subset")
+    )
+
+
+def _split(bundle: DatasetBundle, forget: str, seed: int) -> ForgetSplit:
+    return parse_forget(forget, bundle.train.y, class_names=bundle.class_names, seed=seed)
+
+
+def train_checkpoint(
+    out: str | Path,
+    *,
+    dataset: str = "digits",
+    model: str = "cnn",
+    model_kwargs: dict[str, Any] | None = None,
+    recipe: Recipe | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    train_subset: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """Train an original model and save it (safetensors + meta with dataset, model, recipe, seed, metrics)."""
+    bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
+    recipe = recipe or default_recipe(dataset)
+    seed_everything(seed)
+    net = create_model(model, bundle.input_shape, bundle.output_dim, **(model_kwargs or {}))
+    log = train_model(net, bundle.train, recipe, task=bundle.task, seed=seed, device=device, progress=progress)
+    ev = evaluate(net, forget=bundle.train.subset([0]), retain=bundle.train, test=bundle.test, task=bundle.task,
+                  mia=False)
+    meta = {
+        "kind": "original",
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "train_subset": train_subset,
+        "task": bundle.task,
+        "model": {"name": model, "input_shape": list(bundle.input_shape), "num_classes": bundle.output_dim,
+                  "kwargs": model_kwargs or {}},
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "seconds": log.seconds,
+        "metrics": {k: v for k, v in ev.metrics.items() if k in ("ra", "ta", "retain_mae", "test_mae")},
+    }
+    return save(net, out, meta, overwrite=overwrite), meta
+
+
+def unlearn_checkpoint(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    forget: str,
+    method: str = "salun",
+    hparams: dict[str, Any] | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """Load a checkpoint, unlearn ``forget`` with ``method`` and save the result to a *new* folder."""
+    if same_path(model_dir, out):
+        raise CheckpointError("the output folder is the original checkpoint; choose another --out (originals are kept)")
+    original, meta = load(model_dir)
+    bundle = _bundle(meta, data_dir)
+    split = _split(bundle, forget, seed)
+    res = unlearn(original, split.forget(bundle.train), split.retain(bundle.train), method, task=bundle.task,
+                  num_classes=bundle.num_classes, device=device, progress=progress, seed=seed, **(hparams or {}))
+    ev = evaluate(res.model, forget=split.forget(bundle.train), retain=split.retain(bundle.train),
+                  test=split.test(bundle.test), task=bundle.task)
+    new_meta = {**meta, "kind": "unlearned", "parent": str(Path(model_dir).resolve()), "forget": split.to_dict(),
+                "method": method, "hparams": res.hparams, "seconds": res.seconds, "metrics": ev.metrics}
+    return save(res.model, out, new_meta, overwrite=overwrite), new_meta
+
+
+def evaluate_checkpoint(
+    model_dir: str | Path,
+    *,
+    forget: str,
+    reference: str | Path | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> Evaluation:
+    """Metrics of a checkpoint for a forget spec, with gaps to a reference checkpoint when one is given."""
+    model, meta = load(model_dir)
+    bundle = _bundle(meta, data_dir)
+    split = _split(bundle, forget, seed)
+    ref = load(reference)[0] if reference is not None else None
+    if reference is not None and read_meta(reference).get("dataset") != meta.get("dataset"):
+        raise CheckpointError(f"{reference} was trained on another dataset than {model_dir}")
+    return evaluate(model, forget=split.forget(bundle.train), retain=split.retain(bundle.train),
+                    test=split.test(bundle.test), reference=ref, task=bundle.task)
