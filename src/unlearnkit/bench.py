@@ -109,9 +109,7 @@ def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, A
     return hps
 
 
-def _cached_model(
-    cache: Path, key: str, factory, fit, meta: dict[str, Any]
-) -> tuple[nn.Module, dict[str, Any]]:
+def _cached_model(cache: Path, key: str, factory, fit, meta: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """Load the checkpoint cached under ``key`` or build it with ``fit(model) -> seconds`` and cache it."""
     folder = cache / key
     if (folder / "model.safetensors").is_file():
@@ -129,8 +127,11 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     task = bundle.task
     recipe = cfg.recipe or default_recipe(cfg.dataset)
     device = resolve_device(cfg.device)
-    split = parse_forget(cfg.forget, bundle.train.y, class_names=bundle.class_names, seed=cfg.seed) \
-        if task == "classification" else parse_forget(cfg.forget, np.zeros(len(bundle.train)), seed=cfg.seed)
+    split = (
+        parse_forget(cfg.forget, bundle.train.y, class_names=bundle.class_names, seed=cfg.seed)
+        if task == "classification"
+        else parse_forget(cfg.forget, np.zeros(len(bundle.train)), seed=cfg.seed)
+    )
     forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
     model_spec = {
         "name": cfg.model,
@@ -144,13 +145,20 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         return create_model(cfg.model, bundle.input_shape, bundle.output_dim, **cfg.model_kwargs)
 
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    base = {"dataset": cfg.dataset, "train_subset": cfg.train_subset, "model": model_spec,
-            "recipe": recipe.to_dict(), "seed": cfg.seed, "task": task}
+    base = {
+        "dataset": cfg.dataset,
+        "train_subset": cfg.train_subset,
+        "model": model_spec,
+        "recipe": recipe.to_dict(),
+        "seed": cfg.seed,
+        "task": task,
+    }
     okey = recipe_key(base)
 
     def fit_original(m: nn.Module) -> float:
-        return train_model(m, bundle.train, recipe, task=task, seed=cfg.seed, device=device,
-                           progress=cfg.progress, desc="original").seconds
+        return train_model(
+            m, bundle.train, recipe, task=task, seed=cfg.seed, device=device, progress=cfg.progress, desc="original"
+        ).seconds
 
     original, ometa = _cached_model(cache / "originals", okey, factory, fit_original, base)
 
@@ -158,8 +166,18 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     rkey = recipe_key({**base, "forget": split.forget_idx.tolist(), "retrain": retrain_hp})
 
     def fit_retrain(m: nn.Module) -> float:
-        res = unlearn(m, forget, retain, "retrain", task=task, num_classes=bundle.num_classes, device=device,
-                      progress=cfg.progress, model_factory=factory, **retrain_hp)
+        res = unlearn(
+            m,
+            forget,
+            retain,
+            "retrain",
+            task=task,
+            num_classes=bundle.num_classes,
+            device=device,
+            progress=cfg.progress,
+            model_factory=factory,
+            **retrain_hp,
+        )
         m.load_state_dict(res.model.state_dict())
         return res.seconds
 
@@ -176,16 +194,34 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
 
     def add_row(name: str, ev: Evaluation, seconds: float | None, hps: dict[str, Any] | None) -> None:
         ratio = seconds / retrain_seconds if seconds is not None and retrain_seconds > 0 else None
-        rows.append({"method": name, **ev.metrics, "avg_gap": ev.avg_gap, "seconds": seconds,
-                     "time_ratio": ratio, "hparams": hps or {}})
+        rows.append(
+            {
+                "method": name,
+                **ev.metrics,
+                "avg_gap": ev.avg_gap,
+                "seconds": seconds,
+                "time_ratio": ratio,
+                "hparams": hps or {},
+            }
+        )
 
     add_row("retrain", ref.with_reference(ref), retrain_seconds, retrain_hp)
     add_row("original", Evaluation(task, measure(original)).with_reference(ref), None, None)
     models: dict[str, nn.Module] = {}
     for name in cfg.methods:
         hps = method_hparams(cfg, name, recipe)
-        res = unlearn(original, forget, retain, name, task=task, num_classes=bundle.num_classes,
-                      device=device, progress=cfg.progress, model_factory=factory, **hps)
+        res = unlearn(
+            original,
+            forget,
+            retain,
+            name,
+            task=task,
+            num_classes=bundle.num_classes,
+            device=device,
+            progress=cfg.progress,
+            model_factory=factory,
+            **hps,
+        )
         models[name] = res.model
         add_row(name, Evaluation(task, measure(res.model)).with_reference(ref), res.seconds, res.hparams)
 
@@ -196,8 +232,14 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         title=f"{cfg.dataset} · {cfg.model} · forget {cfg.forget} ({len(forget)} of {len(bundle.train)})",
         rows=rows,
         columns=columns,
-        meta={"config": _config_dict(cfg), "recipe": recipe.to_dict(), "split": split.to_dict(),
-              "original_seconds": ometa.get("seconds"), "device": str(device), "torch": torch.__version__},
+        meta={
+            "config": _config_dict(cfg),
+            "recipe": recipe.to_dict(),
+            "split": split.to_dict(),
+            "original_seconds": ometa.get("seconds"),
+            "device": str(device),
+            "torch": torch.__version__,
+        },
     )
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None:

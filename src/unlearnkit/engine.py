@@ -233,4 +233,3 @@ def train(
     log.steps = ctx.step
     log.seconds = clock.seconds
     return log
-

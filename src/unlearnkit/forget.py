@@ -105,7 +105,9 @@ def _random(arg: str, y: np.ndarray, names: Sequence[str], seed: int) -> tuple[n
         try:
             frac = float(arg)
         except ValueError:
-            raise ForgetSpecError(f"random:{arg}: give a fraction in (0, 1) like random:0.1 or a count like random:450") from None
+            raise ForgetSpecError(
+                f"random:{arg}: give a fraction in (0, 1) like random:0.1 or a count like random:450"
+            ) from None
         if not 0 < frac < 1:
             raise ForgetSpecError(f"random:{arg}: the fraction must be in (0, 1)") from None
         count = int(round(frac * n))
@@ -126,7 +128,9 @@ def _class(arg: str, y: np.ndarray, names: Sequence[str], seed: int) -> tuple[np
         try:
             c = int(arg)
         except ValueError:
-            raise ForgetSpecError(f"class:{arg}: unknown class; use an index in {classes} or one of {list(names)}") from None
+            raise ForgetSpecError(
+                f"class:{arg}: unknown class; use an index in {classes} or one of {list(names)}"
+            ) from None
     if c not in classes:
         raise ForgetSpecError(f"class:{arg}: unknown class; the training labels are {classes}")
     if len(classes) == 1:

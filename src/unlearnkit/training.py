@@ -38,5 +38,6 @@ def train_model(
     """Train ``model`` in place on ``train_data`` (Dataset, DataLoader or ``(X, y)``) with ``recipe``."""
     data = as_tensor_data(train_data, "train")
     batches = Batches(data, recipe.batch_size, shuffle=True, seed=seed)
-    return train(model, Phase("train", batches, task_loss(task)), recipe, device=device, seed=seed,
-                 progress=progress, desc=desc)
+    return train(
+        model, Phase("train", batches, task_loss(task)), recipe, device=device, seed=seed, progress=progress, desc=desc
+    )

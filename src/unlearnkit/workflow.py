@@ -51,16 +51,21 @@ def train_checkpoint(
     seed_everything(seed)
     net = create_model(model, bundle.input_shape, bundle.output_dim, **(model_kwargs or {}))
     log = train_model(net, bundle.train, recipe, task=bundle.task, seed=seed, device=device, progress=progress)
-    ev = evaluate(net, forget=bundle.train.subset([0]), retain=bundle.train, test=bundle.test, task=bundle.task,
-                  mia=False)
+    ev = evaluate(
+        net, forget=bundle.train.subset([0]), retain=bundle.train, test=bundle.test, task=bundle.task, mia=False
+    )
     meta = {
         "kind": "original",
         "dataset": dataset,
         "data_dir": data_dir,
         "train_subset": train_subset,
         "task": bundle.task,
-        "model": {"name": model, "input_shape": list(bundle.input_shape), "num_classes": bundle.output_dim,
-                  "kwargs": model_kwargs or {}},
+        "model": {
+            "name": model,
+            "input_shape": list(bundle.input_shape),
+            "num_classes": bundle.output_dim,
+            "kwargs": model_kwargs or {},
+        },
         "recipe": recipe.to_dict(),
         "seed": seed,
         "seconds": log.seconds,
@@ -88,12 +93,35 @@ def unlearn_checkpoint(
     original, meta = load(model_dir)
     bundle = _bundle(meta, data_dir)
     split = _split(bundle, forget, seed)
-    res = unlearn(original, split.forget(bundle.train), split.retain(bundle.train), method, task=bundle.task,
-                  num_classes=bundle.num_classes, device=device, progress=progress, seed=seed, **(hparams or {}))
-    ev = evaluate(res.model, forget=split.forget(bundle.train), retain=split.retain(bundle.train),
-                  test=split.test(bundle.test), task=bundle.task)
-    new_meta = {**meta, "kind": "unlearned", "parent": str(Path(model_dir).resolve()), "forget": split.to_dict(),
-                "method": method, "hparams": res.hparams, "seconds": res.seconds, "metrics": ev.metrics}
+    res = unlearn(
+        original,
+        split.forget(bundle.train),
+        split.retain(bundle.train),
+        method,
+        task=bundle.task,
+        num_classes=bundle.num_classes,
+        device=device,
+        progress=progress,
+        seed=seed,
+        **(hparams or {}),
+    )
+    ev = evaluate(
+        res.model,
+        forget=split.forget(bundle.train),
+        retain=split.retain(bundle.train),
+        test=split.test(bundle.test),
+        task=bundle.task,
+    )
+    new_meta = {
+        **meta,
+        "kind": "unlearned",
+        "parent": str(Path(model_dir).resolve()),
+        "forget": split.to_dict(),
+        "method": method,
+        "hparams": res.hparams,
+        "seconds": res.seconds,
+        "metrics": ev.metrics,
+    }
     return save(res.model, out, new_meta, overwrite=overwrite), new_meta
 
 
@@ -112,5 +140,11 @@ def evaluate_checkpoint(
     ref = load(reference)[0] if reference is not None else None
     if reference is not None and read_meta(reference).get("dataset") != meta.get("dataset"):
         raise CheckpointError(f"{reference} was trained on another dataset than {model_dir}")
-    return evaluate(model, forget=split.forget(bundle.train), retain=split.retain(bundle.train),
-                    test=split.test(bundle.test), reference=ref, task=bundle.task)
+    return evaluate(
+        model,
+        forget=split.forget(bundle.train),
+        retain=split.retain(bundle.train),
+        test=split.test(bundle.test),
+        reference=ref,
+        task=bundle.task,
+    )

@@ -40,9 +40,18 @@ def _add_data(p: argparse.ArgumentParser, dataset: bool = True) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from ..workflow import train_checkpoint
 
-    path, meta = train_checkpoint(args.out, dataset=args.dataset, model=args.model, recipe=_recipe(args),
-                                  seed=args.seed, data_dir=args.data_dir, train_subset=args.train_subset,
-                                  device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
+    path, meta = train_checkpoint(
+        args.out,
+        dataset=args.dataset,
+        model=args.model,
+        recipe=_recipe(args),
+        seed=args.seed,
+        data_dir=args.data_dir,
+        train_subset=args.train_subset,
+        device=args.device,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     m = meta["metrics"]
     print(f"saved {path}  ({meta['seconds']:.1f}s; " + ", ".join(f"{k.upper()} {v:.2f}" for k, v in m.items()) + ")")
     return 0
@@ -51,13 +60,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from ..workflow import unlearn_checkpoint
 
-    path, meta = unlearn_checkpoint(args.model, args.out, forget=args.forget, method=args.method,
-                                    hparams=parse_hparams(args.hp, nested=False), seed=args.seed,
-                                    data_dir=args.data_dir, device=args.device, progress=not args.no_progress,
-                                    overwrite=args.overwrite)
+    path, meta = unlearn_checkpoint(
+        args.model,
+        args.out,
+        forget=args.forget,
+        method=args.method,
+        hparams=parse_hparams(args.hp, nested=False),
+        seed=args.seed,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     m = meta["metrics"]
-    print(f"saved {path}  ({args.method}, {meta['seconds']:.1f}s; "
-          + ", ".join(f"{k.upper()} {v:.2f}" for k, v in m.items()) + ")")
+    print(
+        f"saved {path}  ({args.method}, {meta['seconds']:.1f}s; "
+        + ", ".join(f"{k.upper()} {v:.2f}" for k, v in m.items())
+        + ")"
+    )
     return 0
 
 
@@ -65,8 +85,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..results import ResultTable
     from ..workflow import evaluate_checkpoint
 
-    ev = evaluate_checkpoint(args.model, forget=args.forget, reference=args.reference, seed=args.seed,
-                             data_dir=args.data_dir)
+    ev = evaluate_checkpoint(
+        args.model, forget=args.forget, reference=args.reference, seed=args.seed, data_dir=args.data_dir
+    )
     row = {"model": str(args.model), **ev.metrics, "avg_gap": ev.avg_gap}
     ResultTable(f"forget {args.forget}", [row]).print()
     return 0
@@ -76,13 +97,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import DEFAULT_METHODS, BenchConfig, run_bench
 
     out = args.out or str(Path("runs") / f"bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    recipe = _recipe(args) if any(getattr(args, k) is not None for k in ("epochs", "lr", "optimizer", "batch_size",
-                                                                          "schedule", "weight_decay")) else None
-    cfg = BenchConfig(dataset=args.dataset, model=args.model, forget=args.forget,
-                      methods=args.methods.split(",") if args.methods else DEFAULT_METHODS, recipe=recipe,
-                      hparams=parse_hparams(args.hp, nested=True), seed=args.seed, data_dir=args.data_dir,
-                      train_subset=args.train_subset, scale_epochs=not args.no_scale_epochs,
-                      cache_dir=args.cache_dir, out_dir=out, device=args.device, progress=not args.no_progress)
+    recipe = (
+        _recipe(args)
+        if any(
+            getattr(args, k) is not None
+            for k in ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay")
+        )
+        else None
+    )
+    cfg = BenchConfig(
+        dataset=args.dataset,
+        model=args.model,
+        forget=args.forget,
+        methods=args.methods.split(",") if args.methods else DEFAULT_METHODS,
+        recipe=recipe,
+        hparams=parse_hparams(args.hp, nested=True),
+        seed=args.seed,
+        data_dir=args.data_dir,
+        train_subset=args.train_subset,
+        scale_epochs=not args.no_scale_epochs,
+        cache_dir=args.cache_dir,
+        out_dir=out,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     run = run_bench(cfg)
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv")
@@ -126,8 +164,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forget", default="random:0.1")
     p.add_argument("--methods", help="comma-separated (default: ft,ga,rl,l1-sparse,salun)")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
-    p.add_argument("--no-scale-epochs", action="store_true",
-                   help="use methods' published epochs instead of scaling them to the original's recipe")
+    p.add_argument(
+        "--no-scale-epochs",
+        action="store_true",
+        help="use methods' published epochs instead of scaling them to the original's recipe",
+    )
     _add_recipe(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")

@@ -127,7 +127,16 @@ def _idx_dataset(source: IdxSource, names: list[str], mean: float, std: float) -
 
 
 FASHION_NAMES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 register_dataset("fashion-mnist")(_idx_dataset(FASHION_MNIST, FASHION_NAMES, 0.2860, 0.3530))
 register_dataset("mnist")(_idx_dataset(MNIST, [str(i) for i in range(10)], 0.1307, 0.3081))

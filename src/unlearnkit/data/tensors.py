@@ -86,9 +86,7 @@ def as_tensor_data(data: object, name: str = "data") -> TensorData:
             raise DataError(f"{name}: the Dataset is empty")
         items = [data[i] for i in range(n)]
         return TensorData(_stack([it[0] for it in items], "inputs"), _stack([it[1] for it in items], "targets"))
-    raise DataError(
-        f"{name}: unsupported type {type(data).__name__}; pass a Dataset, a DataLoader or a tuple (X, y)"
-    )
+    raise DataError(f"{name}: unsupported type {type(data).__name__}; pass a Dataset, a DataLoader or a tuple (X, y)")
 
 
 class Batches:
