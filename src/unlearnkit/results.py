@@ -68,7 +68,10 @@ class ResultTable:
             t.add_column(label, justify="left" if i == 0 else "right")
         for r in self.rows:
             t.add_row(*(fmt(r.get(k)) for k, _ in cols))
-        Console().print(t)
+        console = Console()
+        if not console.is_terminal:  # files and pipes: never squeeze the columns
+            console = Console(width=200)
+        console.print(t)
 
 
 def fmt(v: Any) -> str:

@@ -88,8 +88,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate_checkpoint(
         args.model, forget=args.forget, reference=args.reference, seed=args.seed, data_dir=args.data_dir
     )
-    row = {"model": str(args.model), **ev.metrics, "avg_gap": ev.avg_gap}
-    ResultTable(f"forget {args.forget}", [row]).print()
+    row = {"model": Path(args.model).name, **ev.metrics, "avg_gap": ev.avg_gap}
+    columns = [("model", "model")] + [(k, k.upper()) for k in ev.metrics] + [("avg_gap", "Avg-Gap")]
+    ResultTable(f"{args.model} · forget {args.forget}", [row], columns).print()
     return 0
 
 

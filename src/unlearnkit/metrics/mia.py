@@ -24,9 +24,10 @@ def mia_efficacy(
     shadow members (retain examples) labelled 1 and shadow non-members (test examples) labelled 0, one
     feature per example (by default the confidence p(true class)). Higher = more forgotten.
     """
-    member = np.asarray(member_scores, dtype=np.float64).reshape(len(member_scores), -1)
-    nonmember = np.asarray(nonmember_scores, dtype=np.float64).reshape(len(nonmember_scores), -1)
-    target = np.asarray(target_scores, dtype=np.float64).reshape(len(target_scores), -1)
+    member, nonmember, target = (
+        np.asarray(s, dtype=np.float64).reshape(len(s), -1) if len(s) else np.empty((0, 1))
+        for s in (member_scores, nonmember_scores, target_scores)
+    )
     if len(member) == 0 or len(nonmember) == 0:
         raise DataError("the MIA needs at least one shadow member (retain) and one non-member (test) example")
     if len(target) == 0:

@@ -1,0 +1,31 @@
+# The two set-up commands of the README:
+#   make demo   — create .venv, install, and run the main job (bench on the embedded digits data)
+#   make test   — create .venv, install, and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# the CPU build that this project is tested with; override e.g. TORCH='torch==2.13.0' on a GPU machine
+TORCH ?= torch==2.13.0
+EXTRAS ?= dev,lm,report,tune,ray,accelerate
+
+.PHONY: install demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '$(TORCH)'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/unlearnkit bench
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

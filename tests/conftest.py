@@ -1,0 +1,47 @@
+"""Shared fixtures: the digits data and a small trained original model, built once per test session."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.engine import Recipe
+
+FAST_RECIPE = Recipe(epochs=12, lr=0.05, batch_size=64, schedule="cosine")
+
+
+@pytest.fixture(scope="session")
+def digits() -> uk.DatasetBundle:
+    return uk.load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def _digits_original(digits) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = uk.create_model("cnn", digits.input_shape, digits.num_classes, width=8, hidden=32)
+    uk.train_model(model, digits.train, FAST_RECIPE, seed=0, progress=False)
+    return model
+
+
+@pytest.fixture
+def original(_digits_original) -> torch.nn.Module:
+    """A private copy of the session's trained digits CNN (tests may not share mutations)."""
+    return copy.deepcopy(_digits_original)
+
+
+@pytest.fixture(scope="session")
+def class_split(digits) -> uk.ForgetSplit:
+    return uk.parse_forget("class:3", digits.train.y, class_names=digits.class_names)
+
+
+@pytest.fixture(scope="session")
+def random_split(digits) -> uk.ForgetSplit:
+    return uk.parse_forget("random:0.1", digits.train.y, seed=0)
+
+
+def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
