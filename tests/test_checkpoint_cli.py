@@ -19,6 +19,7 @@ def test_save_load_roundtrip_refuses_overwrite(tmp_path, original, digits):
     with pytest.raises(CheckpointError, match="already holds"):
         uk.save(original, tmp_path / "ck", meta)
     assert not list((tmp_path / "ck").glob("*.tmp"))
+    assert (tmp_path / "ck" / "meta.json").stat().st_mode & 0o044  # readable by others like any plain file
     with pytest.raises(CheckpointError, match="not an unlearnkit checkpoint"):
         uk.load(tmp_path)
 

@@ -23,7 +23,7 @@ from .checkpoint import load, save
 from .data.registry import DatasetBundle, load_dataset
 from .engine import Recipe
 from .errors import ConfigError
-from .forget import ForgetSplit, parse_forget
+from .forget import ForgetSplit, needs_context, parse_forget
 from .methods.base import get_method_class
 from .metrics.evaluate import HEADLINES, TASK_METRICS, Evaluation
 from .models import create_model
@@ -32,6 +32,8 @@ from .runtime import resolve_device, seed_everything
 from .training import default_recipe, train_model
 
 DEFAULT_METHODS = ("ft", "ga", "rl", "l1-sparse", "salun")
+#: the default methods of other tasks, used when ``BenchConfig.methods`` is left at ``DEFAULT_METHODS``
+TASK_DEFAULT_METHODS = {"regression": ("ft", "ga", "l1-sparse", "blindspot", "gaussian-amnesiac")}
 REFERENCE_ORIGINAL_EPOCHS = 182
 
 
@@ -61,6 +63,8 @@ class BenchConfig:
     device: str | None = None
     progress: bool = True
     mia: bool = True
+    #: also write predictions.npz (per-example logits of every model) to ``out_dir``, read by ``report``
+    save_predictions: bool = False
 
     def __post_init__(self) -> None:
         for name in self.methods:
@@ -127,12 +131,6 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     task = bundle.task
     recipe = cfg.recipe or default_recipe(cfg.dataset)
     device = resolve_device(cfg.device)
-    split = (
-        parse_forget(cfg.forget, bundle.train.y, class_names=bundle.class_names, seed=cfg.seed)
-        if task == "classification"
-        else parse_forget(cfg.forget, np.zeros(len(bundle.train)), seed=cfg.seed)
-    )
-    forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
     model_spec = {
         "name": cfg.model,
         "input_shape": list(bundle.input_shape),
@@ -161,6 +159,17 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         ).seconds
 
     original, ometa = _cached_model(cache / "originals", okey, factory, fit_original, base)
+    context = None
+    if needs_context(cfg.forget):  # e.g. worst:METHOD:K searches the forget set with the original model
+        from .audit.worst_case import ForgetContext
+
+        context = ForgetContext(original, bundle.train, bundle.num_classes, device, cfg.progress)
+    split = (
+        parse_forget(cfg.forget, bundle.train.y, class_names=bundle.class_names, seed=cfg.seed, context=context)
+        if task == "classification"
+        else parse_forget(cfg.forget, np.zeros(len(bundle.train)), seed=cfg.seed)
+    )
+    forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
 
     retrain_hp = method_hparams(cfg, "retrain", recipe)
     rkey = recipe_key({**base, "forget": split.forget_idx.tolist(), "retrain": retrain_hp})
@@ -208,7 +217,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     add_row("retrain", ref.with_reference(ref), retrain_seconds, retrain_hp)
     add_row("original", Evaluation(task, measure(original)).with_reference(ref), None, None)
     models: dict[str, nn.Module] = {}
-    for name in cfg.methods:
+    methods = TASK_DEFAULT_METHODS.get(task, cfg.methods) if cfg.methods is DEFAULT_METHODS else cfg.methods
+    for name in methods:
         hps = method_hparams(cfg, name, recipe)
         res = unlearn(
             original,
@@ -244,6 +254,11 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None:
         table.write(out)
+        if cfg.save_predictions:
+            from .report.predictions import write_predictions
+
+            every = {"original": original, "retrain": retrained, **models}
+            write_predictions(out, every, forget, retain, test, class_names=bundle.class_names)
     return BenchRun(table, original, retrained, models, split, bundle, out)
 
 

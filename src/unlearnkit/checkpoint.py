@@ -22,11 +22,24 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(folder: Path, name: str) -> tuple[int, str]:
+    """A temporary file beside the final one, with the permissions a plain ``open`` would give it."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -64,7 +77,7 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
         raise CheckpointError(f"{path} already holds a checkpoint; choose a new path or pass overwrite=True")
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=".weights.", suffix=".tmp")
+    fd, tmp = _temp_file(path, WEIGHTS)
     os.close(fd)
     try:
         save_file(state, tmp)

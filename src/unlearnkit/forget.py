@@ -7,6 +7,8 @@ Specs are strings so they fit on a command line:
   used for test accuracy, as in the papers). A class name works too (``class:Dress``).
 - ``indices:FILE`` — training indices from a ``.txt`` (whitespace/comma separated), ``.json`` (a list) or
   ``.npy`` file.
+- ``worst:METHOD:K`` — the K (count or fraction) examples hardest for METHOD to forget, found by the
+  bi-level search of :mod:`unlearnkit.audit.worst_case`; needs ``context`` (the original model and data).
 
 New kinds are added with :func:`register_forget_kind`.
 """
@@ -55,18 +57,40 @@ class ForgetSplit:
         }
 
 
-SpecKind = Callable[[str, np.ndarray, Sequence[str], int], tuple[np.ndarray, int | None]]
+SpecKind = Callable[..., tuple[np.ndarray, int | None]]
 _KINDS: dict[str, SpecKind] = {}
+#: kinds that also receive ``context`` (e.g. the original model and training data) as a fifth argument
+_CONTEXT_KINDS: set[str] = set()
+#: kinds registered by modules imported on first use
+_LAZY_KINDS: dict[str, str] = {"worst": "unlearnkit.audit.worst_case"}
 
 
-def register_forget_kind(name: str) -> Callable[[SpecKind], SpecKind]:
-    """Register ``fn(argument, train_labels, class_names, seed) -> (forget_indices, forget_class_or_None)``."""
+def register_forget_kind(name: str, *, needs_context: bool = False) -> Callable[[SpecKind], SpecKind]:
+    """Register ``fn(argument, train_labels, class_names, seed) -> (forget_indices, forget_class_or_None)``;
+    with ``needs_context`` the kind is called with a fifth argument, the ``context`` given to
+    :func:`parse_forget`."""
 
     def deco(fn: SpecKind) -> SpecKind:
         _KINDS[name] = fn
+        if needs_context:
+            _CONTEXT_KINDS.add(name)
         return fn
 
     return deco
+
+
+def _kind_of(spec: str) -> str:
+    kind = spec.split(":", 1)[0] if isinstance(spec, str) else ""
+    if kind not in _KINDS and kind in _LAZY_KINDS:
+        import importlib
+
+        importlib.import_module(_LAZY_KINDS[kind])
+    return kind
+
+
+def needs_context(spec: str) -> bool:
+    """Whether the forget spec's kind needs a ``context`` (the original model and data), e.g. ``worst:…``."""
+    return _kind_of(spec) in _CONTEXT_KINDS
 
 
 def validate_indices(values: object, n_train: int, origin: str = "indices") -> np.ndarray:
@@ -161,19 +185,26 @@ def _indices(arg: str, y: np.ndarray, names: Sequence[str], seed: int) -> tuple[
 
 
 def parse_forget(
-    spec: str, train_labels: torch.Tensor | np.ndarray, *, class_names: Sequence[str] = (), seed: int = 0
+    spec: str,
+    train_labels: torch.Tensor | np.ndarray,
+    *,
+    class_names: Sequence[str] = (),
+    seed: int = 0,
+    context: object | None = None,
 ) -> ForgetSplit:
-    """Resolve a forget spec against the training labels into a :class:`ForgetSplit`."""
+    """Resolve a forget spec against the training labels into a :class:`ForgetSplit`. ``context`` is passed
+    to kinds registered with ``needs_context`` (``worst:…`` reads the original model and training data)."""
     if not isinstance(spec, str) or ":" not in spec:
         raise ForgetSpecError(
             f"bad forget spec {spec!r}; use one of {', '.join(k + ':…' for k in sorted(_KINDS))} "
             "(e.g. random:0.1, class:3, indices:forget.txt)"
         )
-    kind, arg = spec.split(":", 1)
+    kind, arg = _kind_of(spec), spec.split(":", 1)[1]
     if kind not in _KINDS:
         raise ForgetSpecError(f"unknown forget kind {kind!r} in {spec!r}; choose one of {', '.join(sorted(_KINDS))}")
     y = np.asarray(train_labels)
-    forget_idx, forget_class = _KINDS[kind](arg, y, class_names, seed)
+    extra = (context,) if kind in _CONTEXT_KINDS else ()
+    forget_idx, forget_class = _KINDS[kind](arg, y, class_names, seed, *extra)
     forget_idx = validate_indices(forget_idx, len(y), origin=spec)
     if len(forget_idx) >= len(y):
         raise ForgetSpecError(f"{spec}: the forget set is all {len(y)} training examples; nothing would remain")

@@ -121,6 +121,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out_dir=out,
         device=args.device,
         progress=not args.no_progress,
+        save_predictions=args.predictions,
     )
     run = run_bench(cfg)
     run.table.print()
@@ -174,5 +175,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
     p.add_argument("--out", help="results folder (default runs/bench-DATASET-TIME)")
+    p.add_argument("--predictions", action="store_true", help="also write predictions.npz (read by `report`)")
     add_common(p)
     p.set_defaults(func=cmd_bench)

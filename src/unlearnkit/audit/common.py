@@ -1,0 +1,101 @@
+"""Helpers shared by the audits: fresh models, retraining, and running a method with bench's epoch scaling."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..api import unlearn
+from ..data.tensors import TensorData
+from ..engine import Recipe
+from ..errors import ConfigError
+from ..methods.base import get_method_class
+from ..runtime import seed_everything
+from ..training import train_model
+
+#: pseudo-method: the "unlearned" model is the original itself (the no-unlearning baseline of an audit)
+ORIGINAL = "original"
+ModelFactory = Callable[[], nn.Module]
+
+
+def check_method(method: str) -> None:
+    if method != ORIGINAL:
+        get_method_class(method)
+
+
+def audit_hparams(method: str, recipe: Recipe, hparams: dict[str, Any] | None, seed: int) -> dict[str, Any]:
+    """A method's hyper-parameters as ``bench`` would choose them: published epochs scaled to the original's
+    recipe (retrain copies the recipe), overridden by ``hparams``; ``seed`` last."""
+    from ..bench import scaled_epochs
+
+    hps = dict(hparams or {})
+    names = get_method_class(method).hparam_names()
+    unknown = sorted(set(hps) - set(names))
+    if unknown:
+        raise ConfigError(f"{method} has no hyper-parameter {unknown}; valid: {', '.join(names)}")
+    if method == "retrain":
+        for k, v in recipe.to_dict().items():
+            if k in names:
+                hps.setdefault(k, v)
+    elif "epochs" in names:
+        hps.setdefault("epochs", scaled_epochs(method, recipe.epochs))
+    hps["seed"] = seed
+    return hps
+
+
+def fresh_model(factory: ModelFactory, seed: int) -> nn.Module:
+    """A newly initialised model whose initialisation depends only on ``seed``."""
+    seed_everything(seed)
+    return factory()
+
+
+def train_fresh(
+    factory: ModelFactory,
+    data: TensorData,
+    recipe: Recipe,
+    seed: int,
+    *,
+    task: str = "classification",
+    device: str | torch.device | None = None,
+    desc: str = "shadow",
+) -> nn.Module:
+    """Train a new model on ``data`` from an initialisation and data order set by ``seed``."""
+    model = fresh_model(factory, seed)
+    train_model(model, data, recipe, task=task, seed=seed, device=device, progress=False, desc=desc)
+    return model.eval()
+
+
+def run_method(
+    method: str,
+    original: nn.Module,
+    forget: TensorData,
+    retain: TensorData,
+    *,
+    factory: ModelFactory,
+    recipe: Recipe,
+    hparams: dict[str, Any] | None,
+    seed: int,
+    num_classes: int | None,
+    task: str = "classification",
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """The model ``method`` produces from ``original`` (a copy of the original for :data:`ORIGINAL`)."""
+    if method == ORIGINAL:
+        return copy.deepcopy(original).eval()
+    res = unlearn(
+        original,
+        forget,
+        retain,
+        method,
+        task=task,
+        num_classes=num_classes,
+        device=device,
+        progress=False,
+        model_factory=lambda: fresh_model(factory, seed),
+        **audit_hparams(method, recipe, hparams, seed),
+    )
+    return res.model

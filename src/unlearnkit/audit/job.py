@@ -1,0 +1,269 @@
+"""``audit``: a bench run plus the strong evidence — U-LiRA, the ε score, population attacks, relearning.
+
+Everything lands in the bench folder: results.json/csv and predictions.npz from ``bench``, then
+``audit.json`` (every curve and number) and ``audit_results.json/csv`` (one row per model), which
+``unlearnkit report`` turns into a page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import write_json
+from ..data.tensors import TensorData
+from ..engine import Recipe
+from ..errors import ConfigError
+from ..metrics.accuracy import accuracy
+from ..metrics.predict import predict_outputs
+from ..results import ResultTable
+from ..runtime import resolve_device, seed_everything
+from .common import ORIGINAL, ModelFactory, run_method, train_fresh
+from .epsilon import EpsilonScore, epsilon_score
+from .population import population_attacks
+from .relearn import relearn_attack
+from .scores import logit_confidence
+from .ulira import train_shadow_pairs, ulira
+
+AUDIT_JSON = "audit.json"
+
+
+@dataclass
+class RunScores:
+    """Forget-set confidences φ (runs × examples) and mean retain / test accuracy of repeated runs."""
+
+    phi: np.ndarray
+    ra: float
+    ta: float
+
+
+def _scores(models: list[nn.Module], forget: TensorData, retain: TensorData, test: TensorData) -> RunScores:
+    phi = np.stack([logit_confidence(predict_outputs(m, forget), forget.y) for m in models])
+    ra = float(np.mean([accuracy(predict_outputs(m, retain), retain.y) for m in models]))
+    ta = float(np.mean([accuracy(predict_outputs(m, test), test.y) for m in models]))
+    return RunScores(phi, ra, ta)
+
+
+def retrain_runs(
+    retain: TensorData,
+    forget: TensorData,
+    test: TensorData,
+    *,
+    model_factory: ModelFactory,
+    recipe: Recipe,
+    n_runs: int,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> RunScores:
+    """``n_runs`` retrains from scratch on ``retain`` (seeds ``seed + 1000 + i``), scored on ``forget``."""
+    models = [
+        train_fresh(model_factory, retain, recipe, seed + 1000 + i, device=device)
+        for i in tqdm(range(n_runs), desc="ε retrains", disable=not progress, leave=False)
+    ]
+    return _scores(models, forget, retain, test)
+
+
+def method_runs(
+    method: str,
+    original: nn.Module,
+    forget: TensorData,
+    retain: TensorData,
+    test: TensorData,
+    *,
+    model_factory: ModelFactory,
+    recipe: Recipe,
+    n_runs: int,
+    hparams: dict[str, Any] | None = None,
+    seed: int = 0,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> RunScores:
+    """``n_runs`` runs of ``method`` from the same original (seeds ``seed + i``), scored on ``forget``."""
+    models = [
+        run_method(
+            method,
+            original,
+            forget,
+            retain,
+            factory=model_factory,
+            recipe=recipe,
+            hparams=hparams,
+            seed=seed + i,
+            num_classes=num_classes,
+            device=device,
+        )
+        for i in tqdm(range(n_runs), desc=f"ε {method}", disable=not progress, leave=False)
+    ]
+    return _scores(models, forget, retain, test)
+
+
+def epsilon_for(method: str, runs: RunScores, reference: RunScores) -> EpsilonScore:
+    """The challenge score of ``runs`` against the retrained ``reference`` runs."""
+    return epsilon_score(
+        runs.phi,
+        reference.phi,
+        ra_unlearned=runs.ra,
+        ra_retrain=reference.ra,
+        ta_unlearned=runs.ta,
+        ta_retrain=reference.ta,
+        method=method,
+    )
+
+
+@dataclass
+class AuditConfig:
+    """What to audit on top of a bench run (``bench.out_dir`` is required). Set a count to 0 to skip a part."""
+
+    bench: Any  # BenchConfig
+    ulira_pairs: int = 8
+    ulira_targets: int | None = None
+    epsilon_runs: int = 8
+    relearn_steps: int = 10
+    relearn_slice: int | None = None
+    relearn_lr: float = 0.01
+    #: relearn on a slice of the forget set ("forget") or on its nearest retain neighbours ("neighbours")
+    relearn_source: str = "forget"
+    #: also audit retrain against retrain: the chance level of U-LiRA and the finite-N ceiling of the ε score
+    retrain_reference: bool = True
+
+
+def run_audit(cfg: AuditConfig) -> ResultTable:
+    """Run ``bench`` (saving predictions), then every audit, and write ``audit.json`` and the audit table."""
+    from ..bench import run_bench
+    from ..models import create_model
+    from ..training import default_recipe
+
+    bc = cfg.bench
+    if not bc.out_dir:
+        raise ConfigError("audit writes into the bench folder; set out_dir (CLI: --out)")
+    run = run_bench(dataclasses.replace(bc, save_predictions=True))
+    bundle, split = run.bundle, run.split
+    if bundle.task != "classification":
+        raise ConfigError("the audits need a classification task (membership scores use class confidences)")
+    recipe = bc.recipe or default_recipe(bc.dataset)
+    dev = resolve_device(bc.device)
+    forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
+
+    def factory() -> nn.Module:
+        seed_everything(bc.seed)
+        return create_model(bc.model, bundle.input_shape, bundle.output_dim, **bc.model_kwargs)
+
+    models = {"original": run.original, "retrain": run.retrain, **run.models}
+    hps = {
+        r["method"]: {k: v for k, v in r.get("hparams", {}).items() if k != "seed"}
+        for r in run.table.rows
+        if r["method"] in run.models
+    }
+    audited = list(dict.fromkeys([ORIGINAL, *(["retrain"] if cfg.retrain_reference else []), *run.models]))
+    report: dict[str, Any] = {"settings": dataclasses.asdict(cfg) | {"bench": run.table.meta.get("config")}}
+    rows: dict[str, dict[str, Any]] = {name: {"method": name} for name in models}
+
+    report["population"] = {}
+    for name, m in models.items():
+        res = population_attacks(m.to(dev), forget, test)
+        report["population"][name] = {k: v.to_dict() for k, v in res.items()}
+        rows[name].update({f"{k}_auc": v.auc for k, v in res.items()})
+
+    if cfg.relearn_steps > 0 and len(forget) >= 2:
+        curves = relearn_attack(
+            models,
+            forget,
+            slice_size=cfg.relearn_slice,
+            steps=cfg.relearn_steps,
+            lr=cfg.relearn_lr,
+            source=cfg.relearn_source,
+            retain=retain,
+            seed=bc.seed,
+            device=dev,
+        )
+        report["relearn"] = {k: c.to_dict() for k, c in curves.items()}
+        for k, c in curves.items():
+            rows[k]["relearn_area"] = c.area
+
+    if cfg.epsilon_runs > 0:
+        ref = retrain_runs(
+            retain,
+            forget,
+            test,
+            model_factory=factory,
+            recipe=recipe,
+            n_runs=cfg.epsilon_runs,
+            seed=bc.seed,
+            device=dev,
+            progress=bc.progress,
+        )
+        report["epsilon"] = {}
+        for name in audited:
+            runs = method_runs(
+                name,
+                run.original,
+                forget,
+                retain,
+                test,
+                model_factory=factory,
+                recipe=recipe,
+                n_runs=cfg.epsilon_runs,
+                hparams=hps.get(name),
+                seed=bc.seed,
+                num_classes=bundle.num_classes,
+                device=dev,
+                progress=bc.progress,
+            )
+            sc = epsilon_for(name, runs, ref)
+            report["epsilon"][name] = sc.to_dict()
+            rows[name].update({"eps_forget_quality": sc.forget_quality, "eps_final": sc.final})
+
+    if cfg.ulira_pairs > 0:
+        shadows = train_shadow_pairs(
+            bundle.train,
+            model_factory=factory,
+            recipe=recipe,
+            n_pairs=cfg.ulira_pairs,
+            n_targets=cfg.ulira_targets,
+            seed=bc.seed,
+            num_classes=bundle.num_classes,
+            device=dev,
+            progress=bc.progress,
+        )
+        report["ulira"] = {}
+        for name in audited:
+            res = ulira(name, shadows, hparams=hps.get(name), device=dev, progress=bc.progress)
+            report["ulira"][name] = res.to_dict()
+            rows[name].update(
+                {
+                    "ulira_auc": res.auc,
+                    "ulira_acc": res.accuracy,
+                    "ulira_tpr@1%": res.tpr_at_1pct_fpr,
+                    "ulira_tpr@0.1%": res.tpr_at_01pct_fpr,
+                }
+            )
+
+    columns = [("method", "method")]
+    for key, label in (
+        ("ulira_auc", "U-LiRA AUC"),
+        ("ulira_acc", "U-LiRA acc"),
+        ("ulira_tpr@1%", "TPR@1%"),
+        ("ulira_tpr@0.1%", "TPR@0.1%"),
+        ("eps_forget_quality", "ε forget"),
+        ("eps_final", "ε final"),
+        ("loss_auc", "loss AUC"),
+        ("confidence_auc", "conf AUC"),
+        ("entropy_auc", "entropy AUC"),
+        ("relearn_area", "relearn acc"),
+    ):
+        if any(key in r for r in rows.values()):
+            columns.append((key, label))
+    table = ResultTable(f"audit · {run.table.title}", list(rows.values()), columns, {"bench": run.table.meta})
+    out = Path(bc.out_dir)
+    write_json(out / AUDIT_JSON, report)
+    table.write(out, stem="audit_results")
+    return table

@@ -1,0 +1,134 @@
+"""Relearning attack (Hu et al., "Jogging the Memory of Unlearned LLMs Through Targeted Relearning
+Attacks", 2024; Lynch et al., "Eight Methods to Evaluate Robust Unlearning in LLMs", 2024).
+
+Fine-tune a copy of the unlearned model for a few steps on a small slice of the forget set and watch the
+accuracy on the *rest* of the forget set. Knowledge that was only hidden comes back within a few steps;
+after retraining it returns only as fast as the slice generalises. Compare every curve with retrain's.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.tensors import Batches, TensorData
+from ..engine import Hook, Phase, Recipe, StepContext, train
+from ..errors import ConfigError
+from ..losses import cross_entropy
+from ..metrics.accuracy import accuracy
+from ..metrics.predict import predict_outputs
+from ..runtime import resolve_device
+
+
+@dataclass
+class RelearnCurve:
+    """Accuracy (percent) on the held-out part of the forget set after 0, 1, …, ``steps`` relearning steps."""
+
+    model: str
+    accuracy: list[float] = field(default_factory=list)
+    slice_size: int = 0
+    heldout_size: int = 0
+
+    @property
+    def area(self) -> float:
+        """Mean accuracy over the curve (higher = knowledge returns faster)."""
+        return float(np.mean(self.accuracy)) if self.accuracy else float("nan")
+
+    def steps_to(self, level: float) -> int | None:
+        """First step at which the accuracy reaches ``level`` percent (None if never)."""
+        hit = [i for i, a in enumerate(self.accuracy) if a >= level]
+        return hit[0] if hit else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "area": self.area}
+
+
+class _Probe(Hook):
+    def __init__(self, data: TensorData, out: list[float]) -> None:
+        self.data, self.out = data, out
+
+    def on_epoch_end(self, ctx: StepContext) -> None:
+        self.out.append(accuracy(predict_outputs(ctx.model, self.data), self.data.y))
+
+
+def split_forget(forget: TensorData, slice_size: int, seed: int = 0) -> tuple[TensorData, TensorData]:
+    """A random slice of ``slice_size`` forget examples to relearn on, and the rest to measure on."""
+    if not 1 <= slice_size < len(forget):
+        raise ConfigError(f"slice_size={slice_size} must be in [1, {len(forget) - 1}] for {len(forget)} examples")
+    perm = np.random.default_rng(seed).permutation(len(forget))
+    return forget.subset(np.sort(perm[:slice_size])), forget.subset(np.sort(perm[slice_size:]))
+
+
+def relearn_curve(
+    model: nn.Module,
+    relearn_on: TensorData,
+    measure_on: TensorData,
+    *,
+    steps: int = 10,
+    lr: float = 0.01,
+    name: str = "",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> RelearnCurve:
+    """Fine-tune a copy of ``model`` on ``relearn_on`` (one full batch per step, plain SGD) and record the
+    accuracy on ``measure_on`` before and after each step. ``model`` is not modified."""
+    if steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {steps}")
+    dev = resolve_device(device)
+    work = copy.deepcopy(model).to(dev)
+    accs = [accuracy(predict_outputs(work, measure_on), measure_on.y)]
+    recipe = Recipe(epochs=steps, lr=lr, momentum=0.0, weight_decay=0.0, batch_size=len(relearn_on))
+    batches = Batches(relearn_on, len(relearn_on), shuffle=False, seed=seed)
+    # eval mode keeps BatchNorm statistics fixed: the attacker only nudges the weights
+    phase = Phase("relearn", batches, cross_entropy, train_mode=False)
+    train(work, phase, recipe, device=dev, hooks=[_Probe(measure_on, accs)], seed=seed, progress=False)
+    return RelearnCurve(name, accs, len(relearn_on), len(measure_on))
+
+
+def nearest_neighbours(query: TensorData, pool: TensorData, same_label: bool = True) -> TensorData:
+    """For each query example, the closest ``pool`` example in input space (Euclidean), of the same label
+    when ``same_label``; duplicates are kept once."""
+    q, x = query.x.flatten(1).float(), pool.x.flatten(1).float()
+    dist = torch.cdist(q, x)
+    if same_label:
+        dist = dist.masked_fill(query.y[:, None] != pool.y[None, :], float("inf"))
+    best = dist.argmin(dim=1)
+    best = best[torch.isfinite(dist.gather(1, best[:, None]).squeeze(1))]
+    if best.numel() == 0:
+        raise ConfigError("no pool example shares a label with the relearning slice; use source='forget'")
+    return pool.subset(np.unique(best.numpy()))
+
+
+def relearn_attack(
+    models: dict[str, nn.Module],
+    forget: TensorData,
+    *,
+    slice_size: int | None = None,
+    steps: int = 10,
+    lr: float = 0.01,
+    source: str = "forget",
+    retain: TensorData | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> dict[str, RelearnCurve]:
+    """Relearning curves of several models (include ``"retrain"`` as the reference) on the same data.
+
+    ``source="forget"`` relearns on a random slice of the forget set; ``source="neighbours"`` relearns on
+    the nearest same-label ``retain`` examples of that slice (the attacker never touches forget data).
+    Accuracy is measured on the forget examples outside the slice."""
+    if source not in ("forget", "neighbours"):
+        raise ConfigError(f"unknown source {source!r}; choose 'forget' or 'neighbours'")
+    slice_size = slice_size or max(1, min(len(forget) // 10, 64))
+    part, rest = split_forget(forget, slice_size, seed)
+    if source == "neighbours":
+        if retain is None:
+            raise ConfigError("source='neighbours' needs the retain set to pick neighbours from; pass retain=")
+        part = nearest_neighbours(part, retain)
+    return {
+        name: relearn_curve(m, part, rest, steps=steps, lr=lr, name=name, seed=seed, device=device)
+        for name, m in models.items()
+    }

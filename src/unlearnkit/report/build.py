@@ -1,0 +1,205 @@
+"""``report``: one self-contained HTML page (figures embedded as base64 PNG) and a Markdown twin for a run folder.
+
+Reads what ``bench`` wrote (results.json, and predictions.npz when the run saved predictions) and what
+``audit`` added (audit.json, audit_results.json). Missing parts are listed on the page instead of failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import atomic_write_bytes, atomic_write_text
+from ..errors import DataError
+from ..results import fmt
+from . import figures as F
+from .predictions import read_predictions
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.5rem} h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0} th,td{padding:.25rem .6rem;border:1px solid #ddd}
+th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.ref td{background:#f8f8e8;font-weight:600} figure{margin:1rem 0} img{max-width:100%}
+figcaption{font-size:.85rem;color:#555} pre{background:#f6f6f6;padding:.6rem;overflow:auto;font-size:.8rem}
+.note{color:#7a4b00}
+"""
+
+
+@dataclass
+class Report:
+    """Paths written by :func:`build_report` and the ids of the figures on the page."""
+
+    html: Path
+    markdown: Path
+    figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"could not read {path}: {exc}") from exc
+
+
+def _table_html(rows: list[dict[str, Any]], columns: list[tuple[str, str]], first: str) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    body = []
+    for r in rows:
+        cls = ' class="ref"' if r.get(first) == "retrain" else ""
+        cells = "".join(
+            f'<td class="num">{html.escape(fmt(r.get(k)))}</td>' if i else f"<td>{html.escape(str(r.get(k)))}</td>"
+            for i, (k, _) in enumerate(columns)
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _table_md(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join(label for _, label in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append(
+            "| " + " | ".join(fmt(r.get(k)) if i else str(r.get(k)) for i, (k, _) in enumerate(columns)) + " |"
+        )
+    return "\n".join(lines)
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Report:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) for a bench/audit folder."""
+    run = Path(run_dir)
+    results_path = run / "results.json"
+    if not results_path.is_file():
+        raise DataError(f"{run} has no results.json; run `unlearnkit bench --out {run}` (or `unlearnkit audit`) first")
+    out = Path(out_dir) if out_dir else run
+    results = _read_json(results_path)
+    rows: list[dict[str, Any]] = results.get("rows", [])
+    columns = [tuple(c) for c in results.get("columns", [])] or [(k, k) for k in (rows[0] if rows else {})]
+    meta = results.get("meta", {})
+    audit = _read_json(run / "audit.json") if (run / "audit.json").is_file() else None
+    audit_table = _read_json(run / "audit_results.json") if (run / "audit_results.json").is_file() else None
+    preds = read_predictions(run)
+    notes: list[str] = []
+
+    figs: list[tuple[str, str, Any]] = [
+        ("metrics", "Headline metrics per method; dashed lines are retrain.", F.metrics_bars(rows))
+    ]
+    if preds is not None:
+        labels = preds["_labels"]
+        num_classes = int(max(int(labels[s].max()) for s in labels if labels[s].size) + 1)
+        names = [str(n) for n in preds.get("_names", {}).get("class_names", [])] or None
+        figs.append(
+            (
+                "per-class",
+                "Per-class accuracy before (original) and after unlearning, forget and test sets.",
+                F.per_class_plot(preds, num_classes, names),
+            )
+        )
+        figs.append(
+            (
+                "confidence",
+                "Confidence histograms: forget vs test, and retrain's forget set as the target.",
+                F.confidence_histograms(preds),
+            )
+        )
+        figs.append(
+            (
+                "roc-population",
+                "Confidence threshold attack (forget = members, test = non-members), log scale.",
+                F.roc_plot(F.population_curves(preds), "Population attack ROC"),
+            )
+        )
+    else:
+        notes.append(
+            "No predictions.npz: per-class accuracy, confidence histograms and the population ROC need "
+            "`unlearnkit audit` or bench with save_predictions=True."
+        )
+    if audit and audit.get("ulira"):
+        curves = {k: (v["attack"]["fpr"], v["attack"]["tpr"]) for k, v in audit["ulira"].items() if v.get("attack")}
+        figs.append(
+            (
+                "roc-ulira",
+                "U-LiRA: unlearned vs retrained models, per-example likelihood ratio (log scale).",
+                F.roc_plot(curves, "U-LiRA ROC"),
+            )
+        )
+    if audit and audit.get("relearn"):
+        figs.append(
+            (
+                "relearn",
+                "Relearning attack: forget accuracy on held-out forget examples per step.",
+                F.relearn_plot(audit["relearn"]),
+            )
+        )
+    if audit is None:
+        notes.append("No audit.json: run `unlearnkit audit` for U-LiRA, the ε score and the relearning attack.")
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig_dir = out / "figures"
+    images: dict[str, bytes] = {}
+    for fid, _, fig in figs:
+        images[fid] = F.png_bytes(fig)
+        atomic_write_bytes(fig_dir / f"{fid}.png", images[fid])
+
+    title = results.get("title", run.name)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    parts = [
+        f"<h1>unlearnkit report · {html.escape(title)}</h1>",
+        f"<p>Generated {stamp} from <code>{html.escape(str(run))}</code>.</p>",
+    ]
+    md = [f"# unlearnkit report · {title}", "", f"Generated {stamp} from `{run}`.", ""]
+    for n in notes:
+        parts.append(f'<p class="note">{html.escape(n)}</p>')
+        md += [f"> {n}", ""]
+    parts += ["<h2>Results</h2>", _table_html(rows, columns, "method")]
+    md += ["## Results", "", _table_md(rows, columns), ""]
+    if audit_table:
+        a_rows, a_cols = audit_table.get("rows", []), [tuple(c) for c in audit_table.get("columns", [])]
+        parts += [
+            "<h2>Audit</h2>",
+            "<p>U-LiRA AUC 50 % and ε forget quality 1 = indistinguishable from retraining.</p>",
+            _table_html(a_rows, a_cols, "method"),
+        ]
+        md += [
+            "## Audit",
+            "",
+            "U-LiRA AUC 50 % and ε forget quality 1 = indistinguishable from retraining.",
+            "",
+            _table_md(a_rows, a_cols),
+            "",
+        ]
+    parts.append("<h2>Figures</h2>")
+    md += ["## Figures", ""]
+    for fid, caption, _ in figs:
+        b64 = base64.b64encode(images[fid]).decode("ascii")
+        parts.append(
+            f'<figure id="fig-{fid}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+        md += [f"![{caption}](figures/{fid}.png)", "", f"*{caption}*", ""]
+    settings = json.dumps(
+        {
+            "config": meta.get("config"),
+            "recipe": meta.get("recipe"),
+            "split": meta.get("split"),
+            "device": meta.get("device"),
+            "torch": meta.get("torch"),
+            "audit": (audit or {}).get("settings"),
+        },
+        indent=2,
+        default=str,
+    )
+    parts += ["<h2>Settings</h2>", f"<pre>{html.escape(settings)}</pre>"]
+    md += ["## Settings", "", "```json", settings, "```", ""]
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+    atomic_write_text(out / "report.html", page)
+    atomic_write_text(out / "report.md", "\n".join(md))
+    return Report(out / "report.html", out / "report.md", [fid for fid, _, _ in figs], notes)

@@ -1,0 +1,113 @@
+"""The ``audit``, ``tune`` and ``report`` commands end to end on digits, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from unlearnkit.cli import main
+from unlearnkit.errors import DataError
+from unlearnkit.report import build_report
+
+SMALL = ["--model", "mlp", "--epochs", "8", "--seed", "0", "--no-progress"]
+FIGURES = ("metrics", "per-class", "confidence", "roc-population", "roc-ulira", "relearn")
+
+
+@pytest.fixture(scope="session")
+def audit_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit")
+    out = root / "run"
+    args = ["audit", *SMALL, "--methods", "ga,salun", "--pairs", "3", "--targets", "60", "--eps-runs", "3"]
+    args += ["--relearn-steps", "3", "--cache-dir", str(root / "cache"), "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
+def test_audit_writes_every_part(audit_dir):
+    audit = json.loads((audit_dir / "audit.json").read_text())
+    assert set(audit) >= {"settings", "population", "relearn", "epsilon", "ulira"}
+    assert set(audit["ulira"]) == {"original", "retrain", "ga", "salun"}
+    rows = {r["method"]: r for r in json.loads((audit_dir / "audit_results.json").read_text())["rows"]}
+    assert set(rows) == {"original", "retrain", "ga", "salun"}
+    for r in rows.values():
+        assert 0 <= r["ulira_auc"] <= 100 and 0 <= r["eps_forget_quality"] <= 1
+    assert (audit_dir / "predictions.npz").is_file()
+
+
+def test_report_page_has_every_figure_and_renders_in_chromium(audit_dir, tmp_path):
+    assert main(["report", str(audit_dir)]) == 0
+    page = (audit_dir / "report.html").read_text()
+    md = (audit_dir / "report.md").read_text()
+    for fid in FIGURES:
+        assert f'id="fig-{fid}"' in page and f"figures/{fid}.png" in md
+        assert (audit_dir / "figures" / f"{fid}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    assert "http://" not in page and "https://" not in page  # self-contained
+    assert "U-LiRA AUC" in page and "Settings" in page and "retrain" in page
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'ud'}",
+    ]
+    # the page as the browser built it, after decoding every image (a broken one has naturalWidth 0)
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        page.replace(
+            "</body>",
+            "<script>window.addEventListener('load',()=>{const ok=[...document.images].filter("
+            "i=>i.complete&&i.naturalWidth>0).length;document.body.setAttribute('data-images-ok',ok);});"
+            "</script></body>",
+        )
+    )
+    dom = subprocess.run(
+        [chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert re.search(r'data-images-ok="(\d+)"', dom).group(1) == str(len(FIGURES))
+    for fid in FIGURES:
+        assert f'id="fig-{fid}"' in dom
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [chromium, *flags, "--window-size=1200,3000", f"--screenshot={shot}", probe.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 20_000
+
+
+def test_report_of_a_plain_bench_folder_notes_what_is_missing(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["bench", *SMALL, "--methods", "ft", "--cache-dir", str(tmp_path / "c"), "--out", str(out)]) == 0
+    rep = build_report(out)
+    assert rep.figures == ["metrics"] and len(rep.notes) == 2
+    assert "save_predictions" in rep.html.read_text()
+    with pytest.raises(DataError, match="no results.json"):
+        build_report(tmp_path / "nothing")
+
+
+def test_tune_command_reports_defaults_and_tuned(tmp_path, capsys):
+    out = tmp_path / "tune"
+    args = ["tune", *SMALL, "--method", "ga", "--trials", "3", "--cache-dir", str(tmp_path / "c"), "--out", str(out)]
+    assert main(args) == 0
+    tune = json.loads((out / "tune.json").read_text())
+    assert tune["best_value"] <= tune["default_value"] and tune["n_trials"] == 3
+    rows = json.loads((out / "tune_results.json").read_text())["rows"]
+    assert [r["setting"] for r in rows] == ["retrain", "ga (defaults)", "ga (tuned)"]
+    assert "tuned ga" in capsys.readouterr().out
