@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -163,17 +164,21 @@ def train(
     seed: int | None = None,
     progress: bool = True,
     desc: str = "train",
+    accelerator: Any | None = None,
 ) -> TrainLog:
     """Optimise ``model`` in place over ``phases`` for ``recipe.epochs`` epochs.
 
     ``params`` restricts which parameters the optimiser updates (default: all that require grad).
     Batches are moved to ``device`` (CUDA when available and ``device`` is None).
+    With a Hugging Face ``accelerate.Accelerator``, the model and optimiser are prepared by it, batches go
+    to its device and ``accelerator.backward`` replaces ``loss.backward`` (data-parallel training under
+    ``accelerate launch``; each process must be given its own part of the data).
     """
     if isinstance(phases, Phase):
         phases = [phases]
     if not phases:
         raise ConfigError("train() needs at least one phase")
-    dev = resolve_device(device)
+    dev = resolve_device(device) if accelerator is None else accelerator.device
     if seed is not None:
         seed_everything(seed)
     model.to(dev)
@@ -181,6 +186,8 @@ def train(
     if not trainable:
         raise ConfigError("no trainable parameters: every parameter has requires_grad=False")
     optimizer = make_optimizer(trainable, recipe)
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(model, optimizer)
     total = _count_steps(phases, recipe.epochs)
     ctx = StepContext(model=model, optimizer=optimizer, params=trainable, device=dev, total_steps=max(1, total))
     log = TrainLog()
@@ -209,7 +216,10 @@ def train(
                         extra = h.extra_loss(ctx)
                         if extra is not None:
                             loss = loss + extra
-                    loss.backward()
+                    if accelerator is None:
+                        loss.backward()
+                    else:
+                        accelerator.backward(loss)
                     for h in hooks:
                         h.after_backward(ctx)
                     if recipe.grad_clip is not None:

@@ -1,0 +1,139 @@
+"""Data-parallel training of one model with Hugging Face Accelerate, through the shared engine.
+
+Run it on one process (as the tests do), or on many with ``accelerate launch``::
+
+    accelerate launch --multi_gpu --num_processes 2 -m unlearnkit.cli dp-train --cpu --dataset digits --out runs/dp
+
+(``--multi_gpu`` makes ``accelerate launch`` start the processes with torchrun; with ``dp-train --cpu`` they
+run on CPUs and synchronise over gloo.)
+
+Every process draws the same seeded order of global batches of ``batch_size × processes`` examples and
+trains on its own contiguous part; Accelerate (DDP) averages the gradients. On one process the batches are
+exactly those of :func:`unlearnkit.train_model`, so the result matches the single-process engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import save
+from ..data.registry import load_dataset
+from ..data.tensors import Batches, TensorData, as_tensor_data
+from ..engine import Phase, Recipe, TrainLog, train
+from ..errors import require
+from ..losses import task_loss
+from ..metrics.accuracy import accuracy
+from ..metrics.predict import predict_outputs
+from ..models import create_model
+from ..runtime import seed_everything
+from ..training import default_recipe
+
+
+class ProcessBatches:
+    """This process's part of every global batch: ``batch_size`` examples out of ``batch_size × processes``.
+
+    With several processes the last, incomplete global batch is dropped so all processes take the same
+    number of steps (DDP requires it)."""
+
+    def __init__(self, data: TensorData, batch_size: int, processes: int, index: int, seed: int = 0) -> None:
+        self.batch_size = batch_size
+        self.index = index
+        self.processes = processes
+        self.glob = Batches(data, batch_size * processes, shuffle=True, seed=seed, drop_last=processes > 1)
+
+    def __len__(self) -> int:
+        return len(self.glob)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        lo, hi = self.index * self.batch_size, (self.index + 1) * self.batch_size
+        for x, y in self.glob:
+            yield x[lo:hi], y[lo:hi]
+
+
+def make_accelerator(cpu: bool = False) -> Any:
+    """An ``accelerate.Accelerator`` (optional extra ``accelerate``)."""
+    accelerate = require("accelerate", "accelerate")
+    return accelerate.Accelerator(cpu=cpu)
+
+
+def train_data_parallel(
+    model: nn.Module,
+    data: object,
+    recipe: Recipe,
+    *,
+    accelerator: Any | None = None,
+    cpu: bool = False,
+    task: str = "classification",
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainLog:
+    """Train ``model`` in place on ``data`` with the shared engine, data-parallel over Accelerate's processes."""
+    acc = accelerator if accelerator is not None else make_accelerator(cpu)
+    batches = ProcessBatches(
+        as_tensor_data(data, "train"), recipe.batch_size, acc.num_processes, acc.process_index, seed
+    )
+    return train(
+        model,
+        Phase("train", batches, task_loss(task)),
+        recipe,
+        seed=seed,
+        progress=progress and acc.is_main_process,
+        desc="data-parallel",
+        accelerator=acc,
+    )
+
+
+def train_checkpoint_data_parallel(
+    out: str | Path,
+    *,
+    dataset: str = "digits",
+    train_subset: int | None = None,
+    data_dir: str | None = None,
+    model: str = "mlp",
+    model_kwargs: dict[str, Any] | None = None,
+    recipe: Recipe | None = None,
+    seed: int = 0,
+    cpu: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path | None:
+    """Train an original model data-parallel and save it like ``unlearnkit train`` does (main process only;
+    other processes return ``None``)."""
+    acc = make_accelerator(cpu)
+    bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
+    recipe = recipe or default_recipe(dataset)
+    seed_everything(seed)
+    net = create_model(model, bundle.input_shape, bundle.output_dim, **(model_kwargs or {}))
+    log = train_data_parallel(
+        net, bundle.train, recipe, accelerator=acc, task=bundle.task, seed=seed, progress=progress
+    )
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return None
+    net = acc.unwrap_model(net).cpu()
+    meta = {
+        "kind": "original",
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "train_subset": train_subset,
+        "task": bundle.task,
+        "model": {
+            "name": model,
+            "input_shape": list(bundle.input_shape),
+            "num_classes": bundle.output_dim,
+            "kwargs": model_kwargs or {},
+        },
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "seconds": log.seconds,
+        "processes": acc.num_processes,
+        "metrics": {"ta": accuracy(predict_outputs(net, bundle.test), bundle.test.y)}
+        if bundle.task == "classification"
+        else {},
+    }
+    return save(net, out, meta, overwrite=overwrite)

@@ -1,0 +1,131 @@
+"""Where shard jobs run: an executor interface over existing engines, never a home-made scheduler.
+
+* ``serial``: in the calling process, one after the other.
+* ``process`` (default): a local :class:`concurrent.futures.ProcessPoolExecutor` (``spawn`` start method,
+  one torch thread per worker). A single job runs in the calling process, since starting a pool would cost
+  more than it saves.
+* ``ray``: Ray tasks (optional extra ``ray``). Connects to ``address`` when given, else starts a local
+  single-node Ray instance with ``num_cpus`` CPUs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, require
+
+EXECUTORS = ("process", "serial", "ray")
+
+
+class Executor(ABC):
+    """Runs ``fn`` on every item and returns the results in order."""
+
+    name = ""
+
+    @abstractmethod
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
+        """``[fn(item) for item in items]``, possibly in parallel; a progress bar when ``desc`` is given."""
+
+    def close(self) -> None:
+        """Release workers (nothing to release by default)."""
+        return None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _bar(items: Any, desc: str, total: int | None = None) -> tqdm:
+    return tqdm(items, desc=desc or "jobs", total=total, disable=not desc, leave=False, unit="job")
+
+
+class SerialExecutor(Executor):
+    name = "serial"
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
+        return [fn(item) for item in _bar(list(items), desc)]
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class ProcessExecutor(Executor):
+    """A local process pool (``concurrent.futures``); ``max_workers`` defaults to the CPU count."""
+
+    name = "process"
+
+    def __init__(self, max_workers: int | None = None, start_method: str = "spawn") -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ConfigError(f"max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers
+        self.start_method = start_method
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        workers = min(len(items), self.max_workers or multiprocessing.cpu_count())
+        ctx = multiprocessing.get_context(self.start_method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_thread) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            for _ in _bar(as_completed(futures), desc, total=len(futures)):
+                pass
+            return [f.result() for f in futures]
+
+
+class RayExecutor(Executor):
+    """Ray tasks, one CPU each. Starts a local Ray instance unless one is running or ``address`` is given;
+    :meth:`close` shuts down only an instance this executor started."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.ray = require("ray", "ray")
+        self._started = False
+        if not self.ray.is_initialized():
+            self.ray.init(
+                address=address,
+                num_cpus=num_cpus if address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+            self._started = True
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
+        remote = self.ray.remote(num_cpus=1)(fn)
+        refs = [remote.remote(item) for item in items]
+        pending = list(refs)
+        with _bar(None, desc, total=len(refs)) as bar:
+            while pending:
+                ready, pending = self.ray.wait(pending, num_returns=1)
+                bar.update(len(ready))
+        return list(self.ray.get(refs))
+
+    def close(self) -> None:
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started = False
+
+
+def make_executor(executor: str | Executor | None = "process", workers: int | None = None) -> Executor:
+    """An :class:`Executor` from its name (``process``, ``serial``, ``ray``) or the instance itself."""
+    if isinstance(executor, Executor):
+        return executor
+    if executor is None or executor == "process":
+        return ProcessExecutor(workers)
+    if executor == "serial":
+        return SerialExecutor()
+    if executor == "ray":
+        return RayExecutor(num_cpus=workers)
+    raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,84 @@
+"""The exact-unlearning commands: train, delete with a ledger record, verify the ledger, audit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unlearnkit.cli import main
+from unlearnkit.exact import ShardedModel
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "sisa"
+    prior = [0.0] * 1437  # digits' training set; ids 4, 8 and 15 are likely to be deleted
+    for i in (4, 8, 15):
+        prior[i] = 1.0
+    prior_file = out.parent / "prior.json"
+    prior_file.write_text(json.dumps(prior))
+    code = main(
+        [
+            "exact-train",
+            "--prior",
+            str(prior_file),
+            "--dataset",
+            "digits",
+            "--model-kw",
+            "hidden=[32]",
+            "--shards",
+            "2",
+            "--slices",
+            "2",
+            "--epochs",
+            "6",
+            "--lr",
+            "0.1",
+            "--executor",
+            "serial",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_delete_verify_and_audit(trained, tmp_path, capsys):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("4 8 15\n")
+    assert main(["delete", "--model", str(trained), "--ids", str(ids), "--executor", "serial", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 3 ids" in out and "test accuracy" in out
+    sm = ShardedModel.open(trained)
+    assert {4, 8, 15} <= sm.deleted
+    record = sm.ledger.entries()[-1]["record"]
+    assert record["ids"] == [4, 8, 15]
+    # the prior grouped the likely ids into one shard's last slice: one shard, one step retrained
+    assert [(r["shard"], r["slices"], r["retrained_steps"]) for r in record["shards"]] == [(0, [1], [2])]
+
+    assert main(["ledger", "verify", "--model", str(trained)]) == 0
+    assert main(["exact-audit", "--model", str(trained)]) == 0
+    assert "exact: yes" in capsys.readouterr().out
+
+    # tamper with the ledger: change which ids a request deleted
+    ledger = trained / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    entry = json.loads(lines[-1])
+    entry["record"]["ids"] = [4]
+    ledger.write_text("\n".join([*lines[:-1], json.dumps(entry)]) + "\n")
+    assert main(["ledger", "verify", "--model", str(trained)]) == 1
+    assert "TAMPERED" in capsys.readouterr().out
+    assert main(["delete", "--model", str(trained), "--ids", str(ids), "--executor", "serial"]) == 2
+    assert "does not verify" in capsys.readouterr().err
+    ledger.write_text("\n".join(lines) + "\n")
+    assert main(["ledger", "verify", "--model", str(trained)]) == 0
+
+
+def test_bad_ids_file_says_how_to_fix(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("3 100000\n")
+    assert main(["delete", "--model", str(trained), "--ids", str(bad), "--executor", "serial"]) == 2
+    assert "out of range" in capsys.readouterr().err

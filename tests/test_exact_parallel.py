@@ -1,0 +1,87 @@
+"""Shard training on existing engines (a process pool, Ray) and data-parallel training with Accelerate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.exact import SISA, ModelSpec, ProcessExecutor, SerialExecutor, ShardedModel, audit, make_executor
+from unlearnkit.exact.data_parallel import ProcessBatches, make_accelerator, train_data_parallel
+
+RECIPE = uk.Recipe(epochs=4, lr=0.1, batch_size=32, schedule="cosine")
+
+
+def _fit(folder, digits, executor):
+    return ShardedModel.fit(
+        folder,
+        digits.train.subset(range(600)),
+        SISA(shards=2, slices=2),
+        model=ModelSpec("mlp", digits.input_shape, 10, {"hidden": [16]}),
+        recipe=RECIPE,
+        executor=executor,
+        progress=False,
+    )
+
+
+def _weights(sm: ShardedModel) -> list[dict[str, torch.Tensor]]:
+    return [sm.constituent(s).state_dict() for s in sm.selection()]
+
+
+def _same(a: list[dict], b: list[dict]) -> bool:
+    return all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+
+
+@pytest.fixture(scope="module")
+def serial_model(digits, tmp_path_factory):
+    return _fit(tmp_path_factory.mktemp("serial") / "m", digits, "serial")
+
+
+def test_process_pool_trains_the_same_shards(serial_model, digits, tmp_path):
+    pooled = _fit(tmp_path / "m", digits, ProcessExecutor(max_workers=2))
+    assert [s.key for s in pooled.selection()] == [s.key for s in serial_model.selection()]
+    assert _same(_weights(pooled), _weights(serial_model))
+    assert audit(pooled).ok
+
+
+def test_ray_backend_trains_the_same_shards(serial_model, digits, tmp_path):
+    pytest.importorskip("ray")
+    from unlearnkit.exact import RayExecutor
+
+    with RayExecutor(num_cpus=1) as ray_exec:
+        distributed = _fit(tmp_path / "m", digits, ray_exec)
+    assert [s.key for s in distributed.selection()] == [s.key for s in serial_model.selection()]
+    assert _same(_weights(distributed), _weights(serial_model))
+
+
+def test_executor_names():
+    assert isinstance(make_executor("serial"), SerialExecutor)
+    assert isinstance(make_executor(None), ProcessExecutor)
+    with pytest.raises(uk.ConfigError, match="choose one of"):
+        make_executor("slurm")
+
+
+def test_accelerate_single_process_matches_the_engine(digits):
+    pytest.importorskip("accelerate")
+    data = digits.train.subset(range(400))
+    recipe = uk.Recipe(epochs=2, lr=0.05, batch_size=32)
+    torch.manual_seed(0)
+    plain = uk.create_model("mlp", digits.input_shape, 10, hidden=[16])
+    parallel = uk.create_model("mlp", digits.input_shape, 10, hidden=[16])
+    parallel.load_state_dict(plain.state_dict())
+    uk.train_model(plain, data, recipe, seed=3, device="cpu", progress=False)
+    acc = make_accelerator(cpu=True)
+    assert acc.num_processes == 1
+    log = train_data_parallel(parallel, data, recipe, accelerator=acc, seed=3, progress=False)
+    assert log.steps == 2 * len(ProcessBatches(data, 32, 1, 0))
+    for (n, a), (_, b) in zip(plain.state_dict().items(), parallel.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_process_batches_split_every_global_batch(digits):
+    data = digits.train.subset(range(100))
+    parts = [list(ProcessBatches(data, 8, 2, r, seed=1)) for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == 100 // 16
+    for (x0, _), (x1, _) in zip(*parts):
+        assert x0.shape[0] == x1.shape[0] == 8
+        assert not any(torch.equal(a, b) for a in x0 for b in x1)  # disjoint halves of one global batch
