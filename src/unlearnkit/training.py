@@ -16,6 +16,7 @@ DEFAULT_RECIPES: dict[str, Recipe] = {
     "mnist": Recipe(epochs=20, lr=0.05, batch_size=128, schedule="cosine"),
     "cifar10": Recipe(epochs=182, lr=0.1, batch_size=256, schedule="step"),
     "cifar100": Recipe(epochs=182, lr=0.1, batch_size=256, schedule="step"),
+    "diabetes": Recipe(epochs=40, lr=1e-3, optimizer="adam", weight_decay=0.0, batch_size=32, schedule="cosine"),
 }
 
 

@@ -1,6 +1,27 @@
 """Unlearning methods: one file each, one interface (:class:`Method`), one registry."""
 
-from . import ft, ga, l1_sparse, retrain, rl, salun  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    bad_teacher,
+    be,
+    blindspot,
+    bs,
+    clean_unlearning,
+    ft,
+    ga,
+    gaussian_amnesiac,
+    gradient_surgery,
+    iu,
+    l1_sparse,
+    laf,
+    poison,
+    prune_then_unlearn,
+    retrain,
+    rl,
+    salun,
+    salun_soft,
+    scrub,
+    ssd,
+)
 from .base import Method, UnlearnRequest, available_methods, get_method_class, hp, make_method, register
 
 __all__ = ["Method", "UnlearnRequest", "available_methods", "get_method_class", "hp", "make_method", "register"]

@@ -6,6 +6,7 @@ from .evaluate import Evaluation, evaluate
 from .gap import avg_gap, gaps
 from .mia import mia_efficacy
 from .predict import predict_outputs, predict_proba
+from .regression import mean_absolute_error, r2_score, regression_metrics
 
 __all__ = [
     "Evaluation",
@@ -13,10 +14,13 @@ __all__ = [
     "avg_gap",
     "evaluate",
     "gaps",
+    "mean_absolute_error",
     "mia_efficacy",
     "per_class_accuracy",
     "predict_outputs",
     "predict_proba",
+    "r2_score",
+    "regression_metrics",
     "true_class_confidence",
     "unlearning_accuracy",
 ]
