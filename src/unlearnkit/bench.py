@@ -100,17 +100,35 @@ def scaled_epochs(method: str, original_epochs: int) -> int:
     return max(1, round(ref * original_epochs / REFERENCE_ORIGINAL_EPOCHS))
 
 
-def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, Any]:
-    hps = dict(cfg.hparams.get(method, {}))
+def resolve_hparams(
+    method: str,
+    recipe: Recipe,
+    overrides: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    scale_epochs: bool = True,
+) -> dict[str, Any]:
+    """A method's hyper-parameters as ``bench`` runs it: ``retrain`` copies the original's recipe; other
+    methods get their published epochs scaled to the original's (:func:`scaled_epochs`); ``overrides`` win.
+    Unknown names raise :class:`ConfigError` listing the valid ones."""
     names = get_method_class(method).hparam_names()
+    hps = dict(overrides or {})
+    unknown = sorted(set(hps) - set(names))
+    if unknown:
+        raise ConfigError(f"{method} has no hyper-parameter {unknown}; valid: {', '.join(names)}")
     if method == "retrain":
         for k, v in recipe.to_dict().items():
             if k in names:
                 hps.setdefault(k, v)
-    elif cfg.scale_epochs and "epochs" in names:
+    elif scale_epochs and "epochs" in names:
         hps.setdefault("epochs", scaled_epochs(method, recipe.epochs))
-    hps.setdefault("seed", cfg.seed)
+    hps.setdefault("seed", seed)
     return hps
+
+
+def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, Any]:
+    """:func:`resolve_hparams` with the overrides, seed and epoch scaling of ``cfg``."""
+    return resolve_hparams(method, recipe, cfg.hparams.get(method), seed=cfg.seed, scale_epochs=cfg.scale_epochs)
 
 
 def _cached_model(cache: Path, key: str, factory, fit, meta: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:

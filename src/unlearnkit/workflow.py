@@ -31,6 +31,39 @@ def _split(bundle: DatasetBundle, forget: str, seed: int) -> ForgetSplit:
     return parse_forget(forget, bundle.train.y, class_names=bundle.class_names, seed=seed)
 
 
+def original_meta(
+    *,
+    dataset: str,
+    data_dir: str | None,
+    train_subset: int | None,
+    bundle: DatasetBundle,
+    model: str,
+    model_kwargs: dict[str, Any] | None,
+    recipe: Recipe,
+    seed: int,
+    seconds: float,
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    """The ``meta.json`` of an original checkpoint: enough to rebuild the model and reload its data."""
+    return {
+        "kind": "original",
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "train_subset": train_subset,
+        "task": bundle.task,
+        "model": {
+            "name": model,
+            "input_shape": list(bundle.input_shape),
+            "num_classes": bundle.output_dim,
+            "kwargs": model_kwargs or {},
+        },
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "seconds": seconds,
+        "metrics": metrics,
+    }
+
+
 def train_checkpoint(
     out: str | Path,
     *,
@@ -54,23 +87,18 @@ def train_checkpoint(
     ev = evaluate(
         net, forget=bundle.train.subset([0]), retain=bundle.train, test=bundle.test, task=bundle.task, mia=False
     )
-    meta = {
-        "kind": "original",
-        "dataset": dataset,
-        "data_dir": data_dir,
-        "train_subset": train_subset,
-        "task": bundle.task,
-        "model": {
-            "name": model,
-            "input_shape": list(bundle.input_shape),
-            "num_classes": bundle.output_dim,
-            "kwargs": model_kwargs or {},
-        },
-        "recipe": recipe.to_dict(),
-        "seed": seed,
-        "seconds": log.seconds,
-        "metrics": {k: v for k, v in ev.metrics.items() if k in ("ra", "ta", "retain_mae", "test_mae")},
-    }
+    meta = original_meta(
+        dataset=dataset,
+        data_dir=data_dir,
+        train_subset=train_subset,
+        bundle=bundle,
+        model=model,
+        model_kwargs=model_kwargs,
+        recipe=recipe,
+        seed=seed,
+        seconds=log.seconds,
+        metrics={k: v for k, v in ev.metrics.items() if k in ("ra", "ta", "retain_mae", "test_mae")},
+    )
     return save(net, out, meta, overwrite=overwrite), meta
 
 

@@ -12,7 +12,6 @@ from torch import nn
 from ..api import unlearn
 from ..data.tensors import TensorData
 from ..engine import Recipe
-from ..errors import ConfigError
 from ..methods.base import get_method_class
 from ..runtime import seed_everything
 from ..training import train_model
@@ -28,23 +27,11 @@ def check_method(method: str) -> None:
 
 
 def audit_hparams(method: str, recipe: Recipe, hparams: dict[str, Any] | None, seed: int) -> dict[str, Any]:
-    """A method's hyper-parameters as ``bench`` would choose them: published epochs scaled to the original's
-    recipe (retrain copies the recipe), overridden by ``hparams``; ``seed`` last."""
-    from ..bench import scaled_epochs
+    """A method's hyper-parameters as ``bench`` would choose them (:func:`unlearnkit.bench.resolve_hparams`),
+    with the audit's ``seed`` always applied."""
+    from ..bench import resolve_hparams
 
-    hps = dict(hparams or {})
-    names = get_method_class(method).hparam_names()
-    unknown = sorted(set(hps) - set(names))
-    if unknown:
-        raise ConfigError(f"{method} has no hyper-parameter {unknown}; valid: {', '.join(names)}")
-    if method == "retrain":
-        for k, v in recipe.to_dict().items():
-            if k in names:
-                hps.setdefault(k, v)
-    elif "epochs" in names:
-        hps.setdefault("epochs", scaled_epochs(method, recipe.epochs))
-    hps["seed"] = seed
-    return hps
+    return {**resolve_hparams(method, recipe, hparams, seed=seed), "seed": seed}
 
 
 def fresh_model(factory: ModelFactory, seed: int) -> nn.Module:

@@ -6,10 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .core import _add_data, _add_recipe, _recipe
-from .options import add_common, parse_hparams
-
-RECIPE_KEYS = ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay")
+from .options import add_common, add_data, add_recipe, parse_hparams, recipe_from_args, recipe_given
 
 
 def _bench_config(args: argparse.Namespace, methods: list[str], kind: str):
@@ -21,7 +18,7 @@ def _bench_config(args: argparse.Namespace, methods: list[str], kind: str):
         model=args.model,
         forget=args.forget,
         methods=methods,
-        recipe=_recipe(args) if any(getattr(args, k) is not None for k in RECIPE_KEYS) else None,
+        recipe=recipe_from_args(args) if recipe_given(args) else None,
         hparams=parse_hparams(args.hp, nested=True),
         seed=args.seed,
         data_dir=args.data_dir,
@@ -79,11 +76,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
-    _add_data(p)
+    add_data(p)
     p.add_argument("--model", default="cnn")
     p.add_argument("--forget", default="random:0.1", help="forget spec, also worst:METHOD:K")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
-    _add_recipe(p)
+    add_recipe(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
     add_common(p)

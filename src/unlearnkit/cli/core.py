@@ -6,35 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..engine import OPTIMIZERS, SCHEDULES, Recipe
-from .options import add_common, parse_hparams
-
-
-def _add_recipe(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("original-training recipe (defaults depend on the dataset)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=OPTIMIZERS)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--schedule", choices=SCHEDULES)
-    g.add_argument("--weight-decay", type=float)
-
-
-def _recipe(args: argparse.Namespace) -> Recipe:
-    from ..training import default_recipe
-
-    values = default_recipe(args.dataset).to_dict()
-    for key in ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay"):
-        if getattr(args, key, None) is not None:
-            values[key] = getattr(args, key)
-    return Recipe(**values)
-
-
-def _add_data(p: argparse.ArgumentParser, dataset: bool = True) -> None:
-    if dataset:
-        p.add_argument("--dataset", default="digits", help="registered dataset (default: digits)")
-        p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training set")
-    p.add_argument("--data-dir", help="folder with the dataset's files (else $UNLEARNKIT_DATA, then system paths)")
+from .options import add_common, add_data, add_recipe, parse_hparams, recipe_from_args, recipe_given
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -44,7 +16,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out,
         dataset=args.dataset,
         model=args.model,
-        recipe=_recipe(args),
+        recipe=recipe_from_args(args),
         seed=args.seed,
         data_dir=args.data_dir,
         train_subset=args.train_subset,
@@ -98,14 +70,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import DEFAULT_METHODS, BenchConfig, run_bench
 
     out = args.out or str(Path("runs") / f"bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    recipe = (
-        _recipe(args)
-        if any(
-            getattr(args, k) is not None
-            for k in ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay")
-        )
-        else None
-    )
+    recipe = recipe_from_args(args) if recipe_given(args) else None
     cfg = BenchConfig(
         dataset=args.dataset,
         model=args.model,
@@ -131,9 +96,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train and save an original model")
-    _add_data(p)
+    add_data(p)
     p.add_argument("--model", default="cnn", help="registered model (mlp, cnn, resnet18)")
-    _add_recipe(p)
+    add_recipe(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
@@ -148,7 +113,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="new checkpoint folder for the unlearned model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing (non-original) checkpoint at --out")
-    _add_data(p, dataset=False)
+    add_data(p, dataset=False)
     add_common(p)
     p.set_defaults(func=cmd_unlearn)
 
@@ -157,11 +122,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forget", required=True)
     p.add_argument("--reference", help="retrained checkpoint to compute gaps against")
     p.add_argument("--seed", type=int, default=0, help="seed of the forget spec (random draws)")
-    _add_data(p, dataset=False)
+    add_data(p, dataset=False)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="original, retrain and every method in one table (the main job)")
-    _add_data(p)
+    add_data(p)
     p.add_argument("--model", default="cnn")
     p.add_argument("--forget", default="random:0.1")
     p.add_argument("--methods", help="comma-separated (default: ft,ga,rl,l1-sparse,salun)")
@@ -171,7 +136,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use methods' published epochs instead of scaling them to the original's recipe",
     )
-    _add_recipe(p)
+    add_recipe(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
     p.add_argument("--out", help="results folder (default runs/bench-DATASET-TIME)")

@@ -5,18 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..engine import OPTIMIZERS, SCHEDULES, Recipe
-from .options import add_common, parse_hparams
-
-
-def _recipe(args: argparse.Namespace) -> Recipe:
-    from ..training import default_recipe
-
-    values = default_recipe(args.dataset).to_dict()
-    for key in ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay"):
-        if getattr(args, key, None) is not None:
-            values[key] = getattr(args, key)
-    return Recipe(**values)
+from .options import add_common, add_recipe, parse_hparams, recipe_from_args
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -25,13 +14,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the dataset's files")
     p.add_argument("--model", default="mlp", help="registered model (default: mlp)")
     p.add_argument("--model-kw", action="append", metavar="NAME=VALUE", help="model argument, e.g. hidden=[256,128]")
-    g = p.add_argument_group("recipe (defaults depend on the dataset)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=OPTIMIZERS)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--schedule", choices=SCHEDULES)
-    g.add_argument("--weight-decay", type=float)
+    add_recipe(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="model folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace a model in --out (its deleted ids stay deleted)")
@@ -57,7 +40,7 @@ def cmd_exact_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         model=args.model,
         model_kwargs=parse_hparams(args.model_kw, nested=False),
-        recipe=_recipe(args),
+        recipe=recipe_from_args(args),
         seed=args.seed,
         prior_file=args.prior,
         executor=args.executor,
@@ -126,7 +109,7 @@ def cmd_dp_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         model=args.model,
         model_kwargs=parse_hparams(args.model_kw, nested=False),
-        recipe=_recipe(args),
+        recipe=recipe_from_args(args),
         seed=args.seed,
         cpu=args.cpu,
         progress=not args.no_progress,

@@ -6,7 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from ..engine import OPTIMIZERS, SCHEDULES, Recipe
 from ..errors import ConfigError
+
+RECIPE_KEYS = ("epochs", "lr", "optimizer", "batch_size", "schedule", "weight_decay")
 
 
 def parse_value(text: str) -> Any:
@@ -37,3 +40,36 @@ def parse_hparams(items: list[str] | None, *, nested: bool) -> dict[str, Any]:
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_recipe(p: argparse.ArgumentParser, title: str = "training recipe (defaults depend on the dataset)") -> None:
+    """``--epochs --lr --optimizer --batch-size --schedule --weight-decay``."""
+    g = p.add_argument_group(title)
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--weight-decay", type=float)
+
+
+def recipe_given(args: argparse.Namespace) -> bool:
+    """Whether any recipe option was given on the command line."""
+    return any(getattr(args, k, None) is not None for k in RECIPE_KEYS)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The dataset's default recipe with the options given on the command line applied."""
+    from ..training import default_recipe
+
+    values = default_recipe(args.dataset).to_dict()
+    values.update({k: getattr(args, k) for k in RECIPE_KEYS if getattr(args, k, None) is not None})
+    return Recipe(**values)
+
+
+def add_data(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    """``--data-dir``, and with ``dataset`` also ``--dataset`` and ``--train-subset``."""
+    if dataset:
+        p.add_argument("--dataset", default="digits", help="registered dataset (default: digits)")
+        p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training set")
+    p.add_argument("--data-dir", help="folder with the dataset's files (else $UNLEARNKIT_DATA, then system paths)")

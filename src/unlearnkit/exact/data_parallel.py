@@ -32,6 +32,7 @@ from ..metrics.predict import predict_outputs
 from ..models import create_model
 from ..runtime import seed_everything
 from ..training import default_recipe
+from ..workflow import original_meta
 
 
 class ProcessBatches:
@@ -116,24 +117,20 @@ def train_checkpoint_data_parallel(
     if not acc.is_main_process:
         return None
     net = acc.unwrap_model(net).cpu()
-    meta = {
-        "kind": "original",
-        "dataset": dataset,
-        "data_dir": data_dir,
-        "train_subset": train_subset,
-        "task": bundle.task,
-        "model": {
-            "name": model,
-            "input_shape": list(bundle.input_shape),
-            "num_classes": bundle.output_dim,
-            "kwargs": model_kwargs or {},
-        },
-        "recipe": recipe.to_dict(),
-        "seed": seed,
-        "seconds": log.seconds,
-        "processes": acc.num_processes,
-        "metrics": {"ta": accuracy(predict_outputs(net, bundle.test), bundle.test.y)}
-        if bundle.task == "classification"
-        else {},
-    }
+    metrics = (
+        {"ta": accuracy(predict_outputs(net, bundle.test), bundle.test.y)} if bundle.task == "classification" else {}
+    )
+    meta = original_meta(
+        dataset=dataset,
+        data_dir=data_dir,
+        train_subset=train_subset,
+        bundle=bundle,
+        model=model,
+        model_kwargs=model_kwargs,
+        recipe=recipe,
+        seed=seed,
+        seconds=log.seconds,
+        metrics=metrics,
+    )
+    meta["processes"] = acc.num_processes
     return save(net, out, meta, overwrite=overwrite)
