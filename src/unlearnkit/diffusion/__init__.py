@@ -1,0 +1,63 @@
+"""Generative unlearning on a miniature text-to-image diffusion model.
+
+Concept data with two axes (objects × styles, prompts with synonyms), a tiny text encoder and cross-attention
+UNet trained with DDPM and classifier-free guidance, a DDIM sampler, evaluators and UnlearnCanvas-style metrics,
+concept-erasure methods (``salun``, ``rl``, ``ga``, ``esd``/``esd-x``/``esd-u``, ``concept-correction``,
+``advunlearn``; domain ``"diffusion"``), the UnlearnDiffAtk attack, and :func:`run_diff_bench`.
+
+    from unlearnkit import diffusion as ud
+    data = ud.load_concept_data("digits")
+    model, _ = ud.cached_model(data)
+    result = ud.unlearn_concept(model, data, "object:three", "esd-x", steps=200, lr=1e-3, batch_size=8)
+"""
+
+from . import methods  # noqa: F401  (registers the diffusion methods)
+from .attacks import AttackResult, unlearndiffatk
+from .bench import DEFAULT_DIFF_METHODS, MINIATURE_HPARAMS, DiffBenchConfig, DiffBenchRun, run_diff_bench
+from .concepts import ConceptData, ConceptSpec, Vocabulary, build_concept_data, load_concept_data, parse_concept
+from .evaluate import GenerationEval, SamplingConfig, evaluate_erasure
+from .evaluators import Evaluators, cached_evaluators, train_evaluators
+from .images import save_grid
+from .metrics import attack_success_rate, frechet_distance, retain_accuracy, unlearning_accuracy
+from .model import ModelConfig, TextToImage
+from .request import DiffusionRequest, concept_request, unlearn_concept
+from .schedule import ddim_sample, diffusion_loss
+from .training import DiffusionTrainConfig, cached_model, load_diffusion, train_diffusion
+
+__all__ = [
+    "DEFAULT_DIFF_METHODS",
+    "MINIATURE_HPARAMS",
+    "AttackResult",
+    "ConceptData",
+    "ConceptSpec",
+    "DiffBenchConfig",
+    "DiffBenchRun",
+    "DiffusionRequest",
+    "DiffusionTrainConfig",
+    "Evaluators",
+    "GenerationEval",
+    "ModelConfig",
+    "SamplingConfig",
+    "TextToImage",
+    "Vocabulary",
+    "attack_success_rate",
+    "build_concept_data",
+    "cached_evaluators",
+    "cached_model",
+    "concept_request",
+    "ddim_sample",
+    "diffusion_loss",
+    "evaluate_erasure",
+    "frechet_distance",
+    "load_concept_data",
+    "load_diffusion",
+    "parse_concept",
+    "retain_accuracy",
+    "run_diff_bench",
+    "save_grid",
+    "train_diffusion",
+    "train_evaluators",
+    "unlearn_concept",
+    "unlearndiffatk",
+    "unlearning_accuracy",
+]

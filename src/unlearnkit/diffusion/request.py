@@ -1,0 +1,116 @@
+"""The unlearning request for text-to-image models and :func:`unlearn_concept`, the entry point of every
+diffusion method."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..api import UnlearnResult
+from ..data.tensors import TensorData
+from ..errors import ConfigError, ModelError
+from ..methods.base import Method, UnlearnRequest, make_method
+from ..runtime import resolve_device, timed
+from .concepts import ConceptData, ConceptSpec, parse_concept
+
+
+@dataclass
+class DiffusionRequest(UnlearnRequest):
+    """An :class:`UnlearnRequest` whose ``forget``/``retain`` are (images, token ids) pairs, plus the concept
+    data (vocabulary, prompts) and the concept to erase. Forget prompts are the plain template naming the
+    concept by its canonical word only ("a three in thick style"), so synonyms stay unseen by the method."""
+
+    task: str = "generation"
+    data: ConceptData | None = None
+    concept: ConceptSpec | None = None
+    guidance: float = 2.0
+    _gen: torch.Generator = field(default_factory=torch.Generator, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.data is None or self.concept is None:
+            raise ConfigError("a DiffusionRequest needs the concept data and the concept to erase")
+
+    def other_labels(self, n: int) -> torch.Tensor:
+        """``n`` random labels of the concept's axis, never the erased one (seeded per request)."""
+        k = len(self.data.names(self.concept.axis))
+        draw = torch.randint(0, k - 1, (n,), generator=self._gen)
+        return draw + (draw >= self.concept.index).long()
+
+    def relabel(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Prompts with the erased concept's word replaced by a random other concept of the same axis."""
+        return self.data.with_word(tokens, self.concept.axis, self.other_labels(tokens.shape[0]))
+
+    def with_label(self, tokens: torch.Tensor, label: int) -> torch.Tensor:
+        """Prompts with the concept slot set to ``label``'s canonical word."""
+        return self.data.with_word(tokens, self.concept.axis, torch.full((tokens.shape[0],), label))
+
+    def null(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(tokens)
+
+
+def concept_request(
+    model: nn.Module,
+    data: ConceptData,
+    concept: ConceptSpec | str,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    guidance: float = 2.0,
+    seed: int = 0,
+) -> DiffusionRequest:
+    """Split ``data`` into the erased concept (forget) and everything else (retain)."""
+    spec = parse_concept(concept, data) if isinstance(concept, str) else concept
+    mask = data.labels(spec.axis) == spec.index
+    if not bool(mask.any()):
+        raise ConfigError(f"no training images of {spec.axis} {spec.word!r}; choose a concept present in the data")
+    forget = data.subset(mask)
+    canonical = data.prompts(forget.objects.tolist(), forget.styles.tolist())
+    req = DiffusionRequest(
+        original=model,
+        forget=TensorData(forget.images, canonical),
+        retain=data.subset(~mask).as_tensor_data(),
+        num_classes=len(data.names(spec.axis)),
+        device=resolve_device(device),
+        progress=progress,
+        data=data,
+        concept=spec,
+        guidance=guidance,
+    )
+    req._gen.manual_seed(seed)
+    return req
+
+
+def unlearn_concept(
+    model: nn.Module,
+    data: ConceptData,
+    concept: ConceptSpec | str,
+    method: str | Method = "esd-x",
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **hparams: Any,
+) -> UnlearnResult:
+    """Erase ``concept`` (``"object:three"``, ``"style:inverted"``) from a text-to-image ``model`` with a
+    registered diffusion method; the model passed in is never modified."""
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(method, Method):
+        if hparams:
+            raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
+        algo = method
+    else:
+        algo = make_method(method, domain="diffusion", **hparams)
+    if algo.domain != "diffusion":
+        raise ConfigError(f"method {algo.name!r} is for {algo.domain} models; pick a diffusion method")
+    request = concept_request(model, data, concept, device=device, progress=progress, seed=algo.seed)
+    algo.check(request)
+    work = copy.deepcopy(model).to(request.device)
+    for p in work.parameters():
+        p.requires_grad_(True)
+    with timed() as clock:
+        out = algo.run(work, request)
+    return UnlearnResult(model=out.eval(), method=algo.name, hparams=algo.hparams(), seconds=clock.seconds)

@@ -1,0 +1,230 @@
+"""Concept-erasure methods on a tiny text-to-image model: loss directions, which weights move, masks."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from unlearnkit.data.tensors import Batches, Cycle
+from unlearnkit.diffusion import (
+    DiffusionTrainConfig,
+    concept_request,
+    diffusion_loss,
+    load_concept_data,
+    parse_concept,
+    train_diffusion,
+    unlearn_concept,
+)
+from unlearnkit.diffusion.methods.concept_correction import AnchorAlignLoss, PreservingGradientHook
+from unlearnkit.diffusion.methods.esd import ESDLoss
+from unlearnkit.diffusion.methods.salun import generation_saliency
+from unlearnkit.diffusion.model import cross_attention_parameters
+from unlearnkit.errors import ConfigError
+
+TINY = DiffusionTrainConfig(steps=40, batch_size=32, base=8, text_dim=16, lr=3e-3)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    torch.manual_seed(0)
+    data = load_concept_data("digits", train_subset=60)
+    model = train_diffusion(data, TINY, device="cpu", progress=False)
+    return data, model
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _mean_loss(model, fn, batch, reps=8, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return float(sum(fn(model, batch) for _ in range(reps)) / reps)
+
+
+def test_ga_raises_forget_diffusion_loss_and_keeps_original(tiny):
+    data, model = tiny
+    before = _state(model)
+    req = concept_request(model, data, "object:three", device="cpu")
+    batch = (req.forget.x[:48], req.forget.y[:48])
+    res = unlearn_concept(
+        model, data, "object:three", "ga", device="cpu", progress=False, steps=10, lr=1e-3, batch_size=16
+    )
+    assert _mean_loss(res.model, diffusion_loss, batch) > _mean_loss(model, diffusion_loss, batch)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()), "the original must not change"
+
+
+def test_esd_x_changes_only_cross_attention_and_reduces_its_loss(tiny):
+    data, model = tiny
+    res = unlearn_concept(
+        model,
+        data,
+        "object:three",
+        "esd-x",
+        device="cpu",
+        progress=False,
+        steps=15,
+        lr=3e-3,
+        batch_size=4,
+        ddim_steps=4,
+    )
+    xattn = {n for n, _ in cross_attention_parameters(model)}
+    old, new = dict(model.named_parameters()), dict(res.model.named_parameters())
+    changed = {n for n in old if not torch.equal(old[n], new[n])}
+    assert changed, "ESD-x must move some weights"
+    assert changed <= xattn
+    assert all(n.startswith("unet.") for n in changed)
+    # ESD's objective (distance to the negatively guided target) is lower after training than before
+    req = concept_request(model, data, "object:three", device="cpu")
+    loss = ESDLoss(req.frozen_original(), 1.0, 4, 3.0, seed=1)
+    toks = req.forget.y[:8]
+    x_t = torch.randn(8, 1, 8, 8)
+    t = torch.full((8,), 500)
+    target = loss.target(x_t, t, toks)
+    with torch.no_grad():
+        d0 = float(((model(x_t, t, toks) - target) ** 2).mean())
+        d1 = float(((res.model(x_t, t, toks) - target) ** 2).mean())
+    assert d1 < d0
+
+
+def test_esd_u_leaves_cross_attention_and_text_encoder(tiny):
+    data, model = tiny
+    res = unlearn_concept(
+        model, data, "object:three", "esd-u", device="cpu", progress=False, steps=3, lr=1e-3, ddim_steps=3
+    )
+    xattn = {"unet." + n for n, _ in cross_attention_parameters(model.unet)}
+    old, new = dict(model.named_parameters()), dict(res.model.named_parameters())
+    changed = {n for n in old if not torch.equal(old[n], new[n])}
+    assert changed and not (changed & xattn)
+    assert not any(n.startswith("text_encoder.") for n in changed)
+
+
+def test_salun_mask_keeps_non_salient_weights_bit_identical(tiny):
+    data, model = tiny
+    req = concept_request(model, data, "object:three", device="cpu")
+    masks = generation_saliency(model, req, 0.5, 64, seed=0)
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    assert abs(kept / total - 0.5) < 0.01
+    res = unlearn_concept(
+        model, data, "object:three", "salun", device="cpu", progress=False, steps=8, lr=1e-2, batch_size=8
+    )
+    # the run computes the same mask (same seed): entries outside it must be exactly the original's
+    new = dict(res.model.named_parameters())
+    moved = 0
+    for n, p in model.named_parameters():
+        frozen = ~masks[n]
+        assert torch.equal(new[n][frozen], p[frozen]), n
+        moved += int((new[n][masks[n]] != p[masks[n]]).sum())
+    assert moved > 0
+
+
+def test_rl_moves_forget_prediction_towards_other_concepts(tiny):
+    data, model = tiny
+    res = unlearn_concept(
+        model, data, "object:three", "rl", device="cpu", progress=False, steps=20, lr=3e-3, batch_size=16
+    )
+    req = concept_request(model, data, "object:three", device="cpu")
+    toks = req.forget.y[:32]
+    other = req.with_label(toks, 5)
+    torch.manual_seed(3)
+    x_t, t = torch.randn(32, 1, 8, 8), torch.randint(100, 900, (32,))
+    with torch.no_grad():
+        d0 = float(((model(x_t, t, toks) - model(x_t, t, other)) ** 2).mean())
+        d1 = float(((res.model(x_t, t, toks) - res.model(x_t, t, other)) ** 2).mean())
+    assert d1 < d0
+
+
+def test_concept_correction_aligns_to_anchor(tiny):
+    data, model = tiny
+    res = unlearn_concept(
+        model,
+        data,
+        "object:three",
+        "concept-correction",
+        device="cpu",
+        progress=False,
+        steps=20,
+        lr=3e-3,
+        batch_size=16,
+        retain_weight=0.0,
+    )
+    req = concept_request(model, data, "object:three", device="cpu")
+    align = AnchorAlignLoss(req, req.frozen_original(), 4)
+    batch = (req.forget.x[:32], req.forget.y[:32])
+    assert _mean_loss(res.model, align, batch) < _mean_loss(model, align, batch)
+
+
+def test_preserving_gradient_removes_the_conflicting_component(tiny):
+    data, model = tiny
+    model = copy.deepcopy(model)
+    req = concept_request(model, data, "object:three", device="cpu")
+    params = list(model.unet.parameters())
+    gen = torch.Generator().manual_seed(0)
+    hook = PreservingGradientHook(model, Cycle(Batches(req.retain, 16, seed=0)), weight=0.0)
+    batch = Batches(req.retain, 16, seed=0).__iter__().__next__()
+    state = torch.get_rng_state()
+    g_r = torch.autograd.grad(diffusion_loss(model, batch), params)
+    for p, g in zip(params, g_r):
+        p.grad = -g + 0.1 * torch.randn(g.shape, generator=gen)  # strongly against the retain gradient
+    torch.set_rng_state(state)
+    ctx = SimpleNamespace(params=params)
+    hook.after_backward(ctx)
+    dot = sum(float((p.grad * g).sum()) for p, g in zip(params, g_r))
+    norm = sum(float((g * g).sum()) for g in g_r) ** 0.5 * sum(float((p.grad**2).sum()) for p in params) ** 0.5
+    assert hook.conflicts == 1
+    assert abs(dot) / norm < 1e-4
+
+
+def test_advunlearn_trains_text_encoder_only(tiny):
+    data, model = tiny
+    res = unlearn_concept(
+        model,
+        data,
+        "object:three",
+        "advunlearn",
+        device="cpu",
+        progress=False,
+        steps=2,
+        lr=1e-3,
+        ddim_steps=3,
+        attack_steps=3,
+    )
+    old, new = dict(model.named_parameters()), dict(res.model.named_parameters())
+    changed = {n for n in old if not torch.equal(old[n], new[n])}
+    assert changed and all(n.startswith("text_encoder.") for n in changed)
+
+
+def test_bad_requests_raise_helpful_errors(tiny):
+    data, model = tiny
+    with pytest.raises(ConfigError, match="object:NAME"):
+        parse_concept("three", data)
+    with pytest.raises(ConfigError, match="choose one of"):
+        parse_concept("object:eleven", data)
+    with pytest.raises(ConfigError, match="unknown method"):
+        unlearn_concept(model, data, "object:three", "no-such-method")
+    with pytest.raises(ConfigError, match="out of range"):
+        unlearn_concept(model, data, "object:three", "salun", mask_ratio=1.5)
+
+
+@pytest.mark.slow
+def test_erasure_on_the_digits_model_removes_the_concept_and_keeps_others(tmp_path_factory):
+    """The full-size miniature (a few minutes of training on 2 cores): ESD-x erases 'three'."""
+    from unlearnkit.diffusion import SamplingConfig, cached_model, evaluate_erasure, train_evaluators
+
+    data = load_concept_data("digits")
+    test = load_concept_data("digits", split="test")
+    model, _ = cached_model(data, progress=False)
+    evaluators = train_evaluators(data, test, progress=False)
+    concept = parse_concept("object:three", data)
+    sampling = SamplingConfig(per_prompt=4)
+    before = evaluate_erasure(model, data, concept, evaluators, sampling).metrics
+    res = unlearn_concept(
+        model, data, concept, "esd-x", progress=False, steps=200, lr=1.5e-4, batch_size=8, ddim_steps=25
+    )
+    after = evaluate_erasure(res.model, data, concept, evaluators, sampling).metrics
+    assert before["ua"] < 20 and after["ua"] > before["ua"] + 30
+    assert after["ira"] > 60 and after["cra"] > 60
