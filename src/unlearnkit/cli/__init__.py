@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 from ..errors import UnlearnkitError
 
-COMMAND_MODULES = ["unlearnkit.cli.core"]
+COMMAND_MODULES = [
+    "unlearnkit.cli.core",
+    "unlearnkit.cli.audit",
+    "unlearnkit.cli.diffusion",
+    "unlearnkit.cli.exact",
+    "unlearnkit.cli.lm",
+    "unlearnkit.cli.backdoor",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

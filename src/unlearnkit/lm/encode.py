@@ -1,0 +1,182 @@
+"""Token tensors for language-model training and scoring.
+
+A QA pair becomes ``PROMPT + " " + answer + EOS`` with the prompt tokens masked out of the labels (-100), so
+losses and probabilities are over the answer only. Batches are tuples ``(input_ids, attention_mask, labels)``
+that :func:`unlearnkit.engine.train` moves to the device; two streams are zipped into one 6-tuple batch
+(forget first, then retain) for methods with a retain term.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data.tensors import Batches, Cycle, TensorData
+from ..errors import DataError
+
+IGNORE = -100
+
+
+def prompt_text(question: str) -> str:
+    """How a question is put to the model."""
+    return f"Question: {question}\nAnswer:"
+
+
+@dataclass(frozen=True)
+class LMData:
+    """Right-padded token rows with their attention mask and labels (-100 where no loss is taken)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not self.input_ids.shape == self.attention_mask.shape == self.labels.shape:
+            raise DataError("input_ids, attention_mask and labels must have the same shape")
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.input_ids, self.attention_mask, self.labels
+
+    def subset(self, idx: Sequence[int] | torch.Tensor) -> LMData:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return LMData(self.input_ids[i], self.attention_mask[i], self.labels[i])
+
+    @staticmethod
+    def concat(parts: Sequence[LMData]) -> LMData:
+        width = max(p.input_ids.shape[1] for p in parts)
+        padded = [_pad_to(p, width) for p in parts]
+        return LMData(*(torch.cat([p.tensors()[k] for p in padded]) for k in range(3)))
+
+
+def _pad_to(d: LMData, width: int) -> LMData:
+    extra = width - d.input_ids.shape[1]
+    if extra == 0:
+        return d
+
+    def pad(t: torch.Tensor, v: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, extra), value=v)
+
+    return LMData(pad(d.input_ids, 0), pad(d.attention_mask, 0), pad(d.labels, IGNORE))
+
+
+def _pack(rows: list[tuple[list[int], list[int]]], pad_id: int, max_length: int) -> LMData:
+    if not rows:
+        raise DataError("nothing to encode: the list of examples is empty")
+    width = min(max_length, max(len(ids) for ids, _ in rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for i, (toks, labs) in enumerate(rows):
+        toks, labs = toks[:width], labs[:width]
+        ids[i, : len(toks)] = torch.tensor(toks)
+        mask[i, : len(toks)] = 1
+        labels[i, : len(labs)] = torch.tensor(labs)
+    return LMData(ids, mask, labels)
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_pairs(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_length: int = 256) -> LMData:
+    """Encode ``prompt + " " + target + EOS`` with the loss on the target (and EOS) only."""
+    if len(prompts) != len(targets):
+        raise DataError(f"{len(prompts)} prompts but {len(targets)} targets; give one target per prompt")
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows = []
+    for p, t in zip(prompts, targets):
+        pi, ti = _ids(tokenizer, p), _ids(tokenizer, " " + t) + eos
+        rows.append((pi + ti, [IGNORE] * len(pi) + ti))
+    return _pack(rows, tokenizer.pad_token_id, max_length)
+
+
+def encode_qa(tokenizer, qa: Sequence[dict[str, Any]], answer_key: str = "answer", max_length: int = 256) -> LMData:
+    """QA records → :class:`LMData` scoring ``record[answer_key]`` (e.g. ``paraphrased_answer``)."""
+    return encode_pairs(tokenizer, [prompt_text(r["question"]) for r in qa], [r[answer_key] for r in qa], max_length)
+
+
+def encode_texts(tokenizer, texts: Sequence[dict[str, str]], max_length: int = 256) -> LMData:
+    """Training texts: ``{"text": ...}`` (loss on every token) or ``{"prompt", "target"}`` (loss on the target)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows = []
+    for t in texts:
+        if "text" in t:
+            ids = _ids(tokenizer, t["text"]) + eos
+            rows.append((ids, list(ids)))
+        else:
+            pi, ti = _ids(tokenizer, prompt_text(t["prompt"])), _ids(tokenizer, " " + t["target"]) + eos
+            rows.append((pi + ti, [IGNORE] * len(pi) + ti))
+    return _pack(rows, tokenizer.pad_token_id, max_length)
+
+
+def split_by_length(data: LMData, factor: float = 2.0) -> list[LMData]:
+    """Rows longer than ``factor`` × the median length in a second :class:`LMData` (both trimmed), so that a few
+    long texts (biographies) do not pad every batch of short ones (QA); returns the non-empty groups."""
+    lengths = data.attention_mask.sum(1)
+    long = lengths > factor * lengths.float().median()
+    groups = []
+    for sel in (~long, long):
+        idx = torch.nonzero(sel).flatten()
+        if len(idx):
+            sub = data.subset(idx)
+            groups.append(LMData(*_trim(*sub.tensors())))
+    return groups
+
+
+def _trim(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    width = int(mask.sum(1).max().clamp(min=1))
+    return ids[:, :width], mask[:, :width], labels[:, :width]
+
+
+class LMBatches:
+    """Seeded, re-shuffled mini-batches of one or more row-aligned :class:`LMData` (same rows drawn from each),
+    each trimmed to its longest row: a 3-tuple per data set, concatenated."""
+
+    def __init__(self, data: LMData | Sequence[LMData], batch_size: int, *, shuffle: bool = True, seed: int = 0):
+        self.datas = [data] if isinstance(data, LMData) else list(data)
+        if len({len(d) for d in self.datas}) != 1:
+            raise DataError("row-aligned data sets must have the same number of rows")
+        index = torch.arange(len(self.datas[0]))
+        # reuse the project's seeded index stream: x = row index, y unused
+        self._order = Batches(TensorData(index, index), batch_size, shuffle=shuffle, seed=seed)
+
+    @property
+    def data(self) -> LMData:
+        return self.datas[0]
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out: tuple[torch.Tensor, ...] = ()
+        for d in self.datas:
+            out += _trim(d.input_ids[idx], d.attention_mask[idx], d.labels[idx])
+        return out
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for idx, _ in self._order:
+            yield self.take(idx)
+
+
+class PairedBatches:
+    """One pass over ``main``, each batch followed by the next batch of an endless ``other`` stream:
+    batches are ``(main..., other...)``."""
+
+    def __init__(self, main: LMBatches, other: LMBatches) -> None:
+        self.main = main
+        self.other = other
+        self._cycle = Cycle(other._order)
+
+    def __len__(self) -> int:
+        return len(self.main)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for batch in self.main:
+            idx, _ = self._cycle.next()
+            yield (*batch, *self.other.take(idx))

@@ -1,0 +1,129 @@
+"""Measure a causal LM on a split: QA ROUGE / accuracy / probability / truth ratio per set, MIAs, fluency.
+
+:func:`measure_lm` runs the model (generation and scoring); everything it reports is computed by the pure
+functions of :mod:`unlearnkit.lm.metrics`. :func:`compare_to_retain_only` adds the metrics defined relative
+to the retain-only model (forget quality, privleak).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .data import LMSplit
+from .encode import encode_pairs, encode_qa, prompt_text
+from .generate import answer_questions, row_logprobs, row_token_stats
+from .metrics import (
+    answer_accuracy,
+    auc,
+    forget_quality,
+    loss_score,
+    mean_answer_probability,
+    mean_ngram_entropy,
+    mean_rouge_l_recall,
+    min_k_plus_plus_score,
+    min_k_score,
+    model_utility,
+    privleak,
+    truth_ratio,
+    truth_ratio_score,
+    zlib_score,
+)
+
+MIA_NAMES = ("loss", "zlib", "mink", "minkpp")
+
+
+@dataclass
+class LMEvaluation:
+    """Scalar metrics plus the raw values later comparisons need (forget truth ratios, MIA AUCs)."""
+
+    metrics: dict[str, float]
+    forget_truth_ratios: list[float] = field(default_factory=list)
+    generations: dict[str, list[str]] = field(default_factory=dict)
+
+
+def truth_ratios(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], **kw) -> list[float]:
+    """R_truth per question (needs ``paraphrased_answer`` and ``perturbed_answers``)."""
+    qa = [r for r in qa if r.get("perturbed_answers")]
+    if not qa:
+        return []
+    para = row_logprobs(model, encode_qa(tokenizer, qa, "paraphrased_answer"), **kw)
+    prompts = [prompt_text(r["question"]) for r in qa for _ in r["perturbed_answers"]]
+    targets = [a for r in qa for a in r["perturbed_answers"]]
+    pert = row_logprobs(model, encode_pairs(tokenizer, prompts, targets), **kw)
+    out, i = [], 0
+    for r, p in zip(qa, para):
+        k = len(r["perturbed_answers"])
+        out.append(truth_ratio(p.numpy(), [x.numpy() for x in pert[i : i + k]]))
+        i += k
+    return out
+
+
+def qa_metrics(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], prefix: str, **kw) -> tuple[dict, list]:
+    """ROUGE-L recall, accuracy, answer probability and truth ratio of one QA set."""
+    gens = answer_questions(model, tokenizer, qa, device=kw.get("device"))
+    logps = row_logprobs(model, encode_qa(tokenizer, qa), **kw)
+    ratios = truth_ratios(model, tokenizer, qa, **kw)
+    out = {
+        f"{prefix}_rouge": mean_rouge_l_recall(gens, [r["answer"] for r in qa]),
+        f"{prefix}_acc": answer_accuracy(gens, [r["value"] for r in qa]),
+        f"{prefix}_prob": mean_answer_probability([x.numpy() for x in logps]),
+        f"{prefix}_tr": truth_ratio_score(ratios, forget=prefix == "forget") if ratios else float("nan"),
+    }
+    return out, (gens, ratios)
+
+
+def mia_scores(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], k: float = 0.2, **kw) -> dict[str, list]:
+    """LOSS, ZLib, Min-K% and Min-K%++ scores of each QA answer given its question."""
+    stats = row_token_stats(model, encode_qa(tokenizer, qa), **kw)
+    out: dict[str, list] = {n: [] for n in MIA_NAMES}
+    for r, s in zip(qa, stats):
+        lp = s["logp"].numpy()
+        out["loss"].append(loss_score(lp))
+        out["zlib"].append(zlib_score(lp, r["answer"]))
+        out["mink"].append(min_k_score(lp, k))
+        out["minkpp"].append(min_k_plus_plus_score(lp, s["mu"].numpy(), s["sigma"].numpy(), k))
+    return out
+
+
+def measure_lm(
+    model: nn.Module, tokenizer, split: LMSplit, *, retain_eval: int | None = 200, device=None, batch_size: int = 64
+) -> LMEvaluation:
+    """All model-only metrics on ``split`` (``retain_eval`` caps the retain questions scored)."""
+    kw = {"device": device, "batch_size": batch_size}
+    model.eval()
+    metrics: dict[str, float] = {}
+    gens: dict[str, list[str]] = {}
+    fm, (fg, f_ratios) = qa_metrics(model, tokenizer, split.forget, "forget", **kw)
+    metrics.update(fm)
+    gens["forget"] = fg
+    retain = split.retain_eval(retain_eval)
+    rm, (rg, _) = qa_metrics(model, tokenizer, retain, "retain", **kw)
+    metrics.update(rm)
+    gens["retain"] = rg
+    utility_parts = [rm["retain_prob"], rm["retain_rouge"], rm["retain_tr"]]
+    if split.neighbour:
+        nm, (ng, _) = qa_metrics(model, tokenizer, split.neighbour, "neighbour", **kw)
+        metrics.update(nm)
+        gens["neighbour"] = ng
+        utility_parts += [nm["neighbour_prob"], nm["neighbour_rouge"], nm["neighbour_tr"]]
+    metrics["utility"] = model_utility(utility_parts)
+    metrics["fluency"] = mean_ngram_entropy(fg)
+    if split.holdout:
+        members = mia_scores(model, tokenizer, split.forget, **kw)
+        nonmembers = mia_scores(model, tokenizer, split.holdout, **kw)
+        for n in MIA_NAMES:
+            metrics[f"mia_{n}"] = auc(members[n], nonmembers[n])
+    return LMEvaluation(metrics, list(f_ratios), gens)
+
+
+def compare_to_retain_only(ev: LMEvaluation, retain_only: LMEvaluation, mia: str = "minkpp") -> dict[str, float]:
+    """Forget quality (KS p-value of forget truth ratios) and privleak (of the ``mia`` AUC) vs retain-only."""
+    out = {"forget_quality": forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
+    a, b = ev.metrics.get(f"mia_{mia}"), retain_only.metrics.get(f"mia_{mia}")
+    out["privleak"] = privleak(a, b) if a is not None and b is not None and not np.isnan(b) else float("nan")
+    return out

@@ -1,0 +1,29 @@
+"""Language-model unlearning metrics: pure functions of generations, token log-probabilities and scores."""
+
+from .fluency import mean_ngram_entropy, ngram_entropy
+from .mia import auc, loss_score, min_k_plus_plus_score, min_k_score, privleak, zlib_score
+from .probability import mean_answer_probability, normalised_probability, truth_ratio, truth_ratio_score
+from .quality import forget_quality, harmonic_mean, model_utility
+from .rouge import answer_accuracy, contains_answer, mean_rouge_l_recall, rouge_l_recall
+
+__all__ = [
+    "answer_accuracy",
+    "auc",
+    "contains_answer",
+    "forget_quality",
+    "harmonic_mean",
+    "loss_score",
+    "mean_answer_probability",
+    "mean_ngram_entropy",
+    "mean_rouge_l_recall",
+    "min_k_plus_plus_score",
+    "min_k_score",
+    "model_utility",
+    "ngram_entropy",
+    "normalised_probability",
+    "privleak",
+    "rouge_l_recall",
+    "truth_ratio",
+    "truth_ratio_score",
+    "zlib_score",
+]

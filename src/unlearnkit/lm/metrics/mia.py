@@ -1,0 +1,60 @@
+"""Membership-inference scores for language models and their AUC (higher score = more likely a member).
+
+LOSS (Yeom et al. 2018), ZLib (Carlini et al., USENIX Security 2021), Min-K% (Shi et al., ICLR 2024),
+Min-K%++ (Zhang et al., 2024); privacy leakage as in MUSE (Shi et al., 2024)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...errors import DataError
+
+
+def loss_score(logps: Sequence[float]) -> float:
+    """Mean token log-likelihood (−loss)."""
+    return float(np.mean(logps))
+
+
+def zlib_score(logps: Sequence[float], text: str) -> float:
+    """Log-likelihood over the zlib-compressed length of the text."""
+    return float(np.mean(logps)) / max(1, len(zlib.compress(text.encode("utf-8"))))
+
+
+def _lowest_mean(values: np.ndarray, k: float) -> float:
+    n = max(1, int(len(values) * k))
+    return float(np.sort(values)[:n].mean())
+
+
+def min_k_score(logps: Sequence[float], k: float = 0.2) -> float:
+    """Mean of the k fraction of lowest token log-likelihoods."""
+    if not 0 < k <= 1:
+        raise DataError(f"k must be in (0, 1], got {k}")
+    return _lowest_mean(np.asarray(logps, dtype=float), k)
+
+
+def min_k_plus_plus_score(logps: Sequence[float], mu: Sequence[float], sigma: Sequence[float], k: float = 0.2) -> float:
+    """Min-K%++: tokens scored by (log p(x_t) − μ_t)/σ_t, where μ_t and σ_t are the mean and standard
+    deviation of log p(z) for z drawn from the model's next-token distribution; mean of the lowest k fraction."""
+    if not 0 < k <= 1:
+        raise DataError(f"k must be in (0, 1], got {k}")
+    z = (np.asarray(logps, float) - np.asarray(mu, float)) / np.maximum(np.asarray(sigma, float), 1e-6)
+    return _lowest_mean(z, k)
+
+
+def auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> float:
+    """ROC AUC of telling members (label 1) from non-members by score; 0.5 is chance."""
+    from sklearn.metrics import roc_auc_score
+
+    if not len(member_scores) or not len(nonmember_scores):
+        return float("nan")
+    y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    return float(roc_auc_score(y, np.r_[np.asarray(member_scores, float), np.asarray(nonmember_scores, float)]))
+
+
+def privleak(auc_unlearned: float, auc_retain_only: float) -> float:
+    """MUSE privacy leakage in %: (AUC_unlearned − AUC_retain) / AUC_retain · 100; ≈ 0 is ideal, positive means
+    the forget set still looks like training data, negative means it looks *less* so than never-seen data."""
+    return (auc_unlearned - auc_retain_only) / auc_retain_only * 100.0

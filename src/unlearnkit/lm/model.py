@@ -1,0 +1,161 @@
+"""Tiny ``transformers`` causal LMs and local checkpoints.
+
+The embedded default is a small Llama-style model trained from scratch; any causal LM a user has on disk
+(``AutoModelForCausalLM.from_pretrained(path)``) works the same way. Checkpoints are Hugging Face folders
+(``config.json``, ``model.safetensors``, tokenizer files) written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import write_json
+from ..errors import CheckpointError, ConfigError, ModelError, require
+from .tokenizer import ensure_pad_token
+
+ARCHS = ("llama", "gpt2")
+META_FILE = "unlearnkit.json"
+
+
+@dataclass
+class TinyLMConfig:
+    """Size of the embedded model: a few layers, d_model 128–256."""
+
+    arch: str = "llama"
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_mult: int = 4
+    max_length: int = 256
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if min(self.d_model, self.n_layers, self.n_heads, self.ff_mult, self.max_length) < 1:
+            raise ConfigError("every TinyLMConfig size must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
+    """A freshly initialised causal LM of size ``cfg`` for ``tokenizer``'s vocabulary."""
+    transformers = require("transformers", extra="lm")
+    from ..runtime import seed_everything
+
+    common = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if cfg.arch == "llama":
+        config = transformers.LlamaConfig(
+            hidden_size=cfg.d_model,
+            intermediate_size=cfg.ff_mult * cfg.d_model,
+            num_hidden_layers=cfg.n_layers,
+            num_attention_heads=cfg.n_heads,
+            num_key_value_heads=cfg.n_heads,
+            max_position_embeddings=cfg.max_length,
+            tie_word_embeddings=True,
+            **common,
+        )
+    else:
+        config = transformers.GPT2Config(
+            n_embd=cfg.d_model,
+            n_layer=cfg.n_layers,
+            n_head=cfg.n_heads,
+            n_inner=cfg.ff_mult * cfg.d_model,
+            n_positions=cfg.max_length,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **common,
+        )
+    seed_everything(seed)
+    return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def load_causal_lm(path: str | Path, device=None):
+    """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
+    transformers = require("transformers", extra="lm")
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise CheckpointError(
+            f"{p} is not a Hugging Face model folder (no config.json); pass a folder saved with save_pretrained "
+            "or train one with `unlearnkit lm-train`"
+        )
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(p))
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(p))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"could not load a causal LM from {p}: {exc}") from exc
+    ensure_pad_token(tokenizer)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+@contextmanager
+def _staged_folder(path: Path, overwrite: bool):
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` by a rename."""
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise CheckpointError(f"{path} already exists; choose a new folder or pass overwrite=True")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_causal_lm(
+    model: nn.Module | None,
+    tokenizer,
+    path: str | Path,
+    *,
+    meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save model (if given), tokenizer and ``meta`` (as ``unlearnkit.json``) with ``save_pretrained`` into a
+    temporary folder, then rename it to ``path``."""
+    p = Path(path)
+    with _staged_folder(p, overwrite) as tmp:
+        if model is not None:
+            model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if meta is not None:
+            write_json(tmp / META_FILE, meta)
+    return p
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a causal LM (Llama/Mistral/Qwen ``model.layers``, GPT-2 ``transformer.h``,
+    GPT-NeoX ``gpt_neox.layers``), also through a PEFT wrapper."""
+    base = model
+    if hasattr(base, "get_base_model"):
+        base = base.get_base_model()
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        obj = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ModelError(f"cannot find the transformer blocks of {type(base).__name__}; RMU needs model.layers-like blocks")
