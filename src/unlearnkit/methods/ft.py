@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..engine import Phase
+from ..engine import SCHEDULES, Phase
 from .base import Method, UnlearnRequest, hp, register
 
 
@@ -25,6 +25,7 @@ class FineTune(Method):
     momentum: float = hp(0.9, low=0, high=0.999)
     weight_decay: float = hp(5e-4, low=0)
     batch_size: int = hp(128, low=1)
+    schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         self.fit(model, Phase("retain", self.batches(request.retain), request.task_loss), request)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..engine import Hook, Phase, StepContext
+from ..engine import SCHEDULES, Hook, Phase, StepContext
 from .base import Method, UnlearnRequest, hp, register
 
 
@@ -40,6 +40,7 @@ class L1Sparse(Method):
     momentum: float = hp(0.9, low=0, high=0.999)
     weight_decay: float = hp(5e-4, low=0)
     batch_size: int = hp(128, low=1)
+    schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         phase = Phase("retain", self.batches(request.retain), request.task_loss)

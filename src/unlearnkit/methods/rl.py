@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..engine import Batch, Hook, Phase
+from ..engine import SCHEDULES, Batch, Hook, Phase
 from ..errors import ConfigError
 from .base import Method, UnlearnRequest, hp, register
 
@@ -50,6 +50,7 @@ class RandomLabel(Method):
     momentum: float = hp(0.9, low=0, high=0.999)
     weight_decay: float = hp(5e-4, low=0)
     batch_size: int = hp(128, low=1)
+    schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         self.fit(model, random_label_phases(self, request), request, hooks=self.hooks(model, request))
