@@ -13,6 +13,14 @@ from unlearnkit.engine import Recipe
 FAST_RECIPE = Recipe(epochs=12, lr=0.05, batch_size=64, schedule="cosine")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Point every default cache of the project at a fresh folder: tests never read or fill the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNLEARNKIT_CACHE", str(tmp_path_factory.mktemp("unlearnkit-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def digits() -> uk.DatasetBundle:
     return uk.load_dataset("digits")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,17 +27,13 @@ from .methods.base import get_method_class
 from .metrics.evaluate import HEADLINES, TASK_METRICS, Evaluation
 from .models import create_model
 from .results import ResultTable
-from .runtime import resolve_device, seed_everything
+from .runtime import cache_root, resolve_device, seed_everything
 from .training import default_recipe, train_model
 
 DEFAULT_METHODS = ("ft", "ga", "rl", "l1-sparse", "salun")
 #: the default methods of other tasks, used when ``BenchConfig.methods`` is left at ``DEFAULT_METHODS``
 TASK_DEFAULT_METHODS = {"regression": ("ft", "ga", "l1-sparse", "blindspot", "gaussian-amnesiac")}
 REFERENCE_ORIGINAL_EPOCHS = 182
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("UNLEARNKIT_CACHE", Path.home() / ".cache" / "unlearnkit"))
 
 
 @dataclass
@@ -160,7 +155,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         seed_everything(cfg.seed)
         return create_model(cfg.model, bundle.input_shape, bundle.output_dim, **cfg.model_kwargs)
 
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
     base = {
         "dataset": cfg.dataset,
         "train_subset": cfg.train_subset,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +26,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but CUDA is not available; use device='auto' or 'cpu'")
     return dev
+
+
+def cache_root() -> Path:
+    """Where trained originals, retrains and models are cached: ``$UNLEARNKIT_CACHE`` or ~/.cache/unlearnkit."""
+    return Path(os.environ.get("UNLEARNKIT_CACHE", Path.home() / ".cache" / "unlearnkit"))
 
 
 def seed_everything(seed: int) -> None:

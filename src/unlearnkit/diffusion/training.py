@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from ..checkpoint import load, save
 from ..data.tensors import Batches, Cycle, TensorData
 from ..engine import Phase, Recipe, train
 from ..errors import CheckpointError, ConfigError
-from ..runtime import resolve_device, seed_everything, timed
+from ..runtime import cache_root, resolve_device, seed_everything, timed
 from .concepts import ConceptData, ConceptSpec
 from .model import ModelConfig, TextToImage
 from .schedule import diffusion_loss
@@ -108,8 +107,7 @@ def train_diffusion(
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("UNLEARNKIT_CACHE", Path.home() / ".cache" / "unlearnkit")
-    return Path(root) / "diffusion"
+    return cache_root() / "diffusion"
 
 
 def cache_key(data: ConceptData, config: DiffusionTrainConfig, exclude: ConceptSpec | None) -> str:

@@ -17,11 +17,10 @@ from typing import Any
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..bench import default_cache_dir
 from ..errors import ConfigError, require
 from ..methods.base import get_method_class
 from ..results import ResultTable
-from ..runtime import resolve_device, timed
+from ..runtime import cache_root, resolve_device, timed
 from .api import unlearn_lm
 from .attacks import in_context_probe, probe_scores, relearn_attack
 from .data import LMSplit, make_benchmark, split_from_jsonl
@@ -154,7 +153,7 @@ def train_pair(
     with opposite orders share the work through the cache)."""
     split = split or load_split(cfg)
     device = resolve_device(cfg.device)
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir() / "lm"
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "lm"
     data_id = (
         {"jsonl": _files_digest([cfg.forget_jsonl, cfg.retain_jsonl])}
         if cfg.forget_jsonl
