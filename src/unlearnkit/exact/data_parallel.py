@@ -27,12 +27,10 @@ from ..data.tensors import Batches, TensorData, as_tensor_data
 from ..engine import Phase, Recipe, TrainLog, train
 from ..errors import require
 from ..losses import task_loss
-from ..metrics.accuracy import accuracy
-from ..metrics.predict import predict_outputs
 from ..models import create_model
 from ..runtime import seed_everything
 from ..training import default_recipe
-from ..workflow import original_meta
+from ..workflow import fit_metrics, original_meta
 
 
 class ProcessBatches:
@@ -117,9 +115,6 @@ def train_checkpoint_data_parallel(
     if not acc.is_main_process:
         return None
     net = acc.unwrap_model(net).cpu()
-    metrics = (
-        {"ta": accuracy(predict_outputs(net, bundle.test), bundle.test.y)} if bundle.task == "classification" else {}
-    )
     meta = original_meta(
         dataset=dataset,
         data_dir=data_dir,
@@ -130,7 +125,7 @@ def train_checkpoint_data_parallel(
         recipe=recipe,
         seed=seed,
         seconds=log.seconds,
-        metrics=metrics,
+        metrics=fit_metrics(net, bundle),
     )
     meta["processes"] = acc.num_processes
     return save(net, out, meta, overwrite=overwrite)
