@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-from .options import add_common, add_data, add_recipe, parse_hparams, recipe_from_args, recipe_given
-
-
-def _bench_config(args: argparse.Namespace, methods: list[str], kind: str):
-    from ..bench import BenchConfig
-
-    out = args.out or str(Path("runs") / f"{kind}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return BenchConfig(
-        dataset=args.dataset,
-        model=args.model,
-        forget=args.forget,
-        methods=methods,
-        recipe=recipe_from_args(args) if recipe_given(args) else None,
-        hparams=parse_hparams(args.hp, nested=True),
-        seed=args.seed,
-        data_dir=args.data_dir,
-        train_subset=args.train_subset,
-        cache_dir=args.cache_dir,
-        out_dir=out,
-        device=args.device,
-        progress=not args.no_progress,
-    )
+from .options import add_common, add_data, add_recipe, bench_config_from_args
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import AuditConfig, run_audit
     from ..bench import DEFAULT_METHODS
 
-    bench = _bench_config(args, args.methods.split(",") if args.methods else list(DEFAULT_METHODS), "audit")
+    bench = bench_config_from_args(args, args.methods.split(",") if args.methods else list(DEFAULT_METHODS), "audit")
     cfg = AuditConfig(
         bench,
         ulira_pairs=args.pairs,
@@ -54,7 +31,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..audit import tune_request
 
-    bench = _bench_config(args, [args.method], "tune")
+    bench = bench_config_from_args(args, [args.method], "tune")
     params = args.params.split(",") if args.params else None
     rep = tune_request(
         bench, args.method, n_trials=args.trials, params=params, objective=args.objective, eps_runs=args.eps_runs

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from .options import add_common, add_data, add_recipe, parse_hparams, recipe_from_args, recipe_given
+from .options import add_common, add_data, add_recipe, bench_config_from_args, parse_hparams, recipe_from_args
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -67,27 +66,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench import DEFAULT_METHODS, BenchConfig, run_bench
+    from ..bench import DEFAULT_METHODS, run_bench
 
-    out = args.out or str(Path("runs") / f"bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    recipe = recipe_from_args(args) if recipe_given(args) else None
-    cfg = BenchConfig(
-        dataset=args.dataset,
-        model=args.model,
-        forget=args.forget,
-        methods=args.methods.split(",") if args.methods else DEFAULT_METHODS,
-        recipe=recipe,
-        hparams=parse_hparams(args.hp, nested=True),
-        seed=args.seed,
-        data_dir=args.data_dir,
-        train_subset=args.train_subset,
-        scale_epochs=not args.no_scale_epochs,
-        cache_dir=args.cache_dir,
-        out_dir=out,
-        device=args.device,
-        progress=not args.no_progress,
-        save_predictions=args.predictions,
+    methods = args.methods.split(",") if args.methods else DEFAULT_METHODS
+    cfg = bench_config_from_args(
+        args, methods, "bench", scale_epochs=not args.no_scale_epochs, save_predictions=args.predictions
     )
+    out = cfg.out_dir
     run = run_bench(cfg)
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 from ..engine import OPTIMIZERS, SCHEDULES, Recipe
@@ -73,3 +75,27 @@ def add_data(p: argparse.ArgumentParser, dataset: bool = True) -> None:
         p.add_argument("--dataset", default="digits", help="registered dataset (default: digits)")
         p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training set")
     p.add_argument("--data-dir", help="folder with the dataset's files (else $UNLEARNKIT_DATA, then system paths)")
+
+
+def bench_config_from_args(args: argparse.Namespace, methods: list[str] | tuple[str, ...], kind: str, **extra: Any):
+    """A :class:`~unlearnkit.bench.BenchConfig` from the data, recipe, ``--hp`` and run options shared by
+    ``bench``, ``audit`` and ``tune``; results go to ``--out`` or ``runs/KIND-DATASET-TIME``."""
+    from ..bench import BenchConfig
+
+    out = args.out or str(Path("runs") / f"{kind}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return BenchConfig(
+        dataset=args.dataset,
+        model=args.model,
+        forget=args.forget,
+        methods=methods,
+        recipe=recipe_from_args(args) if recipe_given(args) else None,
+        hparams=parse_hparams(args.hp, nested=True),
+        seed=args.seed,
+        data_dir=args.data_dir,
+        train_subset=args.train_subset,
+        cache_dir=args.cache_dir,
+        out_dir=out,
+        device=args.device,
+        progress=not args.no_progress,
+        **extra,
+    )
