@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from .data.tensors import as_tensor_data
+from .engine import check_weights
 from .errors import ConfigError, ModelError
 from .methods.base import TASKS, Method, UnlearnRequest, make_method
 from .runtime import resolve_device, timed
+from .validation import prepare_request_data
 
 
 @dataclass
@@ -29,15 +31,6 @@ class UnlearnResult:
         return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds}
 
 
-def _infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
-    probe = copy.deepcopy(model).to(device).eval()
-    with torch.no_grad():
-        out = probe(x[:1].to(device))
-    if out.ndim != 2:
-        raise ModelError(f"a classifier must return logits shaped (batch, classes); got {tuple(out.shape)}")
-    return int(out.shape[1])
-
-
 def unlearn(
     model: nn.Module,
     forget: object,
@@ -49,6 +42,7 @@ def unlearn(
     device: str | torch.device | None = None,
     progress: bool = True,
     model_factory: Callable[[], nn.Module] | None = None,
+    check_overlap: bool = True,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
@@ -57,6 +51,9 @@ def unlearn(
     ``method`` is a registered name (see :func:`unlearnkit.available_methods`) or a :class:`Method` instance;
     ``hparams`` are its hyper-parameters (``epochs``, ``lr``, ``batch_size``, ``seed`` are common to all).
     ``model_factory`` builds a fresh model (used by ``retrain``; by default modules are re-initialised).
+    Inputs are cast to the model's dtype and labels checked against its outputs; an example found in both
+    sets is refused unless ``check_overlap=False``. A run whose loss or weights stop being finite raises
+    :class:`~unlearnkit.errors.DivergenceError`.
     """
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -71,8 +68,9 @@ def unlearn(
     dev = resolve_device(device)
     f = as_tensor_data(forget, "forget")
     r = as_tensor_data(retain, "retain")
-    if task == "classification" and num_classes is None:
-        num_classes = _infer_num_classes(model, f.x, dev)
+    f, r, num_classes = prepare_request_data(
+        model, f, r, task=task, num_classes=num_classes, device=dev, check_overlap=check_overlap
+    )
     request = UnlearnRequest(
         original=model,
         forget=f,
@@ -87,5 +85,6 @@ def unlearn(
     work = copy.deepcopy(model).to(dev)
     with timed() as clock:
         out = algo.run(work, request)
+    check_weights(out, desc=algo.name, lr=getattr(algo, "lr", None))
     out.eval()
     return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds)

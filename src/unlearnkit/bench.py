@@ -14,21 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from .api import unlearn
-from .checkpoint import load, save
+from .cache import usable_entry
+from .checkpoint import save, staged_folder
 from .data.registry import DatasetBundle, load_dataset
 from .engine import Recipe
-from .errors import ConfigError
+from .errors import ConfigError, DivergenceError
 from .forget import ForgetSplit, needs_context, parse_forget
 from .methods.base import get_method_class
 from .metrics.evaluate import HEADLINES, TASK_METRICS, Evaluation
 from .models import create_model
 from .results import ResultTable
-from .runtime import cache_root, resolve_device, seed_everything
+from .runtime import cache_root, environment, resolve_device, seed_everything
 from .training import default_recipe, train_model
+from .validation import check_results_folder
 
 DEFAULT_METHODS = ("ft", "ga", "rl", "l1-sparse", "salun")
 #: the default methods of other tasks, used when ``BenchConfig.methods`` is left at ``DEFAULT_METHODS``
@@ -127,10 +128,12 @@ def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, A
 
 
 def _cached_model(cache: Path, key: str, factory, fit, meta: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the checkpoint cached under ``key`` or build it with ``fit(model) -> seconds`` and cache it."""
+    """Load the checkpoint cached under ``key`` or build it with ``fit(model) -> seconds`` and cache it; a
+    damaged entry is reported and rebuilt (:func:`~unlearnkit.cache.usable_entry`)."""
     folder = cache / key
-    if (folder / "model.safetensors").is_file():
-        return load(folder, model=factory())
+    cached = usable_entry(folder, factory)
+    if cached is not None:
+        return cached
     model = factory()
     seconds = fit(model)
     meta = {**meta, "seconds": seconds}
@@ -140,10 +143,15 @@ def _cached_model(cache: Path, key: str, factory, fit, meta: dict[str, Any]) -> 
 
 def run_bench(cfg: BenchConfig) -> BenchRun:
     """Run the benchmark described by ``cfg`` and return the table (also written to ``cfg.out_dir``)."""
+    recipe = cfg.recipe or default_recipe(cfg.dataset)
+    if recipe.epochs < 1:
+        raise ConfigError(f"bench trains an original model; epochs must be >= 1, got {recipe.epochs}")
+    if cfg.out_dir is not None:
+        check_results_folder(cfg.out_dir)
     bundle = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_subset, subset_seed=0)
     task = bundle.task
-    recipe = cfg.recipe or default_recipe(cfg.dataset)
     device = resolve_device(cfg.device)
+    env = environment(device)
     model_spec = {
         "name": cfg.model,
         "input_shape": list(bundle.input_shape),
@@ -163,6 +171,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         "recipe": recipe.to_dict(),
         "seed": cfg.seed,
         "task": task,
+        "environment": env,  # results depend on the torch version, device and thread count
     }
     okey = recipe_key(base)
 
@@ -198,6 +207,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
             device=device,
             progress=cfg.progress,
             model_factory=factory,
+            check_overlap=False,
             **retrain_hp,
         )
         m.load_state_dict(res.model.state_dict())
@@ -233,18 +243,23 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     methods = TASK_DEFAULT_METHODS.get(task, cfg.methods) if cfg.methods is DEFAULT_METHODS else cfg.methods
     for name in methods:
         hps = method_hparams(cfg, name, recipe)
-        res = unlearn(
-            original,
-            forget,
-            retain,
-            name,
-            task=task,
-            num_classes=bundle.num_classes,
-            device=device,
-            progress=cfg.progress,
-            model_factory=factory,
-            **hps,
-        )
+        try:
+            res = unlearn(
+                original,
+                forget,
+                retain,
+                name,
+                task=task,
+                num_classes=bundle.num_classes,
+                device=device,
+                progress=cfg.progress,
+                model_factory=factory,
+                check_overlap=False,
+                **hps,
+            )
+        except DivergenceError as exc:  # one diverged method is a failed row; the others still run
+            rows.append({"method": name, "failed": str(exc), "hparams": hps})
+            continue
         models[name] = res.model
         add_row(name, Evaluation(task, measure(res.model)).with_reference(ref), res.seconds, res.hparams)
 
@@ -260,18 +275,18 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
             "recipe": recipe.to_dict(),
             "split": split.to_dict(),
             "original_seconds": ometa.get("seconds"),
-            "device": str(device),
-            "torch": torch.__version__,
+            **env,
         },
     )
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None:
-        table.write(out)
-        if cfg.save_predictions:
-            from .report.predictions import write_predictions
+        with staged_folder(out) as staging:  # every result file appears at once, or none does
+            table.write(staging)
+            if cfg.save_predictions:
+                from .report.predictions import write_predictions
 
-            every = {"original": original, "retrain": retrained, **models}
-            write_predictions(out, every, forget, retain, test, class_names=bundle.class_names)
+                every = {"original": original, "retrain": retrained, **models}
+                write_predictions(staging, every, forget, retain, test, class_names=bundle.class_names)
     return BenchRun(table, original, retrained, models, split, bundle, out)
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, DivergenceError
 from .runtime import resolve_device, seed_everything, timed
 
 Batch = tuple[torch.Tensor, ...]
@@ -41,6 +41,10 @@ class Recipe:
     grad_clip: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "lr", "momentum", "weight_decay", "batch_size", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if int(self.epochs) != self.epochs or self.epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {self.epochs!r}")
         if not self.lr > 0:
@@ -144,6 +148,32 @@ def lr_factor(schedule: str, progress: float) -> float:
     return 1.0
 
 
+#: a loss whose magnitude reaches this is treated as diverged even while it is still a finite float
+EXPLODED_LOSS = 1e20
+
+
+def _diverged(what: str, desc: str, where: str, lr: float | None) -> DivergenceError:
+    fix = f"e.g. lr={lr / 10:g} (was {lr:g})" if lr else "via its lr hyper-parameter"
+    return DivergenceError(
+        f"{desc} diverged{where}: {what}; the run was stopped and its model discarded. "
+        f"Try a smaller learning rate, {fix}, or set grad_clip"
+    )
+
+
+def check_loss(loss: torch.Tensor, *, desc: str, epoch: int, step: int, lr: float) -> None:
+    """Raise :class:`DivergenceError` when ``loss`` is non-finite or has exploded (``|loss| >= EXPLODED_LOSS``)."""
+    value = float(loss)
+    if not math.isfinite(value) or abs(value) >= EXPLODED_LOSS:
+        raise _diverged(f"the loss is {value:g}", desc, f" at epoch {epoch + 1}, step {step + 1}", lr)
+
+
+def check_weights(model: nn.Module, *, desc: str, lr: float | None, where: str = "") -> None:
+    """Raise :class:`DivergenceError` when a floating parameter or buffer of ``model`` is non-finite."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise _diverged(f"{name} holds non-finite values", desc, where, lr)
+
+
 def _count_steps(phases: Sequence[Phase], epochs: int) -> int:
     total = 0
     for epoch in range(epochs):
@@ -194,7 +224,7 @@ def train(
     for h in hooks:
         h.on_start(ctx)
     bar = tqdm(total=total, desc=desc, disable=not progress or total == 0, leave=False, unit="step")
-    with timed() as clock:
+    with timed() as clock, bar:  # the bar is closed even when the run stops with an error
         for epoch in range(recipe.epochs):
             ctx.epoch = epoch
             sums: dict[str, torch.Tensor] = {}
@@ -228,17 +258,18 @@ def train(
                     for h in hooks:
                         h.after_step(ctx)
                     detached = loss.detach()
+                    check_loss(detached, desc=desc, epoch=epoch, step=ctx.step, lr=recipe.lr)
                     sums[ph.name] = sums[ph.name] + detached if ph.name in sums else detached
                     counts[ph.name] = counts.get(ph.name, 0) + 1
                     ctx.step += 1
                     bar.update(1)
+            check_weights(model, desc=desc, lr=recipe.lr, where=f" by the end of epoch {epoch + 1}")
             means = {k: float(v) / counts[k] for k, v in sums.items()}
             log.epoch_losses.append(means)
             if means:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
             for h in hooks:
                 h.on_epoch_end(ctx)
-    bar.close()
     model.eval()
     log.steps = ctx.step
     log.seconds = clock.seconds

@@ -31,6 +31,11 @@ class CheckpointError(UnlearnkitError, OSError):
     """A checkpoint could not be read or written, or writing would overwrite data."""
 
 
+class DivergenceError(UnlearnkitError, ArithmeticError):
+    """Training diverged: the loss or the weights became non-finite (or exploded); the message names the run,
+    the step and a smaller learning rate to try."""
+
+
 class MissingDependencyError(UnlearnkitError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
 

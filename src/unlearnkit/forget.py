@@ -16,6 +16,7 @@ New kinds are added with :func:`register_forget_kind`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,10 @@ def needs_context(spec: str) -> bool:
 
 def validate_indices(values: object, n_train: int, origin: str = "indices") -> np.ndarray:
     """Check that ``values`` are unique in-range integers and return them sorted as int64."""
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError) as exc:  # ragged or nested lists such as [1, 2, [3]]
+        raise ForgetSpecError(f"{origin}: expected a flat list of integer indices ({exc})") from None
     if arr.ndim != 1:
         raise ForgetSpecError(f"{origin}: expected a flat list of indices, got shape {arr.shape}")
     if arr.size == 0:
@@ -132,9 +136,14 @@ def _random(arg: str, y: np.ndarray, names: Sequence[str], seed: int) -> tuple[n
             raise ForgetSpecError(
                 f"random:{arg}: give a fraction in (0, 1) like random:0.1 or a count like random:450"
             ) from None
-        if not 0 < frac < 1:
-            raise ForgetSpecError(f"random:{arg}: the fraction must be in (0, 1)") from None
-        count = int(round(frac * n))
+        if math.isfinite(frac) and frac >= 1 and frac == int(frac):  # 1e2 or 100.0: a count written as a float
+            count = int(frac)
+        elif not 0 < frac < 1:
+            raise ForgetSpecError(
+                f"random:{arg}: give a fraction in (0, 1) like random:0.1 or a whole count like random:450"
+            ) from None
+        else:
+            count = int(round(frac * n))
     if count < 1:
         raise ForgetSpecError(f"random:{arg}: selects no example of {n}; use a larger fraction or count")
     if count >= n:

@@ -33,6 +33,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("UNLEARNKIT_CACHE", Path.home() / ".cache" / "unlearnkit"))
 
 
+def environment(device: str | torch.device | None = None) -> dict[str, str | int]:
+    """What results depend on besides seeds and data: the torch version, the device and the CPU thread count
+    (floating-point sums are split across threads, so another count gives other numbers)."""
+    return {"torch": torch.__version__, "device": str(resolve_device(device)), "threads": torch.get_num_threads()}
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) from one integer."""
     random.seed(seed)

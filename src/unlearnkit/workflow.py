@@ -24,9 +24,15 @@ from .metrics.regression import mean_absolute_error
 from .models import create_model
 from .runtime import seed_everything
 from .training import default_recipe, train_model
+from .validation import check_output_folder
 
 
 def _bundle(meta: dict[str, Any], data_dir: str | None = None) -> DatasetBundle:
+    if not isinstance(meta.get("dataset"), str):
+        raise CheckpointError(
+            "the checkpoint's meta.json does not name its dataset; it was not made by `unlearnkit train` or is "
+            "damaged — train the original again"
+        )
     return load_dataset(
         meta["dataset"], data_dir=data_dir or meta.get("data_dir"), train_subset=meta.get("train_subset")
     )
@@ -97,6 +103,7 @@ def train_checkpoint(
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Train an original model and save it (safetensors + meta with dataset, model, recipe, seed, metrics)."""
+    check_output_folder(out, overwrite=overwrite)
     bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
     recipe = recipe or default_recipe(dataset)
     seed_everything(seed)
@@ -130,9 +137,15 @@ def unlearn_checkpoint(
     progress: bool = True,
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
-    """Load a checkpoint, unlearn ``forget`` with ``method`` and save the result to a *new* folder."""
+    """Load a checkpoint, unlearn ``forget`` with ``method`` and save the result to a *new* folder.
+
+    ``out`` is checked before any work; it may never be the input or another original checkpoint.
+    ``hparams`` may set the method's own ``seed``; ``seed`` alone seeds both the forget draw and the method."""
+    if not str(out).strip():
+        raise CheckpointError("the output folder is empty; give a new folder name, e.g. --out ckpt/unlearned")
     if same_path(model_dir, out):
         raise CheckpointError("the output folder is the original checkpoint; choose another --out (originals are kept)")
+    check_output_folder(out, overwrite=overwrite, protect=model_dir)
     original, meta = load(model_dir)
     bundle = _bundle(meta, data_dir)
     split = _split(bundle, forget, seed)
@@ -145,8 +158,8 @@ def unlearn_checkpoint(
         num_classes=bundle.num_classes,
         device=device,
         progress=progress,
-        seed=seed,
-        **(hparams or {}),
+        check_overlap=False,
+        **{"seed": seed, **(hparams or {})},
     )
     ev = evaluate(
         res.model,

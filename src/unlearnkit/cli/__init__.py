@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnlearnkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically, so nothing half-written is left behind
+        print("interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -75,6 +75,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = cfg.out_dir
     run = run_bench(cfg)
     run.table.print()
+    for row in run.table.rows:
+        if row.get("failed"):
+            print(f"{row['method']} failed: {row['failed']}")
     print(f"results: {out}/results.json, {out}/results.csv")
     return 0
 

@@ -29,12 +29,44 @@ _LAYOUT = {
 }
 
 
+#: the only globals a CIFAR batch pickle refers to: numpy arrays (and their dtypes and scalars), and the byte
+#: strings Python 3 pickles at protocol 2; anything else (``os.system``, ``builtins.eval``, ...) is refused
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only the plain containers, numbers, strings and numpy arrays CIFAR batches
+    hold, so a crafted file cannot run code while it is read."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"it refers to {module}.{name}, which CIFAR batches never contain (refused: it could run code)"
+        )
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")  # noqa: S301 - the user's own data files
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DataError(f"could not read CIFAR batch {path}: {exc}") from exc
+            data = _BatchUnpickler(fh, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"could not read CIFAR batch {path}: {exc}; use the original 'python version' files of CIFAR"
+        ) from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds a {type(data).__name__}, not a CIFAR batch dict; is it a CIFAR file?")
+    return data
 
 
 def find_cifar_dir(name: str, data_dir: str | Path | None) -> Path:

@@ -21,6 +21,7 @@ from ..data.tensors import Batches, TensorData
 from ..engine import Hook, Phase, Recipe, TrainLog, train
 from ..errors import ConfigError
 from ..losses import TASK_LOSSES
+from ..validation import check_finite_hparam
 
 TASKS = tuple(TASK_LOSSES)
 
@@ -84,6 +85,7 @@ class Method(ABC):
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            check_finite_hparam(self.name, f.name, value)
             meta = f.metadata
             if not meta:
                 continue

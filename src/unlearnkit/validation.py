@@ -1,0 +1,222 @@
+"""Checks at the boundary: hyper-parameter values, the data and model given to :func:`unlearnkit.unlearn`,
+and output folders given on the command line.
+
+Every check raises an :class:`~unlearnkit.errors.UnlearnkitError` subclass whose message names the problem
+and the fix; inputs that can be converted without changing their meaning (float64 inputs for a float32
+model, integral float labels) are converted instead of refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data.tensors import TensorData
+from .errors import CheckpointError, ConfigError, DataError, ForgetSpecError, ModelError
+
+#: rows compared at once when looking for examples present in both the forget and the retain set
+_CHUNK = 4096
+
+
+def check_finite_hparam(method: str, name: str, value: Any) -> None:
+    """Refuse NaN and infinite hyper-parameter values (no range check can catch NaN: every comparison is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{method}: {name}={value!r} is not a finite number; give a finite value")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The floating dtype of the model's first floating parameter (None for a model without one)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
+    """The number of logits the model returns for one example (on a private copy in eval mode)."""
+    probe = copy.deepcopy(model).to(device).eval()
+    try:
+        with torch.no_grad():
+            out = probe(x[:1].to(device))
+    except RuntimeError as exc:
+        raise ModelError(
+            f"the model could not run on the inputs (shape {tuple(x.shape[1:])}, dtype {x.dtype}): {exc}; "
+            "pass inputs shaped and typed as the model expects"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"a classifier must return logits shaped (batch, classes); got {shape}")
+    return int(out.shape[1])
+
+
+def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torch.Tensor:
+    x = data.x
+    if x.is_floating_point():
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(f"{name}: the inputs hold NaN or infinite values; clean or drop those examples")
+        if dtype is not None and x.dtype != dtype:
+            x = x.to(dtype)
+    return x
+
+
+def _class_labels(data: TensorData, num_classes: int, name: str) -> torch.Tensor:
+    y = data.y
+    if y.ndim != 1:
+        raise DataError(
+            f"{name}: labels must be class indices shaped (N,), got shape {tuple(y.shape)}; "
+            "for one-hot labels pass y.argmax(1)"
+        )
+    if y.is_floating_point():
+        if not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all()):
+            bad = y[~(torch.isfinite(y) & (y == y.round()))][:5].tolist()
+            raise DataError(f"{name}: labels must be whole class indices; found {bad}")
+    elif y.dtype == torch.bool or y.is_complex():
+        raise DataError(f"{name}: labels must be integer class indices, got dtype {y.dtype}")
+    y = y.long()
+    bad = y[(y < 0) | (y >= num_classes)]
+    if bad.numel():
+        raise DataError(
+            f"{name}: labels {sorted(set(bad[:20].tolist()))[:5]} are outside [0, {num_classes}) — the model has "
+            f"{num_classes} outputs; relabel the data as 0..{num_classes - 1} or use a model with more outputs"
+        )
+    return y
+
+
+def _regression_targets(data: TensorData, dtype: torch.dtype | None, name: str) -> torch.Tensor:
+    y = data.y
+    if y.dtype == torch.bool or y.is_complex():
+        raise DataError(f"{name}: regression targets must be numbers, got dtype {y.dtype}")
+    y = y.to(dtype or torch.float32) if not y.is_floating_point() or (dtype and y.dtype != dtype) else y
+    if not bool(torch.isfinite(y).all()):
+        raise DataError(f"{name}: the targets hold NaN or infinite values; clean or drop those examples")
+    return y
+
+
+def _fingerprints(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    flat_y = y.reshape(len(y), -1).double().sum(1)
+    parts = [x[i : i + _CHUNK].reshape(min(_CHUNK, len(x) - i), -1).double() @ w for i in range(0, len(x), _CHUNK)]
+    return torch.cat(parts) + math.pi * flat_y if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def overlap(forget: TensorData, retain: TensorData) -> list[int]:
+    """Positions in ``forget`` of examples (same input and target) that are also in ``retain``."""
+    fx, rx = forget.x, retain.x
+    if fx.shape[1:] != rx.shape[1:]:
+        raise DataError(
+            f"forget inputs are shaped {tuple(fx.shape[1:])} but retain inputs {tuple(rx.shape[1:])}; "
+            "both sets must come from the same data"
+        )
+    width = int(math.prod(fx.shape[1:]))
+    w = torch.randn(width, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ff, rf = _fingerprints(fx, forget.y, w), _fingerprints(rx, retain.y, w)
+    candidates = torch.isin(ff, rf).nonzero().flatten().tolist()
+    found = []
+    for i in candidates:
+        for j in (rf == ff[i]).nonzero().flatten().tolist():
+            if torch.equal(fx[i], rx[j]) and torch.equal(forget.y[i], retain.y[j]):
+                found.append(i)
+                break
+    return found
+
+
+def prepare_request_data(
+    model: nn.Module,
+    forget: TensorData,
+    retain: TensorData,
+    *,
+    task: str,
+    num_classes: int | None,
+    device: torch.device,
+    check_overlap: bool = True,
+) -> tuple[TensorData, TensorData, int | None]:
+    """Validate the data of an unlearning request against the model, converting what is safe to convert.
+
+    Inputs are cast to the model's floating dtype; classification labels become int64 class indices, which
+    must lie in ``[0, classes)``; ``num_classes`` must agree with the model's outputs (it is inferred when
+    None); with ``check_overlap``, an example present in both sets is refused.
+    """
+    dtype = model_dtype(model)
+    fx, rx = _cast_inputs(forget, dtype, "forget"), _cast_inputs(retain, dtype, "retain")
+    if task == "classification":
+        outputs = infer_num_classes(model, fx, device)
+        if num_classes is not None and int(num_classes) != outputs:
+            raise ModelError(
+                f"num_classes={num_classes} contradicts the model, which returns {outputs} logits; "
+                f"pass num_classes={outputs} (or leave it out) or give the matching model"
+            )
+        num_classes = outputs
+        fy, ry = _class_labels(forget, outputs, "forget"), _class_labels(retain, outputs, "retain")
+    else:
+        fy, ry = _regression_targets(forget, dtype, "forget"), _regression_targets(retain, dtype, "retain")
+    f, r = TensorData(fx, fy), TensorData(rx, ry)
+    if check_overlap:
+        both = overlap(f, r)
+        if both:
+            raise ForgetSpecError(
+                f"{len(both)} forget example(s) (positions {both[:5]}{' …' if len(both) > 5 else ''}) are also in "
+                "the retain set; remove them from retain (parse_forget gives disjoint sets), or pass "
+                "check_overlap=False if your data really holds duplicate examples"
+            )
+    return f, r, num_classes
+
+
+def check_output_folder(out: str | Path | None, *, overwrite: bool, protect: str | Path | None = None) -> Path:
+    """Validate a checkpoint folder to be created *before* any work: not empty, not the checkpoint ``protect``,
+    never an original checkpoint, no other non-empty folder, an existing checkpoint only with ``overwrite``,
+    and a parent folder that can be written."""
+    if out is None or not str(out).strip():
+        raise CheckpointError("the output folder is empty; give a new folder name, e.g. --out ckpt/unlearned")
+    path = Path(out)
+    if protect is not None and path.resolve() == Path(protect).resolve():
+        raise CheckpointError(f"{out} is the input checkpoint; choose another --out (originals are never modified)")
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{out} exists and is not a folder; choose another --out")
+        meta = path / "meta.json"
+        if meta.is_file():
+            kind = _checkpoint_kind(meta)
+            if kind == "original" and protect is not None:
+                raise CheckpointError(
+                    f"{out} holds an original checkpoint, which unlearning never replaces; choose another --out"
+                )
+            if not overwrite:
+                raise CheckpointError(f"{out} already holds a checkpoint; choose a new folder or pass --overwrite")
+        elif any(path.iterdir()):
+            raise CheckpointError(f"{out} is a non-empty folder that is not a checkpoint; choose a new folder")
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot create {out}: {parent} is not writable; choose a folder you can write to")
+    return path
+
+
+def _checkpoint_kind(meta: Path) -> str | None:
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def check_results_folder(out: str | Path) -> Path:
+    """Validate a results folder *before* any work: a name that is not empty, not a file, and a place that
+    can be written."""
+    if not str(out).strip():
+        raise ConfigError("the results folder is empty; give a folder name, e.g. --out runs/my-bench")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder; choose another --out")
+    existing = path if path.exists() else path.resolve().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write results to {out}: {existing} is not writable; choose another --out")
+    return path
