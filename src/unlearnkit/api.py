@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from .data.tensors import as_tensor_data
-from .engine import check_weights
+from .engine import check_outputs
 from .errors import ConfigError, ModelError
 from .methods.base import TASKS, Method, UnlearnRequest, make_method
 from .runtime import resolve_device, timed
-from .validation import prepare_request_data
+from .validation import float32_working_copy, prepare_request_data
 
 
 @dataclass
@@ -51,8 +51,9 @@ def unlearn(
     ``method`` is a registered name (see :func:`unlearnkit.available_methods`) or a :class:`Method` instance;
     ``hparams`` are its hyper-parameters (``epochs``, ``lr``, ``batch_size``, ``seed`` are common to all).
     ``model_factory`` builds a fresh model (used by ``retrain``; by default modules are re-initialised).
-    Inputs are cast to the model's dtype and labels checked against its outputs; an example found in both
-    sets is refused unless ``check_overlap=False``. A run whose loss or weights stop being finite raises
+    Inputs are cast to the model's dtype (a float64 model is unlearned in float32 and returned as float64)
+    and labels are checked against its outputs; an example found in both sets is refused unless
+    ``check_overlap=False``. A run whose loss or weights stop being finite raises
     :class:`~unlearnkit.errors.DivergenceError`.
     """
     if not isinstance(model, nn.Module):
@@ -68,6 +69,7 @@ def unlearn(
     dev = resolve_device(device)
     f = as_tensor_data(forget, "forget")
     r = as_tensor_data(retain, "retain")
+    model, return_dtype = float32_working_copy(model)
     f, r, num_classes = prepare_request_data(
         model, f, r, task=task, num_classes=num_classes, device=dev, check_overlap=check_overlap
     )
@@ -85,6 +87,8 @@ def unlearn(
     work = copy.deepcopy(model).to(dev)
     with timed() as clock:
         out = algo.run(work, request)
-    check_weights(out, desc=algo.name, lr=getattr(algo, "lr", None))
+    check_outputs(out, f.x[:256].to(dev), desc=algo.name, lr=getattr(algo, "lr", None))
     out.eval()
+    if return_dtype is not None:
+        out = out.to(return_dtype)
     return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds)

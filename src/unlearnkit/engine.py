@@ -174,6 +174,23 @@ def check_weights(model: nn.Module, *, desc: str, lr: float | None, where: str =
             raise _diverged(f"{name} holds non-finite values", desc, where, lr)
 
 
+def check_outputs(model: nn.Module, x: torch.Tensor, *, desc: str, lr: float | None) -> None:
+    """Raise :class:`DivergenceError` when ``model`` (weights finite or not) returns non-finite or exploded
+    outputs on the inputs ``x`` (e.g. weights so large that activations overflow)."""
+    check_weights(model, desc=desc, lr=lr)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        model.train(was_training)
+    if isinstance(out, torch.Tensor) and out.is_floating_point():
+        peak = float(out.detach().abs().max()) if out.numel() else 0.0
+        if not math.isfinite(peak) or peak >= EXPLODED_LOSS:
+            raise _diverged(f"its outputs reach {peak:g}", desc, "", lr)
+
+
 def _count_steps(phases: Sequence[Phase], epochs: int) -> int:
     total = 0
     for epoch in range(epochs):

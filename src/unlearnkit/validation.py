@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
         if p.is_floating_point():
             return p.dtype
     return None
+
+
+def float32_working_copy(model: nn.Module) -> tuple[nn.Module, torch.dtype | None]:
+    """A float64 model is unlearned as a float32 copy (every method's buffers and masks are float32) and cast
+    back afterwards: returns ``(model to run, dtype to return in or None)``."""
+    if model_dtype(model) == torch.float64:
+        return copy.deepcopy(model).float(), torch.float64
+    return model, None
 
 
 def infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
@@ -193,9 +202,22 @@ def check_output_folder(out: str | Path | None, *, overwrite: bool, protect: str
     parent = path.resolve().parent
     while not parent.exists():
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not _writable(parent):
         raise CheckpointError(f"cannot create {out}: {parent} is not writable; choose a folder you can write to")
     return path
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a folder can be created in ``folder`` (tried for real: permission bits do not tell for root,
+    read-only mounts or special file systems)."""
+    if not folder.is_dir():
+        return False
+    try:
+        probe = tempfile.mkdtemp(dir=folder, prefix=".unlearnkit-write-test-")
+    except OSError:
+        return False
+    os.rmdir(probe)
+    return True
 
 
 def _checkpoint_kind(meta: Path) -> str | None:
@@ -217,6 +239,6 @@ def check_results_folder(out: str | Path) -> Path:
     existing = path if path.exists() else path.resolve().parent
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not _writable(existing):
         raise ConfigError(f"cannot write results to {out}: {existing} is not writable; choose another --out")
     return path
