@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make demo   — create .venv, install, and run the main job (bench on the embedded digits data)
+#   make demo   — create .venv, install, and run the demo (class-wise and random forgetting on digits)
 #   make test   — create .venv, install, and run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/unlearnkit bench
+	$(VENV)/bin/unlearnkit demo
 
 test: install
 	$(VENV)/bin/python -m pytest -q

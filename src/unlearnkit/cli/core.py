@@ -82,6 +82,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from ..demo import run_demo
+
+    out = args.out or str(Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    res = run_demo(
+        out_dir=out,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        threads=args.threads,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    for table in res.tables:
+        table.print()
+        spec = table.meta["forget"]
+        wins = res.winners(spec)
+        best = max(wins, key=wins.get) if wins else None
+        verdict = f"best {best}, Avg-Gap {wins[best]:.1f}× smaller" if best else "none does"
+        print(f"{spec}: {len(wins)} method(s) beat doing nothing ({verdict})\n")
+    print(f"results: {out}/demo-*.json, {out}/demo-*.csv")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train and save an original model")
     add_data(p)
@@ -112,6 +137,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the forget spec (random draws)")
     add_data(p, dataset=False)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="class-wise and random forgetting on digits vs doing nothing (make demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (default, reproducible), cuda or auto")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (results depend on it; default 1)")
+    p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
+    p.add_argument("--out", help="results folder (default runs/demo-TIME)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="original, retrain and every method in one table (the main job)")
     add_data(p)
