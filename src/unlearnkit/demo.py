@@ -90,26 +90,33 @@ def run_demo(
         raise ConfigError(f"threads must be >= 1, got {threads}")
     if out_dir is not None:
         check_results_folder(out_dir)
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    tables = []
-    for spec in requests:
-        cfg = BenchConfig(
-            dataset="digits",
-            model=DEMO_MODEL,
-            forget=spec,
-            recipe=DEMO_RECIPE,
-            train_subset=DEMO_TRAIN_SUBSET,
-            seed=seed,
-            cache_dir=cache_dir,
-            device=device,
-            progress=progress,
-        )
-        table = run_bench(cfg).table
-        table.meta["forget"] = spec
-        tables.append(mark_baseline(table))
+    try:
+        tables = [_request_table(spec, seed, cache_dir, device, progress) for spec in requests]
+    finally:
+        torch.set_num_threads(previous)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         with staged_folder(out) as staging:
             for spec, table in zip(requests, tables):
                 table.write(staging, stem="demo-" + spec.replace(":", "-").replace(".", "_"))
     return DemoResult(tables, out)
+
+
+def _request_table(spec: str, seed: int, cache_dir: str | None, device: str, progress: bool) -> ResultTable:
+    """The bench table of one forget request on the demo original, marked against doing nothing."""
+    cfg = BenchConfig(
+        dataset="digits",
+        model=DEMO_MODEL,
+        forget=spec,
+        recipe=DEMO_RECIPE,
+        train_subset=DEMO_TRAIN_SUBSET,
+        seed=seed,
+        cache_dir=cache_dir,
+        device=device,
+        progress=progress,
+    )
+    table = run_bench(cfg).table
+    table.meta["forget"] = spec
+    return mark_baseline(table)
