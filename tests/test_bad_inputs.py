@@ -19,7 +19,8 @@ import unlearnkit as uk
 from unlearnkit.bench import BenchConfig, run_bench
 from unlearnkit.cli import main
 from unlearnkit.data.cifar import read_cifar, write_cifar_batch
-from unlearnkit.engine import Recipe
+from unlearnkit.data.tensors import Batches
+from unlearnkit.engine import Phase, Recipe, train
 from unlearnkit.errors import (
     CheckpointError,
     ConfigError,
@@ -29,6 +30,7 @@ from unlearnkit.errors import (
     ModelError,
     UnlearnkitError,
 )
+from unlearnkit.losses import cross_entropy
 from unlearnkit.workflow import train_checkpoint
 
 from .conftest import state_equal
@@ -120,6 +122,15 @@ def test_api_casts_what_is_safe(what, original, sets):
     assert p.dtype == (torch.float64 if what == "float64-model" else torch.float32)
     assert all(bool(torch.isfinite(t).all()) for t in res.model.parameters())
     assert not state_equal(res.model.to(next(model.parameters()).dtype), model)  # it did unlearn
+
+
+def test_engine_stops_at_the_step_where_the_loss_explodes(original, digits):
+    """The engine checks every step's loss: the run stops at the first exploded step, not at the epoch's end."""
+    batches = Batches(digits.train, 64, seed=0)
+    with pytest.raises(DivergenceError, match=r"train diverged at epoch 1, step \d+: the loss is") as info:
+        train(original, Phase("p", batches, cross_entropy), Recipe(epochs=1, lr=1e8, weight_decay=0.0), progress=False)
+    step = int(re.search(r"step (\d+)", str(info.value)).group(1))
+    assert step < len(batches) and "lr=1e+07" in str(info.value)
 
 
 def test_recipe_refuses_non_finite():

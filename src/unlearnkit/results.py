@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text, write_json
+from .checkpoint import atomic_write_text, staged_folder, write_json
 
 
 @dataclass
@@ -37,10 +37,12 @@ class ResultTable:
         return buf.getvalue()
 
     def write(self, out_dir: str | Path, stem: str = "results") -> tuple[Path, Path]:
+        """Write ``STEM.json`` and ``STEM.csv`` into ``out_dir``: staged in a temporary folder, so a new
+        ``out_dir`` appears with both files or not at all, and each file replaces an older one atomically."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / f"{stem}.json", self.to_dict())
-        atomic_write_text(out / f"{stem}.csv", self.to_csv())
+        with staged_folder(out) as staging:
+            write_json(staging / f"{stem}.json", self.to_dict())
+            atomic_write_text(staging / f"{stem}.csv", self.to_csv())
         return out / f"{stem}.json", out / f"{stem}.csv"
 
     def render(self) -> str:
