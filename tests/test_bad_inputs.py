@@ -9,6 +9,7 @@ import math
 import os
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from unlearnkit.errors import (
     UnlearnkitError,
 )
 from unlearnkit.losses import cross_entropy
+from unlearnkit.methods.base import Method
 from unlearnkit.workflow import train_checkpoint
 
 from .conftest import state_equal
@@ -131,6 +133,24 @@ def test_engine_stops_at_the_step_where_the_loss_explodes(original, digits):
         train(original, Phase("p", batches, cross_entropy), Recipe(epochs=1, lr=1e8, weight_decay=0.0), progress=False)
     step = int(re.search(r"step (\d+)", str(info.value)).group(1))
     assert step < len(batches) and "lr=1e+07" in str(info.value)
+
+
+@dataclass(kw_only=True)
+class _Blowup(Method):
+    """A method that leaves every weight finite but makes the outputs overflow (no training step to check)."""
+
+    name = "blowup"
+
+    def run(self, model, request):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1e12)
+        return model
+
+
+def test_outputs_that_overflow_are_divergence(original, sets):
+    with pytest.raises(DivergenceError, match="blowup diverged: its outputs reach"):
+        uk.unlearn(original, *sets, _Blowup(), progress=False)
 
 
 def test_recipe_refuses_non_finite():
