@@ -71,7 +71,14 @@ def unlearn(
     r = as_tensor_data(retain, "retain")
     model, return_dtype = float32_working_copy(model)
     f, r, num_classes = prepare_request_data(
-        model, f, r, task=task, num_classes=num_classes, device=dev, check_overlap=check_overlap
+        model,
+        f,
+        r,
+        task=task,
+        num_classes=num_classes,
+        device=dev,
+        check_overlap=check_overlap,
+        labels=algo.reads_labels,
     )
     request = UnlearnRequest(
         original=model,

@@ -144,12 +144,14 @@ def prepare_request_data(
     num_classes: int | None,
     device: torch.device,
     check_overlap: bool = True,
+    labels: bool = True,
 ) -> tuple[TensorData, TensorData, int | None]:
     """Validate the data of an unlearning request against the model, converting what is safe to convert.
 
     Inputs are cast to the model's floating dtype; classification labels become int64 class indices, which
     must lie in ``[0, classes)``; ``num_classes`` must agree with the model's outputs (it is inferred when
-    None); with ``check_overlap``, an example present in both sets is refused.
+    None); with ``check_overlap``, an example present in both sets is refused. With ``labels=False`` (a
+    label-agnostic method) the targets are passed on unread.
     """
     dtype = model_dtype(model)
     fx, rx = _cast_inputs(forget, dtype, "forget"), _cast_inputs(retain, dtype, "retain")
@@ -161,9 +163,14 @@ def prepare_request_data(
                 f"pass num_classes={outputs} (or leave it out) or give the matching model"
             )
         num_classes = outputs
-        fy, ry = _class_labels(forget, outputs, "forget"), _class_labels(retain, outputs, "retain")
-    else:
+        if labels:
+            fy, ry = _class_labels(forget, outputs, "forget"), _class_labels(retain, outputs, "retain")
+        else:
+            fy, ry = forget.y, retain.y
+    elif labels:
         fy, ry = _regression_targets(forget, dtype, "forget"), _regression_targets(retain, dtype, "retain")
+    else:
+        fy, ry = forget.y, retain.y
     f, r = TensorData(fx, fy), TensorData(rx, ry)
     if check_overlap:
         both = overlap(f, r)

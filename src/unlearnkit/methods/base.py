@@ -79,6 +79,8 @@ class Method(ABC):
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
     #: epochs of the published recipe, relative to a 182-epoch original (used by ``bench`` to scale)
     reference_epochs: ClassVar[int] = 182
+    #: False for label-agnostic methods: their data's labels are then neither read nor validated
+    reads_labels: ClassVar[bool] = True
 
     seed: int = hp(0, doc="seed for data order and any random draw of the method")
 

@@ -120,6 +120,7 @@ class LabelAgnosticForgetting(Method):
 
     name = "laf"
     reference_epochs = 2
+    reads_labels = False
 
     epochs: int = hp(2, low=1)
     lr: float = hp(1e-4, low=0, low_open=True)
