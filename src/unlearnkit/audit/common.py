@@ -83,6 +83,7 @@ def run_method(
         device=device,
         progress=False,
         model_factory=lambda: fresh_model(factory, seed),
+        check_overlap=False,  # forget and retain are disjoint index splits
         **audit_hparams(method, recipe, hparams, seed),
     )
     return res.model

@@ -131,5 +131,14 @@ def expose_backdoor(
     if len(data) == 0:
         raise ConfigError("the clean set is empty; give a few labelled clean examples (about 1 % of the data)")
     method = CleanUnlearning(**{**hparams, "clean_fraction": 1.0, "min_clean": 1})
-    res = unlearn(model, data.subset([0]), data, method, num_classes=num_classes, device=device, progress=progress)
+    res = unlearn(  # the forget set is a placeholder drawn from the clean set, which is all retained
+        model,
+        data.subset([0]),
+        data,
+        method,
+        num_classes=num_classes,
+        device=device,
+        progress=progress,
+        check_overlap=False,
+    )
     return res.model, method.report
