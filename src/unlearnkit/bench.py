@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from .api import unlearn
+from .budget import REFERENCE_ORIGINAL_EPOCHS, Budget, budget_hparams
+from .budget import scaled_epochs as _scaled_epochs
 from .checkpoint import load, save
 from .data.registry import DatasetBundle, load_dataset
 from .engine import Recipe
@@ -33,14 +35,16 @@ from .training import default_recipe, train_model
 DEFAULT_METHODS = ("ft", "ga", "rl", "l1-sparse", "salun")
 #: the default methods of other tasks, used when ``BenchConfig.methods`` is left at ``DEFAULT_METHODS``
 TASK_DEFAULT_METHODS = {"regression": ("ft", "ga", "l1-sparse", "blindspot", "gaussian-amnesiac")}
-REFERENCE_ORIGINAL_EPOCHS = 182
+__all__ = ["REFERENCE_ORIGINAL_EPOCHS", "BenchConfig", "BenchRun", "run_bench", "resolve_hparams"]
 
 
 @dataclass
 class BenchConfig:
     """Everything that defines a benchmark run. ``hparams`` maps a method name to overrides of its
     hyper-parameters; with ``scale_epochs`` a method's published epochs are scaled from a 182-epoch original
-    to this original's epochs (at least 1) unless ``hparams`` sets ``epochs``."""
+    to this original's epochs (at least 1) unless ``hparams`` sets ``epochs``. ``budget`` is the rule of
+    :mod:`unlearnkit.budget` (``"scaled"``: also at least ``MIN_STEPS`` optimiser steps; ``"published"``: the
+    raw published values, no scaling)."""
 
     dataset: str = "digits"
     model: str = "cnn"
@@ -53,6 +57,7 @@ class BenchConfig:
     data_dir: str | None = None
     train_subset: int | None = None
     scale_epochs: bool = True
+    budget: str = "scaled"
     cache_dir: str | None = None
     out_dir: str | None = None
     device: str | None = None
@@ -62,6 +67,7 @@ class BenchConfig:
     save_predictions: bool = False
 
     def __post_init__(self) -> None:
+        Budget(mode=self.budget)
         for name in self.methods:
             get_method_class(name)
         for name, hps in self.hparams.items():
@@ -91,8 +97,7 @@ def recipe_key(payload: dict[str, Any]) -> str:
 
 
 def scaled_epochs(method: str, original_epochs: int) -> int:
-    ref = get_method_class(method).reference_epochs
-    return max(1, round(ref * original_epochs / REFERENCE_ORIGINAL_EPOCHS))
+    return _scaled_epochs(get_method_class(method).reference_epochs, original_epochs)
 
 
 def resolve_hparams(
@@ -115,15 +120,21 @@ def resolve_hparams(
         for k, v in recipe.to_dict().items():
             if k in names:
                 hps.setdefault(k, v)
-    elif scale_epochs and "epochs" in names:
-        hps.setdefault("epochs", scaled_epochs(method, recipe.epochs))
+    elif scale_epochs:
+        hps = budget_hparams(get_method_class(method), hps, Budget(original_epochs=recipe.epochs))
     hps.setdefault("seed", seed)
     return hps
 
 
 def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, Any]:
     """:func:`resolve_hparams` with the overrides, seed and epoch scaling of ``cfg``."""
-    return resolve_hparams(method, recipe, cfg.hparams.get(method), seed=cfg.seed, scale_epochs=cfg.scale_epochs)
+    scale = cfg.scale_epochs and cfg.budget == "scaled"
+    return resolve_hparams(method, recipe, cfg.hparams.get(method), seed=cfg.seed, scale_epochs=scale)
+
+
+def method_budget(cfg: BenchConfig, recipe: Recipe) -> Budget:
+    """The :mod:`unlearnkit.budget` rule of ``cfg``: epochs scaled to the original's (``scale_epochs``)."""
+    return Budget(mode=cfg.budget, original_epochs=recipe.epochs if cfg.scale_epochs else None)
 
 
 def _cached_model(cache: Path, key: str, factory, fit, meta: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
@@ -232,7 +243,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     models: dict[str, nn.Module] = {}
     methods = TASK_DEFAULT_METHODS.get(task, cfg.methods) if cfg.methods is DEFAULT_METHODS else cfg.methods
     for name in methods:
-        hps = method_hparams(cfg, name, recipe)
+        # epochs are scaled (and stretched to the minimum of steps) by the budget inside unlearn()
+        hps = resolve_hparams(name, recipe, cfg.hparams.get(name), seed=cfg.seed, scale_epochs=False)
         res = unlearn(
             original,
             forget,
@@ -243,6 +255,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
             device=device,
             progress=cfg.progress,
             model_factory=factory,
+            budget=method_budget(cfg, recipe),
             **hps,
         )
         models[name] = res.model
