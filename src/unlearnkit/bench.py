@@ -260,10 +260,16 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         )
         models[name] = res.model
         add_row(name, Evaluation(task, measure(res.model)).with_reference(ref), res.seconds, res.hparams)
+        if res.report.get("collapse", {}).get("collapsed"):  # the collapse guard fired: mark the row
+            rows[-1]["note"] = "collapsed"
+        if "auto" in res.report:
+            rows[-1]["auto"] = res.report["auto"]
 
     headline = HEADLINES.get(task, ())
     columns = [("method", "method")] + [(k, k.upper()) for k in headline]
     columns += [("avg_gap", "Avg-Gap"), ("seconds", "seconds"), ("time_ratio", "time/retrain")]
+    if any("note" in r for r in rows):
+        columns.append(("note", "note"))
     table = ResultTable(
         title=f"{cfg.dataset} · {cfg.model} · forget {cfg.forget} ({len(forget)} of {len(bundle.train)})",
         rows=rows,
