@@ -105,18 +105,13 @@ def test_guard_threshold_is_settable(original, digits, random_split):
         uk.unlearn(original, forget, retain, "ft", epochs=1, collapse_threshold=150.0, progress=False)
 
 
-def test_ssd_even_batches_keep_a_random_forgetting_model():
+def test_ssd_even_batches_keep_a_random_forgetting_model(original, digits, random_split):
     """At α = 10 the reference's short last batch (143 = 64 + 64 + 15) drives digits to chance."""
-    digits = uk.load_dataset("digits")
-    torch.manual_seed(0)
-    model = uk.create_model("cnn", digits.input_shape, 10)
-    uk.train_model(model, digits.train, uk.Recipe(epochs=30, lr=0.05, batch_size=64, schedule="cosine"), progress=False)
-    split = uk.parse_forget("random:0.1", digits.train.y, seed=0)
-    forget, retain = split.forget(digits.train), split.retain(digits.train)
+    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
     with pytest.warns(CollapseWarning, match="ssd: .*`alpha`"):
-        short = uk.unlearn(model, forget, retain, "ssd", even_batches=False, progress=False)
+        short = uk.unlearn(original, forget, retain, "ssd", even_batches=False, progress=False)
     assert _acc(short.model, retain) < 20
-    even = uk.unlearn(model, forget, retain, "ssd", progress=False)
+    even = uk.unlearn(original, forget, retain, "ssd", progress=False)
     assert _acc(even.model, retain) > 95 and not even.report["collapse"]["collapsed"]
 
 
