@@ -104,10 +104,15 @@ def unlearn(
     with timed() as clock:
         out = algo.run(work, request)
     out.eval()
-    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": getattr(algo, "budget_repeats", 1)}
+    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(algo)}
     if hasattr(algo, "choice"):  # auto: what it chose and why
         report["auto"] = algo.choice
     if task == "classification" and algo.name != "retrain":
         guard = check_collapse(algo.name, model, out, r, dev, threshold=collapse_threshold, seed=algo.seed)
         report["collapse"] = guard.to_dict()
     return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report)
+
+
+def _repeats(algo: Method) -> int:
+    """How often each pass was repeated to meet the budget (a wrapper's inner method did the training)."""
+    return int(getattr(getattr(algo, "_inner", algo), "budget_repeats", 1))
