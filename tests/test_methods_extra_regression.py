@@ -132,7 +132,8 @@ def test_regression_methods_reject_classification(original, digits, random_split
 
 def test_bench_diabetes_defaults_to_regression_methods(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    run = run_bench(BenchConfig(dataset="diabetes", model="mlp", cache_dir=str(cache), progress=False))
+    cfg = BenchConfig(dataset="diabetes", model="mlp", cache_dir=str(cache), progress=False, budget="published")
+    run = run_bench(cfg)
     names = [row["method"] for row in run.table.rows]
     assert names == ["retrain", "original", "ft", "ga", "l1-sparse", "blindspot", "gaussian-amnesiac"]
     for row in run.table.rows:
@@ -143,6 +144,7 @@ def test_bench_diabetes_defaults_to_regression_methods(tmp_path_factory):
 def test_cli_bench_regression(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-reg")
     args = ["bench", "--dataset", "diabetes", "--model", "mlp", "--methods", "blindspot,gaussian-amnesiac,ssd"]
+    args += ["--budget", "published"]
     assert main([*args, "--cache-dir", str(tmp / "cache"), "--out", str(tmp / "out"), "--no-progress"]) == 0
     rows = json.loads((tmp / "out" / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows][2:] == ["blindspot", "gaussian-amnesiac", "ssd"]
@@ -156,6 +158,7 @@ NEW_CLASSIFIERS = (
 def test_cli_bench_runs_every_new_classification_method(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-cls")
     args = ["bench", "--dataset", "digits", "--model", "mlp", "--epochs", "2", "--methods", NEW_CLASSIFIERS]
+    args += ["--budget", "published"]
     args += [
         "--hp",
         "iu.samples=100",

@@ -10,10 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .budget import Budget, as_budget, budget_hparams
 from .data.tensors import as_tensor_data
 from .engine import check_outputs
 from .errors import ConfigError, ModelError
-from .methods.base import TASKS, Method, UnlearnRequest, make_method
+from .guard import check_collapse
+from .methods.base import TASKS, Method, UnlearnRequest, get_method_class, make_method
 from .runtime import resolve_device, timed
 from .validation import float32_working_copy, prepare_request_data
 
@@ -26,9 +28,11 @@ class UnlearnResult:
     method: str
     hparams: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: what happened besides the hyper-parameters: budget repeats, the collapse check, ``auto``'s choice
+    report: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds}
+        return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds, "report": self.report}
 
 
 def unlearn(
@@ -43,6 +47,9 @@ def unlearn(
     progress: bool = True,
     model_factory: Callable[[], nn.Module] | None = None,
     check_overlap: bool = True,
+    budget: str | Budget | None = "scaled",
+    original_epochs: int | None = None,
+    collapse_threshold: float | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
@@ -55,17 +62,29 @@ def unlearn(
     and labels are checked against its outputs; an example found in both sets is refused unless
     ``check_overlap=False``. A run whose loss or weights stop being finite raises
     :class:`~unlearnkit.errors.DivergenceError`.
+    ``budget`` sets how long training methods run (:mod:`unlearnkit.budget`): ``"scaled"`` (default) scales the
+    published epochs to ``original_epochs`` (the epochs the original was trained for, when given) and runs at
+    least ``MIN_STEPS`` optimiser steps; ``"published"`` runs the published values as they are. An explicit
+    ``epochs`` (or a :class:`Method` instance) runs exactly as given.
+    After a classification method, the collapse guard (:mod:`unlearnkit.guard`) warns when retain accuracy
+    falls below ``collapse_threshold`` (percent; default: the original's minus 20 points).
     """
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:
+        raise ConfigError(
+            f"collapse_threshold is a retain accuracy in percent, in [0, 100]; got {collapse_threshold!r}"
+        )
+    bud = as_budget(budget, original_epochs)
+    explicit = isinstance(method, Method) or "epochs" in hparams  # run exactly as given: no scaling, no minimum
     if isinstance(method, Method):
         if hparams:
             raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
         algo = method
     else:
-        algo = make_method(method, **hparams)
+        algo = make_method(method, **budget_hparams(get_method_class(method), hparams, bud))
     dev = resolve_device(device)
     f = as_tensor_data(forget, "forget")
     r = as_tensor_data(retain, "retain")
@@ -89,6 +108,7 @@ def unlearn(
         device=dev,
         progress=progress,
         model_factory=model_factory,
+        budget=bud if algo.budgeted and not explicit else None,
     )
     algo.check(request)
     work = copy.deepcopy(model).to(dev)
@@ -96,6 +116,17 @@ def unlearn(
         out = algo.run(work, request)
     check_outputs(out, f.x[:256].to(dev), desc=algo.name, lr=getattr(algo, "lr", None))
     out.eval()
+    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(algo)}
+    if hasattr(algo, "choice"):  # auto: what it chose and why
+        report["auto"] = algo.choice
+    if task == "classification" and algo.name != "retrain":
+        guard = check_collapse(algo.name, model, out, r, dev, threshold=collapse_threshold, seed=algo.seed)
+        report["collapse"] = guard.to_dict()
     if return_dtype is not None:
         out = out.to(return_dtype)
-    return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds)
+    return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report)
+
+
+def _repeats(algo: Method) -> int:
+    """How often each pass was repeated to meet the budget (a wrapper's inner method did the training)."""
+    return int(getattr(getattr(algo, "_inner", algo), "budget_repeats", 1))

@@ -17,6 +17,8 @@ import numpy as np
 from torch import nn
 
 from .api import unlearn
+from .budget import REFERENCE_ORIGINAL_EPOCHS, Budget, budget_hparams
+from .budget import scaled_epochs as _scaled_epochs
 from .cache import usable_entry
 from .checkpoint import save, staged_folder
 from .data.registry import DatasetBundle, load_dataset
@@ -34,14 +36,16 @@ from .validation import check_results_folder
 DEFAULT_METHODS = ("ft", "ga", "rl", "l1-sparse", "salun")
 #: the default methods of other tasks, used when ``BenchConfig.methods`` is left at ``DEFAULT_METHODS``
 TASK_DEFAULT_METHODS = {"regression": ("ft", "ga", "l1-sparse", "blindspot", "gaussian-amnesiac")}
-REFERENCE_ORIGINAL_EPOCHS = 182
+__all__ = ["REFERENCE_ORIGINAL_EPOCHS", "BenchConfig", "BenchRun", "run_bench", "resolve_hparams"]
 
 
 @dataclass
 class BenchConfig:
     """Everything that defines a benchmark run. ``hparams`` maps a method name to overrides of its
     hyper-parameters; with ``scale_epochs`` a method's published epochs are scaled from a 182-epoch original
-    to this original's epochs (at least 1) unless ``hparams`` sets ``epochs``."""
+    to this original's epochs (at least 1) unless ``hparams`` sets ``epochs``. ``budget`` is the rule of
+    :mod:`unlearnkit.budget` (``"scaled"``: also at least ``MIN_STEPS`` optimiser steps; ``"published"``: the
+    raw published values, no scaling)."""
 
     dataset: str = "digits"
     model: str = "cnn"
@@ -54,6 +58,7 @@ class BenchConfig:
     data_dir: str | None = None
     train_subset: int | None = None
     scale_epochs: bool = True
+    budget: str = "scaled"
     cache_dir: str | None = None
     out_dir: str | None = None
     device: str | None = None
@@ -63,6 +68,7 @@ class BenchConfig:
     save_predictions: bool = False
 
     def __post_init__(self) -> None:
+        Budget(mode=self.budget)
         for name in self.methods:
             get_method_class(name)
         for name, hps in self.hparams.items():
@@ -92,8 +98,7 @@ def recipe_key(payload: dict[str, Any]) -> str:
 
 
 def scaled_epochs(method: str, original_epochs: int) -> int:
-    ref = get_method_class(method).reference_epochs
-    return max(1, round(ref * original_epochs / REFERENCE_ORIGINAL_EPOCHS))
+    return _scaled_epochs(get_method_class(method).reference_epochs, original_epochs)
 
 
 def resolve_hparams(
@@ -116,15 +121,21 @@ def resolve_hparams(
         for k, v in recipe.to_dict().items():
             if k in names:
                 hps.setdefault(k, v)
-    elif scale_epochs and "epochs" in names:
-        hps.setdefault("epochs", scaled_epochs(method, recipe.epochs))
+    elif scale_epochs:
+        hps = budget_hparams(get_method_class(method), hps, Budget(original_epochs=recipe.epochs))
     hps.setdefault("seed", seed)
     return hps
 
 
 def method_hparams(cfg: BenchConfig, method: str, recipe: Recipe) -> dict[str, Any]:
     """:func:`resolve_hparams` with the overrides, seed and epoch scaling of ``cfg``."""
-    return resolve_hparams(method, recipe, cfg.hparams.get(method), seed=cfg.seed, scale_epochs=cfg.scale_epochs)
+    scale = cfg.scale_epochs and cfg.budget == "scaled"
+    return resolve_hparams(method, recipe, cfg.hparams.get(method), seed=cfg.seed, scale_epochs=scale)
+
+
+def method_budget(cfg: BenchConfig, recipe: Recipe) -> Budget:
+    """The :mod:`unlearnkit.budget` rule of ``cfg``: epochs scaled to the original's (``scale_epochs``)."""
+    return Budget(mode=cfg.budget, original_epochs=recipe.epochs if cfg.scale_epochs else None)
 
 
 def _cached_model(cache: Path, key: str, factory, fit, meta: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
@@ -242,7 +253,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     models: dict[str, nn.Module] = {}
     methods = TASK_DEFAULT_METHODS.get(task, cfg.methods) if cfg.methods is DEFAULT_METHODS else cfg.methods
     for name in methods:
-        hps = method_hparams(cfg, name, recipe)
+        # epochs are scaled (and stretched to the minimum of steps) by the budget inside unlearn()
+        hps = resolve_hparams(name, recipe, cfg.hparams.get(name), seed=cfg.seed, scale_epochs=False)
         try:
             res = unlearn(
                 original,
@@ -255,6 +267,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
                 progress=cfg.progress,
                 model_factory=factory,
                 check_overlap=False,
+                budget=method_budget(cfg, recipe),
                 **hps,
             )
         except DivergenceError as exc:  # one diverged method is a failed row; the others still run
@@ -262,10 +275,16 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
             continue
         models[name] = res.model
         add_row(name, Evaluation(task, measure(res.model)).with_reference(ref), res.seconds, res.hparams)
+        if res.report.get("collapse", {}).get("collapsed"):  # the collapse guard fired: mark the row
+            rows[-1]["note"] = "collapsed"
+        if "auto" in res.report:
+            rows[-1]["auto"] = res.report["auto"]
 
     headline = HEADLINES.get(task, ())
     columns = [("method", "method")] + [(k, k.upper()) for k in headline]
     columns += [("avg_gap", "Avg-Gap"), ("seconds", "seconds"), ("time_ratio", "time/retrain")]
+    if any("note" in r for r in rows):
+        columns.append(("note", "note"))
     table = ResultTable(
         title=f"{cfg.dataset} · {cfg.model} · forget {cfg.forget} ({len(forget)} of {len(bundle.train)})",
         rows=rows,

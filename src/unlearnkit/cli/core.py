@@ -70,7 +70,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     methods = args.methods.split(",") if args.methods else DEFAULT_METHODS
     cfg = bench_config_from_args(
-        args, methods, "bench", scale_epochs=not args.no_scale_epochs, save_predictions=args.predictions
+        args,
+        methods,
+        "bench",
+        scale_epochs=not args.no_scale_epochs,
+        budget=args.budget,
+        save_predictions=args.predictions,
     )
     out = cfg.out_dir
     run = run_bench(cfg)
@@ -157,6 +162,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--no-scale-epochs",
         action="store_true",
         help="use methods' published epochs instead of scaling them to the original's recipe",
+    )
+    p.add_argument(
+        "--budget",
+        default="scaled",
+        choices=("scaled", "published"),
+        help="scaled: epochs scaled to the original's and at least 200 optimiser steps; published: raw values",
     )
     add_recipe(p)
     p.add_argument("--seed", type=int, default=0)

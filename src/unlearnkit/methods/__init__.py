@@ -1,6 +1,7 @@
 """Unlearning methods: one file each, one interface (:class:`Method`), one registry."""
 
 from . import (  # noqa: F401  (registration)
+    auto,
     bad_teacher,
     be,
     blindspot,

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..budget import Budget, stretch
 from ..data.tensors import Batches, TensorData
 from ..engine import Hook, Phase, Recipe, TrainLog, train
 from ..errors import ConfigError
@@ -55,6 +56,8 @@ class UnlearnRequest:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = True
     model_factory: Callable[[], nn.Module] | None = None
+    #: how long training methods run (see :mod:`unlearnkit.budget`); None runs the hyper-parameters as given
+    budget: Budget | None = None
 
     def frozen_original(self) -> nn.Module:
         """A gradient-free copy of the original model in eval mode on the request's device."""
@@ -81,6 +84,8 @@ class Method(ABC):
     reference_epochs: ClassVar[int] = 182
     #: False for label-agnostic methods: their data's labels are then neither read nor validated
     reads_labels: ClassVar[bool] = True
+    #: whether :mod:`unlearnkit.budget` may stretch the method's training (not for ``retrain``)
+    budgeted: ClassVar[bool] = True
 
     seed: int = hp(0, doc="seed for data order and any random draw of the method")
 
@@ -147,11 +152,15 @@ class Method(ABC):
         params: list[nn.Parameter] | None = None,
         **recipe_overrides: Any,
     ) -> TrainLog:
-        """Run the shared engine with this method's recipe."""
+        """Run the shared engine with this method's recipe (passes repeated to meet ``request.budget``)."""
+        recipe = self.recipe(**recipe_overrides)
+        phases, self.budget_repeats = stretch(
+            [phases] if isinstance(phases, Phase) else phases, recipe.epochs, request.budget
+        )
         return train(
             model,
             phases,
-            self.recipe(**recipe_overrides),
+            recipe,
             device=request.device,
             hooks=hooks,
             params=params,

@@ -23,6 +23,7 @@ class Retrain(Method):
     """
 
     name = "retrain"
+    budgeted = False
     tasks = ("classification", "regression")
 
     epochs: int = hp(182, low=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -11,15 +12,30 @@ from ..data.tensors import Batches, TensorData
 from .base import Method, UnlearnRequest, hp, register
 
 
+def even_batches(data: TensorData, batch_size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``data`` in a seeded shuffled order, cut into ``ceil(n / batch_size)`` batches of (almost) equal size
+    (143 examples at batch 64: 48/48/47 rather than 64/64/15)."""
+    n = len(data)
+    order = np.random.default_rng(seed).permutation(n)
+    return [(data.x[i], data.y[i]) for i in np.array_split(order, max(1, -(-n // batch_size)))]
+
+
 def fisher_diagonal(
-    model: nn.Module, data: TensorData, loss, batch_size: int, device: torch.device, seed: int = 0
+    model: nn.Module,
+    data: TensorData,
+    loss,
+    batch_size: int,
+    device: torch.device,
+    seed: int = 0,
+    even: bool = False,
 ) -> dict:
     """Diagonal of the empirical Fisher information: the mean over batches of the squared gradient of
     ``loss`` for every parameter (model in eval mode, left unchanged). Batches are drawn in a seeded
-    shuffled order, so that a batch of the full training set mixes forget and retain examples."""
+    shuffled order, so that a batch of the full training set mixes forget and retain examples; with
+    ``even`` they have equal sizes (:func:`even_batches`) instead of a short last batch."""
     model.eval()
     imp = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
-    batches = Batches(data, batch_size, shuffle=True, seed=seed)
+    batches = even_batches(data, batch_size, seed) if even else Batches(data, batch_size, shuffle=True, seed=seed)
     for batch in batches:
         batch = tuple(t.to(device) for t in batch)
         model.zero_grad(set_to_none=True)
@@ -57,6 +73,15 @@ class SelectiveSynapticDampening(Method):
     Diagonal Fisher importances are computed on D_f (I_Df) and on the whole training set D = D_r ∪ D_f
     (I_D). Parameters with I_Df > α·I_D are specialised to the forget set and are multiplied by
     min(λ·I_D/I_Df, 1). No training epochs. Published: α = 10 (selection weighting), λ = 1 (dampening).
+    Reference code: if-loops/selective-synaptic-dampening, ``src/ssd.py`` (``calc_importance``,
+    ``modify_weight``).
+
+    ``even_batches`` (default on) is a deliberate deviation from the reference's data loaders, whose last
+    batch is short: on CIFAR-10 (5 000 forget images at batch 128) it is one batch of 40, but on the
+    1 437-image digits (143 forget images at batch 64: 64/64/15) the 15-example batch — its squared mean
+    gradient far noisier — makes up a third of I_Df, selects most weights at α = 10 and drives random-10 %
+    forgetting to chance (retain accuracy 9.7 %; 100 % with even batches of 48/48/47, forget accuracy
+    100 % as for the original). ``even_batches=False`` runs the reference's batching.
     """
 
     name = "ssd"
@@ -66,13 +91,13 @@ class SelectiveSynapticDampening(Method):
     alpha: float = hp(10.0, low=0, low_open=True, doc="selection weighting α")
     dampening: float = hp(1.0, low=0, low_open=True, doc="dampening constant λ")
     batch_size: int = hp(64, low=1, doc="batch size of the importance estimates")
+    even_batches: bool = hp(True, choices=(True, False), doc="equal-size batches (no short last batch)")
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         model.to(request.device)
         full = TensorData.concat([request.retain, request.forget])
-        forget_imp = fisher_diagonal(
-            model, request.forget, request.task_loss, self.batch_size, request.device, self.seed
-        )
-        global_imp = fisher_diagonal(model, full, request.task_loss, self.batch_size, request.device, self.seed)
+        dev, even = request.device, self.even_batches
+        forget_imp = fisher_diagonal(model, request.forget, request.task_loss, self.batch_size, dev, self.seed, even)
+        global_imp = fisher_diagonal(model, full, request.task_loss, self.batch_size, dev, self.seed, even)
         self.dampened_fraction = dampen(model, forget_imp, global_imp, self.alpha, self.dampening)
         return model

@@ -1,0 +1,135 @@
+"""How long a method trains: published budgets expressed in a unit that transfers across data sizes.
+
+Published recipes count epochs of CIFAR-10 (50 000 images, an original trained for 182 epochs). Counted in
+epochs, the same recipe is a different amount of optimisation on other data: the bad teacher's "1 epoch,
+batch 256" is about 200 optimiser steps on CIFAR-10 but 3 on the 1 437 digits. The rule used by
+:func:`unlearnkit.unlearn` and ``bench`` is the one below, and this module is the only place that applies it.
+
+``budget="scaled"`` (the default):
+  1. *passes relative to the original*: a method's published epochs ``E`` (``Method.reference_epochs``) are
+     scaled to the original's training, ``max(1, round(E · original_epochs / 182))``, when the original's epochs
+     are known (``bench`` knows them; pass ``original_epochs=`` to :func:`unlearnkit.unlearn`); unknown, the
+     published epochs are kept;
+  2. *a minimum number of optimiser steps*: when a method's run would take fewer than ``min_steps`` steps
+     (default :data:`MIN_STEPS`), every pass over its data streams is repeated ``k`` times, the smallest
+     ``k`` that reaches ``min_steps``. Repeating passes inside each epoch keeps the structure of the recipe
+     (SCRUB's max-steps still run in its first ``msteps`` epochs, schedules still span the whole run).
+
+``budget="published"`` runs the raw published values: the method's own ``epochs``, no minimum.
+
+The rule sets *default* budgets only: an explicit ``epochs`` hyper-parameter, or a ready-made ``Method``
+instance, runs exactly as given (no scaling, no minimum).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .engine import Batch, Phase
+from .errors import ConfigError
+
+#: the epochs of the original behind every published recipe (ResNet-18 on CIFAR-10, SalUn and its baselines)
+REFERENCE_ORIGINAL_EPOCHS = 182
+#: the fewest optimiser steps a training method takes under ``budget="scaled"``; the published recipes take
+#: 70–4 000 steps on CIFAR-10 (bad teacher ≈ 72, gradient ascent ≈ 195, Boundary Shrink ≈ 780, FT ≈ 3 500)
+MIN_STEPS = 200
+BUDGET_MODES = ("scaled", "published")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget: ``mode`` (``"scaled"`` or ``"published"``), the original's epochs when known,
+    and the minimum number of optimiser steps of ``"scaled"`` runs."""
+
+    mode: str = "scaled"
+    original_epochs: int | None = None
+    min_steps: int = MIN_STEPS
+
+    def __post_init__(self) -> None:
+        if self.mode not in BUDGET_MODES:
+            raise ConfigError(f"unknown budget {self.mode!r}; choose one of {', '.join(BUDGET_MODES)}")
+        if self.original_epochs is not None and (
+            isinstance(self.original_epochs, bool) or int(self.original_epochs) != self.original_epochs
+        ):
+            raise ConfigError(f"original_epochs must be a positive integer, got {self.original_epochs!r}")
+        if self.original_epochs is not None and self.original_epochs < 1:
+            raise ConfigError(f"original_epochs must be a positive integer, got {self.original_epochs!r}")
+        if isinstance(self.min_steps, bool) or int(self.min_steps) != self.min_steps or self.min_steps < 0:
+            raise ConfigError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
+
+    @property
+    def scaled(self) -> bool:
+        return self.mode == "scaled"
+
+
+def as_budget(budget: str | Budget | None, original_epochs: int | None = None) -> Budget:
+    """``budget`` as a :class:`Budget`: a mode name, a :class:`Budget` or ``None`` (the default, ``"scaled"``)."""
+    if isinstance(budget, Budget):
+        if original_epochs is not None and budget.original_epochs is None:
+            return replace(budget, original_epochs=original_epochs)
+        return budget
+    if budget is None:
+        budget = "scaled"
+    if not isinstance(budget, str):
+        raise ConfigError(f"budget must be one of {', '.join(BUDGET_MODES)} or a Budget, got {budget!r}")
+    return Budget(mode=budget, original_epochs=original_epochs)
+
+
+def scaled_epochs(reference_epochs: int, original_epochs: int) -> int:
+    """Published epochs of a 182-epoch original, scaled to an original trained ``original_epochs`` epochs."""
+    return max(1, round(reference_epochs * original_epochs / REFERENCE_ORIGINAL_EPOCHS))
+
+
+def budget_hparams(method_cls: type, hparams: dict[str, Any], budget: Budget) -> dict[str, Any]:
+    """``hparams`` with ``epochs`` set by rule 1 of the module docstring (unless already given)."""
+    out = dict(hparams)
+    if (
+        budget.scaled
+        and budget.original_epochs is not None
+        and "epochs" in method_cls.hparam_names()
+        and "epochs" not in out
+        and method_cls.name != "retrain"
+        and method_cls.reference_epochs > 0
+    ):
+        out["epochs"] = scaled_epochs(method_cls.reference_epochs, budget.original_epochs)
+    return out
+
+
+def count_steps(phases: Sequence[Phase], epochs: int) -> int:
+    """Optimiser steps of ``phases`` run for ``epochs`` epochs (each phase only in the epochs it is active)."""
+    return sum(len(ph.batches) for e in range(epochs) for ph in phases if ph.runs_in(e))  # type: ignore[arg-type]
+
+
+class Repeated:
+    """A stream of batches passed ``times`` times in a row (each pass of a seeded ``Batches`` reshuffles)."""
+
+    def __init__(self, batches: Any, times: int) -> None:
+        self.batches, self.times = batches, times
+
+    def __len__(self) -> int:
+        return self.times * len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for _ in range(self.times):
+            yield from self.batches
+
+
+def repeats_for(phases: Sequence[Phase], epochs: int, budget: Budget | None) -> int:
+    """How many times each pass is repeated (rule 2): 1 unless a ``"scaled"`` run falls short of ``min_steps``."""
+    if budget is None or not budget.scaled or budget.min_steps == 0:
+        return 1
+    steps = count_steps(phases, epochs)
+    if steps == 0 or steps >= budget.min_steps:
+        return 1
+    return math.ceil(budget.min_steps / steps)
+
+
+def stretch(phases: Sequence[Phase], epochs: int, budget: Budget | None) -> tuple[list[Phase], int]:
+    """``phases`` with each pass repeated :func:`repeats_for` times, and that number."""
+    k = repeats_for(phases, epochs, budget)
+    if k == 1:
+        return list(phases), 1
+    return [replace(ph, batches=Repeated(ph.batches, k)) for ph in phases], k

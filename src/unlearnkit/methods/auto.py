@@ -1,0 +1,219 @@
+"""auto: pick a method and its hyper-parameters for *this* request by tuning on proxy requests built from D_r."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..budget import budget_hparams
+from ..data.tensors import TensorData
+from ..errors import ConfigError
+from ..guard import slice_accuracy
+from .base import Method, UnlearnRequest, get_method_class, hp, make_method, register
+
+#: candidate (method, hyper-parameters) pairs, tried in this order until the time budget is spent; the
+#: published settings first, then learning rates around them (the knob that moves these methods most)
+CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("rl", {}),
+    ("salun", {}),
+    ("l1-sparse", {}),
+    ("ssd", {}),
+    ("bad-teacher", {}),
+    ("scrub", {}),
+    ("ft", {}),
+    ("rl", {"lr": 0.003}),
+    ("salun", {"lr": 0.004}),
+    ("l1-sparse", {"lr": 0.05, "alpha": 2e-3, "schedule": "cosine"}),
+    ("salun", {"lr": 0.04}),
+    ("l1-sparse", {"lr": 0.1, "schedule": "cosine"}),
+    ("ssd", {"alpha": 50.0}),
+    ("bad-teacher", {"lr": 1e-3}),
+    ("ft", {"lr": 0.05, "schedule": "cosine"}),
+    ("rl", {"lr": 0.03}),
+)
+#: retain examples whose accuracy is compared on each proxy (a fixed random slice of the proxy retain set)
+RETAIN_PROBE = 1000
+
+
+@dataclass
+class ProxyRequest:
+    """A request of the same kind and size as the real one, built from D_r only."""
+
+    request: UnlearnRequest
+    kind: str
+    proxy_class: int | None
+    target_forget: float
+    target_retain: float
+    probe: TensorData
+
+
+def forget_kind(request: UnlearnRequest) -> str:
+    """``"class"`` when D_f is one whole class (absent from D_r), else ``"random"``."""
+    labels = torch.unique(request.forget.y)
+    if len(labels) == 1 and not bool((request.retain.y == labels[0]).any()):
+        return "class"
+    return "random"
+
+
+def build_proxy(
+    request: UnlearnRequest, kind: str, seed: int, validation_accuracy: float | None, original: nn.Module
+) -> ProxyRequest:
+    """Class-wise: a whole other class of D_r is the proxy forget set. Random: a random sample of D_r of the
+    forget set's size. The proxy retain set is the rest of D_r. Targets: forget accuracy 0 for a class, the
+    accuracy on unseen data (``validation_accuracy``; without it the original's own, i.e. "change nothing")
+    for a random sample; retain accuracy the original's."""
+    rng = np.random.default_rng(seed)
+    y = request.retain.y.cpu().numpy()
+    proxy_class = None
+    if kind == "class":
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ConfigError("auto: class-wise proxies need at least two classes in the retain set")
+        proxy_class = int(rng.choice(classes))
+        f_idx, r_idx = np.flatnonzero(y == proxy_class), np.flatnonzero(y != proxy_class)
+    else:
+        n_f = min(len(request.forget), len(y) // 2)
+        perm = rng.permutation(len(y))
+        f_idx, r_idx = np.sort(perm[:n_f]), np.sort(perm[n_f:])
+    forget, retain = request.retain.subset(f_idx), request.retain.subset(r_idx)
+    probe_idx = np.sort(rng.choice(len(retain), min(RETAIN_PROBE, len(retain)), replace=False))
+    probe = retain.subset(probe_idx)
+    dev = request.device
+    orig_f = slice_accuracy(original, forget, dev)
+    if kind == "class":
+        target_f = 0.0
+    else:
+        target_f = orig_f if validation_accuracy is None else float(validation_accuracy)
+    proxy = copy.copy(request)
+    proxy.forget, proxy.retain, proxy.progress = forget, retain, False
+    return ProxyRequest(proxy, kind, proxy_class, target_f, slice_accuracy(original, probe, dev), probe)
+
+
+def proxy_gap(model: nn.Module, proxy: ProxyRequest, device: torch.device) -> tuple[float, float, float]:
+    """(score, forget accuracy, retain accuracy): the mean absolute gap of forget and retain accuracy to the
+    proxy's targets (an Avg-Gap over the two accuracies a retrain-free check can know)."""
+    f = slice_accuracy(model, proxy.request.forget, device)
+    r = slice_accuracy(model, proxy.probe, device)
+    return (abs(f - proxy.target_forget) + abs(r - proxy.target_retain)) / 2, f, r
+
+
+@register
+@dataclass(kw_only=True)
+class Auto(Method):
+    """auto: choose a method and hyper-parameters for this request by tuning on proxy requests.
+
+    Proxy requests are built from D_r only, of the same kind and size as the real one (a whole other class
+    for class-wise forgetting, a random sample of |D_f| retain examples otherwise); neither the real
+    retrain nor any test data is used. Each candidate of :data:`CANDIDATES` (published settings first, then
+    learning rates around them) is run on every proxy while ``budget_seconds`` last, and scored by
+    :func:`proxy_gap`; "change nothing" is scored too, so the choice is never worse on the proxies than doing
+    nothing. The best candidate then runs on the real request. ``self.choice`` reports every trial, the
+    choice and why (``UnlearnResult.report["auto"]``).
+
+    For random forgetting the target forget accuracy is the accuracy on unseen data: give the original's
+    ``validation_accuracy`` (percent, measured on data outside its training set and outside the test set);
+    without it the target is the original's own accuracy and auto will rarely move the model.
+    (Candidate search as in the tuning protocol of Fan et al., SalUn, ICLR 2024, Appendix: a small grid of
+    learning rates per method; proxy requests as in Kurmanji et al., SCRUB, NeurIPS 2023, selecting on
+    held-out forget/retain splits.)
+    """
+
+    name = "auto"
+    reference_epochs = 0
+
+    budget_seconds: float = hp(60.0, low=0, low_open=True, doc="wall-clock seconds for the search on proxies")
+    proxies: int = hp(1, low=1, doc="number of proxy requests (each a different class or random draw)")
+    validation_accuracy: float | None = hp(
+        None, doc="original's accuracy (percent) on unseen data: the target forget accuracy of random forgetting"
+    )
+    methods: tuple[str, ...] = field(
+        default=(), metadata={"doc": "restrict the candidates to these methods (empty: all of CANDIDATES)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        va = self.validation_accuracy
+        if va is not None and (isinstance(va, bool) or not isinstance(va, int | float) or not 0 <= va <= 100):
+            raise ConfigError(f"auto: validation_accuracy is a percentage in [0, 100], got {va!r}")
+        self.methods = tuple(self.methods)
+        for m in self.methods:
+            get_method_class(m)
+        if self.methods and not any(m in self.methods for m, _ in CANDIDATES):
+            raise ConfigError(f"auto: none of {list(self.methods)} is a candidate; choose from {_candidate_names()}")
+
+    def candidates(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(m, h) for m, h in CANDIDATES if not self.methods or m in self.methods]
+
+    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+        start = time.perf_counter()
+        dev = request.device
+        original = request.frozen_original()
+        kind = forget_kind(request)
+        proxies = [
+            build_proxy(request, kind, self.seed + 1000 * i, self.validation_accuracy, original)
+            for i in range(self.proxies)
+        ]
+        noop = float(np.mean([proxy_gap(original, p, dev)[0] for p in proxies]))
+        trials: list[dict[str, Any]] = [{"method": "none", "hparams": {}, "score": noop, "seconds": 0.0}]
+        for name, hps in self.candidates():
+            if time.perf_counter() - start > self.budget_seconds:
+                break
+            t0 = time.perf_counter()
+            scores, fs, rs = [], [], []
+            for p in proxies:
+                out = self._run_candidate(name, hps, p.request)
+                s, f, r = proxy_gap(out, p, dev)
+                scores.append(s), fs.append(f), rs.append(r)
+            trials.append(
+                {
+                    "method": name,
+                    "hparams": hps,
+                    "score": float(np.mean(scores)),
+                    "forget_accuracy": float(np.mean(fs)),
+                    "retain_accuracy": float(np.mean(rs)),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+        best = min(trials, key=lambda t: t["score"])
+        self.choice = {
+            "kind": kind,
+            "proxy_classes": [p.proxy_class for p in proxies] if kind == "class" else None,
+            "target_forget_accuracy": [p.target_forget for p in proxies],
+            "target_retain_accuracy": [p.target_retain for p in proxies],
+            "trials": trials,
+            "chosen": {"method": best["method"], "hparams": best["hparams"]},
+            "why": (
+                f"lowest proxy gap {best['score']:.2f} of {len(trials)} tried "
+                f"(doing nothing: {noop:.2f}) in {time.perf_counter() - start:.0f}s"
+            ),
+        }
+        if best["method"] == "none":
+            return model
+        return self._run_candidate(best["method"], best["hparams"], request, model)
+
+    def _run_candidate(
+        self, name: str, hps: dict[str, Any], request: UnlearnRequest, model: nn.Module | None = None
+    ) -> nn.Module:
+        cls = get_method_class(name)
+        algo = make_method(name, **budget_hparams(cls, {**hps, "seed": self.seed}, request.budget or _no_budget()))
+        algo.check(request)
+        work = copy.deepcopy(request.original).to(request.device) if model is None else model
+        out = algo.run(work, request)
+        out.eval()
+        return out
+
+
+def _no_budget():
+    from ..budget import Budget
+
+    return Budget(mode="published")
+
+
+def _candidate_names() -> list[str]:
+    return sorted({m for m, _ in CANDIDATES})

@@ -1,0 +1,154 @@
+"""Training budgets that transfer across data sizes, the collapse guard and the ``auto`` method, on digits."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.bench import BenchConfig, run_bench
+from unlearnkit.budget import MIN_STEPS, Budget, count_steps, scaled_epochs, stretch
+from unlearnkit.data.tensors import Batches, TensorData
+from unlearnkit.engine import Phase
+from unlearnkit.errors import ConfigError
+from unlearnkit.guard import CollapseWarning
+from unlearnkit.methods.auto import build_proxy, forget_kind
+from unlearnkit.methods.base import UnlearnRequest
+from unlearnkit.metrics import accuracy, predict_outputs
+
+from .conftest import state_equal
+
+
+def _acc(model, data):
+    return accuracy(predict_outputs(model, data), data.y)
+
+
+def _phase(n: int, batch: int) -> Phase:
+    data = TensorData(torch.zeros(n, 2), torch.zeros(n, dtype=torch.long))
+    return Phase("p", Batches(data, batch, seed=0), lambda m, b: torch.zeros(()))
+
+
+# ---- budgets -------------------------------------------------------------------------------------------
+def test_stretch_repeats_passes_to_the_minimum_and_keeps_activity():
+    phases = [_phase(100, 32), _phase(10, 32)]  # 4 + 1 steps per epoch
+    phases[1].active = lambda epoch: epoch < 1  # like SCRUB's max-steps
+    out, k = stretch(phases, 3, Budget(min_steps=50))
+    assert count_steps(phases, 3) == 13 and k == 4  # ceil(50 / 13)
+    assert count_steps(out, 3) == 52 and len(list(out[0].batches)) == 16
+    assert not out[1].runs_in(1)  # the repeated phase is still active only where it was
+    assert stretch(phases, 3, Budget(mode="published"))[1] == 1
+    assert stretch(phases, 3, Budget(min_steps=13))[1] == 1
+    assert stretch(phases, 3, None)[1] == 1
+
+
+def test_budget_validation():
+    with pytest.raises(ConfigError, match="unknown budget"):
+        Budget(mode="fast")
+    with pytest.raises(ConfigError, match="original_epochs"):
+        Budget(original_epochs=0)
+    with pytest.raises(ConfigError, match="min_steps"):
+        Budget(min_steps=-1)
+    assert scaled_epochs(10, 30) == 2 and scaled_epochs(1, 30) == 1 and scaled_epochs(10, 182) == 10
+
+
+def test_default_budget_makes_the_bad_teacher_forget(original, digits, class_split):
+    """Published "1 epoch, batch 256" is 3 steps on digits and changes nothing; the scaled budget forgets."""
+    forget, retain = class_split.forget(digits.train), class_split.retain(digits.train)
+    published = uk.unlearn(original, forget, retain, "bad-teacher", budget="published", progress=False)
+    scaled = uk.unlearn(original, forget, retain, "bad-teacher", progress=False)
+    assert published.report["budget_repeats"] == 1 and scaled.report["budget_repeats"] > 1
+    assert _acc(published.model, forget) > 90
+    assert _acc(scaled.model, forget) < 40 and _acc(scaled.model, retain) > 85
+
+
+def test_explicit_epochs_run_as_given_and_original_epochs_scale(original, digits, random_split):
+    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
+    given = uk.unlearn(original, forget, retain, "ga", epochs=1, progress=False)
+    assert given.report["budget_repeats"] == 1 and given.hparams["epochs"] == 1
+    scaled = uk.unlearn(original, forget, retain, "ga", original_epochs=40, lr=1e-6, progress=False)
+    assert scaled.hparams["epochs"] == 1  # round(5 * 40 / 182)
+    steps_per_epoch = -(-len(forget) // 128)
+    assert scaled.report["budget_repeats"] == -(-MIN_STEPS // steps_per_epoch)
+
+
+# ---- collapse guard ------------------------------------------------------------------------------------
+def test_guard_warns_names_the_hparam_and_bench_marks_the_row(tmp_path):
+    recipe = uk.Recipe(epochs=6, lr=0.05, batch_size=64, schedule="cosine")
+    cfg = BenchConfig(
+        methods=["ga", "ft"],
+        recipe=recipe,
+        hparams={"ga": {"epochs": 3, "lr": 0.5}, "ft": {"epochs": 1}},
+        model_kwargs={"width": 8, "hidden": 32},
+        cache_dir=str(tmp_path),
+        progress=False,
+        mia=False,
+    )
+    with pytest.warns(CollapseWarning, match=r"ga: the model collapsed.*`lr`"):
+        run = run_bench(cfg)
+    rows = {r["method"]: r for r in run.table.rows}
+    assert rows["ga"]["note"] == "collapsed" and "note" not in rows["ft"]
+    assert "note" in run.table.render()
+
+
+def test_guard_threshold_is_settable(original, digits, random_split):
+    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = uk.unlearn(original, forget, retain, "ft", epochs=1, progress=False)
+    assert res.report["collapse"]["collapsed"] is False and res.report["collapse"]["size"] == 512
+    with pytest.warns(CollapseWarning, match="ft: "):
+        res = uk.unlearn(original, forget, retain, "ft", epochs=1, collapse_threshold=100.0, progress=False)
+    assert res.report["collapse"]["collapsed"] == (res.report["collapse"]["accuracy"] < 100)
+    with pytest.raises(ConfigError, match="collapse_threshold"):
+        uk.unlearn(original, forget, retain, "ft", epochs=1, collapse_threshold=150.0, progress=False)
+
+
+def test_ssd_even_batches_keep_a_random_forgetting_model(original, digits, random_split):
+    """At α = 10 the reference's short last batch (143 = 64 + 64 + 15) drives digits to chance."""
+    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
+    with pytest.warns(CollapseWarning, match="ssd: .*`alpha`"):
+        short = uk.unlearn(original, forget, retain, "ssd", even_batches=False, progress=False)
+    assert _acc(short.model, retain) < 20
+    even = uk.unlearn(original, forget, retain, "ssd", progress=False)
+    assert _acc(even.model, retain) > 95 and not even.report["collapse"]["collapsed"]
+
+
+# ---- auto ----------------------------------------------------------------------------------------------
+def test_proxies_come_from_the_retain_set(original, digits, class_split, random_split):
+    for split, kind in ((class_split, "class"), (random_split, "random")):
+        forget, retain = split.forget(digits.train), split.retain(digits.train)
+        req = UnlearnRequest(original, forget, retain, num_classes=10)
+        assert forget_kind(req) == kind
+        proxy = build_proxy(req, kind, 0, None, req.frozen_original())
+        pf, pr = proxy.request.forget, proxy.request.retain
+        assert len(pf) + len(pr) == len(retain)
+        assert not bool((pf.x[:, None] == forget.x[None]).flatten(2).all(2).any())  # no real forget example
+        if kind == "class":
+            assert len(torch.unique(pf.y)) == 1 and proxy.proxy_class != 3 and proxy.target_forget == 0
+            assert not bool((pr.y == proxy.proxy_class).any())
+        else:
+            assert len(pf) == len(forget) and proxy.target_forget == _acc(req.original, pf)
+
+
+def test_auto_forgets_a_class_and_reports_its_choice(original, digits, class_split):
+    forget, retain = class_split.forget(digits.train), class_split.retain(digits.train)
+    res = uk.unlearn(original, forget, retain, "auto", methods=("rl",), budget_seconds=1, progress=False)
+    choice = res.report["auto"]
+    assert choice["kind"] == "class" and choice["chosen"]["method"] == "rl"
+    scores = {t["method"]: t["score"] for t in choice["trials"]}
+    assert scores["rl"] < scores["none"] and "lowest proxy gap" in choice["why"]
+    assert _acc(res.model, forget) < 10 and _acc(res.model, retain) > 90
+
+
+def test_auto_never_does_worse_than_nothing_on_the_proxy(original, digits, random_split):
+    """Without a validation accuracy the random-forgetting target is the original's: RL only loses."""
+    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
+    res = uk.unlearn(original, forget, retain, "auto", methods=("rl",), budget_seconds=1, progress=False)
+    assert res.report["auto"]["chosen"]["method"] == "none"
+    assert state_equal(res.model, original)
+    with pytest.raises(ConfigError, match="validation_accuracy"):
+        uk.make_method("auto", validation_accuracy=120)
+    with pytest.raises(ConfigError, match="candidate"):
+        uk.make_method("auto", methods=("iu",))
