@@ -96,6 +96,10 @@ class S3T(SISA):
         starts = sorted({(k * r) // b for k in range(b)})
         return [[(s + i) % r for i in range(r)] for s in starts]
 
+    def group_names(self, model: nn.Module, count: int) -> list[list[str]]:
+        """Module names of every parameter group, top group first."""
+        return layer_groups(model, count)
+
     def prepare(self, model: nn.Module) -> None:
         """Check the model has a group per slice; with ``init="kaiming"`` re-draw linear and convolutional
         weights with He-normal (zero biases), so the still-untrained lower groups give informative random
@@ -119,7 +123,7 @@ class S3T(SISA):
         device: str | torch.device | None = None,
     ) -> tuple[TrainLog, list[str]]:
         """Train only group ``step`` (counted from the top) on ``data`` through the shared engine."""
-        modules = layer_groups(model, self.slices)[step]
+        modules = self.group_names(model, self.slices)[step]
         names = group_state_names(model, modules)
         trained = set(names)
         params = [p for n, p in model.named_parameters() if n in trained]
