@@ -133,11 +133,16 @@ def _check(signed: dict[str, Any], body: Any, public_key: Any) -> tuple[bool, st
     return True, "ok"
 
 
+def render(doc: dict[str, Any]) -> str:
+    """The one text form of a signed document: a file in any other form was changed after signing."""
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
 def write_certificate(folder: Path, body: dict[str, Any], signer: Signer) -> Path:
     """Sign ``body`` and write it to ``folder/certificates/<request id>.json``."""
     doc = {"certificate": body, **signer.sign(body)}
     path = folder / CERT_DIR / f"{body['request_id']}.json"
-    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, render(doc))
     return path
 
 
@@ -145,12 +150,16 @@ def verify_certificate(path: str | Path, public_key: str | Path | Any) -> tuple[
     """Whether certificate file ``path`` verifies with ``public_key`` (a PEM path or a key object)."""
     key = load_public_key(public_key) if isinstance(public_key, str | Path) else public_key
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        doc = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return False, f"not a readable certificate: {exc}"
     if not isinstance(doc, dict) or "certificate" not in doc:
         return False, "not a certificate (no 'certificate' field)"
-    return _check(doc, doc["certificate"], key)
+    ok, why = _check(doc, doc["certificate"], key)
+    if ok and text != render(doc):
+        return False, "the file differs from the form it was signed in (edited after signing)"
+    return ok, why
 
 
 def certificate_body(
@@ -178,7 +187,7 @@ def certificate_body(
 def sign_head(folder: Path, head: str, entries: int, signer: Signer) -> Path:
     body = {"ledger_head": head, "entries": entries, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = folder / HEAD_FILE
-    atomic_write_text(path, json.dumps({"head": body, **signer.sign(body)}, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, render({"head": body, **signer.sign(body)}))
     return path
 
 

@@ -88,13 +88,13 @@ def request_files(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _requests(files: list[Path], n_train: int, request_id: str | None) -> list[DeletionRequest]:
-    if request_id is not None and len(files) > 1:
+def _requests(files: list[Path], n_train: int, request_id: str | None, named: bool) -> list[DeletionRequest]:
+    if request_id is not None and (len(files) > 1 or named):
         raise ConfigError("--request-id names a single request; with several files each is named by its file name")
     reqs = []
     for f in files:
         ids = validate_indices(read_index_file(f), n_train, origin=str(f))
-        reqs.append(DeletionRequest(ids.tolist(), request_id or (f.stem if len(files) > 1 else None), str(f)))
+        reqs.append(DeletionRequest(ids.tolist(), request_id or (f.stem if named else None), str(f)))
     return reqs
 
 
@@ -114,6 +114,8 @@ def delete_ids(
     request files that appear in the folders while a round retrains are processed in the next round, until
     a round finds nothing new (files already in the ledger, by request id, are skipped)."""
     paths = [ids_file] if isinstance(ids_file, str | Path) else list(ids_file)
+    # requests from a queue (several files, a folder) are named by their file names; a single file by req-NNNNN
+    named = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
     sm = ShardedModel.open(model_dir, executor=executor, workers=workers, signer=signer)
     n_train = int(sm.state.get("n_train", 0))
     reports: list[DeletionReport] = []
@@ -126,7 +128,7 @@ def delete_ids(
         if not files:
             break
         seen |= set(files)
-        reqs = _requests(files, n_train, request_id)
+        reqs = _requests(files, n_train, request_id, named)
         reports += sm.delete_many(reqs, executor=executor, workers=workers, progress=progress, signer=signer)
         if not watch:
             break
