@@ -61,7 +61,11 @@ def test_every_certificate_verifies_and_any_one_byte_change_fails(model, tmp_pat
         flipped[pos] = ord("0") if raw[pos] != ord("0") else ord("1")
         certs[0].write_bytes(bytes(flipped))
         assert main(["certificate", "verify", str(certs[0]), "--public-key", pub]) == 1, pos
+    pos = raw.index(b"\n ") + 1  # indentation -> tab: the same JSON content, still a changed file
+    certs[0].write_bytes(raw[:pos] + b"\t" + raw[pos + 1 :])
+    assert main(["certificate", "verify", str(certs[0]), "--public-key", pub]) == 1
     certs[0].write_bytes(raw)
+    assert main(["certificate", "verify", str(certs[0]), "--public-key", pub]) == 0
     other = tmp_path / "other.pem"
     assert main(["keygen", "--out", str(other)]) == 0
     assert main(["certificate", "verify", str(certs[0]), "--public-key", str(other) + ".pub"]) == 1
