@@ -39,6 +39,12 @@ def _executor(args: argparse.Namespace):  # noqa: ANN202
     return args.executor
 
 
+def _close(executor: object) -> None:
+    close = getattr(executor, "close", None)
+    if close is not None:
+        close()
+
+
 def _add_signing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--signing-key",
@@ -48,12 +54,23 @@ def _add_signing(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_exact_train(args: argparse.Namespace) -> int:
-    from ..exact.workflow import train_exact
 
     options = {"shards": args.shards, "slices": args.slices, "aggregation": args.aggregation}
     if args.scheme == "s3t":
         options["sequences"] = args.sequences
-    sm = train_exact(
+    executor = _executor(args)
+    try:
+        sm = _train(args, options, executor)
+    finally:
+        _close(executor)
+    print(f"saved {args.out}  ({args.scheme}, {args.shards} shards x {args.slices} slices; TA {sm.accuracy():.2f})")
+    return 0
+
+
+def _train(args: argparse.Namespace, options: dict, executor: object):  # noqa: ANN202
+    from ..exact.workflow import train_exact
+
+    return train_exact(
         args.out,
         scheme=args.scheme,
         scheme_options=options,
@@ -65,14 +82,13 @@ def cmd_exact_train(args: argparse.Namespace) -> int:
         recipe=recipe_from_args(args),
         seed=args.seed,
         prior_file=args.prior,
-        executor=_executor(args),
+        executor=executor,
         workers=args.workers,
         device=args.device,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        store=args.store,
     )
-    print(f"saved {args.out}  ({args.scheme}, {args.shards} shards x {args.slices} slices; TA {sm.accuracy():.2f})")
-    return 0
 
 
 def _signer(args: argparse.Namespace):  # noqa: ANN202
@@ -102,16 +118,20 @@ def _print_reports(reports: list, as_json: bool) -> None:
 def cmd_delete(args: argparse.Namespace) -> int:
     from ..exact.workflow import delete_ids
 
-    reports = delete_ids(
-        args.model,
-        args.ids,
-        request_id=args.request_id,
-        executor=_executor(args),
-        workers=args.workers,
-        progress=not args.no_progress,
-        signer=_signer(args),
-        watch=args.watch,
-    )
+    executor = _executor(args)
+    try:
+        reports = delete_ids(
+            args.model,
+            args.ids,
+            request_id=args.request_id,
+            executor=executor,
+            workers=args.workers,
+            progress=not args.no_progress,
+            signer=_signer(args),
+            watch=args.watch,
+        )
+    finally:
+        _close(executor)
     _print_reports(reports, args.json)
     return 0
 
@@ -119,9 +139,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from ..exact.workflow import resume_folder
 
-    reports, cancelled = resume_folder(
-        args.model, rollback=args.rollback, executor=_executor(args), workers=args.workers, signer=_signer(args)
-    )
+    executor = _executor(args)
+    try:
+        reports, cancelled = resume_folder(
+            args.model, rollback=args.rollback, executor=executor, workers=args.workers, signer=_signer(args)
+        )
+    finally:
+        _close(executor)
     _print_reports(reports, False)
     for rid in cancelled:
         print(f"{rid}: rolled back (its ids were NOT deleted)")
@@ -207,6 +231,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequences", type=int, help="s3t: slice orders per shard (default: one per slice)")
     p.add_argument("--aggregation", default="vote", choices=("vote", "softmax"))
     p.add_argument("--prior", help="request likelihood per training example (txt/json/npy) to group shards by")
+    p.add_argument(
+        "--store", help="checkpoint store as an fsspec URL (file:///…, s3://bucket/prefix); default MODEL/store"
+    )
     _add_training(p)
     _add_executor(p)
     add_common(p)

@@ -36,16 +36,19 @@ def train_exact(
     recipe: Recipe | None = None,
     seed: int = 0,
     prior_file: str | None = None,
-    executor: str = "process",
+    executor: str | Executor = "process",
     workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    store: str | None = None,
+    protected_file: str | None = None,
 ) -> ShardedModel:
     """Train a SISA or S3T model on a registered dataset into folder ``out``.
 
     ``prior_file`` holds one request likelihood per training example (txt/json/npy) for SISA's
-    distribution-aware sharding.
+    distribution-aware sharding. ``store``: fsspec URL of the checkpoint store. ``protected_file``: ids of
+    the declared non-deletable split (S3T's backbone trains on it).
     """
     if scheme not in SCHEMES:
         raise ConfigError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
@@ -71,6 +74,8 @@ def train_exact(
         device=device,
         progress=progress,
         overwrite=overwrite,
+        store=store,
+        protected=read_index_file(protected_file) if protected_file else None,
     )
 
 
