@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -95,6 +96,21 @@ class DeletionRequest:
 
 
 SCHEMES: dict[str, type[SISA]] = {"sisa": SISA, "s3t": S3T}
+
+
+class _Background(threading.Thread):
+    """A thread that keeps its function's return value (or exception) in ``outcome``."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.fn = fn
+        self.outcome: Any = None
+
+    def run(self) -> None:
+        try:
+            self.outcome = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to wait()
+            self.outcome = exc
 
 
 def scheme_from_dict(d: dict[str, Any]) -> SISA:
@@ -166,6 +182,7 @@ class ShardedModel:
         self._test = test
         self.device = device
         self._locked = False
+        self._background: _Background | None = None
         #: what is wrong with the folder when opened with ``recover=False`` ("" when consistent)
         self.problem = ""
         leaked = self.plan.all_ids() & self.deleted
@@ -267,6 +284,7 @@ class ShardedModel:
                             "by": "fit",
                         }
                     )
+                scheme.prepare(scheme.build(model, 0))  # fails early when the model does not suit the scheme
                 obj._prepare_backbone(config)
                 entry = ledger.append({"type": "fit", "generation": 0, "state": state_digest(obj.state)})
                 obj.state["ledger_head"] = entry["hash"]
@@ -666,11 +684,18 @@ class ShardedModel:
         progress: bool = True,
         signer: Signer | None = None,
         source: str | None = None,
+        background: bool = False,
     ) -> DeletionReport:
         """Delete training examples ``ids`` exactly, record the request in the ledger and return the report."""
         request = DeletionRequest(list(ids), request_id, source)
         return self.delete_many(
-            [request], executor=executor, workers=workers, evaluate=evaluate, progress=progress, signer=signer
+            [request],
+            executor=executor,
+            workers=workers,
+            evaluate=evaluate,
+            progress=progress,
+            signer=signer,
+            background=background,
         )[0]
 
     def _validate(self, request: DeletionRequest, taken: set[int]) -> tuple[list[int], list[int], dict]:
@@ -707,9 +732,15 @@ class ShardedModel:
         evaluate: bool = True,
         progress: bool = True,
         signer: Signer | None = None,
+        background: bool = False,
     ) -> list[DeletionReport]:
         """Process several requests as one round: each gets its own ``pending`` and ``committed`` ledger entry
-        (and certificate), but every affected shard retrains once for all of them."""
+        (and certificate), but every affected shard retrains once for all of them.
+
+        ``background`` (S3T): commit as soon as the affected groups are deactivated — constituents fall back
+        to their surviving prefix (or the backbone) — and retrain shards below ``min_depth`` in a background
+        thread (:meth:`wait` joins it). Retraining only adds checkpoints for keys the committed plan already
+        names, so it needs no ledger entry; the ensemble uses the deeper prefixes once they exist."""
         if not requests:
             return []
         with self.locked():
@@ -756,7 +787,17 @@ class ShardedModel:
             self.state["ledger_head"] = pendings[-1]["hash"]
             self.save_state()
             fault_point("state")
-            return self._complete(pendings, executor, workers, progress, evaluate, signer)
+            return self._complete(pendings, executor, workers, progress, evaluate, signer, background)
+
+    def wait(self) -> list[ChainResult]:
+        """Wait for background retraining started by ``delete(..., background=True)``; returns its results."""
+        thread, self._background = self._background, None
+        if thread is None:
+            return []
+        thread.join()
+        if isinstance(thread.outcome, BaseException):
+            raise thread.outcome
+        return thread.outcome
 
     def _complete(
         self,
@@ -766,11 +807,13 @@ class ShardedModel:
         progress: bool,
         evaluate: bool,
         signer: Signer | None,
+        background: bool = False,
     ) -> list[DeletionReport]:
         """Retrain what the open requests ``pendings`` need (once per shard), then commit each of them."""
         affected = sorted({int(s) for e in pendings for _, s, _ in e["record"]["locations"]})
         start = time.perf_counter()
-        results = self._train([s for s in affected if self._needs_training(s)], executor, workers, progress)
+        todo = [s for s in affected if self._needs_training(s)]
+        results = [] if background else self._train(todo, executor, workers, progress)
         fault_point("trained")
         seconds = time.perf_counter() - start
         after = self.selection()
@@ -816,6 +859,10 @@ class ShardedModel:
         if signer is not None:
             sign_head(self.path, committed["hash"], committed["seq"] + 1, signer)
         fault_point("done")
+        if background and todo:
+            self.wait()
+            self._background = _Background(lambda: self._train(todo, executor, workers, False))
+            self._background.start()
         return reports
 
     def _rows(self, rec: dict[str, Any], after: list[Selection], results: list[ChainResult]) -> list[dict[str, Any]]:
