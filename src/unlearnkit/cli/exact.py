@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 
+from ..errors import ConfigError
 from .options import add_common, add_recipe, parse_hparams, recipe_from_args
 
 
@@ -57,7 +58,9 @@ def cmd_exact_train(args: argparse.Namespace) -> int:
 
     options = {"shards": args.shards, "slices": args.slices, "aggregation": args.aggregation}
     if args.scheme == "s3t":
-        options["sequences"] = args.sequences
+        options.update(sequences=args.sequences, min_depth=args.min_depth, backbone=args.backbone, rank=args.rank)
+    elif args.backbone or args.non_deletable:
+        raise ConfigError("--backbone and --non-deletable belong to --scheme s3t")
     executor = _executor(args)
     try:
         sm = _train(args, options, executor)
@@ -88,6 +91,7 @@ def _train(args: argparse.Namespace, options: dict, executor: object):  # noqa: 
         progress=not args.no_progress,
         overwrite=args.overwrite,
         store=args.store,
+        protected_file=args.non_deletable,
     )
 
 
@@ -217,6 +221,8 @@ def cmd_dp_train(args: argparse.Namespace) -> int:
         cpu=args.cpu,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        processes=args.processes,
+        scale_lr=args.scale_lr,
     )
     if path is not None:
         print(f"saved {path}")
@@ -229,6 +235,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", type=int, default=5)
     p.add_argument("--slices", type=int, default=4)
     p.add_argument("--sequences", type=int, help="s3t: slice orders per shard (default: one per slice)")
+    p.add_argument("--min-depth", type=int, default=1, help="s3t: retrain a shard whose best prefix is shorter")
+    p.add_argument(
+        "--backbone",
+        action="store_true",
+        help="s3t: LoRA adapters per slice over a frozen backbone pre-trained on --non-deletable ids",
+    )
+    p.add_argument("--rank", type=int, default=8, help="s3t --backbone: adapter rank")
+    p.add_argument(
+        "--non-deletable",
+        metavar="FILE",
+        help="ids (txt/json/npy) declared never deletable: the backbone trains on them, they are never sharded",
+    )
     p.add_argument("--aggregation", default="vote", choices=("vote", "softmax"))
     p.add_argument("--prior", help="request likelihood per training example (txt/json/npy) to group shards by")
     p.add_argument(
@@ -293,5 +311,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dp-train", help="data-parallel training of one model with Accelerate (`accelerate launch`)")
     _add_training(p)
     p.add_argument("--cpu", action="store_true", help="force CPU processes")
+    p.add_argument("--processes", type=int, help="processes the launcher must have started (error otherwise)")
+    p.add_argument("--scale-lr", action="store_true", help="multiply --lr by the number of processes (linear rule)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_dp_train)
