@@ -125,3 +125,38 @@ def test_a_queue_is_one_retraining_round_with_a_certificate_per_request(model, t
     assert [r["request_id"] for r in committed] == ["alice", "bob", "carol"]
     assert committed[0]["keys_after"] == committed[1]["keys_after"] != committed[2]["keys_after"]
     assert late in sm.deleted and len(list((folder / "certificates").glob("*.json"))) == 3
+
+
+def test_killed_delete_command_then_resume_command(model, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    folder, key = model
+    plan = ShardedModel.open(folder).plan
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{plan.shards[0][0][0]} {plan.shards[1][1][0]}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "UNLEARNKIT_EXACT_KILL_AT": "checkpoint:1"}
+    cmd = [sys.executable, "-m", "unlearnkit.cli", "delete", "--model", str(folder), "--ids", str(ids)]
+    proc = subprocess.run([*cmd, "--executor", "serial", "--no-progress"], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == -9
+    assert main(["exact-audit", "--model", str(folder)]) == 1
+    assert main(["resume", "--model", str(folder), "--executor", "serial", "--signing-key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "req-00000: deleted 2 ids" in out and "certificate" in out
+    assert main(["exact-audit", "--model", str(folder)]) == 0
+    assert main(["resume", "--model", str(folder), "--executor", "serial"]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "certificate",
+                "verify",
+                str(folder / "certificates" / "req-00000.json"),
+                "--public-key",
+                str(key) + ".pub",
+            ]
+        )
+        == 0
+    )
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", str(key) + ".pub"]) == 0
