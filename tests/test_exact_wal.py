@@ -114,6 +114,7 @@ def test_a_crash_at_any_stage_is_finished_on_reopen(base, reference, digits, tmp
     assert [e["record"]["request_id"] for e in sm.ledger.entries() if e["record"]["type"] == "committed"] == ["r1"]
 
 
+@pytest.mark.slow  # a new Python process (torch import) per run: ~10 s idle, a minute on a loaded machine
 def test_a_killed_delete_command_is_resumed(base, digits, tmp_path, capsys):
     folder = _copy(base, tmp_path)
     ids = _targets(folder, digits)
