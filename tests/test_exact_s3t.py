@@ -178,3 +178,28 @@ def test_background_retraining_when_min_depth_is_reached(lora):
     results = lora.wait()
     assert sorted(st for r in results if r.shard == 0 for st in r.trained_steps)[:3] == [1, 1, 1]
     assert lora.selection()[0].depth == 3 and audit(lora).ok
+
+
+def test_lora_modules_compute_what_peft_computes():
+    """Reference: peft 0.21 ``peft/tuners/lora/layer.py`` (``Linear`` and ``Conv2d``), with the same A and B."""
+    peft = pytest.importorskip("peft")
+    from torch import nn
+
+    from unlearnkit.exact.s3t import attach_adapters
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
+    ours = __import__("copy").deepcopy(net)
+    config = peft.LoraConfig(r=2, lora_alpha=6, target_modules=["0", "3"], lora_dropout=0.0)
+    ref = peft.get_peft_model(net, config)
+    attach_adapters(ours, rank=2, alpha=6)
+    with torch.no_grad():
+        for name in ("0", "3"):
+            layer = ref.base_model.model.get_submodule(name)
+            layer.lora_A["default"].weight.normal_()
+            layer.lora_B["default"].weight.normal_()  # non-zero, so the branch counts
+            mine = ours.get_submodule(name)
+            mine.lora_A.copy_(layer.lora_A["default"].weight.reshape(mine.lora_A.shape))
+            mine.lora_B.copy_(layer.lora_B["default"].weight.reshape(mine.lora_B.shape))
+    x = torch.randn(7, 3, 6, 6)
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
