@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--schemes", default="sisa,s3t,s3t-lora")
     ap.add_argument("--backbone-fraction", type=float, default=0.2, help="s3t-lora: non-deletable split")
     ap.add_argument("--rank", type=int, default=8, help="s3t-lora: adapter rank")
+    ap.add_argument("--skip-retrain", action="store_true", help="no full retrains (no speed-up columns)")
     ap.add_argument("--adapter-lr", type=float, default=None, help="s3t-lora: learning rate (default --lr)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for results.json / results.csv")
@@ -81,7 +82,7 @@ def main() -> None:
     retrain_seconds: dict[int, float] = {}
     retrain_steps: dict[int, int] = {}
     sizes = {k: k - prev for prev, k in zip([0, *ks[:-1]], ks)}  # ids in the request that reaches k
-    for k in ks:
+    for k in [] if args.skip_retrain else ks:
         keep = np.setdiff1d(np.arange(len(bundle.train)), order[:k])
         m = spec.build(args.seed)
         lg = uk.train_model(m, bundle.train.subset(keep), recipe, seed=args.seed, progress=False)
@@ -139,15 +140,19 @@ def main() -> None:
             tas = {agg: test_accuracy(sm.ensemble(agg), bundle.test) for agg in ("vote", "softmax")}
             ok = audit(sm).ok
             per = rep.seconds / sizes[k]
-            rows.append(row(label, k, sizes[k], rep.seconds, retrain_seconds[k], tas["vote"], ta_single, fit_seconds))
+            base_s = retrain_seconds.get(k)
+            rows.append(row(label, k, sizes[k], rep.seconds, base_s, tas["vote"], ta_single, fit_seconds))
             rows[-1]["ta_loss_vs_undeleted"] = ta0["vote"] - tas["vote"]
             rows[-1].update(ta_softmax=tas["softmax"], request_seconds=rep.seconds, exact=ok)
             rows[-1]["retrained_shards"] = sum(1 for r in rep.shards if r["retrained_steps"])
             steps = sum(r.get("optimizer_steps", 0) for r in rep.shards)
-            rows[-1].update(steps=steps, work_speedup=retrain_steps[k] / steps if steps else None)
+            rows[-1].update(
+                steps=steps, work_speedup=retrain_steps[k] / steps if steps and k in retrain_steps else None
+            )
             print(
                 f"{label} after {k}: request of {sizes[k]} in {rep.seconds:.2f}s ({per:.3f}s/deletion), "
-                f"x{retrain_seconds[k] / rep.seconds:.1f} (steps {steps} vs {retrain_steps[k]}), "
+                f"x{retrain_seconds.get(k, float('nan')) / rep.seconds:.1f} "
+                f"(steps {steps} vs {retrain_steps.get(k)}), "
                 f"TA vote {tas['vote']:.2f} softmax {tas['softmax']:.2f} (loss vs no deletion "
                 f"{ta0['vote'] - tas['vote']:.2f}), "
                 f"audit {'ok' if ok else 'FAILED'}",
@@ -191,7 +196,7 @@ def row(scheme, k, size, request_seconds, retrain_seconds, ta, ta_single, train_
         "deletions": k,
         "request_size": size,
         "sec_per_deletion": request_seconds / size if request_seconds is not None else None,
-        "speedup": retrain_seconds / request_seconds if request_seconds else None,
+        "speedup": retrain_seconds / request_seconds if request_seconds and retrain_seconds else None,
         "ta": ta,
         "ta_loss": ta_single - ta,
         "train_seconds": train_seconds,
