@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--backbone-fraction", type=float, default=0.2, help="s3t-lora: non-deletable split")
     ap.add_argument("--rank", type=int, default=8, help="s3t-lora: adapter rank")
     ap.add_argument("--skip-retrain", action="store_true", help="no full retrains (no speed-up columns)")
-    ap.add_argument("--adapter-lr", type=float, default=None, help="s3t-lora: learning rate (default --lr)")
+    ap.add_argument("--adapter-lr", type=float, default=None, help="s3t-lora recipe lr, backbone too")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for results.json / results.csv")
     ap.add_argument("--workdir", default=None, help="where model folders go (default: a temporary folder)")
