@@ -92,3 +92,35 @@ def test_process_batches_split_every_global_batch(digits):
     for (x0, _), (x1, _) in zip(*parts):
         assert x0.shape[0] == x1.shape[0] == 8
         assert not any(torch.equal(a, b) for a in x0 for b in x1)  # disjoint halves of one global batch
+
+
+def test_dp_train_refuses_fewer_processes_than_requested(tmp_path, capsys):
+    pytest.importorskip("accelerate")
+    from unlearnkit.cli import main
+
+    args = ["dp-train", "--cpu", "--processes", "2", "--dataset", "digits", "--train-subset", "100", "--epochs", "1"]
+    assert main([*args, "--out", str(tmp_path / "dp"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "asked for 2 processes but runs in 1" in err and "--multi_gpu --num_processes 2" in err
+    assert not (tmp_path / "dp").exists()
+
+
+@pytest.mark.slow
+def test_dp_train_really_runs_two_cpu_processes(tmp_path):
+    pytest.importorskip("accelerate")
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = str(Path(sys.executable).with_name("accelerate"))
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "-m", "unlearnkit.cli", "dp-train", "--cpu"]
+    cmd += ["--processes", "2", "--scale-lr", "--lr", "0.05", "--dataset", "digits", "--train-subset", "300"]
+    cmd += ["--epochs", "1", "--model-kw", "hidden=[16]", "--out", str(tmp_path / "dp"), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((tmp_path / "dp" / "meta.json").read_text())
+    assert meta["processes"] == 2 and meta["global_batch"] == 2 * meta["recipe"]["batch_size"]
+    assert meta["recipe"]["lr"] == pytest.approx(0.1)  # scaled with the global batch

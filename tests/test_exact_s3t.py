@@ -106,3 +106,100 @@ def test_shard_is_retrained_when_no_prefix_survives(s3t):
     row = rep.shards[0]
     assert row["retrained_steps"] == [1, 2, 3] and row["depth_after"] == 3
     assert audit(s3t).ok
+
+
+# ---- the paper's setting: LoRA adapters over a frozen backbone pre-trained on a non-deletable split ----------
+PUBLIC = list(range(0, 1437, 4))  # a quarter of digits' training rows, declared non-deletable
+
+
+@pytest.fixture(scope="session")
+def lora_dir(digits, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exact") / "s3t-lora"
+    ShardedModel.fit(
+        folder,
+        digits.train,
+        S3T(shards=2, slices=3, backbone=True, rank=4),
+        model=spec(digits),
+        recipe=RECIPE,
+        test=digits.test,
+        executor="serial",
+        progress=False,
+        protected=PUBLIC,
+    )
+    return folder
+
+
+@pytest.fixture
+def lora(lora_dir, digits, tmp_path) -> ShardedModel:
+    shutil.copytree(lora_dir, tmp_path / "m")
+    return ShardedModel.open(tmp_path / "m", data=digits.train, test=digits.test)
+
+
+def test_adapters_train_over_a_frozen_backbone_and_fall_back_to_it(lora, digits):
+    assert lora.plan.all_ids().isdisjoint(PUBLIC)  # the backbone's split is never sharded
+    backbone = lora.spec.build(0)
+    lora.store.get(lora.state["backbone"], backbone)
+    backbone.eval()
+    sel = lora.selection()[0]
+    assert sel.depth == 3
+    trained = lora.constituent(sel)
+    sd = trained.state_dict()
+    # every base weight is bit-for-bit the backbone's; only adapters were trained
+    for name, value in backbone.state_dict().items():
+        owner, _, leaf = name.rpartition(".")
+        assert torch.equal(sd[f"{owner}.base.{leaf}"], value), name
+    assert any(k.endswith("lora_B") and sd[k].abs().sum() > 0 for k in sd)
+    # the shard's root (all adapters off) computes exactly the backbone's function
+    root = lora.constituent(type(sel)(0, 0, 0, lora.state["roots"][0]))
+    x = digits.test.x[:64]
+    assert torch.equal(root(x), backbone(x))
+    with pytest.raises(uk.ForgetSpecError, match="non-deletable"):
+        lora.delete([PUBLIC[3]], executor="serial")
+
+
+def test_lora_deletion_deactivates_adapters_and_keeps_accuracy(lora):
+    acc0 = lora.accuracy()
+    ids = [lora.plan.shards[s][r][0] for s in range(2) for r in range(2)]  # slices 0 and 1 of both shards
+    rep = lora.delete(ids, executor="serial", progress=False)
+    assert all(r["retrained_steps"] == [] for r in rep.shards)  # deactivation only
+    assert all(0 < r["depth_after"] < 3 for r in rep.shards)
+    report = audit(lora)
+    assert report.ok and all(c.inactive_groups_at_init for c in report.constituents)
+    assert rep.accuracy > acc0 - 3
+
+
+def test_background_retraining_when_min_depth_is_reached(lora):
+    ids = [lora.plan.shards[0][r][0] for r in range(3)]  # every order of shard 0 dies at its first step
+    rep = lora.delete(ids, executor="serial", progress=False, background=True)
+    row = rep.shards[0]
+    assert row["retrained_steps"] == [] and row["depth_after"] == 0
+    assert lora.selection()[0].key == lora.state["roots"][0] or lora.selection()[0].depth > 0  # backbone meanwhile
+    assert audit(lora).ok
+    results = lora.wait()
+    assert sorted(st for r in results if r.shard == 0 for st in r.trained_steps)[:3] == [1, 1, 1]
+    assert lora.selection()[0].depth == 3 and audit(lora).ok
+
+
+def test_lora_modules_compute_what_peft_computes():
+    """Reference: peft 0.21 ``peft/tuners/lora/layer.py`` (``Linear`` and ``Conv2d``), with the same A and B."""
+    peft = pytest.importorskip("peft")
+    from torch import nn
+
+    from unlearnkit.exact.s3t import attach_adapters
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
+    ours = __import__("copy").deepcopy(net)
+    config = peft.LoraConfig(r=2, lora_alpha=6, target_modules=["0", "3"], lora_dropout=0.0)
+    ref = peft.get_peft_model(net, config)
+    attach_adapters(ours, rank=2, alpha=6)
+    with torch.no_grad():
+        for name in ("0", "3"):
+            layer = ref.base_model.model.get_submodule(name)
+            layer.lora_A["default"].weight.normal_()
+            layer.lora_B["default"].weight.normal_()  # non-zero, so the branch counts
+            mine = ours.get_submodule(name)
+            mine.lora_A.copy_(layer.lora_A["default"].weight.reshape(mine.lora_A.shape))
+            mine.lora_B.copy_(layer.lora_B["default"].weight.reshape(mine.lora_B.shape))
+    x = torch.randn(7, 3, 6, 6)
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)

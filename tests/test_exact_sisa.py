@@ -145,8 +145,17 @@ def test_deletion_requests_are_validated_and_recorded(sisa):
     again = sisa.delete([a], executor="serial", evaluate=False, progress=False)
     assert again.ids == [] and again.already_deleted == [a] and again.shards == []
     entries = sisa.ledger.entries()
-    assert [e["record"]["request_id"] for e in entries] == ["ticket-1", "req-00001"]
-    assert entries[0]["record"]["ids"] == [a] and entries[0]["record"]["seconds"] > 0
+    kinds = [(e["record"]["type"], e["record"].get("request_id")) for e in entries]
+    assert kinds == [
+        ("fit", None),
+        ("pending", "ticket-1"),
+        ("committed", "ticket-1"),
+        ("pending", "req-00001"),
+        ("committed", "req-00001"),
+    ]
+    assert entries[1]["record"]["ids"] == [a] and entries[2]["record"]["seconds"] > 0
+    with pytest.raises(uk.ForgetSpecError, match="already in the ledger"):
+        sisa.delete([a], executor="serial", request_id="ticket-1")
     assert sisa.ledger.verify(expected_head=sisa.state["ledger_head"]).ok
 
 

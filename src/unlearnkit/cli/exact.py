@@ -1,10 +1,13 @@
-"""Exact-unlearning commands: ``exact-train``, ``delete``, ``ledger verify``, ``exact-audit``, ``dp-train``."""
+"""Exact-unlearning commands: ``exact-train``, ``delete``, ``resume``, ``ledger verify``, ``exact-audit``,
+``keygen``, ``certificate verify``, ``dp-train``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
+from ..errors import ConfigError
 from .options import add_common, add_recipe, parse_hparams, recipe_from_args
 
 
@@ -23,15 +26,54 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 def _add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="process", choices=("process", "serial", "ray"), help="where shards train")
     p.add_argument("--workers", type=int, help="parallel workers (default: CPU count)")
+    p.add_argument(
+        "--ray-address", help="existing Ray cluster to use (host:port or ray://…; default $RAY_ADDRESS); implies ray"
+    )
+
+
+def _executor(args: argparse.Namespace):  # noqa: ANN202
+    """The executor name, or a Ray executor connected to --ray-address / $RAY_ADDRESS."""
+    if args.ray_address or (args.executor == "ray" and os.environ.get("RAY_ADDRESS")):
+        from ..exact.executors import RayExecutor
+
+        return RayExecutor(address=args.ray_address or os.environ["RAY_ADDRESS"])
+    return args.executor
+
+
+def _close(executor: object) -> None:
+    close = getattr(executor, "close", None)
+    if close is not None:
+        close()
+
+
+def _add_signing(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--signing-key",
+        help="Ed25519 private key (from `unlearnkit keygen`; default $UNLEARNKIT_SIGNING_KEY) "
+        "to sign a certificate per request and the ledger head",
+    )
 
 
 def cmd_exact_train(args: argparse.Namespace) -> int:
-    from ..exact.workflow import train_exact
 
     options = {"shards": args.shards, "slices": args.slices, "aggregation": args.aggregation}
     if args.scheme == "s3t":
-        options["sequences"] = args.sequences
-    sm = train_exact(
+        options.update(sequences=args.sequences, min_depth=args.min_depth, backbone=args.backbone, rank=args.rank)
+    elif args.backbone or args.non_deletable:
+        raise ConfigError("--backbone and --non-deletable belong to --scheme s3t")
+    executor = _executor(args)
+    try:
+        sm = _train(args, options, executor)
+    finally:
+        _close(executor)
+    print(f"saved {args.out}  ({args.scheme}, {args.shards} shards x {args.slices} slices; TA {sm.accuracy():.2f})")
+    return 0
+
+
+def _train(args: argparse.Namespace, options: dict, executor: object):  # noqa: ANN202
+    from ..exact.workflow import train_exact
+
+    return train_exact(
         args.out,
         scheme=args.scheme,
         scheme_options=options,
@@ -43,45 +85,106 @@ def cmd_exact_train(args: argparse.Namespace) -> int:
         recipe=recipe_from_args(args),
         seed=args.seed,
         prior_file=args.prior,
-        executor=args.executor,
+        executor=executor,
         workers=args.workers,
         device=args.device,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        store=args.store,
+        protected_file=args.non_deletable,
     )
-    print(f"saved {args.out}  ({args.scheme}, {args.shards} shards x {args.slices} slices; TA {sm.accuracy():.2f})")
-    return 0
+
+
+def _signer(args: argparse.Namespace):  # noqa: ANN202
+    from ..exact.certificates import Signer
+
+    path = getattr(args, "signing_key", None)
+    return Signer(path) if path else Signer.from_env()
+
+
+def _print_reports(reports: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    for rep in reports:
+        done = f"deleted {len(rep.ids)} ids ({len(rep.already_deleted)} already deleted)"
+        print(f"{rep.request_id}: {done} in {rep.seconds:.2f}s")
+        for s in rep.shards:
+            print(
+                f"  shard {s['shard']}: slices {s['slices']}, retrained steps {s['retrained_steps']}, {s['parameters']}"
+            )
+        if rep.accuracy is not None:
+            print(f"  test accuracy {rep.accuracy:.2f} with {rep.constituents} constituents")
+        if rep.certificate:
+            print(f"  certificate {rep.certificate}")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from ..exact.workflow import delete_ids
 
-    rep = delete_ids(
-        args.model,
-        args.ids,
-        request_id=args.request_id,
-        executor=args.executor,
-        workers=args.workers,
-        progress=not args.no_progress,
-    )
-    if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
-        return 0
-    done = f"deleted {len(rep.ids)} ids ({len(rep.already_deleted)} already deleted)"
-    print(f"{rep.request_id}: {done} in {rep.seconds:.2f}s")
-    for s in rep.shards:
-        print(f"  shard {s['shard']}: slices {s['slices']}, retrained steps {s['retrained_steps']}, {s['parameters']}")
-    if rep.accuracy is not None:
-        print(f"  test accuracy {rep.accuracy:.2f} with {rep.constituents} constituents")
+    executor = _executor(args)
+    try:
+        reports = delete_ids(
+            args.model,
+            args.ids,
+            request_id=args.request_id,
+            executor=executor,
+            workers=args.workers,
+            progress=not args.no_progress,
+            signer=_signer(args),
+            watch=args.watch,
+        )
+    finally:
+        _close(executor)
+    _print_reports(reports, args.json)
     return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ..exact.workflow import resume_folder
+
+    executor = _executor(args)
+    try:
+        reports, cancelled = resume_folder(
+            args.model, rollback=args.rollback, executor=executor, workers=args.workers, signer=_signer(args)
+        )
+    finally:
+        _close(executor)
+    _print_reports(reports, False)
+    for rid in cancelled:
+        print(f"{rid}: rolled back (its ids were NOT deleted)")
+    if not reports and not cancelled:
+        print("nothing to resume: every request in the ledger is committed")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from ..exact.certificates import keygen
+
+    pub = keygen(args.out, args.public, overwrite=args.overwrite)
+    print(f"private key {args.out} (keep it secret), public key {pub}")
+    return 0
+
+
+def cmd_certificate_verify(args: argparse.Namespace) -> int:
+    from ..exact.certificates import verify_certificate
+
+    bad = 0
+    for cert in args.certificates:
+        ok, why = verify_certificate(cert, args.public_key)
+        print(f"{cert}: {'valid' if ok else 'INVALID'} ({why})")
+        bad += not ok
+    return 1 if bad else 0
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from ..exact.workflow import verify_ledger
 
-    check = verify_ledger(args.model)
+    check = verify_ledger(args.model, public_key=args.public_key)
     if check.ok:
         print(f"ledger ok: {check.entries} entries, head {check.head[:16]}")
+        for note in check.notes:
+            print(f"  note: {note}")
         return 0
     where = f" at line {check.line}" if check.line else ""
     print(f"ledger TAMPERED{where}: {check.problem}")
@@ -95,6 +198,10 @@ def cmd_exact_audit(args: argparse.Namespace) -> int:
     for c in report.constituents:
         state = "ok" if c.ok else (c.problem or "FAILED")
         print(f"  shard {c.shard}: order {c.order}, depth {c.depth}, key {str(c.key)[:16]}  {state}")
+    if report.missing_shards:
+        print(f"  shards {report.missing_shards} hold ids but have no usable model: run `unlearnkit resume`")
+    if report.ledger_problem:
+        print(f"  ledger: {report.ledger_problem}")
     print(f"exact: {'yes' if report.ok else 'NO'} ({report.deleted} deleted ids)")
     return 0 if report.ok else 1
 
@@ -114,6 +221,8 @@ def cmd_dp_train(args: argparse.Namespace) -> int:
         cpu=args.cpu,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        processes=args.processes,
+        scale_lr=args.scale_lr,
     )
     if path is not None:
         print(f"saved {path}")
@@ -126,8 +235,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", type=int, default=5)
     p.add_argument("--slices", type=int, default=4)
     p.add_argument("--sequences", type=int, help="s3t: slice orders per shard (default: one per slice)")
+    p.add_argument("--min-depth", type=int, default=1, help="s3t: retrain a shard whose best prefix is shorter")
+    p.add_argument(
+        "--backbone",
+        action="store_true",
+        help="s3t: LoRA adapters per slice over a frozen backbone pre-trained on --non-deletable ids",
+    )
+    p.add_argument("--rank", type=int, default=8, help="s3t --backbone: adapter rank")
+    p.add_argument(
+        "--non-deletable",
+        metavar="FILE",
+        help="ids (txt/json/npy) declared never deletable: the backbone trains on them, they are never sharded",
+    )
     p.add_argument("--aggregation", default="vote", choices=("vote", "softmax"))
     p.add_argument("--prior", help="request likelihood per training example (txt/json/npy) to group shards by")
+    p.add_argument(
+        "--store", help="checkpoint store as an fsspec URL (file:///…, s3://bucket/prefix); default MODEL/store"
+    )
     _add_training(p)
     _add_executor(p)
     add_common(p)
@@ -135,17 +259,49 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("delete", help="delete training ids from an exact model and record it in its ledger")
     p.add_argument("--model", required=True, help="model folder from exact-train")
-    p.add_argument("--ids", required=True, help="ids (training-row numbers) in a .txt, .json or .npy file")
-    p.add_argument("--request-id", help="name of the request in the ledger (default req-NNNNN)")
-    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument(
+        "--ids",
+        required=True,
+        nargs="+",
+        metavar="FILE_OR_DIR",
+        help="request files (ids = training-row numbers, .txt/.json/.npy) or folders of them; one request per "
+        "file, all retrained in one round",
+    )
+    p.add_argument("--request-id", help="name of a single request in the ledger (default: file name or req-NNNNN)")
+    p.add_argument(
+        "--watch", action="store_true", help="after each round, process request files that arrived meanwhile"
+    )
+    p.add_argument("--json", action="store_true", help="print the full reports as JSON")
     _add_executor(p)
+    _add_signing(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("resume", help="finish (or --rollback) deletion requests an interruption left open")
+    p.add_argument("--model", required=True, help="model folder from exact-train")
+    p.add_argument("--rollback", action="store_true", help="cancel open requests instead: their ids are NOT deleted")
+    _add_executor(p)
+    _add_signing(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing deletion certificates")
+    p.add_argument("--out", required=True, help="private key file to write (PEM, mode 0600)")
+    p.add_argument("--public", help="public key file (default: OUT.pub)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("certificate", help="deletion-certificate tools")
+    csub = p.add_subparsers(dest="certificate_command", metavar="ACTION")
+    v = csub.add_parser("verify", help="check certificates' signatures (exit 1 when any does not verify)")
+    v.add_argument("certificates", nargs="+", metavar="CERT")
+    v.add_argument("--public-key", required=True, help="the signer's public key (PEM)")
+    v.set_defaults(func=cmd_certificate_verify)
 
     p = sub.add_parser("ledger", help="deletion-ledger tools")
     lsub = p.add_subparsers(dest="ledger_command", metavar="ACTION")
     v = lsub.add_parser("verify", help="check the ledger's hash chain (exit 1 when tampered)")
     v.add_argument("--model", required=True, help="model folder (or a ledger.jsonl file)")
+    v.add_argument("--public-key", help="also check the signed ledger head with this public key (PEM)")
     v.set_defaults(func=cmd_ledger_verify)
 
     p = sub.add_parser("exact-audit", help="prove from the checkpoint keys that no deleted id is in use")
@@ -155,5 +311,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dp-train", help="data-parallel training of one model with Accelerate (`accelerate launch`)")
     _add_training(p)
     p.add_argument("--cpu", action="store_true", help="force CPU processes")
+    p.add_argument("--processes", type=int, help="processes the launcher must have started (error otherwise)")
+    p.add_argument("--scale-lr", action="store_true", help="multiply --lr by the number of processes (linear rule)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_dp_train)

@@ -7,7 +7,10 @@ For every constituent used for prediction, :func:`audit` checks that
 2. no deleted id occurs anywhere in that history;
 3. for S3T, every parameter group trained after the surviving prefix (positions ``depth…R-1`` of the slice
    order) is bit-for-bit equal to its untrained initial value: inference never uses a group trained on a
-   deleted slice.
+   deleted slice;
+4. every shard that still holds ids has a usable constituent (none is silently left out of the ensemble);
+5. ``exact.json`` agrees with the ledger: its digest is the one the ledger's last entry implies, its deleted
+   ids are the ledger's, and no deletion request is left open.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 
 from .chains import key_seed
-from .s3t import group_state_names, layer_groups
+from .s3t import group_state_names
 from .sharded import ShardedModel
 
 
@@ -50,11 +53,19 @@ class ExactnessReport:
     deleted: int
     constituents: list[ConstituentCheck]
     plan_clean: bool
+    missing_shards: list[int] = field(default_factory=list)
+    ledger_problem: str = ""
 
     @property
     def ok(self) -> bool:
         used = [c for c in self.constituents if c.key is not None]
-        return self.plan_clean and bool(used) and all(c.ok for c in used)
+        return (
+            self.plan_clean
+            and bool(used)
+            and all(c.ok for c in used)
+            and not self.missing_shards
+            and not self.ledger_problem
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, **asdict(self)}
@@ -72,7 +83,8 @@ def audit(model: ShardedModel) -> ExactnessReport:
             continue
         c.history_hash_ok, why = model.store.check(sel.key)
         meta = model.store.meta(sel.key)
-        c.matches_plan = sel.key == model.chain(sel.shard, sel.order)[sel.depth - 1]
+        expected = model.chain(sel.shard, sel.order)[sel.depth - 1] if sel.depth else model.state["roots"][sel.shard]
+        c.matches_plan = sel.key == expected
         seen = {int(i) for sl in meta.get("history", []) for i in sl}
         c.deleted_in_history = sorted(seen & deleted)
         if model.scheme.name == "s3t":
@@ -80,16 +92,20 @@ def audit(model: ShardedModel) -> ExactnessReport:
         if not c.ok:
             c.problem = why if not c.history_hash_ok else "constituent fails the exactness checks"
         checks.append(c)
-    return ExactnessReport(len(deleted), checks, not (model.plan.all_ids() & deleted))
+    missing = [c.shard for c in checks if c.key is None and model.plan.shard_ids(c.shard)]
+    status, message = model._reconcile()
+    return ExactnessReport(
+        len(deleted), checks, not (model.plan.all_ids() & deleted), missing, "" if status == "ok" else message
+    )
 
 
 def _inactive_at_init(model: ShardedModel, shard: int, depth: int, key: str) -> bool:
     root = model.state["roots"][shard]
-    used = model.spec.build(key_seed(root))
-    init = model.spec.build(key_seed(root))
+    used = model.scheme.build(model.spec, key_seed(root))
+    init = model.scheme.build(model.spec, key_seed(root))
     model.store.get(key, used)
     model.store.get(root, init)
-    groups = layer_groups(used, model.plan.num_slices)
+    groups = model.scheme.group_names(used, model.plan.num_slices)  # type: ignore[attr-defined]
     a, b = used.state_dict(), init.state_dict()
     for pos in range(depth, len(groups)):
         for name in group_state_names(used, groups[pos]):

@@ -20,9 +20,10 @@ from ..engine import Recipe
 from ..errors import ConfigError
 from ..models import create_model
 from ..runtime import seed_everything
+from .faults import fault_point
 from .sharding import chain_keys
 from .sisa import SISA
-from .store import CheckpointStore
+from .store import CheckpointStore, open_store
 
 
 @dataclass
@@ -72,6 +73,7 @@ class ChainJob:
     forbidden: list[int] = field(default_factory=list)
     device: str | None = None
     threads: int | None = None
+    backbone: str | None = None
 
 
 @dataclass
@@ -85,10 +87,18 @@ class ChainResult:
     optimizer_steps: int = 0
 
 
-def ensure_root(store: CheckpointStore, scheme: SISA, spec: ModelSpec, root: str, shard: int) -> nn.Module:
-    """The untrained model of a shard, stored under its root key (created once, deterministically)."""
-    model = spec.build(key_seed(root))
-    scheme.prepare(model)
+def ensure_root(
+    store: CheckpointStore, scheme: SISA, spec: ModelSpec, root: str, shard: int, backbone: str | None = None
+) -> nn.Module:
+    """The untrained model of a shard, stored under its root key (created once, deterministically). With a
+    ``backbone`` key the root is that pre-trained model with the scheme's adapters attached (switched off)."""
+    if backbone is not None:
+        model = spec.build(key_seed(root))
+        store.get(backbone, model)
+        scheme.attach(model)
+    else:
+        model = scheme.build(spec, key_seed(root))
+        scheme.prepare(model)
     if not store.has(root):
         store.put(root, model, {"root": root, "shard": shard, "scheme": scheme.to_dict(), "history": [], "step": 0})
     return model
@@ -106,7 +116,7 @@ def run_chain(job: ChainJob) -> ChainResult:
         )
     history = [job.slices[o] for o in job.order]
     keys = chain_keys(job.root, history)
-    store = CheckpointStore(job.store)
+    store = open_store(job.store, job.store)
     done = 0
     while done < len(keys) and store.has(keys[done]):
         done += 1
@@ -114,7 +124,7 @@ def run_chain(job: ChainJob) -> ChainResult:
     if done == len(keys):
         return result
     start = time.perf_counter()
-    model = ensure_root(store, job.scheme, job.spec, job.root, job.shard)
+    model = ensure_root(store, job.scheme, job.spec, job.root, job.shard, job.backbone)
     base = {"root": job.root, "shard": job.shard, "scheme": job.scheme.to_dict()}
     if done > 0:
         store.get(keys[done - 1], model)
@@ -138,6 +148,7 @@ def run_chain(job: ChainJob) -> ChainResult:
             "trained": names,
         }
         store.put(keys[step], model.cpu(), meta)
+        fault_point("checkpoint")
         result.trained_steps.append(step + 1)
         result.trained_params[step + 1] = names
     result.seconds = time.perf_counter() - start

@@ -1,11 +1,19 @@
 """Data-parallel training of one model with Hugging Face Accelerate, through the shared engine.
 
-Run it on one process (as the tests do), or on many with ``accelerate launch``::
+Run it on one process, or on many with ``accelerate launch``::
 
-    accelerate launch --multi_gpu --num_processes 2 -m unlearnkit.cli dp-train --cpu --dataset digits --out runs/dp
+    accelerate launch --multi_gpu --num_processes 2 -m unlearnkit.cli dp-train --cpu --processes 2 \
+        --dataset digits --out runs/dp
 
-(``--multi_gpu`` makes ``accelerate launch`` start the processes with torchrun; with ``dp-train --cpu`` they
-run on CPUs and synchronise over gloo.)
+``--multi_gpu`` makes ``accelerate launch`` start the processes with torchrun; with ``dp-train --cpu`` they
+run on CPUs and synchronise over gloo. ``accelerate launch --cpu --num_processes 2`` does *not* start two
+processes (its plain launcher runs one, unless an MPI host file is given), which is why ``--processes N``
+exists: the run stops with an error when the launcher did not start exactly ``N`` processes.
+
+The global batch is ``batch_size × processes``. The learning rate is used as given unless ``scale_lr`` is
+set, which multiplies it by the number of processes (the linear scaling rule, Goyal et al., "Accurate,
+Large Minibatch SGD", 2017): the gradient is averaged over ``N`` times more examples, so a step at rate
+``N·lr`` moves the weights about as far as ``N`` single-process steps at rate ``lr``.
 
 Every process draws the same seeded order of global batches of ``batch_size × processes`` examples and
 trains on its own contiguous part; Accelerate (DDP) averages the gradients. On one process the batches are
@@ -25,7 +33,7 @@ from ..checkpoint import save
 from ..data.registry import load_dataset
 from ..data.tensors import Batches, TensorData, as_tensor_data
 from ..engine import Phase, Recipe, TrainLog, train
-from ..errors import require
+from ..errors import ConfigError, require
 from ..losses import task_loss
 from ..models import create_model
 from ..runtime import seed_everything
@@ -52,6 +60,16 @@ class ProcessBatches:
         lo, hi = self.index * self.batch_size, (self.index + 1) * self.batch_size
         for x, y in self.glob:
             yield x[lo:hi], y[lo:hi]
+
+
+def check_processes(started: int, requested: int | None) -> None:
+    """Refuse to train on a number of processes other than the one requested."""
+    if requested is not None and started != requested:
+        raise ConfigError(
+            f"dp-train was asked for {requested} processes but runs in {started}: `accelerate launch --cpu` starts "
+            f"one process; launch with `accelerate launch --multi_gpu --num_processes {requested} -m unlearnkit.cli "
+            f"dp-train --cpu --processes {requested} ...` (torchrun, gloo on CPUs)"
+        )
 
 
 def make_accelerator(cpu: bool = False) -> Any:
@@ -100,12 +118,18 @@ def train_checkpoint_data_parallel(
     cpu: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    processes: int | None = None,
+    scale_lr: bool = False,
 ) -> Path | None:
     """Train an original model data-parallel and save it like ``unlearnkit train`` does (main process only;
-    other processes return ``None``)."""
+    other processes return ``None``). ``processes``: how many processes the launcher must have started
+    (error otherwise). ``scale_lr``: multiply the learning rate by the number of processes."""
     acc = make_accelerator(cpu)
+    check_processes(acc.num_processes, processes)
     bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
     recipe = recipe or default_recipe(dataset)
+    if scale_lr:
+        recipe = Recipe(**{**recipe.to_dict(), "lr": recipe.lr * acc.num_processes})
     seed_everything(seed)
     net = create_model(model, bundle.input_shape, bundle.output_dim, **(model_kwargs or {}))
     log = train_data_parallel(
@@ -128,4 +152,6 @@ def train_checkpoint_data_parallel(
         metrics=fit_metrics(net, bundle),
     )
     meta["processes"] = acc.num_processes
+    meta["global_batch"] = recipe.batch_size * acc.num_processes
+    meta["lr_scaled"] = scale_lr
     return save(net, out, meta, overwrite=overwrite)

@@ -4,7 +4,8 @@
 * ``process`` (default): a local :class:`concurrent.futures.ProcessPoolExecutor` (``spawn`` start method,
   one torch thread per worker). A single job runs in the calling process, since starting a pool would cost
   more than it saves.
-* ``ray``: Ray tasks (optional extra ``ray``). Connects to ``address`` when given, else starts a local
+* ``ray``: Ray tasks (optional extra ``ray``). Connects to ``address`` (or ``$RAY_ADDRESS``) when given —
+  an existing cluster, whose resources are its own, so no ``num_cpus`` is passed — else starts a local
   single-node Ray instance with ``num_cpus`` CPUs.
 """
 
@@ -91,15 +92,16 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        import os
+
         self.ray = require("ray", "ray")
         self._started = False
+        address = address or os.environ.get("RAY_ADDRESS") or None
         if not self.ray.is_initialized():
-            self.ray.init(
-                address=address,
-                num_cpus=num_cpus if address is None else None,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+            if address is not None:  # an existing cluster: its resources are fixed, passing num_cpus is an error
+                self.ray.init(address=address, log_to_driver=False)
+            else:
+                self.ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             self._started = True
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
@@ -128,4 +130,6 @@ def make_executor(executor: str | Executor | None = "process", workers: int | No
         return SerialExecutor()
     if executor == "ray":
         return RayExecutor(num_cpus=workers)
+    if isinstance(executor, str) and executor.startswith("ray:"):
+        return RayExecutor(address=executor[4:])
     raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")

@@ -4,19 +4,32 @@ Folder layout::
 
     DIR/exact.json     scheme, model spec, recipe, seed, dataset, shard plan, deleted ids, ledger head
     DIR/store/<key>/   one checkpoint per key (hash of the exact index history it was trained on)
-    DIR/ledger.jsonl   hash-chained record of every deletion request
+    DIR/ledger.jsonl   hash-chained, append-only record of every fit and deletion request
+    DIR/.lock          ``fcntl`` lock serialising writers
+    DIR/certificates/  signed deletion certificates (with a signing key); DIR/ledger.head.json its signed head
 
 :meth:`ShardedModel.fit` trains every shard through an executor; :meth:`ShardedModel.delete` removes ids
 (SISA retrains the affected shards from their first affected slice, S3T deactivates parameter groups);
 :meth:`ShardedModel.ensemble` is the model to predict with; :func:`unlearnkit.exact.audit` proves from the
 keys that no constituent in use has seen a deleted id.
+
+Deletions follow a write-ahead protocol. Under the folder lock: (1) a ``pending`` ledger entry records the
+ids, their shard/slice locations, the request file's hash and the state digests before and after; (2)
+``exact.json`` is rewritten with the ids removed; (3) the affected shards retrain; (4) a ``committed`` entry
+records the resulting keys; (5) ``exact.json`` records the new head. ``exact.json`` is derived from the
+ledger: its digest (:func:`state_digest`) must equal the one the ledger's last entry implies, and its
+deleted ids must equal the ledger's. Opening a folder after a crash at any point finishes the open request
+(:meth:`ShardedModel.recover`); :meth:`ShardedModel.rollback` cancels it instead, on request.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +43,74 @@ from ..engine import Recipe
 from ..errors import CheckpointError, ConfigError, ForgetSpecError
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
+from .certificates import Signer, certificate_body, sign_head, write_certificate
 from .chains import ChainJob, ChainResult, ModelSpec, ensure_root, key_seed, run_chain
 from .ensemble import ShardEnsemble
 from .executors import Executor, make_executor
-from .ledger import Ledger
-from .s3t import S3T, layer_groups
+from .faults import fault_point
+from .ledger import Ledger, file_lock, record_type, sha256_hex
+from .s3t import S3T
 from .sharding import ShardPlan, chain_keys, make_plan, root_key
 from .sisa import SISA
-from .store import CheckpointStore
+from .store import open_store
 
 STATE = "exact.json"
 LEDGER = "ledger.jsonl"
+LOCK = ".lock"
+#: the fields of exact.json that determine which data every constituent may see
+DIGEST_FIELDS = (
+    "scheme",
+    "model",
+    "recipe",
+    "seed",
+    "n_train",
+    "plan",
+    "deleted",
+    "roots",
+    "generation",
+    "protected",
+    "backbone",
+)
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of the fields of ``exact.json`` that determine training (what the ledger binds)."""
+    return sha256_hex({k: state.get(k) for k in DIGEST_FIELDS})
+
+
+def ids_digest(ids: Iterable[int]) -> str:
+    return hashlib.sha256(",".join(str(int(i)) for i in sorted(ids)).encode()).hexdigest()
+
+
+def file_digest(path: str | Path | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path is not None else None
+
+
+@dataclass
+class DeletionRequest:
+    """One request: ``ids`` to delete, its ``request_id`` and (optionally) the file it came from."""
+
+    ids: list[int]
+    request_id: str | None = None
+    source: str | None = None
+
+
 SCHEMES: dict[str, type[SISA]] = {"sisa": SISA, "s3t": S3T}
+
+
+class _Background(threading.Thread):
+    """A thread that keeps its function's return value (or exception) in ``outcome``."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.fn = fn
+        self.outcome: Any = None
+
+    def run(self) -> None:
+        try:
+            self.outcome = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to wait()
+            self.outcome = exc
 
 
 def scheme_from_dict(d: dict[str, Any]) -> SISA:
@@ -77,6 +146,9 @@ class DeletionReport:
     constituents: int = 0
     keys_before: list[str | None] = field(default_factory=list)
     keys_after: list[str | None] = field(default_factory=list)
+    model_before: str = ""
+    model_after: str = ""
+    certificate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,11 +176,15 @@ class ShardedModel:
         self.recipe = Recipe(**state["recipe"])
         self.plan = ShardPlan.from_dict(state["plan"])
         self.deleted: set[int] = {int(i) for i in state["deleted"]}
-        self.store = CheckpointStore(self.path / "store")
+        self.store = open_store(state.get("store"), self.path / "store")
         self.ledger = Ledger(self.path / LEDGER)
         self._data = data
         self._test = test
         self.device = device
+        self._locked = False
+        self._background: _Background | None = None
+        #: what is wrong with the folder when opened with ``recover=False`` ("" when consistent)
+        self.problem = ""
         leaked = self.plan.all_ids() & self.deleted
         if leaked:
             raise CheckpointError(
@@ -135,40 +211,87 @@ class ShardedModel:
         device: str | None = None,
         progress: bool = True,
         overwrite: bool = False,
+        store: str | None = None,
+        protected: Sequence[int] | None = None,
     ) -> ShardedModel:
         """Shard ``data`` (rows are ids ``0…N-1``), train every constituent and save everything in ``out``.
 
         Ids deleted by an earlier model in ``out`` (found in its ledger) are left out and stay deleted.
+        ``store`` is an fsspec URL for the checkpoints (``file://…``, ``s3://bucket/prefix``; default
+        ``out/store``), so workers on other machines need no shared filesystem. ``protected``: ids declared
+        non-deletable (S3T with a backbone pre-trains on them; they are never sharded and cannot be deleted).
         """
         out = Path(out)
         if (out / STATE).is_file() and not overwrite:
             raise CheckpointError(f"{out} already holds an exact-unlearning model; choose a new folder or overwrite")
-        train = as_tensor_data(data, "train")
-        deleted = set(Ledger(out / LEDGER).deleted_ids()) if (out / LEDGER).is_file() else set()
-        if (out / STATE).is_file():
-            deleted |= {int(i) for i in json.loads((out / STATE).read_text()).get("deleted", [])}
-        keep = np.array([i for i in range(len(train)) if i not in deleted], dtype=np.int64)
-        kept_prior = None if prior is None else np.asarray(prior, dtype=np.float64)[keep]
-        plan = make_plan(keep, scheme.shards, scheme.slices, seed=seed, prior=kept_prior)
-        spec_dict = model.to_dict()
-        config = {"scheme": scheme.to_dict(), "model": spec_dict, "recipe": recipe.to_dict(), "seed": seed}
-        old_head = Ledger(out / LEDGER).verify().head if (out / LEDGER).is_file() else None
-        state = {
-            "format": 1,
-            "kind": "exact",
-            **config,
-            "task": "classification",
-            "dataset": dataset,
-            "n_train": len(train),
-            "plan": plan.to_dict(),
-            "deleted": sorted(deleted),
-            "roots": [root_key({**config, "shard": s}) for s in range(scheme.shards)],
-            "ledger_head": old_head,
-        }
-        obj = cls(out, state, train, as_tensor_data(test, "test") if test is not None else None, model.factory, device)
-        scheme.prepare(model.build(0))
-        obj.save_state()
-        obj._train(range(scheme.shards), executor, workers, progress=progress)
+        out.mkdir(parents=True, exist_ok=True)
+        with file_lock(out / LOCK):
+            train = as_tensor_data(data, "train")
+            ledger = Ledger(out / LEDGER)
+            deleted: set[int] = set()
+            if ledger.path.is_file():
+                check = ledger.verify()
+                if not check.ok:
+                    raise CheckpointError(
+                        f"{ledger.path} does not verify ({check.problem}); restore it before training into {out}"
+                    )
+                deleted = ledger.deleted_ids()
+            if (out / STATE).is_file():
+                deleted |= {int(i) for i in json.loads((out / STATE).read_text()).get("deleted", [])}
+            protected = sorted({int(i) for i in protected or []})
+            if deleted & set(protected):
+                raise ConfigError(f"ids {sorted(deleted & set(protected))[:5]} were deleted; they cannot be protected")
+            if getattr(scheme, "backbone", False) and not protected:
+                raise ConfigError(
+                    "s3t with backbone=True pre-trains its frozen backbone on non-deletable data: pass protected=ids "
+                    "(--non-deletable FILE) of examples that will never be deleted"
+                )
+            skip = deleted | set(protected)
+            keep = np.array([i for i in range(len(train)) if i not in skip], dtype=np.int64)
+            kept_prior = None if prior is None else np.asarray(prior, dtype=np.float64)[keep]
+            plan = make_plan(keep, scheme.shards, scheme.slices, seed=seed, prior=kept_prior)
+            spec_dict = model.to_dict()
+            config = {"scheme": scheme.to_dict(), "model": spec_dict, "recipe": recipe.to_dict(), "seed": seed}
+            state = {
+                "format": 2,
+                "kind": "exact",
+                **config,
+                "task": "classification",
+                "dataset": dataset,
+                "n_train": len(train),
+                "plan": plan.to_dict(),
+                "deleted": sorted(deleted),
+                "roots": [],
+                "generation": 0,
+                "backbone": None,
+                "protected": sorted(protected) or None,
+                "store": store,
+                "ledger_head": None,
+            }
+            obj = cls(
+                out, state, train, as_tensor_data(test, "test") if test is not None else None, model.factory, device
+            )
+            obj._locked = True
+            try:
+                # requests left open by an earlier model in this folder are complete: their ids are left out
+                for e in ledger.open_requests():
+                    ledger.append(
+                        {
+                            "type": "committed",
+                            "request_id": e["record"]["request_id"],
+                            "pending_seq": e["seq"],
+                            "ids": e["record"]["ids"],
+                            "by": "fit",
+                        }
+                    )
+                scheme.prepare(scheme.build(model, 0))  # fails early when the model does not suit the scheme
+                obj._prepare_backbone(config)
+                entry = ledger.append({"type": "fit", "generation": 0, "state": state_digest(obj.state)})
+                obj.state["ledger_head"] = entry["hash"]
+                obj.save_state()
+                obj._train(range(scheme.shards), executor, workers, progress=progress)
+            finally:
+                obj._locked = False
         return obj
 
     @classmethod
@@ -180,9 +303,17 @@ class ShardedModel:
         test: object | None = None,
         factory: Callable[[], nn.Module] | None = None,
         device: str | None = None,
+        recover: bool = True,
+        executor: str | Executor | None = "process",
+        workers: int | None = None,
+        signer: Signer | None = None,
     ) -> ShardedModel:
         """Open a model folder. Without ``data`` the training set is reloaded from the dataset registry entry
-        recorded at training time (needed only when a deletion must retrain)."""
+        recorded at training time (needed only when a deletion must retrain).
+
+        ``exact.json`` must agree with the ledger. A deletion request left open by a crash is finished
+        (``recover=True``, the default: its shards retrain with ``executor``); with ``recover=False`` nothing
+        is written and :attr:`problem` says what is wrong (what ``exact-audit`` reports)."""
         p = Path(path) / STATE
         if not p.is_file():
             raise CheckpointError(f"{path} is not an exact-unlearning model (no {STATE}); create one with exact-train")
@@ -195,17 +326,186 @@ class ShardedModel:
             factory,
             device,
         )
-        check = obj.ledger.verify(expected_head=state.get("ledger_head"))
-        if not check.ok:
-            raise CheckpointError(
-                f"{obj.ledger.path} does not verify ({check.problem}); run `unlearnkit ledger verify` and restore it"
-            )
+        if recover:
+            obj.recover(executor=executor, workers=workers, signer=signer, progress=False)
+        else:
+            status, message = obj._reconcile()
+            obj.problem = "" if status == "ok" else message
         return obj
 
     def save_state(self) -> None:
         self.state["plan"] = self.plan.to_dict()
         self.state["deleted"] = sorted(self.deleted)
         atomic_write_text(self.path / STATE, json.dumps(self.state, indent=1) + "\n")
+
+    def _reload(self) -> None:
+        self.state = json.loads((self.path / STATE).read_text())
+        self.plan = ShardPlan.from_dict(self.state["plan"])
+        self.deleted = {int(i) for i in self.state["deleted"]}
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's writer lock (re-entrant within this object) with ``exact.json`` freshly read."""
+        if self._locked:
+            yield
+            return
+        with file_lock(self.path / LOCK):
+            self._locked = True
+            try:
+                self._reload()
+                yield
+            finally:
+                self._locked = False
+
+    # ---- the ledger binding -------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        self.state["plan"] = self.plan.to_dict()
+        self.state["deleted"] = sorted(self.deleted)
+
+    def _reconcile(self) -> tuple[str, str]:
+        """Compare ``exact.json`` with the ledger. Status ``ok``; ``stale`` (only the recorded head lags);
+        ``unapplied`` (open requests not yet applied to exact.json); ``open`` (applied, not committed);
+        ``broken`` (the chain does not verify) or ``inconsistent`` — with a message."""
+        check = self.ledger.verify()
+        if not check.ok:
+            return "broken", f"{self.ledger.path} does not verify at line {check.line} ({check.problem})"
+        entries = self.ledger.entries()
+        hashes = [e["hash"] for e in entries]
+        expected: str | None = None
+        for e in entries:
+            rec = e["record"]
+            kind = record_type(rec)
+            if kind == "pending":
+                expected = rec.get("state_after")
+            elif rec.get("state"):
+                expected = rec["state"]
+        head = self.state.get("ledger_head")
+        self._sync()
+        digest = state_digest(self.state)
+        opens = self.ledger.open_requests()
+        if expected is None:  # a folder from before the write-ahead protocol: the head must match
+            if head != (hashes[-1] if hashes else None):
+                return "inconsistent", "the last ledger entry is not the head exact.json recorded: entries were removed"
+            return "ok", ""
+        if head is not None and head not in hashes:
+            return "inconsistent", (
+                f"exact.json records ledger head {str(head)[:16]}… which is not in {self.ledger.path}: "
+                "the ledger was cut or rewritten; restore it"
+            )
+        ledger_deleted = self.ledger.deleted_ids()
+        if digest != expected:
+            if opens and digest == opens[0]["record"].get("state_before"):
+                return "unapplied", f"{len(opens)} deletion request(s) recorded but not yet applied"
+            missing = sorted(ledger_deleted - self.deleted)[:5]
+            extra = sorted(self.deleted - ledger_deleted)[:5]
+            why = f"; ids {missing} are deleted in the ledger but not in {STATE}" if missing else ""
+            why += f"; ids {extra} are deleted in {STATE} but not in the ledger" if extra else ""
+            return "inconsistent", (
+                f"{self.path / STATE} disagrees with the ledger (its digest is not the one the ledger's last entry "
+                f"implies{why}); it was edited by hand. Restore it from backup or rebuild it from the ledger"
+            )
+        if opens:
+            return "open", f"{len(opens)} deletion request(s) not finished; run `unlearnkit resume --model DIR`"
+        if head != hashes[-1]:
+            return "stale", "exact.json lags the ledger head"
+        return "ok", ""
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        ids = [int(i) for i in entry["record"]["ids"]]
+        self.plan = self.plan.without(ids)
+        self.deleted |= set(ids)
+        self._sync()
+
+    def recover(
+        self,
+        executor: str | Executor | None = "process",
+        workers: int | None = None,
+        signer: Signer | None = None,
+        progress: bool = True,
+        evaluate: bool = False,
+    ) -> list[DeletionReport]:
+        """Bring the folder back to a consistent state after a crash: cut a torn last ledger line, apply
+        requests recorded as pending but not yet in ``exact.json``, finish (retrain and commit) every open
+        request. Raises :class:`CheckpointError` when ``exact.json`` and the ledger disagree otherwise."""
+        with self.locked():
+            self.ledger.drop_torn_tail()
+            status, message = self._reconcile()
+            if status in ("broken", "inconsistent"):
+                raise CheckpointError(f"{message}; run `unlearnkit ledger verify`")
+            opens = self.ledger.open_requests()
+            if status == "unapplied":
+                for e in opens:
+                    if state_digest(self.state) != e["record"].get("state_before"):
+                        raise CheckpointError(f"request {e['record']['request_id']} does not follow exact.json")
+                    self._apply(e)
+            if status != "ok":
+                self.state["ledger_head"] = self.ledger.verify().head
+                self.save_state()
+            self.problem = ""
+            return self._complete(opens, executor, workers, progress, evaluate, signer) if opens else []
+
+    def rollback(self, signer: Signer | None = None) -> list[str]:
+        """Cancel every open deletion request instead of finishing it: its ids go back into their slices and
+        a ``rolled_back`` entry records that they were *not* deleted. Returns the cancelled request ids."""
+        with self.locked():
+            self.ledger.drop_torn_tail()
+            status, message = self._reconcile()
+            if status in ("broken", "inconsistent"):
+                raise CheckpointError(f"{message}; run `unlearnkit ledger verify`")
+            opens = self.ledger.open_requests()
+            if status != "unapplied":
+                for e in reversed(opens):
+                    shards = [list(map(list, sh)) for sh in self.plan.shards]
+                    for i, s, r in e["record"]["locations"]:
+                        shards[s][r] = sorted([*shards[s][r], int(i)])
+                    self.plan = ShardPlan(shards)
+                    self.deleted -= {int(i) for i in e["record"]["ids"]}
+                    self._sync()
+            done = []
+            for e in opens:
+                rec = e["record"]
+                entry = self.ledger.append(
+                    {
+                        "type": "rolled_back",
+                        "request_id": rec["request_id"],
+                        "pending_seq": e["seq"],
+                        "ids": rec["ids"],
+                        "state": state_digest(self.state),
+                    }
+                )
+                done.append(rec["request_id"])
+            if opens:
+                self.state["ledger_head"] = entry["hash"]
+                self.save_state()
+                if signer is not None:
+                    sign_head(self.path, entry["hash"], entry["seq"] + 1, signer)
+            return done
+
+    def _prepare_backbone(self, config: dict[str, Any]) -> None:
+        """Set the shard roots; for a scheme with a backbone, first pre-train it on the protected ids (once,
+        through the engine) and store it under a key hashing its configuration and those ids."""
+        bb = None
+        if getattr(self.scheme, "backbone", False):
+            protected = self.state["protected"]
+            bb = root_key({**config, "backbone_ids": ids_digest(protected)})
+            if not self.store.has(bb):
+                from ..training import train_model
+
+                model = self.spec.build(key_seed(bb))
+                train_model(
+                    model,
+                    self.data.subset(protected),
+                    self.recipe,
+                    seed=key_seed(bb),
+                    device=self.device,
+                    progress=False,
+                )
+                self.store.put(
+                    bb, model.cpu(), {"root": bb, "history": [], "backbone": True, "ids_sha256": ids_digest(protected)}
+                )
+        self.state["backbone"] = bb
+        extra = {"backbone": bb} if bb else {}
+        self.state["roots"] = [root_key({**config, "shard": s, **extra}) for s in range(self.scheme.shards)]
 
     # ---- data ---------------------------------------------------------------------------------------------
     def _bundle(self) -> Any:
@@ -259,7 +559,15 @@ class ShardedModel:
             d = depths[b]
             if self.scheme.name == "sisa" and d < self.plan.num_slices:
                 d = 0
-            out.append(Selection(s, b, d, self.chain(s, b)[d - 1] if d > 0 else None))
+            if d > 0:
+                key = self.chain(s, b)[d - 1]
+            else:  # a frozen backbone with every adapter off is still a (data-free) model
+                key = (
+                    self.state["roots"][s]
+                    if self.state.get("backbone") and self.store.has(self.state["roots"][s])
+                    else None
+                )
+            out.append(Selection(s, b, d, key))
         return out
 
     def _needs_training(self, shard: int) -> bool:
@@ -282,13 +590,13 @@ class ShardedModel:
                 if self.depth(s, b) == self.plan.num_slices:
                     continue
                 # created here, before dispatch, so parallel chains of one shard never race to write it
-                ensure_root(self.store, self.scheme, self.spec, self.state["roots"][s], s)
+                ensure_root(self.store, self.scheme, self.spec, self.state["roots"][s], s, self.state.get("backbone"))
                 jobs.append(
                     ChainJob(
                         self.scheme,
                         self.spec,
                         self.recipe,
-                        str(self.store.root),
+                        self.store.url,
                         self.state["roots"][s],
                         s,
                         list(seq),
@@ -297,6 +605,7 @@ class ShardedModel:
                         data,
                         forbidden,
                         self.device,
+                        backbone=self.state.get("backbone"),
                     )
                 )
         return jobs
@@ -321,7 +630,7 @@ class ShardedModel:
     def constituent(self, sel: Selection) -> nn.Module:
         if sel.key is None:
             raise ConfigError(f"shard {sel.shard} has no usable constituent")
-        model = self.spec.build(key_seed(self.state["roots"][sel.shard]))
+        model = self.scheme.build(self.spec, key_seed(self.state["roots"][sel.shard]))
         self.store.get(sel.key, model)
         return model.eval()
 
@@ -332,14 +641,24 @@ class ShardedModel:
         if self.scheme.name == "sisa" and missing:
             raise CheckpointError(
                 f"shards {missing} are not trained on the current plan (an interrupted deletion?); "
-                "run ShardedModel.resume() or `unlearnkit delete` again"
+                "run `unlearnkit resume --model DIR` (ShardedModel.resume())"
             )
         members = [self.constituent(s) for s in sels if s.key is not None]
         return ShardEnsemble(members, aggregation or self.scheme.aggregation)
 
-    def resume(self, executor: str | Executor | None = "process", workers: int | None = None) -> None:
-        """Train whatever the current plan lacks (after an interrupted deletion)."""
-        self._train([s for s in range(self.plan.num_shards) if self._needs_training(s)], executor, workers)
+    def resume(
+        self,
+        executor: str | Executor | None = "process",
+        workers: int | None = None,
+        signer: Signer | None = None,
+        progress: bool = True,
+    ) -> list[DeletionReport]:
+        """Finish open deletion requests (:meth:`recover`) and train whatever the current plan lacks (after an
+        interrupted fit). Returns the reports of the requests it finished."""
+        with self.locked():
+            reports = self.recover(executor, workers, signer, progress)
+            self._train([s for s in range(self.plan.num_shards) if self._needs_training(s)], executor, workers)
+            return reports
 
     def accuracy(self, test: object | None = None) -> float | None:
         t = as_tensor_data(test, "test") if test is not None else self.test
@@ -348,6 +667,12 @@ class ShardedModel:
         return accuracy(predict_outputs(self.ensemble(), t), t.y)
 
     # ---- deletion -----------------------------------------------------------------------------------------
+    def model_hash(self, selection: list[Selection] | None = None) -> str:
+        """SHA-256 over the (shard, key, weights digest) of every constituent in use: what predicts."""
+        sels = selection if selection is not None else self.selection()
+        parts = [[s.shard, s.key, self.store.weights_digest(s.key)] for s in sels if s.key is not None]
+        return sha256_hex(parts)
+
     def delete(
         self,
         ids: Iterable[int],
@@ -357,36 +682,195 @@ class ShardedModel:
         request_id: str | None = None,
         evaluate: bool = True,
         progress: bool = True,
+        signer: Signer | None = None,
+        source: str | None = None,
+        background: bool = False,
     ) -> DeletionReport:
         """Delete training examples ``ids`` exactly, record the request in the ledger and return the report."""
+        request = DeletionRequest(list(ids), request_id, source)
+        return self.delete_many(
+            [request],
+            executor=executor,
+            workers=workers,
+            evaluate=evaluate,
+            progress=progress,
+            signer=signer,
+            background=background,
+        )[0]
+
+    def _validate(self, request: DeletionRequest, taken: set[int]) -> tuple[list[int], list[int], dict]:
         try:
-            wanted = sorted({int(i) for i in ids})
+            wanted = sorted({int(i) for i in request.ids})
         except (TypeError, ValueError) as exc:
             raise ForgetSpecError(f"ids must be integers: {exc}") from exc
         n_total = self.state.get("n_train")
         bad = [i for i in wanted if i < 0 or (n_total is not None and i >= n_total)]
-        already = [i for i in wanted if i in self.deleted]
-        new = [i for i in wanted if i not in self.deleted]
+        protected = set(self.state.get("protected") or [])
+        kept = sorted(protected.intersection(wanted))
+        if kept:
+            raise ForgetSpecError(
+                f"ids {kept[:5]} are in the declared non-deletable split the backbone was trained on; "
+                "they cannot be deleted without retraining the backbone: train a new model without them"
+            )
+        already = [i for i in wanted if i in self.deleted or i in taken]
+        new = [i for i in wanted if i not in self.deleted and i not in taken]
         where = self.plan.locate(new)
         bad += [i for i in new if i not in where and i not in bad]
         if bad:
             raise ForgetSpecError(
                 f"ids {bad[:5]} are not in this model's training set; check the ids file (ids are row numbers "
-                f"of the training set, 0…{len(self.plan.all_ids()) + len(self.deleted) - 1})"
+                f"of the training set, 0…{(n_total or 1) - 1})"
             )
-        before = self.selection()
+        return new, already, where
+
+    def delete_many(
+        self,
+        requests: Sequence[DeletionRequest],
+        *,
+        executor: str | Executor | None = "process",
+        workers: int | None = None,
+        evaluate: bool = True,
+        progress: bool = True,
+        signer: Signer | None = None,
+        background: bool = False,
+    ) -> list[DeletionReport]:
+        """Process several requests as one round: each gets its own ``pending`` and ``committed`` ledger entry
+        (and certificate), but every affected shard retrains once for all of them.
+
+        ``background`` (S3T): commit as soon as the affected groups are deactivated — constituents fall back
+        to their surviving prefix (or the backbone) — and retrain shards below ``min_depth`` in a background
+        thread (:meth:`wait` joins it). Retraining only adds checkpoints for keys the committed plan already
+        names, so it needs no ledger entry; the ensemble uses the deeper prefixes once they exist."""
+        if not requests:
+            return []
+        with self.locked():
+            self.recover(executor, workers, signer, progress)
+            known = set(self.ledger.requests())
+            names: list[str] = []
+            checked = []
+            taken: set[int] = set()
+            for n, req in enumerate(requests):
+                rid = req.request_id or f"req-{len(known) + n:05d}"
+                if rid in known or rid in names:
+                    raise ForgetSpecError(f"request id {rid!r} is already in the ledger; give each request a new id")
+                new, already, where = self._validate(req, taken)
+                taken |= set(new)
+                names.append(rid)
+                checked.append((rid, req, new, already, where))
+            before = self.selection()
+            keys_before = [s.key for s in before]
+            model_before = self.model_hash(before)
+            pendings = []
+            for rid, req, new, already, where in checked:
+                state_before = state_digest(self.state)
+                self.plan = self.plan.without(new)
+                self.deleted |= set(new)
+                self._sync()
+                record = {
+                    "type": "pending",
+                    "request_id": rid,
+                    "ids": new,
+                    "already_deleted": already,
+                    "ids_sha256": ids_digest(new),
+                    "locations": [[i, *where[i]] for i in new],
+                    "request_file": req.source,
+                    "request_file_sha256": file_digest(req.source),
+                    "state_before": state_before,
+                    "state_after": state_digest(self.state),
+                    "depth_before": [s.depth for s in before],
+                    "keys_before": keys_before,
+                    "model_before": model_before,
+                }
+                pendings.append(self.ledger.append(record))
+                fault_point("pending")
+            # from here on the ids are gone from exact.json, even if retraining is interrupted
+            self.state["ledger_head"] = pendings[-1]["hash"]
+            self.save_state()
+            fault_point("state")
+            return self._complete(pendings, executor, workers, progress, evaluate, signer, background)
+
+    def wait(self) -> list[ChainResult]:
+        """Wait for background retraining started by ``delete(..., background=True)``; returns its results."""
+        thread, self._background = self._background, None
+        if thread is None:
+            return []
+        thread.join()
+        if isinstance(thread.outcome, BaseException):
+            raise thread.outcome
+        return thread.outcome
+
+    def _complete(
+        self,
+        pendings: list[dict[str, Any]],
+        executor: str | Executor | None,
+        workers: int | None,
+        progress: bool,
+        evaluate: bool,
+        signer: Signer | None,
+        background: bool = False,
+    ) -> list[DeletionReport]:
+        """Retrain what the open requests ``pendings`` need (once per shard), then commit each of them."""
+        affected = sorted({int(s) for e in pendings for _, s, _ in e["record"]["locations"]})
         start = time.perf_counter()
-        self.plan = self.plan.without(new)
-        self.deleted |= set(new)
-        self.save_state()  # from here on the ids are gone, even if retraining is interrupted
-        affected = sorted({s for s, _ in where.values()})
-        results = self._train([s for s in affected if self._needs_training(s)], executor, workers, progress)
+        todo = [s for s in affected if self._needs_training(s)]
+        results = [] if background else self._train(todo, executor, workers, progress)
+        fault_point("trained")
         seconds = time.perf_counter() - start
         after = self.selection()
-        shards = []
-        for s in affected:
-            slices = sorted({r for i, (sh, r) in where.items() if sh == s})
-            row: dict[str, Any] = {"shard": s, "slices": slices, "depth_before": before[s].depth}
+        keys_after = [s.key for s in after]
+        model_after = self.model_hash(after)
+        acc = self.accuracy() if evaluate else None
+        reports = []
+        for e in pendings:
+            rec = e["record"]
+            shards = self._rows(rec, after, results)
+            report = DeletionReport(
+                request_id=rec["request_id"],
+                scheme=self.scheme.name,
+                ids=list(rec["ids"]),
+                already_deleted=list(rec["already_deleted"]),
+                shards=shards,
+                seconds=seconds,
+                accuracy=acc,
+                constituents=sum(1 for s in after if s.key is not None),
+                keys_before=list(rec["keys_before"]),
+                keys_after=keys_after,
+                model_before=rec["model_before"],
+                model_after=model_after,
+            )
+            committed = self.ledger.append(
+                {**report.to_dict(), "type": "committed", "pending_seq": e["seq"], "state": state_digest(self.state)}
+            )
+            if signer is not None:
+                body = certificate_body(
+                    report.request_id,
+                    report.ids,
+                    report.model_before,
+                    report.model_after,
+                    [r["shard"] for r in shards],
+                    committed["hash"],
+                    committed["seq"] + 1,
+                )
+                report.certificate = str(write_certificate(self.path, body, signer))
+            fault_point("committed")
+            reports.append(report)
+        self.state["ledger_head"] = committed["hash"]
+        self.save_state()
+        if signer is not None:
+            sign_head(self.path, committed["hash"], committed["seq"] + 1, signer)
+        fault_point("done")
+        if background and todo:
+            self.wait()
+            self._background = _Background(lambda: self._train(todo, executor, workers, False))
+            self._background.start()
+        return reports
+
+    def _rows(self, rec: dict[str, Any], after: list[Selection], results: list[ChainResult]) -> list[dict[str, Any]]:
+        where = {int(i): (int(s), int(r)) for i, s, r in rec["locations"]}
+        rows = []
+        for s in sorted({sh for sh, _ in where.values()}):
+            slices = sorted({r for sh, r in where.values() if sh == s})
+            row: dict[str, Any] = {"shard": s, "slices": slices, "depth_before": rec["depth_before"][s]}
             row["depth_after"] = after[s].depth
             trained = [r for r in results if r.shard == s]
             row["retrained_steps"] = sorted({st for r in trained for st in r.trained_steps})
@@ -394,39 +878,32 @@ class ShardedModel:
             row["optimizer_steps"] = sum(r.optimizer_steps for r in trained)
             if self.scheme.name == "s3t":
                 seq = self.scheme.orders()[after[s].order]
-                groups = layer_groups(self.spec.build(0), self.plan.num_slices)
+                groups = self.scheme.group_names(self.scheme.build(self.spec, 0), self.plan.num_slices)
                 row["order"] = seq
                 row["deactivated_groups"] = [groups[p] for p in range(after[s].depth, len(seq))]
                 off = [f"{p} ({', '.join(groups[p])})" for p in range(after[s].depth, len(seq))]
                 row["parameters"] = "deactivated groups " + "; ".join(off) if off else "none"
             else:
                 row["parameters"] = "all parameters of the shard's constituent" if trained else "none"
-            shards.append(row)
-        report = DeletionReport(
-            request_id=request_id or f"req-{len(self.ledger.entries()):05d}",
-            scheme=self.scheme.name,
-            ids=new,
-            already_deleted=already,
-            shards=shards,
-            seconds=seconds,
-            accuracy=self.accuracy() if evaluate else None,
-            constituents=sum(1 for s in after if s.key is not None),
-            keys_before=[s.key for s in before],
-            keys_after=[s.key for s in after],
-        )
-        entry = self.ledger.append(report.to_dict())
-        self.state["ledger_head"] = entry["hash"]
-        self.save_state()
-        return report
+            rows.append(row)
+        return rows
 
     def refit(
         self, executor: str | Executor | None = "process", workers: int | None = None, progress: bool = True
     ) -> list[ChainResult]:
         """Retrain every constituent from scratch on the current plan (deleted ids are never used again):
         new roots make every key new."""
-        gen = int(self.state.get("generation", 0)) + 1
-        self.state["generation"] = gen
-        config = {k: self.state[k] for k in ("scheme", "model", "recipe", "seed")}
-        self.state["roots"] = [root_key({**config, "shard": s, "generation": gen}) for s in range(self.plan.num_shards)]
-        self.save_state()
-        return self._train(range(self.plan.num_shards), executor, workers, progress)
+        with self.locked():
+            self.recover(executor, workers, progress=progress)
+            gen = int(self.state.get("generation", 0)) + 1
+            self.state["generation"] = gen
+            config = {k: self.state[k] for k in ("scheme", "model", "recipe", "seed")}
+            bb = self.state.get("backbone")
+            roots = [
+                root_key({**config, "shard": s, "generation": gen, "backbone": bb}) for s in range(self.plan.num_shards)
+            ]
+            self.state["roots"] = roots
+            entry = self.ledger.append({"type": "fit", "generation": gen, "state": state_digest(self.state)})
+            self.state["ledger_head"] = entry["hash"]
+            self.save_state()
+            return self._train(range(self.plan.num_shards), executor, workers, progress)

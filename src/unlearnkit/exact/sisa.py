@@ -74,5 +74,14 @@ class SISA:
     def prepare(self, model: nn.Module) -> None:
         """Check that ``model`` suits the scheme (nothing to check for SISA)."""
 
+    def attach(self, model: nn.Module) -> None:
+        """Add the scheme's extra modules to a freshly built model in place (none for SISA)."""
+
+    def build(self, spec: Any, seed: int) -> nn.Module:
+        """A fresh constituent with the scheme's structure: ``spec.build(seed)`` plus :meth:`attach`."""
+        model = spec.build(seed)
+        self.attach(model)
+        return model
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}

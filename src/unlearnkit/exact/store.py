@@ -3,17 +3,24 @@
 Every checkpoint records its ``root`` and its ``history`` (the slices it was trained on, in order), so
 anyone can recompute its key from what it claims to have seen and compare it with the name it is stored
 under (:meth:`CheckpointStore.check`).
+
+A store lives in a local folder (:class:`CheckpointStore`) or behind any fsspec URL (:class:`FsspecStore`:
+``file:///shared/ckpts``, ``s3://bucket/prefix``, ``gs://…``), so shard workers on other machines read and
+write checkpoints without a shared filesystem. Both write the weights first and ``meta.json`` last, and a
+checkpoint counts as present only when both exist.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ..checkpoint import META, WEIGHTS, load, read_meta, save
-from ..errors import CheckpointError
+from ..errors import CheckpointError, require
 from .sharding import chain_keys
 
 
@@ -22,11 +29,18 @@ class CheckpointStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.url = str(self.root)
 
     def path(self, key: str) -> Path:
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-            raise CheckpointError(f"{key!r} is not a checkpoint key (64 hex digits)")
+        _check_key(key)
         return self.root / key
+
+    def weights_bytes(self, key: str) -> bytes:
+        return (self.path(key) / WEIGHTS).read_bytes()
+
+    def weights_digest(self, key: str) -> str:
+        """SHA-256 of the stored weights file."""
+        return hashlib.sha256(self.weights_bytes(key)).hexdigest()
 
     def has(self, key: str) -> bool:
         """Whether a complete checkpoint (weights, then meta, are written last-to-first) is stored."""
@@ -57,3 +71,61 @@ class CheckpointStore:
         if computed != key or meta.get("key") != key:
             return False, "recorded history does not hash to the checkpoint's key"
         return True, "ok"
+
+
+def _check_key(key: str) -> None:
+    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        raise CheckpointError(f"{key!r} is not a checkpoint key (64 hex digits)")
+
+
+class FsspecStore(CheckpointStore):
+    """The same layout (``<url>/<key>/model.safetensors`` and ``meta.json``) behind an fsspec URL."""
+
+    def __init__(self, url: str) -> None:
+        fsspec = require("fsspec", "ray")
+        self.url = url.rstrip("/")
+        self.fs, self.base = fsspec.core.url_to_fs(self.url)
+        self.root = Path(self.base)
+
+    def _p(self, key: str, name: str) -> str:
+        _check_key(key)
+        return f"{self.base.rstrip('/')}/{key}/{name}"
+
+    def has(self, key: str) -> bool:
+        return bool(self.fs.exists(self._p(key, WEIGHTS)) and self.fs.exists(self._p(key, META)))
+
+    def put(self, key: str, model: nn.Module, meta: dict[str, Any]) -> Path:
+        from safetensors.torch import save as to_bytes
+
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        self.fs.makedirs(f"{self.base.rstrip('/')}/{key}", exist_ok=True)
+        with self.fs.open(self._p(key, WEIGHTS), "wb") as fh:
+            fh.write(to_bytes(state))
+        with self.fs.open(self._p(key, META), "wb") as fh:
+            fh.write((json.dumps({**meta, "key": key}, indent=2, default=str) + "\n").encode())
+        return Path(self._p(key, ""))
+
+    def get(self, key: str, model: nn.Module) -> nn.Module:
+        from safetensors.torch import load as from_bytes
+
+        if not self.has(key):
+            raise CheckpointError(f"no checkpoint {key[:12]}… in {self.url}; retrain the affected shard")
+        model.load_state_dict(from_bytes(self.weights_bytes(key)))
+        return model
+
+    def weights_bytes(self, key: str) -> bytes:
+        with self.fs.open(self._p(key, WEIGHTS), "rb") as fh:
+            return fh.read()
+
+    def meta(self, key: str) -> dict[str, Any]:
+        with self.fs.open(self._p(key, META), "rb") as fh:
+            return json.loads(fh.read().decode())
+
+
+def open_store(url: str | None, default: str | Path) -> CheckpointStore:
+    """The store at fsspec ``url`` (a plain path is a local folder); ``default`` when ``url`` is ``None``."""
+    if url is None:
+        return CheckpointStore(default)
+    if "://" not in str(url):
+        return CheckpointStore(url)
+    return FsspecStore(str(url))

@@ -4,6 +4,7 @@ commands: a registered dataset and model in, a model folder out."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from ..errors import CheckpointError, ConfigError
 from ..forget import read_index_file, validate_indices
 from ..training import default_recipe
 from .audit import ExactnessReport, audit
+from .certificates import Signer
 from .chains import ModelSpec
+from .executors import Executor
 from .ledger import Ledger, LedgerCheck
-from .sharded import LEDGER, SCHEMES, STATE, DeletionReport, ShardedModel
+from .sharded import LEDGER, SCHEMES, STATE, DeletionReport, DeletionRequest, ShardedModel
 
 
 def train_exact(
@@ -33,16 +36,19 @@ def train_exact(
     recipe: Recipe | None = None,
     seed: int = 0,
     prior_file: str | None = None,
-    executor: str = "process",
+    executor: str | Executor = "process",
     workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    store: str | None = None,
+    protected_file: str | None = None,
 ) -> ShardedModel:
     """Train a SISA or S3T model on a registered dataset into folder ``out``.
 
     ``prior_file`` holds one request likelihood per training example (txt/json/npy) for SISA's
-    distribution-aware sharding.
+    distribution-aware sharding. ``store``: fsspec URL of the checkpoint store. ``protected_file``: ids of
+    the declared non-deletable split (S3T's backbone trains on it).
     """
     if scheme not in SCHEMES:
         raise ConfigError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
@@ -68,37 +74,142 @@ def train_exact(
         device=device,
         progress=progress,
         overwrite=overwrite,
+        store=store,
+        protected=read_index_file(protected_file) if protected_file else None,
     )
+
+
+REQUEST_SUFFIXES = (".txt", ".json", ".npy")
+
+
+def request_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Request files named directly or found (sorted, ``.txt``/``.json``/``.npy``) in the folders given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix in REQUEST_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def _requests(files: list[Path], n_train: int, request_id: str | None, named: bool) -> list[DeletionRequest]:
+    if request_id is not None and (len(files) > 1 or named):
+        raise ConfigError("--request-id names a single request; with several files each is named by its file name")
+    reqs = []
+    for f in files:
+        ids = validate_indices(read_index_file(f), n_train, origin=str(f))
+        reqs.append(DeletionRequest(ids.tolist(), request_id or (f.stem if named else None), str(f)))
+    return reqs
 
 
 def delete_ids(
     model_dir: str | Path,
-    ids_file: str | Path,
+    ids_file: str | Path | Sequence[str | Path],
     *,
     request_id: str | None = None,
-    executor: str = "process",
+    executor: str | Executor = "process",
     workers: int | None = None,
     progress: bool = True,
-) -> DeletionReport:
-    """Process one deletion request: the ids (training-row numbers) listed in ``ids_file``."""
-    sm = ShardedModel.open(model_dir)
+    signer: Signer | None = None,
+    watch: bool = False,
+) -> list[DeletionReport]:
+    """Process deletion requests: every ids file given (or found in a folder given) is one request; all are
+    batched into one retraining round, each with its own ledger entries and certificate. With ``watch``,
+    request files that appear in the folders while a round retrains are processed in the next round, until
+    a round finds nothing new (files already in the ledger, by request id, are skipped)."""
+    paths = [ids_file] if isinstance(ids_file, str | Path) else list(ids_file)
+    # requests from a queue (several files, a folder) are named by their file names; a single file by req-NNNNN
+    named = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
+    sm = ShardedModel.open(model_dir, executor=executor, workers=workers, signer=signer)
     n_train = int(sm.state.get("n_train", 0))
-    ids = validate_indices(read_index_file(ids_file), n_train, origin=str(ids_file))
-    return sm.delete(ids.tolist(), request_id=request_id, executor=executor, workers=workers, progress=progress)
+    reports: list[DeletionReport] = []
+    seen: set[Path] = set()
+    while True:
+        files = [f for f in request_files(paths) if f not in seen]
+        if watch:
+            done = set(sm.ledger.requests())
+            files = [f for f in files if f.stem not in done]
+        if not files:
+            break
+        seen |= set(files)
+        reqs = _requests(files, n_train, request_id, named)
+        reports += sm.delete_many(reqs, executor=executor, workers=workers, progress=progress, signer=signer)
+        if not watch:
+            break
+    return reports
 
 
-def verify_ledger(model_dir: str | Path) -> LedgerCheck:
-    """Verify the hash chain of ``model_dir``'s ledger and that its head is the one the folder recorded."""
+def resume_folder(
+    model_dir: str | Path,
+    *,
+    rollback: bool = False,
+    executor: str | Executor = "process",
+    workers: int | None = None,
+    signer: Signer | None = None,
+) -> tuple[list[DeletionReport], list[str]]:
+    """Finish (or, with ``rollback``, cancel) the deletion requests a crash left open and train whatever the
+    plan lacks. Returns the finished reports and the cancelled request ids."""
+    sm = ShardedModel.open(model_dir, recover=False)
+    if rollback:
+        cancelled = sm.rollback(signer=signer)
+        sm.resume(executor, workers, signer)
+        return [], cancelled
+    return sm.resume(executor, workers, signer), []
+
+
+def verify_ledger(model_dir: str | Path, public_key: str | Path | None = None) -> LedgerCheck:
+    """Verify the hash chain of a ledger, that its head is the one the model folder recorded (also when the
+    ledger file itself is given: ``exact.json`` beside it is read), and, with ``public_key``, the signed head."""
     folder = Path(model_dir)
-    if folder.is_file():  # a ledger file given directly: chain check only
-        return Ledger(folder).verify()
+    ledger_path = folder if folder.is_file() else folder / LEDGER
+    folder = ledger_path.parent
     state = folder / STATE
     if not state.is_file():
+        if Path(model_dir).is_file():
+            check = Ledger(ledger_path).verify()
+            check.notes.append(f"no {STATE} beside the ledger: truncation at the end cannot be detected")
+            return _signed(check, folder, ledger_path, public_key)
         raise CheckpointError(f"{folder} is not an exact-unlearning model (no {STATE}); pass the model folder")
-    head = json.loads(state.read_text()).get("ledger_head")
-    return Ledger(folder / LEDGER).verify(expected_head=head)
+    ledger = Ledger(ledger_path)
+    check = ledger.verify()
+    if check.ok:
+        head = json.loads(state.read_text()).get("ledger_head")
+        hashes = [e["hash"] for e in ledger.entries()]
+        if head is not None and head not in hashes:
+            check = LedgerCheck(
+                False,
+                check.entries,
+                check.head,
+                "the head exact.json recorded is not in the ledger: entries were removed or rewritten",
+            )
+        elif ledger.open_requests():
+            check.notes.append(
+                f"{len(ledger.open_requests())} deletion request(s) left open by an interruption: "
+                "run `unlearnkit resume --model DIR`"
+            )
+        elif head is not None and head != check.head:
+            check.notes.append("exact.json lags the ledger head (an interrupted request): run `unlearnkit resume`")
+    return _signed(check, folder, ledger_path, public_key)
+
+
+def _signed(check: LedgerCheck, folder: Path, ledger_path: Path, public_key: str | Path | None) -> LedgerCheck:
+    if public_key is None or not check.ok:
+        return check
+    from .certificates import verify_head
+
+    ok, why = verify_head(folder, [e["hash"] for e in Ledger(ledger_path).entries()], public_key)
+    if not ok:
+        return LedgerCheck(False, check.entries, check.head, why)
+    check.notes.append(f"signed head: {why}")
+    return check
 
 
 def audit_folder(model_dir: str | Path) -> ExactnessReport:
-    """:func:`~unlearnkit.exact.audit` of a model folder."""
-    return audit(ShardedModel.open(model_dir))
+    """:func:`~unlearnkit.exact.audit` of a model folder, read-only: an open request, a folder whose
+    ``exact.json`` disagrees with its ledger, or one that cannot be opened fails the audit."""
+    try:
+        sm = ShardedModel.open(model_dir, recover=False)
+    except CheckpointError as exc:
+        return ExactnessReport(0, [], False, [], str(exc))
+    return audit(sm)

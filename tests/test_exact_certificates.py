@@ -1,0 +1,163 @@
+"""Signed deletion certificates, the signed ledger head, and request queues batched into one round."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from unlearnkit.cli import main
+from unlearnkit.exact import ShardedModel, faults, verify_certificate
+from unlearnkit.exact.ledger import entry_hash
+
+pytest.importorskip("cryptography")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("certs") / "sisa"
+    args = ["exact-train", "--dataset", "digits", "--train-subset", "300", "--model-kw", "hidden=[16]"]
+    args += ["--shards", "2", "--slices", "2", "--epochs", "3", "--lr", "0.1", "--executor", "serial"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    key = out.parent / "owner.pem"
+    assert main(["keygen", "--out", str(key)]) == 0
+    return out, key
+
+
+@pytest.fixture
+def model(trained, tmp_path):
+    out, key = trained
+    shutil.copytree(out, tmp_path / "m")
+    return tmp_path / "m", key
+
+
+def _requests(folder, plan, tmp_path):
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    (queue / "alice.txt").write_text(f"{plan.shards[0][1][0]}\n")
+    (queue / "bob.json").write_text(json.dumps([plan.shards[0][1][1], plan.shards[1][1][0]]))
+    return queue
+
+
+def test_every_certificate_verifies_and_any_one_byte_change_fails(model, tmp_path, capsys):
+    folder, key = model
+    plan = ShardedModel.open(folder).plan
+    queue = _requests(folder, plan, tmp_path)
+    cmd = ["delete", "--model", str(folder), "--ids", str(queue), "--executor", "serial", "--no-progress"]
+    assert main([*cmd, "--signing-key", str(key)]) == 0
+    certs = sorted((folder / "certificates").glob("*.json"))
+    assert [c.stem for c in certs] == ["alice", "bob"]
+    pub = str(key) + ".pub"
+    assert main(["certificate", "verify", *map(str, certs), "--public-key", pub]) == 0
+    body = json.loads(certs[1].read_text())["certificate"]
+    assert body["ids_count"] == 2 and body["affected_shards"] == [0, 1] and body["model_before"] != body["model_after"]
+    entries = ShardedModel.open(folder).ledger.entries()
+    assert body["ledger_head"] == entries[body["ledger_entries"] - 1]["hash"]
+
+    raw = certs[0].read_bytes()
+    for pos in range(0, len(raw), max(1, len(raw) // 60)):  # ~60 positions spread over the whole file
+        flipped = bytearray(raw)
+        flipped[pos] = ord("0") if raw[pos] != ord("0") else ord("1")
+        certs[0].write_bytes(bytes(flipped))
+        assert not verify_certificate(certs[0], pub)[0], pos
+    pos = raw.index(b"\n ") + 1  # indentation -> tab: the same JSON content, still a changed file
+    certs[0].write_bytes(raw[:pos] + b"\t" + raw[pos + 1 :])
+    assert main(["certificate", "verify", str(certs[0]), "--public-key", pub]) == 1
+    certs[0].write_bytes(raw)
+    assert main(["certificate", "verify", str(certs[0]), "--public-key", pub]) == 0
+    other = tmp_path / "other.pem"
+    assert main(["keygen", "--out", str(other)]) == 0
+    assert main(["certificate", "verify", str(certs[0]), "--public-key", str(other) + ".pub"]) == 1
+    assert "different key" in capsys.readouterr().out
+
+
+def test_signed_head_detects_a_wholesale_rewrite(model, tmp_path, capsys):
+    folder, key = model
+    plan = ShardedModel.open(folder).plan
+    ids = tmp_path / "ids.txt"
+    ids.write_text(str(plan.shards[1][0][0]))
+    base = ["delete", "--model", str(folder), "--executor", "serial", "--no-progress", "--signing-key", str(key)]
+    assert main([*base, "--ids", str(ids)]) == 0
+    pub = str(key) + ".pub"
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub]) == 0
+
+    # rewrite history: the request deleted another id; every hash recomputed, exact.json updated to match
+    ledger = folder / "ledger.jsonl"
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    prev = "0" * 64
+    for e in entries:
+        if e["record"].get("ids"):
+            e["record"]["ids"] = [plan.shards[0][0][0]]
+        e["prev"] = prev
+        e["hash"] = prev = entry_hash(e)
+    ledger.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+    state = json.loads((folder / "exact.json").read_text())
+    state["ledger_head"] = prev
+    (folder / "exact.json").write_text(json.dumps(state))
+    assert main(["ledger", "verify", "--model", str(ledger)]) == 0  # the chain alone cannot tell
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub]) == 1
+    assert "rewritten" in capsys.readouterr().out
+
+
+def test_a_queue_is_one_retraining_round_with_a_certificate_per_request(model, tmp_path, monkeypatch):
+    folder, key = model
+    plan = ShardedModel.open(folder).plan
+    queue = _requests(folder, plan, tmp_path)
+    checkpoints = {"n": 0}
+    late = plan.shards[1][0][1]
+
+    def hook(stage: str) -> None:
+        if stage == "checkpoint":
+            checkpoints["n"] += 1
+        if stage == "trained" and not (queue / "carol.txt").exists():  # arrives while the first round trains
+            (queue / "carol.txt").write_text(f"{late}\n")
+
+    monkeypatch.setattr(faults, "HOOK", hook)
+    cmd = ["delete", "--model", str(folder), "--ids", str(queue), "--executor", "serial", "--no-progress", "--watch"]
+    assert main([*cmd, "--signing-key", str(key)]) == 0
+    # round 1: alice and bob touch slice 1 of both shards -> one retrain of step 2 per shard (2 checkpoints);
+    # round 2: carol (slice 0 of shard 1) -> steps 1 and 2 of shard 1 (2 checkpoints)
+    assert checkpoints["n"] == 4
+    sm = ShardedModel.open(folder)
+    committed = [e["record"] for e in sm.ledger.entries() if e["record"]["type"] == "committed"]
+    assert [r["request_id"] for r in committed] == ["alice", "bob", "carol"]
+    assert committed[0]["keys_after"] == committed[1]["keys_after"] != committed[2]["keys_after"]
+    assert late in sm.deleted and len(list((folder / "certificates").glob("*.json"))) == 3
+
+
+@pytest.mark.slow
+def test_killed_delete_command_then_resume_command(model, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    folder, key = model
+    plan = ShardedModel.open(folder).plan
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{plan.shards[0][0][0]} {plan.shards[1][1][0]}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "UNLEARNKIT_EXACT_KILL_AT": "checkpoint:1"}
+    cmd = [sys.executable, "-m", "unlearnkit.cli", "delete", "--model", str(folder), "--ids", str(ids)]
+    proc = subprocess.run([*cmd, "--executor", "serial", "--no-progress"], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == -9
+    assert main(["exact-audit", "--model", str(folder)]) == 1
+    assert main(["resume", "--model", str(folder), "--executor", "serial", "--signing-key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "req-00000: deleted 2 ids" in out and "certificate" in out
+    assert main(["exact-audit", "--model", str(folder)]) == 0
+    assert main(["resume", "--model", str(folder), "--executor", "serial"]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "certificate",
+                "verify",
+                str(folder / "certificates" / "req-00000.json"),
+                "--public-key",
+                str(key) + ".pub",
+            ]
+        )
+        == 0
+    )
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", str(key) + ".pub"]) == 0
