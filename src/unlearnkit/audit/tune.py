@@ -27,7 +27,7 @@ from ..methods.base import get_method_class
 from ..metrics.evaluate import evaluate
 from ..results import ResultTable
 from ..runtime import resolve_device, timed
-from .common import ModelFactory, audit_hparams, run_method, train_fresh
+from .common import ModelFactory, audit_hparams, registry_factory, run_method, train_fresh
 
 #: fields never tuned by default (they change cost or the optimiser, not the unlearning trade-off)
 UNTUNED = ("seed", "momentum", "weight_decay", "batch_size", "optimizer", "schedule", "grad_clip")
@@ -276,8 +276,6 @@ def tune_request(
     from ..bench import method_hparams, run_bench
     from ..checkpoint import write_json
     from ..metrics.evaluate import Evaluation
-    from ..models import create_model
-    from ..runtime import seed_everything
     from ..training import default_recipe
 
     cfg = dataclasses.replace(cfg, methods=[method])
@@ -286,9 +284,7 @@ def tune_request(
     recipe = cfg.recipe or default_recipe(cfg.dataset)
     forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
 
-    def factory() -> nn.Module:
-        seed_everything(cfg.seed)
-        return create_model(cfg.model, bundle.input_shape, bundle.output_dim, **cfg.model_kwargs)
+    factory = registry_factory(cfg.model, bundle.input_shape, bundle.output_dim, **cfg.model_kwargs)
 
     start = {k: v for k, v in method_hparams(cfg, method, recipe).items() if k != "seed"}
     result = tune_hparams(
