@@ -109,5 +109,10 @@ def test_tune_command_reports_defaults_and_tuned(tmp_path, capsys):
     tune = json.loads((out / "tune.json").read_text())
     assert tune["best_value"] <= tune["default_value"] and tune["n_trials"] == 3
     rows = json.loads((out / "tune_results.json").read_text())["rows"]
-    assert [r["setting"] for r in rows] == ["retrain", "ga (defaults)", "ga (tuned)"]
-    assert "tuned ga" in capsys.readouterr().out
+    assert [r["setting"] for r in rows] == ["retrain", "original (no unlearning)", "ga (defaults)", "ga (tuned)"]
+    assert tune["validation_size"] >= 50 and tune["original_value"] == rows[1]["proxy_gap"]
+    assert isinstance(tune["warnings"], list)
+    printed = capsys.readouterr().out
+    assert "tuned ga" in printed and printed.count("warning:") == len(tune["warnings"])
+    if rows[3]["avg_gap"] > rows[1]["avg_gap"]:  # a tuned setting worse than doing nothing is always flagged
+        assert any("doing nothing" in w for w in tune["warnings"])

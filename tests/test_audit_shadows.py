@@ -86,3 +86,15 @@ def test_ulira_likelihood_ratio_matches_a_hand_derivation():
     want_pos = [llr(phi_in[k, j], k, j) for k in range(pairs) for j in range(targets) if mask[k, j]]
     want_neg = [llr(phi_out[k, j], k, j) for k in range(pairs) for j in range(targets) if mask[k, j]]
     assert np.allclose(pos, want_pos) and np.allclose(neg, want_neg)
+
+
+def test_tuning_validation_is_held_out_of_the_training_data_and_bad_tuning_is_flagged(bundle):
+    from unlearnkit.audit.tune import tuning_warnings, validation_split
+
+    rest, val = validation_split(bundle.train, seed=0)
+    assert len(rest) + len(val) == len(bundle.train) and len(val) >= 50
+    seen = {tuple(x.flatten().tolist()) for x in rest.x}
+    assert not any(tuple(x.flatten().tolist()) in seen for x in val.x[:50])  # disjoint examples
+    assert tuning_warnings("salun", 1.91, 1.5, 1.2) == []
+    worse = tuning_warnings("salun", 1.91, 1.5, 2.14)
+    assert len(worse) == 2 and "doing nothing" in worse[0] and "2.14" in worse[0]

@@ -41,6 +41,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         bench, args.method, n_trials=args.trials, params=params, objective=args.objective, eps_runs=args.eps_runs
     )
     rep.table.print()
+    for warning in rep.warnings:
+        print(f"warning: {warning}")
     print(f"tuned {args.method}: {rep.tune.best_hparams}")
     print(f"results: {bench.out_dir}/tune.json, {bench.out_dir}/tune_results.csv")
     return 0
