@@ -98,3 +98,15 @@ def test_tuning_validation_is_held_out_of_the_training_data_and_bad_tuning_is_fl
     assert tuning_warnings("salun", 1.91, 1.5, 1.2) == []
     worse = tuning_warnings("salun", 1.91, 1.5, 2.14)
     assert len(worse) == 2 and "doing nothing" in worse[0] and "2.14" in worse[0]
+
+
+def test_relearning_summaries_leave_step_zero_out():
+    from unlearnkit.audit.relearn import RelearnCurve
+
+    hidden = RelearnCurve("ga", [10.0, 60.0, 90.0, 95.0])
+    retrain = RelearnCurve("retrain", [96.0, 96.0, 96.0, 97.0])
+    assert hidden.area == pytest.approx((60 + 90 + 95) / 3)
+    assert hidden.accuracy_at(2) == 90.0 and hidden.accuracy_at(99) == 95.0
+    assert hidden.area_between(retrain) == pytest.approx(((60 - 96) + (90 - 96) + (95 - 97)) / 3)
+    assert hidden.area_between(retrain, k=1) == pytest.approx(60 - 96)
+    assert retrain.area_between(retrain) == 0.0

@@ -142,7 +142,9 @@ class AuditConfig:
     epsilon_family: str = "challenge"
     relearn_steps: int = 10
     relearn_slice: int | None = None
-    relearn_lr: float = 0.01
+    relearn_lr: float = 0.05
+    #: report forget accuracy after this many relearning steps (default: relearn_steps)
+    relearn_k: int | None = None
     #: relearn on a slice of the forget set ("forget") or on its nearest retain neighbours ("neighbours")
     relearn_source: str = "forget"
     #: also audit retrain against retrain: the chance level of U-LiRA and the finite-N ceiling of the ε score
@@ -159,6 +161,11 @@ def audit_notes(report: dict[str, Any]) -> list[str]:
             f"ε score: {first['family']} attack family, N = {first['n_runs']} runs; two samples of one distribution "
             f"score about {first['ceiling']:.3f} at this N (the ceiling for perfect unlearning, column ε ceiling), "
             "not 1, which only N → ∞ reaches"
+        )
+    if "relearn_k" in report:
+        notes.append(
+            f"relearning: forget accuracy after k = {report['relearn_k']} steps, and its mean excess over "
+            "retrain's curve on steps 1…k (step 0 left out)"
         )
     if report.get("ulira_scheme"):
         notes.append(f"U-LiRA audited {report['ulira_scheme']}")
@@ -211,9 +218,14 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
             seed=bc.seed,
             device=dev,
         )
+        k_at = cfg.relearn_k if cfg.relearn_k is not None else cfg.relearn_steps
         report["relearn"] = {k: c.to_dict() for k, c in curves.items()}
+        report["relearn_k"] = k_at
+        ref_curve = curves.get("retrain")
         for k, c in curves.items():
-            rows[k]["relearn_area"] = c.area
+            rows[k]["relearn_at_k"] = c.accuracy_at(k_at)
+            if ref_curve is not None:
+                rows[k]["relearn_vs_retrain"] = c.area_between(ref_curve, k_at)
 
     if cfg.epsilon_runs > 0:
         ref = retrain_runs(
@@ -290,7 +302,8 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
         ("loss_auc", "loss AUC"),
         ("confidence_auc", "conf AUC"),
         ("entropy_auc", "entropy AUC"),
-        ("relearn_area", "relearn acc"),
+        ("relearn_at_k", "relearn acc@k"),
+        ("relearn_vs_retrain", "relearn Δ retrain"),
     ):
         if any(key in r for r in rows.values()):
             columns.append((key, label))

@@ -19,6 +19,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         epsilon_runs=args.eps_runs,
         epsilon_family=args.eps_family,
         relearn_steps=args.relearn_steps,
+        relearn_k=args.relearn_k,
+        relearn_lr=args.relearn_lr,
         relearn_source=args.relearn_source,
         retrain_reference=not args.no_reference,
     )
@@ -83,6 +85,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="ε attack family: the NeurIPS 2023 challenge scoring (default) or every interval (not comparable)",
     )
     p.add_argument("--relearn-steps", type=int, default=10, help="relearning steps (0 skips; default 10)")
+    p.add_argument("--relearn-k", type=int, help="report forget accuracy after k steps (default: --relearn-steps)")
+    p.add_argument("--relearn-lr", type=float, default=0.05, help="relearning learning rate (default 0.05)")
     p.add_argument(
         "--relearn-source",
         choices=("forget", "neighbours"),
