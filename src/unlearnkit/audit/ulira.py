@@ -191,11 +191,13 @@ def train_shadow_pairs(
                 original = train_fresh(model_factory, data.subset(train_idx), recipe, s, device=dev, desc="shadow")
                 from .worst_case import ForgetContext
 
-                method, k_text = arg.rsplit(":", 1)
+                method, k_text, *flags = arg.split(":") + [""]
                 size = _spec_size(k_text, n)
-                k_shadow = k_text if "." in k_text or size is None else str(max(1, size * len(train_idx) // n))
+                scaled = "." in k_text or size is None or "classes" in flags
+                k_shadow = k_text if scaled else str(max(1, size * len(train_idx) // n))
+                shadow_spec = ":".join(["worst", method, k_shadow, *[f for f in flags if f]])
                 ctx = ForgetContext(original, data.subset(train_idx), num_classes=num_classes, device=dev)
-                local = parse_forget(f"worst:{method}:{k_shadow}", labels[train_idx], seed=s, context=ctx).forget_idx
+                local = parse_forget(shadow_spec, labels[train_idx], seed=s, context=ctx).forget_idx
                 forget_idx = train_idx[local]
                 retain_idx = np.setdiff1d(train_idx, forget_idx)
                 mask = np.isin(targets, forget_idx)
