@@ -12,6 +12,7 @@ from unlearnkit.audit.epsilon import (
     epsilon_score,
     forget_quality,
     forget_quality_ceiling,
+    matched_ceiling,
     per_example_epsilon,
 )
 from unlearnkit.errors import ConfigError
@@ -94,3 +95,12 @@ def test_epsilon_score_of_independent_draws_sits_at_the_ceiling_and_a_shift_lowe
     assert util.final == pytest.approx(util.forget_quality / 2)
     with pytest.raises(ConfigError, match="family"):
         epsilon_score(u, r, family="bogus")
+
+
+def test_matched_ceiling_follows_the_spread_of_the_reference_scores():
+    rng = np.random.default_rng(2)
+    unit = rng.normal(size=(8, 40))
+    assert matched_ceiling(unit, reps=1) == pytest.approx(forget_quality_ceiling(8, n_examples=80), abs=0.08)
+    # the challenge grid has a fixed width in φ units: a wide spread leaves fewer usable attacks
+    wide, narrow = matched_ceiling(unit * 8.0, reps=1), matched_ceiling(unit * 0.05, reps=1)
+    assert wide > narrow

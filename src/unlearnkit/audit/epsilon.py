@@ -210,6 +210,27 @@ def forget_quality_ceiling(n_runs: int, family: str = "challenge", n_examples: i
     return forget_quality(per_example_epsilon(u, r, family=family), n_runs)
 
 
+def matched_ceiling(
+    reference: object, n_runs: int | None = None, *, family: str = "challenge", reps: int = 2, seed: int = 0
+) -> float:
+    """The ceiling of :func:`forget_quality_ceiling` on the scale of real scores: for every forget example two
+    independent samples of N draws from a normal with the mean and standard deviation of that example's
+    ``reference`` scores (runs × examples, e.g. the retrained runs), averaged over ``reps`` repetitions.
+    The challenge's attack grid has a fixed width in φ units, so the ceiling depends on the spread."""
+    _check_family(family)
+    r = _as_matrix(reference, "reference scores")
+    n = n_runs or r.shape[0]
+    epsilon_cutoff(n)
+    mu, sd = r.mean(0), r.std(0, ddof=1) if r.shape[0] > 1 else np.ones(r.shape[1])
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(reps):
+        u = mu + sd * rng.standard_normal((n, r.shape[1]))
+        v = mu + sd * rng.standard_normal((n, r.shape[1]))
+        out.append(forget_quality(per_example_epsilon(u, v, family=family), n))
+    return float(np.mean(out))
+
+
 @dataclass
 class EpsilonScore:
     """The challenge score of one method and its parts (``ceiling``: what perfect unlearning gets at N)."""
@@ -246,10 +267,13 @@ def epsilon_score(
     delta: float = DELTA,
     family: str = "challenge",
     with_ceiling: bool = True,
+    ceiling: float | None = None,
 ) -> EpsilonScore:
     """The challenge score from per-run forget-set scores (runs × examples) and mean accuracies.
 
-    N is the number of unlearned runs, as in the challenge's scoring."""
+    N is the number of unlearned runs, as in the challenge's scoring. ``ceiling`` (e.g. from
+    :func:`matched_ceiling`) is stored as given; otherwise, with ``with_ceiling``, the standard-normal
+    :func:`forget_quality_ceiling` at N."""
     u, r = _as_matrix(unlearned_scores, "unlearned scores"), _as_matrix(retrained_scores, "retrained scores")
     n = u.shape[0]
     eps = per_example_epsilon(u, r, delta, family=family)
@@ -270,6 +294,6 @@ def epsilon_score(
         ta_unlearned=ta_unlearned,
         ta_retrain=ta_retrain,
         family=family,
-        ceiling=forget_quality_ceiling(n, family) if with_ceiling else float("nan"),
+        ceiling=ceiling if ceiling is not None else forget_quality_ceiling(n, family) if with_ceiling else float("nan"),
         epsilons=eps.tolist(),
     )

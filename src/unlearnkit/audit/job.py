@@ -26,7 +26,7 @@ from ..metrics.predict import predict_outputs
 from ..results import ResultTable
 from ..runtime import resolve_device
 from .common import ORIGINAL, ModelFactory, registry_factory, run_method, train_fresh
-from .epsilon import EpsilonScore, epsilon_score
+from .epsilon import EpsilonScore, epsilon_score, forget_quality_ceiling, matched_ceiling
 from .population import population_attacks
 from .relearn import relearn_attack
 from .scores import logit_confidence
@@ -114,7 +114,12 @@ def method_runs(
 
 
 def epsilon_for(
-    method: str, runs: RunScores, reference: RunScores, family: str = "challenge", with_ceiling: bool = True
+    method: str,
+    runs: RunScores,
+    reference: RunScores,
+    family: str = "challenge",
+    with_ceiling: bool = True,
+    ceiling: float | None = None,
 ) -> EpsilonScore:
     """The challenge score of ``runs`` against the retrained ``reference`` runs."""
     return epsilon_score(
@@ -127,6 +132,7 @@ def epsilon_for(
         method=method,
         family=family,
         with_ceiling=with_ceiling,
+        ceiling=ceiling,
     )
 
 
@@ -157,10 +163,12 @@ def audit_notes(report: dict[str, Any]) -> list[str]:
     eps = report.get("epsilon") or {}
     if eps:
         first = next(iter(eps.values()))
+        std = (report.get("epsilon_ceiling") or {}).get("standard_normal", float("nan"))
         notes.append(
-            f"ε score: {first['family']} attack family, N = {first['n_runs']} runs; two samples of one distribution "
-            f"score about {first['ceiling']:.3f} at this N (the ceiling for perfect unlearning, column ε ceiling), "
-            "not 1, which only N → ∞ reaches"
+            f"ε score: {first['family']} attack family, N = {first['n_runs']} runs; perfect unlearning scores about "
+            f"{first['ceiling']:.3f} here (column ε ceiling: two independent samples per forget example, drawn "
+            f"with the spread of the retrained runs' scores; {std:.3f} for standard-normal scores), not 1, which "
+            "only N → ∞ reaches"
         )
     if "relearn_k" in report:
         notes.append(
@@ -241,6 +249,11 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
         )
         report["epsilon"] = {}
         report["epsilon_retrain_seeds"] = ref.seeds
+        ceiling = matched_ceiling(ref.phi, cfg.epsilon_runs, family=cfg.epsilon_family, seed=bc.seed)
+        report["epsilon_ceiling"] = {
+            "matched": ceiling,
+            "standard_normal": forget_quality_ceiling(cfg.epsilon_runs, cfg.epsilon_family),
+        }
         for name in audited:
             runs = method_runs(
                 name,
@@ -257,7 +270,7 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
                 device=dev,
                 progress=bc.progress,
             )
-            sc = epsilon_for(name, runs, ref, cfg.epsilon_family)
+            sc = epsilon_for(name, runs, ref, cfg.epsilon_family, ceiling=ceiling)
             report["epsilon"][name] = sc.to_dict() | {"seeds": runs.seeds}
             rows[name].update(
                 {"eps_forget_quality": sc.forget_quality, "eps_ceiling": sc.ceiling, "eps_final": sc.final}
