@@ -2,9 +2,10 @@
 Unlearning Needs More Careful Evaluations to Avoid a False Sense of Privacy", SaTML 2025), built on LiRA
 (Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022).
 
-K shadow pairs are trained on random halves of the data. In pair k a random half F_k of a fixed target pool
-is trained on and then unlearned by the method under test ("in"), while a model retrained without F_k gives
-the "out" view. For every target example the attacker fits a Gaussian to the logit-scaled confidences
+K shadow pairs are trained on random halves of the data. In pair k a forget set F_k, drawn by the same scheme
+as the audited request (see :func:`train_shadow_pairs`), is trained on and then unlearned by the method under
+test ("in"), while a model retrained without F_k gives the "out" view; every model has its own initialisation.
+For every target example the attacker fits a Gaussian to the logit-scaled confidences
 φ = log p_y − log Σ_{c≠y} p_c of the in models and another to those of the out models, and scores a new
 observation by the log-likelihood ratio. Here each pair is attacked with Gaussians fitted on the other
 pairs (leave-one-pair-out), so every model is a held-out target once. AUC 50 % = indistinguishable from
@@ -193,8 +194,8 @@ def train_shadow_pairs(
 
                 method, k_text, *flags = arg.split(":") + [""]
                 size = _spec_size(k_text, n)
-                scaled = "." in k_text or size is None or "classes" in flags
-                k_shadow = k_text if scaled else str(max(1, size * len(train_idx) // n))
+                keep = "." in k_text or size is None or "classes" in flags  # fractions and class counts carry over
+                k_shadow = k_text if keep else str(max(1, size * len(train_idx) // n))
                 shadow_spec = ":".join(["worst", method, k_shadow, *[f for f in flags if f]])
                 ctx = ForgetContext(original, data.subset(train_idx), num_classes=num_classes, device=dev)
                 local = parse_forget(shadow_spec, labels[train_idx], seed=s, context=ctx).forget_idx
