@@ -54,11 +54,14 @@ def test_epsilon_agrees_with_the_challenge_scoring_code(name):
 
 
 def test_peaky_rule_caps_a_nearly_constant_sample():
-    rng = np.random.default_rng(16)
-    u = (1.0 + 0.001 * rng.normal(size=8)).round(6)  # range under 1 % of the other's
-    r = rng.normal(size=8).round(4)
-    assert challenge_epsilon(u, r) == EPSILON_CAP  # reference metric.py: 50.0 for both columns of this case
-    assert challenge_epsilon((u - 1) * 200, r) < 3  # a range of 19 % of the other's, overlapping it
+    # the unlearned runs barely vary (range 0.002) and one retrained value lies inside their range, so no
+    # attack separates them perfectly: only the peaky rule gives the cap (reference metric.py: 50.0;
+    # without the rule the attacks would give ε ≈ 1.0986)
+    u = [0.299, 0.3005, 0.3, 0.301, 0.2995, 0.3002, 0.2998, 0.3008]
+    r = [-1.2, -0.6, 0.3, 0.9, 1.5, -0.1, 0.4, 2.0]
+    assert challenge_epsilon(u, r) == EPSILON_CAP
+    wider = (np.asarray(u) - 0.3) * 200 + 0.3  # a range of 12 % of the other's: the attacks decide
+    assert challenge_epsilon(wider, r) < 3
 
 
 def test_cut_off_is_the_ceiling_of_log_n_minus_one():
