@@ -339,6 +339,6 @@ def _worst(
         "seed": seed,
     }
     res = cached_selection(context, settings)
-    if res.index_file and getattr(context, "progress", False):
+    if res.index_file:
         print(f"{spec}: selected set cached at {res.index_file} (reuse with --forget indices:{res.index_file})")
     return res.indices, None
