@@ -50,7 +50,7 @@ def test_epsilon_agrees_with_the_challenge_scoring_code(name):
     eps = per_example_epsilon(u, r)
     assert np.allclose(eps, ref_eps, rtol=0, atol=1e-6)
     assert forget_quality(eps, u.shape[0]) == pytest.approx(ref_score, abs=1e-12)
-    assert epsilon_score(u, r, with_ceiling=False).forget_quality == pytest.approx(ref_score, abs=1e-12)
+    assert epsilon_score(u, r).forget_quality == pytest.approx(ref_score, abs=1e-12)
 
 
 def test_peaky_rule_caps_a_nearly_constant_sample():
@@ -86,10 +86,11 @@ def test_identical_distributions_do_not_lose_forget_quality_as_n_grows():
 
 def test_epsilon_score_of_independent_draws_sits_at_the_ceiling_and_a_shift_lowers_it():
     rng = np.random.default_rng(0)
-    u, r = rng.normal(size=(16, 60)), rng.normal(size=(16, 60))
+    u, r = rng.normal(size=(16, 40)), rng.normal(size=(16, 40))
     same = epsilon_score(u, r, ra_unlearned=90, ra_retrain=90, ta_unlearned=80, ta_retrain=80, with_ceiling=False)
     assert same.family == "challenge" and np.isnan(same.ceiling)
-    assert abs(same.forget_quality - forget_quality_ceiling(16, n_examples=60, seed=5)) < 0.08
+    assert abs(same.forget_quality - forget_quality_ceiling(16, n_examples=40, seed=5)) < 0.1
+    assert epsilon_score(u[:4, :3], r[:4, :3], ceiling=0.25).ceiling == 0.25
     assert same.final == pytest.approx(same.forget_quality)
     shifted = epsilon_score(u + 1.5, r, with_ceiling=False)
     assert shifted.forget_quality < same.forget_quality - 0.05
@@ -102,8 +103,8 @@ def test_epsilon_score_of_independent_draws_sits_at_the_ceiling_and_a_shift_lowe
 
 def test_matched_ceiling_follows_the_spread_of_the_reference_scores():
     rng = np.random.default_rng(2)
-    unit = rng.normal(size=(8, 40))
-    assert matched_ceiling(unit, reps=1) == pytest.approx(forget_quality_ceiling(8, n_examples=80), abs=0.08)
+    unit = rng.normal(size=(8, 30))
+    assert matched_ceiling(unit, reps=1) == pytest.approx(forget_quality_ceiling(8, n_examples=60), abs=0.1)
     # the challenge grid has a fixed width in φ units: a wide spread leaves fewer usable attacks
     wide, narrow = matched_ceiling(unit * 8.0, reps=1), matched_ceiling(unit * 0.05, reps=1)
     assert wide > narrow

@@ -266,14 +266,14 @@ def epsilon_score(
     method: str = "",
     delta: float = DELTA,
     family: str = "challenge",
-    with_ceiling: bool = True,
+    with_ceiling: bool = False,
     ceiling: float | None = None,
 ) -> EpsilonScore:
     """The challenge score from per-run forget-set scores (runs × examples) and mean accuracies.
 
     N is the number of unlearned runs, as in the challenge's scoring. ``ceiling`` (e.g. from
     :func:`matched_ceiling`) is stored as given; otherwise, with ``with_ceiling``, the standard-normal
-    :func:`forget_quality_ceiling` at N."""
+    :func:`forget_quality_ceiling` at N (a few seconds per N, cached), else nan."""
     u, r = _as_matrix(unlearned_scores, "unlearned scores"), _as_matrix(retrained_scores, "retrained scores")
     n = u.shape[0]
     eps = per_example_epsilon(u, r, delta, family=family)

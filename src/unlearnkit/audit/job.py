@@ -118,7 +118,7 @@ def epsilon_for(
     runs: RunScores,
     reference: RunScores,
     family: str = "challenge",
-    with_ceiling: bool = True,
+    with_ceiling: bool = False,
     ceiling: float | None = None,
 ) -> EpsilonScore:
     """The challenge score of ``runs`` against the retrained ``reference`` runs."""
