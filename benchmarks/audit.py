@@ -6,7 +6,8 @@ Small enough for a shared 2-core CPU: a fixed class-stratified training subset (
 writes JSON/CSV under `--out`; the audit folder also gets `report.html`.
 
     python benchmarks/audit.py [--parts audit,worst,tune] [--methods ft,ga,rl,l1-sparse,salun] [--pairs 8]
-        [--eps-runs 8] [--k 200] [--worst-methods ft,salun] [--tune-methods ga,salun] [--trials 10]
+        [--eps-runs 8] [--k 200] [--worst-methods ft,salun] [--worst-seeds 0,1,2] [--tune-methods ga,salun]
+        [--trials 10] [--dataset fashion-mnist|digits]
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--eps-runs", type=int, default=8)
     ap.add_argument("--k", type=int, default=200, help="forget-set size for random vs worst-case")
     ap.add_argument("--worst-methods", default="ft,salun")
+    ap.add_argument("--worst-seeds", default="0,1,2", help="seeds of the random vs worst-case comparison")
+    ap.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default) or digits")
     ap.add_argument("--tune-methods", default="ga,salun")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--cache-dir")
@@ -48,13 +51,13 @@ def main() -> None:
     args = ap.parse_args()
     parts, out = args.parts.split(","), Path(args.out)
     base = BenchConfig(
-        dataset="fashion-mnist",
+        dataset=args.dataset,
         model="mlp",
         forget=f"random:{args.k}",
         methods=args.methods.split(","),
         recipe=RECIPE,
         seed=args.seed,
-        train_subset=args.subset,
+        train_subset=args.subset if args.dataset == "fashion-mnist" else None,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
     )
@@ -76,37 +79,47 @@ def main() -> None:
         start = time.perf_counter()
         rows = []
         for method in args.worst_methods.split(","):
-            for spec in (f"random:{args.k}", f"worst:{method}:{args.k}"):
-                name = spec.split(":")[0]
-                run = run_bench(
-                    dataclasses.replace(
-                        base, forget=spec, methods=[method], out_dir=str(out / "worst" / f"{method}-{name}")
+            for seed in (int(s) for s in args.worst_seeds.split(",")):
+                for spec in (f"random:{args.k}", f"worst:{method}:{args.k}"):
+                    name = spec.split(":")[0]
+                    run = run_bench(
+                        dataclasses.replace(
+                            base,
+                            forget=spec,
+                            methods=[method],
+                            seed=seed,
+                            out_dir=str(out / "worst" / f"{method}-{name}-{seed}"),
+                        )
                     )
-                )
-                row = next(r for r in run.table.rows if r["method"] == method)
-                ref = next(r for r in run.table.rows if r["method"] == "retrain")
-                rows.append(
-                    {
-                        "method": method,
-                        "forget": spec,
-                        "ua": row["ua"],
-                        "ua_retrain": ref["ua"],
-                        "mia": row["mia"],
-                        "mia_retrain": ref["mia"],
-                        "avg_gap": row["avg_gap"],
-                    }
-                )
+                    row = next(r for r in run.table.rows if r["method"] == method)
+                    ref = next(r for r in run.table.rows if r["method"] == "retrain")
+                    orig = next(r for r in run.table.rows if r["method"] == "original")
+                    rows.append(
+                        {
+                            "method": method,
+                            "seed": seed,
+                            "forget": spec,
+                            "ua": row["ua"],
+                            "ua_retrain": ref["ua"],
+                            "mia": row["mia"],
+                            "mia_retrain": ref["mia"],
+                            "avg_gap": row["avg_gap"],
+                            "original_gap": orig["avg_gap"],
+                        }
+                    )
         t = ResultTable(
             f"random vs worst-case forget sets (K={args.k})",
             rows,
             [
                 ("method", "method"),
+                ("seed", "seed"),
                 ("forget", "forget"),
                 ("ua", "UA"),
                 ("ua_retrain", "UA retrain"),
                 ("mia", "MIA"),
                 ("mia_retrain", "MIA retrain"),
                 ("avg_gap", "Avg-Gap"),
+                ("original_gap", "original Avg-Gap"),
             ],
         )
         t.print()

@@ -14,7 +14,7 @@ from unlearnkit.errors import DataError
 from unlearnkit.report import build_report
 
 SMALL = ["--model", "mlp", "--epochs", "8", "--seed", "0", "--no-progress"]
-FIGURES = ("metrics", "per-class", "confidence", "roc-population", "roc-ulira", "relearn")
+FIGURES = ("metrics", "per-class", "confidence", "roc-population", "roc-ulira", "epsilon", "relearn")
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +48,7 @@ def test_report_page_has_every_figure_and_renders_in_chromium(audit_dir, tmp_pat
     assert page.count('src="data:image/png;base64,') == len(FIGURES)
     assert "http://" not in page and "https://" not in page  # self-contained
     assert "U-LiRA AUC" in page and "Settings" in page and "retrain" in page
+    assert "ε ceiling" in page and "not 1 with finitely many runs" in page and "U-LiRA audited random" in page
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -109,5 +110,34 @@ def test_tune_command_reports_defaults_and_tuned(tmp_path, capsys):
     tune = json.loads((out / "tune.json").read_text())
     assert tune["best_value"] <= tune["default_value"] and tune["n_trials"] == 3
     rows = json.loads((out / "tune_results.json").read_text())["rows"]
-    assert [r["setting"] for r in rows] == ["retrain", "ga (defaults)", "ga (tuned)"]
-    assert "tuned ga" in capsys.readouterr().out
+    assert [r["setting"] for r in rows] == ["retrain", "original (no unlearning)", "ga (defaults)", "ga (tuned)"]
+    assert tune["validation_size"] >= 50 and tune["original_value"] == rows[1]["proxy_gap"]
+    assert isinstance(tune["warnings"], list)
+    printed = capsys.readouterr().out
+    assert "tuned ga" in printed and printed.count("warning:") == len(tune["warnings"])
+    if rows[3]["avg_gap"] > rows[1]["avg_gap"]:  # a tuned setting worse than doing nothing is always flagged
+        assert any("doing nothing" in w for w in tune["warnings"])
+    rep = build_report(out)  # the tuning folder renders tune.json: its table, warnings and the trials figure
+    page = rep.html.read_text()
+    assert "tune" in rep.figures and 'id="fig-tune"' in page and "<h2>Tuning</h2>" in page
+    assert "original (no unlearning)" in page and "validation split" in page
+    assert (out / "figures" / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is not None:
+        dom = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'ud'}",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                rep.html.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        assert 'id="fig-tune"' in dom and dom.count("data:image/png;base64,") == len(rep.figures)

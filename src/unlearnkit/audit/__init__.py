@@ -5,7 +5,15 @@ Pure metric math (ROC, AUC, TPR at low FPR, ε) lives in :mod:`.roc`, :mod:`.sco
 and works on NumPy arrays; the rest trains shadow models and runs methods through the shared engine.
 """
 
-from .epsilon import EpsilonScore, epsilon_score, forget_quality, per_example_epsilon
+from .epsilon import (
+    EpsilonScore,
+    challenge_epsilon,
+    epsilon_score,
+    forget_quality,
+    forget_quality_ceiling,
+    matched_ceiling,
+    per_example_epsilon,
+)
 from .job import AuditConfig, method_runs, retrain_runs, run_audit
 from .population import population_attacks, threshold_attacks
 from .relearn import RelearnCurve, relearn_attack, relearn_curve
@@ -25,10 +33,13 @@ __all__ = [
     "TuneResult",
     "ULiRAResult",
     "WorstCaseResult",
+    "challenge_epsilon",
     "epsilon_score",
     "evaluate_attack",
     "forget_quality",
+    "forget_quality_ceiling",
     "logit_confidence",
+    "matched_ceiling",
     "method_runs",
     "per_example_epsilon",
     "population_attacks",

@@ -35,9 +35,21 @@ def audit_hparams(method: str, recipe: Recipe, hparams: dict[str, Any] | None, s
 
 
 def fresh_model(factory: ModelFactory, seed: int) -> nn.Module:
-    """A newly initialised model whose initialisation depends only on ``seed``."""
+    """A newly initialised model whose initialisation depends only on ``seed`` (``factory`` must not seed
+    the generator itself, or every model would start from the same weights)."""
     seed_everything(seed)
     return factory()
+
+
+def registry_factory(name: str, input_shape: Any, num_classes: int, **kwargs: Any) -> ModelFactory:
+    """A factory for a registered model that leaves the random state alone, so that every shadow original,
+    retrain and run drawn through :func:`fresh_model` gets its own initialisation from its own seed."""
+    from ..models import create_model
+
+    def factory() -> nn.Module:
+        return create_model(name, input_shape, num_classes, **kwargs)
+
+    return factory
 
 
 def train_fresh(

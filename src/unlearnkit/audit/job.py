@@ -24,9 +24,9 @@ from ..errors import ConfigError
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
 from ..results import ResultTable
-from ..runtime import resolve_device, seed_everything
-from .common import ORIGINAL, ModelFactory, run_method, train_fresh
-from .epsilon import EpsilonScore, epsilon_score
+from ..runtime import resolve_device
+from .common import ORIGINAL, ModelFactory, registry_factory, run_method, train_fresh
+from .epsilon import EpsilonScore, epsilon_score, forget_quality_ceiling, matched_ceiling
 from .population import population_attacks
 from .relearn import relearn_attack
 from .scores import logit_confidence
@@ -42,13 +42,16 @@ class RunScores:
     phi: np.ndarray
     ra: float
     ta: float
+    seeds: list[int] = dataclasses.field(default_factory=list)
 
 
-def _scores(models: list[nn.Module], forget: TensorData, retain: TensorData, test: TensorData) -> RunScores:
+def _scores(
+    models: list[nn.Module], forget: TensorData, retain: TensorData, test: TensorData, seeds: list[int]
+) -> RunScores:
     phi = np.stack([logit_confidence(predict_outputs(m, forget), forget.y) for m in models])
     ra = float(np.mean([accuracy(predict_outputs(m, retain), retain.y) for m in models]))
     ta = float(np.mean([accuracy(predict_outputs(m, test), test.y) for m in models]))
-    return RunScores(phi, ra, ta)
+    return RunScores(phi, ra, ta, seeds)
 
 
 def retrain_runs(
@@ -63,12 +66,14 @@ def retrain_runs(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> RunScores:
-    """``n_runs`` retrains from scratch on ``retain`` (seeds ``seed + 1000 + i``), scored on ``forget``."""
+    """``n_runs`` retrains from scratch on ``retain``, each initialised and shuffled by its own seed
+    ``seed + 1000 + i``, scored on ``forget``."""
+    seeds = [seed + 1000 + i for i in range(n_runs)]
     models = [
-        train_fresh(model_factory, retain, recipe, seed + 1000 + i, device=device)
-        for i in tqdm(range(n_runs), desc="ε retrains", disable=not progress, leave=False)
+        train_fresh(model_factory, retain, recipe, s, device=device)
+        for s in tqdm(seeds, desc="ε retrains", disable=not progress, leave=False)
     ]
-    return _scores(models, forget, retain, test)
+    return _scores(models, forget, retain, test, seeds)
 
 
 def method_runs(
@@ -87,7 +92,9 @@ def method_runs(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> RunScores:
-    """``n_runs`` runs of ``method`` from the same original (seeds ``seed + i``), scored on ``forget``."""
+    """``n_runs`` runs of ``method`` from the same original (seeds ``seed + i``; for ``retrain`` also its
+    initialisation), scored on ``forget``."""
+    seeds = [seed + i for i in range(n_runs)]
     models = [
         run_method(
             method,
@@ -97,16 +104,23 @@ def method_runs(
             factory=model_factory,
             recipe=recipe,
             hparams=hparams,
-            seed=seed + i,
+            seed=s,
             num_classes=num_classes,
             device=device,
         )
-        for i in tqdm(range(n_runs), desc=f"ε {method}", disable=not progress, leave=False)
+        for s in tqdm(seeds, desc=f"ε {method}", disable=not progress, leave=False)
     ]
-    return _scores(models, forget, retain, test)
+    return _scores(models, forget, retain, test, seeds)
 
 
-def epsilon_for(method: str, runs: RunScores, reference: RunScores) -> EpsilonScore:
+def epsilon_for(
+    method: str,
+    runs: RunScores,
+    reference: RunScores,
+    family: str = "challenge",
+    with_ceiling: bool = False,
+    ceiling: float | None = None,
+) -> EpsilonScore:
     """The challenge score of ``runs`` against the retrained ``reference`` runs."""
     return epsilon_score(
         runs.phi,
@@ -116,6 +130,9 @@ def epsilon_for(method: str, runs: RunScores, reference: RunScores) -> EpsilonSc
         ta_unlearned=runs.ta,
         ta_retrain=reference.ta,
         method=method,
+        family=family,
+        with_ceiling=with_ceiling,
+        ceiling=ceiling,
     )
 
 
@@ -127,19 +144,45 @@ class AuditConfig:
     ulira_pairs: int = 8
     ulira_targets: int | None = None
     epsilon_runs: int = 8
+    #: "challenge" (the NeurIPS 2023 scoring) or "intervals" (every interval attack; not comparable)
+    epsilon_family: str = "challenge"
     relearn_steps: int = 10
     relearn_slice: int | None = None
-    relearn_lr: float = 0.01
+    relearn_lr: float = 0.05
+    #: report forget accuracy after this many relearning steps (default: relearn_steps)
+    relearn_k: int | None = None
     #: relearn on a slice of the forget set ("forget") or on its nearest retain neighbours ("neighbours")
     relearn_source: str = "forget"
     #: also audit retrain against retrain: the chance level of U-LiRA and the finite-N ceiling of the ε score
     retrain_reference: bool = True
 
 
+def audit_notes(report: dict[str, Any]) -> list[str]:
+    """Plain sentences saying what the audit's numbers are measured against (printed under the table)."""
+    notes = []
+    eps = report.get("epsilon") or {}
+    if eps:
+        first = next(iter(eps.values()))
+        std = (report.get("epsilon_ceiling") or {}).get("standard_normal", float("nan"))
+        notes.append(
+            f"ε score: {first['family']} attack family, N = {first['n_runs']} runs; perfect unlearning scores about "
+            f"{first['ceiling']:.3f} here (column ε ceiling: two independent samples per forget example, drawn "
+            f"with the spread of the retrained runs' scores; {std:.3f} for standard-normal scores), not 1, which "
+            "only N → ∞ reaches"
+        )
+    if "relearn_k" in report:
+        notes.append(
+            f"relearning: forget accuracy after k = {report['relearn_k']} steps, and its mean excess over "
+            "retrain's curve on steps 1…k (step 0 left out)"
+        )
+    if report.get("ulira_scheme"):
+        notes.append(f"U-LiRA audited {report['ulira_scheme']}")
+    return notes
+
+
 def run_audit(cfg: AuditConfig) -> ResultTable:
     """Run ``bench`` (saving predictions), then every audit, and write ``audit.json`` and the audit table."""
     from ..bench import run_bench
-    from ..models import create_model
     from ..training import default_recipe
 
     bc = cfg.bench
@@ -153,9 +196,7 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
     dev = resolve_device(bc.device)
     forget, retain, test = split.forget(bundle.train), split.retain(bundle.train), split.test(bundle.test)
 
-    def factory() -> nn.Module:
-        seed_everything(bc.seed)
-        return create_model(bc.model, bundle.input_shape, bundle.output_dim, **bc.model_kwargs)
+    factory = registry_factory(bc.model, bundle.input_shape, bundle.output_dim, **bc.model_kwargs)
 
     models = {"original": run.original, "retrain": run.retrain, **run.models}
     hps = {
@@ -185,9 +226,14 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
             seed=bc.seed,
             device=dev,
         )
+        k_at = cfg.relearn_k if cfg.relearn_k is not None else cfg.relearn_steps
         report["relearn"] = {k: c.to_dict() for k, c in curves.items()}
+        report["relearn_k"] = k_at
+        ref_curve = curves.get("retrain")
         for k, c in curves.items():
-            rows[k]["relearn_area"] = c.area
+            rows[k]["relearn_at_k"] = c.accuracy_at(k_at)
+            if ref_curve is not None:
+                rows[k]["relearn_vs_retrain"] = c.area_between(ref_curve, k_at)
 
     if cfg.epsilon_runs > 0:
         ref = retrain_runs(
@@ -202,6 +248,12 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
             progress=bc.progress,
         )
         report["epsilon"] = {}
+        report["epsilon_retrain_seeds"] = ref.seeds
+        ceiling = matched_ceiling(ref.phi, cfg.epsilon_runs, family=cfg.epsilon_family, seed=bc.seed)
+        report["epsilon_ceiling"] = {
+            "matched": ceiling,
+            "standard_normal": forget_quality_ceiling(cfg.epsilon_runs, cfg.epsilon_family),
+        }
         for name in audited:
             runs = method_runs(
                 name,
@@ -218,9 +270,11 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
                 device=dev,
                 progress=bc.progress,
             )
-            sc = epsilon_for(name, runs, ref)
-            report["epsilon"][name] = sc.to_dict()
-            rows[name].update({"eps_forget_quality": sc.forget_quality, "eps_final": sc.final})
+            sc = epsilon_for(name, runs, ref, cfg.epsilon_family, ceiling=ceiling)
+            report["epsilon"][name] = sc.to_dict() | {"seeds": runs.seeds}
+            rows[name].update(
+                {"eps_forget_quality": sc.forget_quality, "eps_ceiling": sc.ceiling, "eps_final": sc.final}
+            )
 
     if cfg.ulira_pairs > 0:
         shadows = train_shadow_pairs(
@@ -230,11 +284,13 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
             n_pairs=cfg.ulira_pairs,
             n_targets=cfg.ulira_targets,
             seed=bc.seed,
+            forget_spec=bc.forget,
             num_classes=bundle.num_classes,
             device=dev,
             progress=bc.progress,
         )
         report["ulira"] = {}
+        report["ulira_scheme"] = shadows.scheme
         for name in audited:
             res = ulira(name, shadows, hparams=hps.get(name), device=dev, progress=bc.progress)
             report["ulira"][name] = res.to_dict()
@@ -254,15 +310,21 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
         ("ulira_tpr@1%", "TPR@1%"),
         ("ulira_tpr@0.1%", "TPR@0.1%"),
         ("eps_forget_quality", "ε forget"),
+        ("eps_ceiling", "ε ceiling"),
         ("eps_final", "ε final"),
         ("loss_auc", "loss AUC"),
         ("confidence_auc", "conf AUC"),
         ("entropy_auc", "entropy AUC"),
-        ("relearn_area", "relearn acc"),
+        ("relearn_at_k", "relearn acc@k"),
+        ("relearn_vs_retrain", "relearn Δ retrain"),
     ):
         if any(key in r for r in rows.values()):
             columns.append((key, label))
-    table = ResultTable(f"audit · {run.table.title}", list(rows.values()), columns, {"bench": run.table.meta})
+    notes = audit_notes(report)
+    report["notes"] = notes
+    table = ResultTable(
+        f"audit · {run.table.title}", list(rows.values()), columns, {"bench": run.table.meta, "notes": notes}
+    )
     out = Path(bc.out_dir)
     write_json(out / AUDIT_JSON, report)
     table.write(out, stem="audit_results")

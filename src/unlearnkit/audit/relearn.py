@@ -4,6 +4,14 @@ Attacks", 2024; Lynch et al., "Eight Methods to Evaluate Robust Unlearning in LL
 Fine-tune a copy of the unlearned model for a few steps on a small slice of the forget set and watch the
 accuracy on the *rest* of the forget set. Knowledge that was only hidden comes back within a few steps;
 after retraining it returns only as fast as the slice generalises. Compare every curve with retrain's.
+
+Two numbers summarise a curve: the forget accuracy after k steps (:meth:`RelearnCurve.accuracy_at`) and the
+area between the curve and retrain's over steps 1 … k (:meth:`RelearnCurve.area_between`, mean difference in
+percentage points). Step 0 (before any relearning) is left out of both, so they measure what relearning
+brings back rather than what unlearning left. ``audit`` defaults: 10 steps of plain SGD at lr 0.05 on a
+slice of a tenth of the forget set (at most 64), k = 10; on digits (``mlp``, ``random:0.1``) retrain stays
+near its generalisation level (about 96 %) while the original stays at 100 %, and a model that only hid the
+forget set climbs back within a few steps.
 """
 
 from __future__ import annotations
@@ -35,8 +43,23 @@ class RelearnCurve:
 
     @property
     def area(self) -> float:
-        """Mean accuracy over the curve (higher = knowledge returns faster)."""
-        return float(np.mean(self.accuracy)) if self.accuracy else float("nan")
+        """Mean accuracy over the relearning steps 1 … end, step 0 excluded (higher = knowledge returns faster)."""
+        return float(np.mean(self.accuracy[1:])) if len(self.accuracy) > 1 else float("nan")
+
+    def accuracy_at(self, k: int) -> float:
+        """Accuracy after ``k`` relearning steps (``k`` past the end: the last step)."""
+        if k < 0 or not self.accuracy:
+            raise ConfigError(f"k must be >= 0 and the curve non-empty, got k={k}")
+        return float(self.accuracy[min(k, len(self.accuracy) - 1)])
+
+    def area_between(self, reference: RelearnCurve, k: int | None = None) -> float:
+        """Mean of (this − ``reference``) accuracy over steps 1 … k (default: every step both have); step 0 is
+        excluded. Positive: relearning brings back more than it does for the reference (retrain)."""
+        n = min(len(self.accuracy), len(reference.accuracy)) - 1
+        k = n if k is None else min(k, n)
+        if k < 1:
+            return float("nan")
+        return float(np.mean(np.subtract(self.accuracy[1 : k + 1], reference.accuracy[1 : k + 1])))
 
     def steps_to(self, level: float) -> int | None:
         """First step at which the accuracy reaches ``level`` percent (None if never)."""
@@ -69,7 +92,7 @@ def relearn_curve(
     measure_on: TensorData,
     *,
     steps: int = 10,
-    lr: float = 0.01,
+    lr: float = 0.05,
     name: str = "",
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -109,7 +132,7 @@ def relearn_attack(
     *,
     slice_size: int | None = None,
     steps: int = 10,
-    lr: float = 0.01,
+    lr: float = 0.05,
     source: str = "forget",
     retain: TensorData | None = None,
     seed: int = 0,

@@ -2,9 +2,10 @@
 Unlearning Needs More Careful Evaluations to Avoid a False Sense of Privacy", SaTML 2025), built on LiRA
 (Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022).
 
-K shadow pairs are trained on random halves of the data. In pair k a random half F_k of a fixed target pool
-is trained on and then unlearned by the method under test ("in"), while a model retrained without F_k gives
-the "out" view. For every target example the attacker fits a Gaussian to the logit-scaled confidences
+K shadow pairs are trained on random halves of the data. In pair k a forget set F_k, drawn by the same scheme
+as the audited request (see :func:`train_shadow_pairs`), is trained on and then unlearned by the method under
+test ("in"), while a model retrained without F_k gives the "out" view; every model has its own initialisation.
+For every target example the attacker fits a Gaussian to the logit-scaled confidences
 φ = log p_y − log Σ_{c≠y} p_c of the in models and another to those of the out models, and scores a new
 observation by the log-likelihood ratio. Here each pair is attacked with Gaussians fitted on the other
 pairs (leave-one-pair-out), so every model is a held-out target once. AUC 50 % = indistinguishable from
@@ -83,7 +84,9 @@ def ulira_scores(
 
 @dataclass
 class ShadowPairs:
-    """Shadow originals and retrains on random halves of ``data``, reusable for auditing several methods."""
+    """Shadow originals and retrains, reusable for auditing several methods. ``scheme`` says how each pair's
+    forget set was drawn (the audited request kind); ``seeds`` are the originals' initialisation and data
+    seeds (each retrain uses its pair's seed + 1)."""
 
     data: TensorData
     targets: np.ndarray  # indices into data of the target pool
@@ -97,6 +100,7 @@ class ShadowPairs:
     task: str = "classification"
     num_classes: int | None = None
     seconds: float = 0.0
+    scheme: str = ""
 
     @property
     def n_pairs(self) -> int:
@@ -110,6 +114,15 @@ def _phi(model: nn.Module, data: TensorData) -> np.ndarray:
     return logit_confidence(predict_outputs(model, data), data.y)
 
 
+def _spec_size(arg: str, n: int) -> int | None:
+    """The forget-set size of a ``random:`` / ``worst:…:`` count or fraction over ``n`` examples."""
+    try:
+        v = float(arg)
+    except ValueError:
+        return None
+    return int(round(v * n)) if 0 < v < 1 else int(v)
+
+
 def train_shadow_pairs(
     data: TensorData,
     *,
@@ -119,49 +132,105 @@ def train_shadow_pairs(
     n_targets: int | None = None,
     seed: int = 0,
     num_classes: int | None = None,
+    forget_spec: str | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> ShadowPairs:
-    """Train ``n_pairs`` (original, retrain) shadow pairs. Each original sees half of the target pool (its
-    forget set) plus a random half of the remaining data (its retain set); its retrain sees only the latter."""
+    """Train ``n_pairs`` (original, retrain) shadow pairs whose forget sets follow ``forget_spec``.
+
+    * ``random:…`` (or no spec): a target pool; each original sees a random half of it (its forget set) plus a
+      random half of the remaining data (its retain set), and its retrain sees only the latter. When the
+      spec gives a size, the pool is sized so that every shadow forgets that fraction of its training data.
+    * ``class:C``: the pool is class C; each original trains on a random half of it and forgets all of it.
+    * ``worst:M:K``: each original trains on a random half of the data; its forget set is the worst-case set
+      for M selected on that shadow original (K scaled to the half).
+    * other kinds: random forget sets of the request's size (``scheme`` says so).
+
+    Every model is initialised from its own seed (originals ``seed + 7919·(k+1)``, retrains that + 1)."""
+    from ..forget import parse_forget
+
     n = len(data)
     if n_pairs < 3:
         raise ConfigError(f"U-LiRA needs at least 3 shadow pairs (leave-one-out needs 2 others), got {n_pairs}")
-    n_targets = n_targets or min(500, n // 4)
-    if not 2 <= n_targets <= n // 2:
-        raise ConfigError(f"n_targets={n_targets} must be in [2, {n // 2}] for {n} examples")
+    kind, _, arg = (forget_spec or "").partition(":")
+    labels = data.y.numpy()
     dev = resolve_device(device)
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    targets, pool = np.sort(perm[:n_targets]), perm[n_targets:]
-    target_data = data.subset(targets)
+    worst = kind == "worst"
+    if kind == "class":
+        targets = np.sort(parse_forget(forget_spec, labels, seed=seed).forget_idx)
+        if targets.size < 4:
+            raise ConfigError(f"{forget_spec} has {targets.size} examples; U-LiRA needs at least 4 of them")
+        scheme = f"{forget_spec}: each shadow trains on a random half of the class and forgets all of it"
+    elif worst:
+        targets = np.arange(n)
+        scheme = f"{forget_spec}: each shadow's forget set is selected on that shadow original (K scaled to it)"
+    else:
+        size = _spec_size(arg, n) if kind == "random" else None
+        if n_targets is None and size is not None:
+            n_targets = size
+        elif n_targets is None and forget_spec:
+            size = len(parse_forget(forget_spec, labels, seed=seed).forget_idx)
+            n_targets = size
+        n_targets = n_targets or min(500, n // 4)
+        if not 2 <= n_targets <= n // 2:
+            raise ConfigError(f"n_targets={n_targets} must be in [2, {n // 2}] for {n} examples")
+        targets = np.sort(rng.permutation(n)[:n_targets])
+        scheme = (
+            f"random forget sets: each shadow forgets a random half of a {n_targets}-example pool "
+            f"({n_targets // 2} examples, {n_targets / n:.1%} of its training data)"
+        )
+        if forget_spec and kind != "random":
+            scheme += f"; the request {forget_spec} has no shadow scheme of its own, so its size was matched"
+    pool = np.setdiff1d(np.arange(n), targets)
     masks, retains, originals, phis, seeds = [], [], [], [], []
     with timed() as clock:
         for k in tqdm(range(n_pairs), desc="shadow pairs", disable=not progress, leave=False):
-            mask = np.zeros(n_targets, dtype=bool)
-            mask[rng.permutation(n_targets)[: n_targets // 2]] = True
-            retain_idx = np.sort(rng.choice(pool, size=len(pool) // 2, replace=False))
             s = seed + 7919 * (k + 1)
-            train_idx = np.r_[targets[mask], retain_idx]
-            original = train_fresh(model_factory, data.subset(train_idx), recipe, s, device=dev, desc="shadow")
+            if worst:
+                train_idx = np.sort(rng.permutation(n)[: n // 2])
+                original = train_fresh(model_factory, data.subset(train_idx), recipe, s, device=dev, desc="shadow")
+                from .worst_case import ForgetContext
+
+                method, k_text, *flags = arg.split(":") + [""]
+                size = _spec_size(k_text, n)
+                keep = "." in k_text or size is None or "classes" in flags  # fractions and class counts carry over
+                k_shadow = k_text if keep else str(max(1, size * len(train_idx) // n))
+                shadow_spec = ":".join(["worst", method, k_shadow, *[f for f in flags if f]])
+                ctx = ForgetContext(original, data.subset(train_idx), num_classes=num_classes, device=dev)
+                local = parse_forget(shadow_spec, labels[train_idx], seed=s, context=ctx).forget_idx
+                forget_idx = train_idx[local]
+                retain_idx = np.setdiff1d(train_idx, forget_idx)
+                mask = np.isin(targets, forget_idx)
+            else:
+                mask = np.zeros(targets.size, dtype=bool)
+                mask[rng.permutation(targets.size)[: targets.size // 2]] = True
+                retain_idx = np.sort(rng.choice(pool, size=len(pool) // 2, replace=False))
+                train_idx = np.r_[targets[mask], retain_idx]
+                original = train_fresh(model_factory, data.subset(train_idx), recipe, s, device=dev, desc="shadow")
             retrained = train_fresh(model_factory, data.subset(retain_idx), recipe, s + 1, device=dev, desc="retrain")
             masks.append(mask)
             retains.append(retain_idx)
             originals.append(original)
-            phis.append(_phi(retrained, target_data))
+            phis.append(_phi(retrained, data.subset(targets)))
             seeds.append(s)
+    masks_arr, phi_arr = np.stack(masks), np.stack(phis)
+    if worst:  # keep the examples some shadow forgot
+        keep = masks_arr.any(0)
+        targets, masks_arr, phi_arr = targets[keep], masks_arr[:, keep], phi_arr[:, keep]
     return ShadowPairs(
         data=data,
         targets=targets,
-        forget_masks=np.stack(masks),
+        forget_masks=masks_arr,
         retain_sets=retains,
         originals=originals,
-        phi_retrained=np.stack(phis),
+        phi_retrained=phi_arr,
         seeds=seeds,
         factory=model_factory,
         recipe=recipe,
         num_classes=num_classes,
         seconds=clock.seconds,
+        scheme=scheme,
     )
 
 
@@ -178,6 +247,8 @@ class ULiRAResult:
     tpr_at_01pct_fpr: float
     seconds: float
     hparams: dict[str, Any] = field(default_factory=dict)
+    scheme: str = ""
+    seeds: list[int] = field(default_factory=list)
     attack: AttackResult | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -226,5 +297,7 @@ def ulira(
         tpr_at_01pct_fpr=att.tpr_at_01pct_fpr,
         seconds=clock.seconds,
         hparams=dict(hparams or {}),
+        scheme=shadows.scheme,
+        seeds=list(shadows.seeds),
         attack=att,
     )

@@ -1,24 +1,44 @@
 """Worst-case forget sets (Fan et al., "Challenging Forgets: Unveiling the Worst-Case Forget Sets in
-Machine Unlearning", ECCV 2024).
+Machine Unlearning", ECCV 2024), following OPTML-Group/Unlearn-WorstCase (``data-wise/main_selmu.py``,
+``data-wise/unlearn/impl.py``: ``optimize_select`` / ``reverse_optimize_select``, ``utils.bisection``,
+``utils.SignSGD``).
 
-A bi-level search over a soft selection w ∈ [0, 1]^N with Σw = K. The lower level unlearns from the
-original weights θ₀ for a few steps with a w-weighted loss (examples with weight wᵢ count as forget data,
-with weight 1 − wᵢ as retain data). The upper level moves w towards the examples that stay easiest to fit
-after that unlearning — the hardest to forget — with the first-order step w ← w − η(ℓᵢ(θ*) + 2γw),
-then projects onto {0 ≤ w ≤ 1, Σw = K} by bisection. The K largest weights are the forget set.
+A bi-level search over a selection w ∈ [0, 1]^N with Σw = K, started from a random binary set of K:
 
-The lower-level loss follows the method being challenged: ``ft`` (fine-tune on the weighted retain data),
-``ga`` (ascent on the weighted forget data), ``rl``/``salun`` (random labels on the forget side, true labels
-on the retain side); other methods use fine-tuning plus ascent.
+* lower level: reload the original weights θ₀ and run ``inner_epochs`` full epochs of SignSGD
+  (θ ← θ − lr·sign(∇)) on the w-weighted unlearning loss of the method being challenged, summed over each
+  mini-batch: ``ft`` Σ(1 − wᵢ)·ℓᵢ (fine-tune on the weighted retain data), ``ga`` −Σwᵢ·ℓᵢ, ``rl``/``salun``
+  Σ(1 − wᵢ)·ℓᵢ + wᵢ·ℓ(x_i, random label); other methods Σ(1 − wᵢ)·ℓᵢ − wᵢ·ℓᵢ;
+* upper level: with ℓᵢ(θ*) the per-example loss after that unlearning, w ← w − η(ℓ(θ*) + 2γw) (worst case:
+  weight moves to the examples unlearning leaves easiest to fit, the hardest to forget) or
+  w ← w + η(ℓ(θ*) + 2γw) (``mode="best"``, the reference's ``re_optm``), then the Euclidean projection onto
+  {0 ≤ w ≤ 1, Σw = K} by bisection;
+* every ``round_every`` upper steps w is rounded to the binary indicator of its K largest entries (the
+  reference's ``feq_to_bi``); the K largest weights at the end are the forget set.
 
-Available as the forget spec ``worst:<method>:<K>`` (K a count or a fraction).
+``classwise=True`` selects K whole classes instead (Fan et al.'s class-wise setting): one weight per class,
+the example weights are their class's weight, and the upper level uses each class's mean loss.
+
+Deviations: the reference's ``w_RL`` unlearns the current binary set with plain SGD steps; here ``rl``/``salun``
+use the weighted loss and SignSGD like ``ft``. Defaults are sized for small CPU models: ``inner_lr`` 1e-3 and 2
+lower-level epochs as in the reference's README example, 10 upper steps, γ = 0, rounding every 5 steps, and
+η = 10 instead of the reference's 0.01 — the upper step moves a weight by η·ℓᵢ, and the training losses of a
+small model that fits its data (about 1e-3) are far below those of the reference's perturbed ResNets, so with
+η = 0.01 the selection would never leave its random start.
+
+Available as the forget spec ``worst:<method>:<K>[:best][:classes]`` (K a count or a fraction; with
+``classes`` a number of classes). Inside ``bench`` and ``audit`` the selected indices are cached as a text
+file under the cache folder that ``indices:<file>`` reads back.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +47,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.tensors import TensorData
-from ..engine import Phase, Recipe, train
+from ..engine import Hook, Phase, Recipe, StepContext, train
 from ..errors import ConfigError, ForgetSpecError
 from ..forget import register_forget_kind
 from ..metrics.predict import predict_outputs
@@ -55,15 +75,15 @@ def project_capped_simplex(v: np.ndarray, k: float, *, tol: float = 1e-10, max_i
 
 
 class _WeightedBatches:
-    """Shuffled (x, y, w) mini-batches, at most ``max_steps`` per pass."""
+    """Shuffled (x, y, w) mini-batches over the whole data (one full epoch per pass)."""
 
-    def __init__(self, data: TensorData, weights: np.ndarray, batch_size: int, max_steps: int, seed: int) -> None:
+    def __init__(self, data: TensorData, weights: np.ndarray, batch_size: int, seed: int) -> None:
         self.data, self.w = data, torch.as_tensor(weights, dtype=torch.float32)
-        self.batch_size, self.max_steps = batch_size, max_steps
+        self.batch_size = batch_size
         self.gen = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return min(self.max_steps, -(-len(self.data) // self.batch_size))
+        return -(-len(self.data) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = torch.randperm(len(self.data), generator=self.gen)
@@ -73,7 +93,7 @@ class _WeightedBatches:
 
 
 class _WeightedUnlearnLoss:
-    """Σ(1−w)·retain term + Σw·forget term, normalised by the batch size."""
+    """The w-weighted unlearning loss of the challenged method, summed over the batch (as the reference)."""
 
     def __init__(self, kind: str, num_classes: int, seed: int) -> None:
         self.kind, self.num_classes = kind, num_classes
@@ -84,33 +104,53 @@ class _WeightedUnlearnLoss:
         logits = model(x)
         ce = nn.functional.cross_entropy(logits, y, reduction="none")
         if self.kind == "ft":
-            return ((1 - w) * ce).mean()
+            return ((1 - w) * ce).sum()
         if self.kind == "ga":
-            return -(w * ce).mean()
+            return -(w * ce).sum()
         if self.kind == "rl":
             rand = torch.randint(0, self.num_classes, y.shape, generator=self.gen).to(y.device)
-            return ((1 - w) * ce + w * nn.functional.cross_entropy(logits, rand, reduction="none")).mean()
-        return ((1 - w) * ce - w * ce).mean()
+            return ((1 - w) * ce + w * nn.functional.cross_entropy(logits, rand, reduction="none")).sum()
+        return ((1 - w) * ce - w * ce).sum()
+
+
+class SignGradient(Hook):
+    """Replace every gradient by its sign: with plain SGD (no momentum, no weight decay) each step is
+    θ ← θ − lr·sign(∇), the reference's ``SignSGD.sign_step``."""
+
+    def after_backward(self, ctx: StepContext) -> None:
+        for p in ctx.params:
+            if p.grad is not None:
+                p.grad.sign_()
 
 
 def lower_level_kind(method: str) -> str:
     return {"ft": "ft", "ga": "ga", "rl": "rl", "salun": "rl"}.get(method, "ft+ga")
 
 
+MODES = ("worst", "best")
+
+
 @dataclass
 class WorstCaseResult:
-    """The selected forget set (sorted indices), the final soft weights and the upper-level history."""
+    """The selected forget set (sorted indices), the final weights and the upper-level history."""
 
     indices: np.ndarray
     weights: np.ndarray = field(repr=False)
     method: str = "ft"
     k: int = 0
     history: list[float] = field(default_factory=list)  # mean lower-level loss of the selected mass per step
+    mode: str = "worst"
+    classes: list[int] | None = None
+    index_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["indices"], d["weights"] = self.indices.tolist(), self.weights.tolist()
         return d
+
+
+def _top_k(w: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-w, kind="stable")[:k]
 
 
 def worst_case_forget_set(
@@ -120,42 +160,74 @@ def worst_case_forget_set(
     *,
     method: str = "ft",
     outer_steps: int = 10,
-    inner_steps: int = 20,
-    inner_lr: float = 0.01,
-    eta: float = 1.0,
-    gamma: float = 0.1,
+    inner_epochs: int = 2,
+    inner_lr: float = 1e-3,
+    eta: float = 10.0,
+    gamma: float = 0.0,
+    round_every: int | None = 5,
+    mode: str = "worst",
+    classwise: bool = False,
     batch_size: int = 128,
     num_classes: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> WorstCaseResult:
-    """Select the ``k`` training examples of ``data`` that ``model`` keeps fitting best after a w-weighted
-    unlearning of them (see the module docstring). ``model`` is not modified."""
+    """Select the ``k`` training examples of ``data`` (or ``k`` classes with ``classwise``) that unlearning
+    with ``method`` finds hardest to forget (``mode="best"``: easiest); see the module docstring.
+    ``model`` is not modified."""
     n = len(data)
-    if not 1 <= k < n:
-        raise ConfigError(f"K={k} must be in [1, {n - 1}] for {n} training examples")
-    if outer_steps < 1 or inner_steps < 1:
-        raise ConfigError("outer_steps and inner_steps must be >= 1")
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if outer_steps < 1 or inner_epochs < 1:
+        raise ConfigError("outer_steps and inner_epochs must be >= 1")
+    if round_every is not None and round_every < 1:
+        raise ConfigError(f"round_every must be >= 1 or None, got {round_every}")
     dev = resolve_device(device)
     base = copy.deepcopy(model).to(dev).eval()
     if num_classes is None:
         num_classes = int(predict_outputs(base, data.subset([0])).shape[1])
+    labels = data.y.numpy().astype(np.int64)
+    groups = np.unique(labels) if classwise else None
+    units = len(groups) if classwise else n
+    if not 1 <= k < units:
+        what = "classes" if classwise else "training examples"
+        raise ConfigError(f"K={k} must be in [1, {units - 1}] for {units} {what}")
     kind = lower_level_kind(method)
     rng = np.random.default_rng(seed)
-    w = project_capped_simplex(np.full(n, k / n) + 1e-3 * rng.standard_normal(n), k)
+    w = np.zeros(units)
+    w[rng.choice(units, size=k, replace=False)] = 1.0  # a random binary start, as the reference
+    sign = -1.0 if mode == "worst" else 1.0
     history: list[float] = []
-    recipe = Recipe(epochs=1, lr=inner_lr, batch_size=batch_size, weight_decay=0.0)
-    for t in tqdm(range(outer_steps), desc=f"worst-case ({method})", disable=not progress, leave=False):
+    recipe = Recipe(epochs=inner_epochs, lr=inner_lr, batch_size=batch_size, momentum=0.0, weight_decay=0.0)
+    for t in tqdm(range(outer_steps), desc=f"{mode}-case ({method})", disable=not progress, leave=False):
+        example_w = w[np.searchsorted(groups, labels)] if classwise else w
         theta = copy.deepcopy(base)
-        batches = _WeightedBatches(data, w, batch_size, inner_steps, seed + t)
+        batches = _WeightedBatches(data, example_w, batch_size, seed + t)
         loss = _WeightedUnlearnLoss(kind, num_classes, seed + t)
-        train(theta, Phase("weighted-unlearn", batches, loss), recipe, device=dev, seed=seed + t, progress=False)
+        train(
+            theta,
+            Phase("weighted-unlearn", batches, loss),
+            recipe,
+            hooks=[SignGradient()],
+            device=dev,
+            seed=seed + t,
+            progress=False,
+        )
         losses = cross_entropy_loss(predict_outputs(theta, data), data.y)
+        if classwise:
+            losses = np.array([losses[labels == c].mean() for c in groups])
         history.append(float((w * losses).sum() / k))
-        w = project_capped_simplex(w - eta * (losses + 2 * gamma * w), k)
-    top = np.argsort(-w, kind="stable")[:k]
-    return WorstCaseResult(np.sort(top), w, method, k, history)
+        w = project_capped_simplex(w + sign * eta * (losses + 2 * gamma * w), k)
+        if round_every is not None and (t + 1) % round_every == 0:
+            binary = np.zeros(units)
+            binary[_top_k(w, k)] = 1.0
+            w = binary
+    top = _top_k(w, k)
+    if classwise:
+        chosen = sorted(int(c) for c in groups[top])
+        return WorstCaseResult(np.flatnonzero(np.isin(labels, chosen)), w, method, k, history, mode, chosen)
+    return WorstCaseResult(np.sort(top), w, method, k, history, mode)
 
 
 @dataclass
@@ -167,6 +239,8 @@ class ForgetContext:
     num_classes: int | None = None
     device: str | torch.device | None = None
     progress: bool = True
+    #: where selected sets are cached as index files (None: not cached)
+    cache_dir: str | None = None
 
 
 def _count(arg: str, n: int, spec: str) -> int:
@@ -185,14 +259,64 @@ def _count(arg: str, n: int, spec: str) -> int:
     return count
 
 
+def _cache_key(model: nn.Module, data: TensorData, settings: dict[str, Any]) -> str:
+    """A hash of the model's weights, the data and every selection setting (defaults included)."""
+    params = inspect.signature(worst_case_forget_set).parameters
+    full = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    full = {k: v for k, v in {**full, **settings}.items() if k not in ("device", "progress", "num_classes")}
+    h = hashlib.sha256(repr(sorted(full.items())).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(data.x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(data.y.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_selection(context: Any, settings: dict[str, Any]) -> WorstCaseResult:
+    """Run :func:`worst_case_forget_set` with ``settings`` on the context's model and data, reading and
+    writing ``<cache_dir>/worst-case/<key>.txt`` (one index per line, what ``indices:<file>`` reads)."""
+    from ..forget import read_index_file
+
+    path = None
+    if getattr(context, "cache_dir", None):
+        key = _cache_key(context.model, context.train, settings)
+        path = Path(context.cache_dir) / "worst-case" / f"{settings['mode']}-{settings['method']}-{key}.txt"
+        if path.is_file():
+            idx = np.asarray(read_index_file(path), dtype=np.int64)
+            return WorstCaseResult(
+                idx, np.zeros(0), settings["method"], settings["k"], mode=settings["mode"], index_file=str(path)
+            )
+    res = worst_case_forget_set(
+        context.model,
+        context.train,
+        num_classes=context.num_classes,
+        device=context.device,
+        progress=context.progress,
+        **settings,
+    )
+    if path is not None:
+        from ..checkpoint import atomic_write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "".join(f"{i}\n" for i in res.indices))
+        res.index_file = str(path)
+    return res
+
+
 @register_forget_kind("worst", needs_context=True)
 def _worst(
     arg: str, y: np.ndarray, names: Sequence[str], seed: int, context: Any = None
 ) -> tuple[np.ndarray, int | None]:
     spec = f"worst:{arg}"
-    if ":" not in arg:
-        raise ForgetSpecError(f"{spec}: write worst:<method>:<K>, e.g. worst:ft:100 or worst:salun:0.1")
-    method, k_text = arg.rsplit(":", 1)
+    parts = arg.split(":")
+    flags = parts[2:]
+    if len(parts) < 2 or any(f not in ("best", "classes") for f in flags):
+        raise ForgetSpecError(
+            f"{spec}: write worst:<method>:<K>[:best][:classes], e.g. worst:ft:100, worst:salun:0.1 or "
+            "worst:ft:2:classes"
+        )
+    method, k_text = parts[0], parts[1]
     if context is None or getattr(context, "model", None) is None:
         raise ForgetSpecError(
             f"{spec} needs the original model and training data; use it through `bench` or pass "
@@ -204,15 +328,17 @@ def _worst(
         get_method_class(method)
     except ConfigError as exc:
         raise ForgetSpecError(f"{spec}: {exc}") from None
-    k = _count(k_text, len(y), spec)
-    res = worst_case_forget_set(
-        context.model,
-        context.train,
-        k,
-        method=method,
-        num_classes=context.num_classes,
-        seed=seed,
-        device=context.device,
-        progress=context.progress,
-    )
+    classwise = "classes" in flags
+    units = len(np.unique(y)) if classwise else len(y)
+    k = _count(k_text, units, spec)
+    settings = {
+        "k": k,
+        "method": method,
+        "mode": "best" if "best" in flags else "worst",
+        "classwise": classwise,
+        "seed": seed,
+    }
+    res = cached_selection(context, settings)
+    if res.index_file:
+        print(f"{spec}: selected set cached at {res.index_file} (reuse with --forget indices:{res.index_file})")
     return res.indices, None

@@ -17,11 +17,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         ulira_pairs=args.pairs,
         ulira_targets=args.targets,
         epsilon_runs=args.eps_runs,
+        epsilon_family=args.eps_family,
         relearn_steps=args.relearn_steps,
+        relearn_k=args.relearn_k,
+        relearn_lr=args.relearn_lr,
         relearn_source=args.relearn_source,
         retrain_reference=not args.no_reference,
     )
-    run_audit(cfg).print()
+    table = run_audit(cfg)
+    table.print()
+    for note in table.meta.get("notes", []):
+        print(f"note: {note}")
     print(
         f"audit: {bench.out_dir}/audit.json, {bench.out_dir}/audit_results.csv; next: unlearnkit report {bench.out_dir}"
     )
@@ -37,6 +43,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         bench, args.method, n_trials=args.trials, params=params, objective=args.objective, eps_runs=args.eps_runs
     )
     rep.table.print()
+    for warning in rep.warnings:
+        print(f"warning: {warning}")
     print(f"tuned {args.method}: {rep.tune.best_hparams}")
     print(f"results: {bench.out_dir}/tune.json, {bench.out_dir}/tune_results.csv")
     return 0
@@ -70,7 +78,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=8, help="U-LiRA shadow pairs K (0 skips U-LiRA; default 8)")
     p.add_argument("--targets", type=int, help="U-LiRA target examples (default min(500, N/4))")
     p.add_argument("--eps-runs", type=int, default=8, help="unlearned and retrained runs N for ε (0 skips; default 8)")
+    p.add_argument(
+        "--eps-family",
+        choices=("challenge", "intervals"),
+        default="challenge",
+        help="ε attack family: the NeurIPS 2023 challenge scoring (default) or every interval (not comparable)",
+    )
     p.add_argument("--relearn-steps", type=int, default=10, help="relearning steps (0 skips; default 10)")
+    p.add_argument("--relearn-k", type=int, help="report forget accuracy after k steps (default: --relearn-steps)")
+    p.add_argument("--relearn-lr", type=float, default=0.05, help="relearning learning rate (default 0.05)")
     p.add_argument(
         "--relearn-source",
         choices=("forget", "neighbours"),

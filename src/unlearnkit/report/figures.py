@@ -13,6 +13,25 @@ from ..errors import require
 from ..metrics.accuracy import per_class_accuracy
 
 HEADLINE_LABELS = {"ua": "UA", "ra": "RA", "ta": "TA", "mia": "MIA-efficacy"}
+FIXED_STYLES = {"original": ("black", "o", "-"), "retrain": ("tab:gray", "s", "--")}
+MARKERS = ("^", "v", "D", "P", "X", "<", ">", "*", "h", "p")
+LINESTYLES = ("-", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
+
+
+def series_style(name: str, i: int) -> dict[str, Any]:
+    """Colour, marker and line style of series ``i``: original and retrain are fixed (black circles, grey
+    dashed squares); the others cycle through colours, markers and dash patterns so overlapping lines stay
+    distinguishable."""
+    if name in FIXED_STYLES:
+        color, marker, ls = FIXED_STYLES[name]
+    else:
+        color, marker, ls = f"C{i % 10}", MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)]
+    return {"color": color, "marker": marker, "linestyle": ls, "markersize": 6, "markerfacecolor": "none"}
+
+
+def _offsets(n: int, spread: float) -> np.ndarray:
+    """Small symmetric horizontal offsets so that series with equal values do not hide each other."""
+    return (np.arange(n) - (n - 1) / 2) * spread if n > 1 else np.zeros(1)
 
 
 def _figure(width: float, height: float) -> Any:
@@ -61,12 +80,10 @@ def per_class_plot(preds: dict[str, dict[str, np.ndarray]], num_classes: int, na
     axes = fig.subplots(1, 2, sharey=True)
     x = np.arange(num_classes)
     for ax, split in zip(axes, ("forget", "test")):
-        for name, p in preds.items():
-            if name.startswith("_"):
-                continue
-            acc = per_class_accuracy(p[split], labels[split], num_classes)
-            style = {"original": ("k", "o", "-"), "retrain": ("tab:gray", "s", "--")}.get(name, (None, ".", "-"))
-            ax.plot(x, acc, color=style[0], marker=style[1], linestyle=style[2], label=name)
+        names_ = [n for n in preds if not n.startswith("_")]
+        for i, (name, dx) in enumerate(zip(names_, _offsets(len(names_), 0.08))):
+            acc = per_class_accuracy(preds[name][split], labels[split], num_classes)
+            ax.plot(x + dx, acc, label=name, **series_style(name, i))
         ax.set_title(f"per-class accuracy, {split} set")
         ax.set_xticks(x, names[:num_classes] if names else [str(c) for c in x], rotation=45, fontsize="small")
         ax.set_ylim(-2, 102)
@@ -104,10 +121,11 @@ def roc_plot(curves: dict[str, tuple[list[float], list[float]]], title: str) -> 
     """ROC curves on log-log axes (the low-FPR regime is what matters for privacy)."""
     fig = _figure(5.0, 4.2)
     ax = fig.add_subplot()
-    for name, (fpr, tpr) in curves.items():
+    for i, (name, (fpr, tpr)) in enumerate(curves.items()):
         f, t = np.asarray(fpr), np.asarray(tpr)
         ok = (f > 0) & (t > 0)
-        ax.plot(f[ok], t[ok], label=name)
+        style = series_style(name, i)
+        ax.plot(f[ok], t[ok], label=name, markevery=max(1, int(ok.sum()) // 8), **style)
     grid = np.geomspace(1e-4, 1, 50)
     ax.plot(grid, grid, color="gray", linestyle=":", label="chance")
     ax.set_xscale("log")
@@ -135,15 +153,78 @@ def population_curves(preds: dict[str, dict[str, np.ndarray]]) -> dict[str, tupl
     return out
 
 
-def relearn_plot(curves: dict[str, dict[str, Any]]) -> Any:
-    """Forget accuracy (held-out part) against relearning steps."""
+def relearn_plot(curves: dict[str, dict[str, Any]], k: int | None = None) -> Any:
+    """Forget accuracy (held-out part) against relearning steps; series are offset sideways a little so
+    that equal curves (e.g. original and a method that changed nothing) stay visible; a dotted line marks k."""
     fig = _figure(5.0, 3.6)
     ax = fig.add_subplot()
-    for name, c in curves.items():
-        style = "--" if name == "retrain" else "-"
-        ax.plot(range(len(c["accuracy"])), c["accuracy"], style, marker=".", label=name)
+    for i, ((name, c), dx) in enumerate(zip(curves.items(), _offsets(len(curves), 0.06))):
+        steps = np.arange(len(c["accuracy"])) + dx
+        ax.plot(steps, c["accuracy"], label=name, **series_style(name, i))
+    if k is not None:
+        ax.axvline(k, color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel("relearning steps on a slice of the forget set")
     ax.set_ylabel("accuracy on the rest (%)")
     ax.set_title("Relearning attack")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def epsilon_plot(scores: dict[str, dict[str, Any]]) -> Any:
+    """ε forget quality per method with the finite-N ceiling (what perfect unlearning scores at this N), and
+    the distribution of per-example ε with the cut-off ⌈ln(N − 1)⌉ beyond which an example scores 0."""
+    import math
+
+    names = list(scores)
+    fig = _figure(max(7.0, 1.2 * len(names) + 4.0), 3.6)
+    ax, ax2 = fig.subplots(1, 2, width_ratios=(1.2, 1))
+    fq = [scores[n]["forget_quality"] for n in names]
+    colors = [series_style(n, i)["color"] for i, n in enumerate(names)]
+    ax.bar(np.arange(len(names)), fq, color=colors, alpha=0.8)
+    first = scores[names[0]]
+    n_runs, ceiling = first["n_runs"], first.get("ceiling")
+    if isinstance(ceiling, int | float) and not math.isnan(ceiling):
+        ax.axhline(ceiling, color="black", linestyle="--", label=f"ceiling at N = {n_runs}: {ceiling:.3f}")
+        ax.legend(fontsize="small", loc="upper right")
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, fontsize="small")
+    ax.set_ylabel("ε forget quality")
+    ax.set_ylim(0, max(0.3, max(fq + [ceiling or 0]) * 1.3))
+    ax.set_title(f"ε score ({first.get('family', 'challenge')} family)")
+    cutoff = math.ceil(math.log(n_runs - 1)) if n_runs >= 3 else 0
+    bins = np.arange(0, cutoff + 1.0, 0.5)
+    for i, n in enumerate(names):
+        eps = np.minimum(np.asarray(scores[n].get("epsilons", []), dtype=float), cutoff + 0.75)
+        if eps.size:
+            ax2.hist(eps, np.r_[bins, cutoff + 1.0], histtype="step", linewidth=1.5, label=n, **_hist_style(n, i))
+    ax2.axvline(cutoff, color="red", linestyle=":", label=f"cut-off ⌈ln(N−1)⌉ = {cutoff}")
+    ax2.set_xlabel("per-example ε (last bin: at or past the cut-off)")
+    ax2.set_ylabel("forget examples")
+    ax2.legend(fontsize="x-small")
+    return fig
+
+
+def _hist_style(name: str, i: int) -> dict[str, Any]:
+    st = series_style(name, i)
+    return {"color": st["color"], "linestyle": st["linestyle"]}
+
+
+def tune_trials_plot(tune: dict[str, Any]) -> Any:
+    """The proxy objective of every tuning trial (first: the defaults) with the original's as a line."""
+    fig = _figure(6.0, 3.4)
+    ax = fig.add_subplot()
+    trials = [t for t in tune.get("trials", []) if t.get("value") is not None]
+    xs = [t["number"] for t in trials]
+    ys = [t["value"] for t in trials]
+    ax.plot(xs, ys, "o", color="C0", label="trial")
+    if trials:
+        ax.plot([xs[0]], [ys[0]], "s", color="C1", markersize=9, markerfacecolor="none", label="defaults")
+        best = min(trials, key=lambda t: t["value"])
+        ax.plot([best["number"]], [best["value"]], "*", color="C2", markersize=12, label="best")
+    orig = tune.get("original_value")
+    if isinstance(orig, int | float) and np.isfinite(orig):
+        ax.axhline(orig, color="black", linestyle="--", label="original (no unlearning)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("proxy Avg-Gap" if tune.get("objective", "avg_gap") == "avg_gap" else "proxy −(ε score)")
+    ax.set_title(f"Tuning {tune.get('method', '')} on the proxy (validation split, no test data)")
     ax.legend(fontsize="small")
     return fig

@@ -1,0 +1,79 @@
+"""Worst-case forget sets as in Fan et al. / OPTML Unlearn-WorstCase: SignSGD lower level, rounding, best-case
+mode, class-wise selection and the index-file cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.audit import ForgetContext, worst_case_forget_set
+from unlearnkit.audit.common import train_fresh
+from unlearnkit.audit.scores import cross_entropy_loss
+from unlearnkit.audit.worst_case import SignGradient
+from unlearnkit.engine import Phase, Recipe, train
+from unlearnkit.errors import ConfigError
+from unlearnkit.metrics.predict import predict_outputs
+
+
+@pytest.fixture(scope="module")
+def data():
+    b = uk.load_dataset("digits")
+    return b.train.subset(np.arange(600))
+
+
+@pytest.fixture(scope="module")
+def original(data):
+    factory = lambda: uk.create_model("mlp", (64,), 10, hidden=(32,))  # noqa: E731
+    return train_fresh(factory, data, Recipe(epochs=15, lr=0.05, batch_size=64, schedule="cosine"), 0)
+
+
+def test_sign_gradient_hook_makes_plain_sgd_a_sign_step():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in lin.parameters()]
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    phase = Phase("one", [(x, y)], lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]))
+    train(lin, phase, Recipe(epochs=1, lr=0.01, momentum=0.0, weight_decay=0.0), hooks=[SignGradient()], progress=False)
+    for p0, p in zip(before, lin.parameters()):
+        assert torch.allclose((p0 - p).abs(), torch.full_like(p, 0.01), atol=1e-7)
+
+
+def test_lower_level_unlearns_the_weighted_set_before_the_upper_step(original, data):
+    # GA lower level: the loss of the (random) starting set after unlearning is far above the original's
+    res = worst_case_forget_set(
+        original, data, 40, method="ga", outer_steps=1, inner_lr=1e-2, inner_epochs=3, round_every=None, progress=False
+    )
+    start = np.random.default_rng(0).choice(len(data), size=40, replace=False)
+    before = cross_entropy_loss(predict_outputs(original, data), data.y)[start].mean()
+    assert res.history[0] > 20 * before + 0.1, (res.history[0], before)
+
+
+def test_rounding_best_case_and_class_wise_selection(original, data):
+    worst = worst_case_forget_set(original, data, 40, method="ft", outer_steps=4, round_every=2, progress=False)
+    assert set(np.unique(worst.weights)) <= {0.0, 1.0} and worst.weights.sum() == 40  # rounded at the end
+    best = worst_case_forget_set(original, data, 40, method="ft", outer_steps=4, mode="best", progress=False)
+    assert best.mode == "best" and len(best.indices) == 40
+    loss = cross_entropy_loss(predict_outputs(original, data), data.y)
+    assert loss[best.indices].mean() > loss[worst.indices].mean()  # best case: the examples easiest to forget
+    cls = worst_case_forget_set(original, data, 2, method="ft", outer_steps=2, classwise=True, progress=False)
+    labels = data.y.numpy()
+    assert len(cls.classes) == 2 and np.array_equal(cls.indices, np.flatnonzero(np.isin(labels, cls.classes)))
+    with pytest.raises(ConfigError, match="mode"):
+        worst_case_forget_set(original, data, 40, mode="average", progress=False)
+
+
+def test_selected_sets_are_cached_as_index_files_that_indices_reads(original, data, tmp_path):
+    ctx = ForgetContext(original, data, 10, progress=False, cache_dir=str(tmp_path))
+    first = uk.parse_forget("worst:ft:30", data.y, seed=1, context=ctx)
+    files = list((tmp_path / "worst-case").glob("worst-ft-*.txt"))
+    assert len(files) == 1
+    again = uk.parse_forget(f"indices:{files[0]}", data.y)
+    assert np.array_equal(again.forget_idx, first.forget_idx)
+    cached = uk.parse_forget("worst:ft:30", data.y, seed=1, context=ctx)  # read back, not recomputed
+    assert np.array_equal(cached.forget_idx, first.forget_idx)
+    best = uk.parse_forget("worst:ft:30:best", data.y, seed=1, context=ctx)
+    assert len(list((tmp_path / "worst-case").glob("best-ft-*.txt"))) == 1 and len(best.forget_idx) == 30
+    with pytest.raises(uk.errors.ForgetSpecError, match="worst:<method>:<K>"):
+        uk.parse_forget("worst:ft:30:middle", data.y, seed=1, context=ctx)
