@@ -111,7 +111,7 @@ class Auto(Method):
     Proxy requests are built from D_r only, of the same kind and size as the real one (a whole other class
     for class-wise forgetting, a random sample of |D_f| retain examples otherwise); neither the real
     retrain nor any test data is used. Each candidate of :data:`CANDIDATES` (published settings first, then
-    learning rates around them) is run on every proxy while ``budget_seconds`` last, and scored by
+    learning rates around them) is run on every proxy while ``budget_seconds`` last (the first always), scored by
     :func:`proxy_gap`; "change nothing" is scored too, so the choice is never worse on the proxies than doing
     nothing. The best candidate then runs on the real request. ``self.choice`` reports every trial, the
     choice and why (``UnlearnResult.report["auto"]``).
@@ -162,8 +162,8 @@ class Auto(Method):
         noop = float(np.mean([proxy_gap(original, p, dev)[0] for p in proxies]))
         trials: list[dict[str, Any]] = [{"method": "none", "hparams": {}, "score": noop, "seconds": 0.0}]
         for name, hps in self.candidates():
-            if time.perf_counter() - start > self.budget_seconds:
-                break
+            if len(trials) > 1 and time.perf_counter() - start > self.budget_seconds:
+                break  # the first candidate always runs
             t0 = time.perf_counter()
             try:
                 gaps = [proxy_gap(self._run_candidate(name, hps, p.request), p, dev) for p in proxies]
