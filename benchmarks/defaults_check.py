@@ -94,6 +94,8 @@ def check(dataset: str, subset: int | None, forget_class: int, methods: list[str
                 "budget_repeats": res.report.get("budget_repeats", 1),
             }
         )
+        if "auto" in res.report:
+            rows[-1]["auto_choice"] = res.report["auto"]["chosen"]
     return rows
 
 
@@ -109,6 +111,9 @@ def print_rows(title: str, rows: list[dict]) -> None:
             else "| | |"
         )
         print(f"| {r['method']} | {r['forget']:.1f} | {r['retain']:.1f} | {r['test']:.1f} | {extra} |")
+    for r in rows:
+        if "auto_choice" in r:
+            print(f"auto chose {r['auto_choice']}")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..budget import budget_hparams
 from ..data.tensors import TensorData
-from ..errors import ConfigError
+from ..errors import ConfigError, UnlearnkitError
 from ..guard import slice_accuracy
 from .base import Method, UnlearnRequest, get_method_class, hp, make_method, register
 
@@ -111,7 +111,7 @@ class Auto(Method):
     Proxy requests are built from D_r only, of the same kind and size as the real one (a whole other class
     for class-wise forgetting, a random sample of |D_f| retain examples otherwise); neither the real
     retrain nor any test data is used. Each candidate of :data:`CANDIDATES` (published settings first, then
-    learning rates around them) is run on every proxy while ``budget_seconds`` last, and scored by
+    learning rates around them) is run on every proxy while ``budget_seconds`` last (the first always), scored by
     :func:`proxy_gap`; "change nothing" is scored too, so the choice is never worse on the proxies than doing
     nothing. The best candidate then runs on the real request. ``self.choice`` reports every trial, the
     choice and why (``UnlearnResult.report["auto"]``).
@@ -119,9 +119,9 @@ class Auto(Method):
     For random forgetting the target forget accuracy is the accuracy on unseen data: give the original's
     ``validation_accuracy`` (percent, measured on data outside its training set and outside the test set);
     without it the target is the original's own accuracy and auto will rarely move the model.
-    (Candidate search as in the tuning protocol of Fan et al., SalUn, ICLR 2024, Appendix: a small grid of
-    learning rates per method; proxy requests as in Kurmanji et al., SCRUB, NeurIPS 2023, selecting on
-    held-out forget/retain splits.)
+    The selection procedure is unlearnkit's own; the candidates are the registered methods, each following
+    its paper (see their docstrings). A candidate that cannot run on this model or request (an
+    :class:`~unlearnkit.errors.UnlearnkitError`) is recorded with its error and skipped.
     """
 
     name = "auto"
@@ -162,14 +162,15 @@ class Auto(Method):
         noop = float(np.mean([proxy_gap(original, p, dev)[0] for p in proxies]))
         trials: list[dict[str, Any]] = [{"method": "none", "hparams": {}, "score": noop, "seconds": 0.0}]
         for name, hps in self.candidates():
-            if time.perf_counter() - start > self.budget_seconds:
-                break
+            if len(trials) > 1 and time.perf_counter() - start > self.budget_seconds:
+                break  # the first candidate always runs
             t0 = time.perf_counter()
-            scores, fs, rs = [], [], []
-            for p in proxies:
-                out = self._run_candidate(name, hps, p.request)
-                s, f, r = proxy_gap(out, p, dev)
-                scores.append(s), fs.append(f), rs.append(r)
+            try:
+                gaps = [proxy_gap(self._run_candidate(name, hps, p.request), p, dev) for p in proxies]
+            except UnlearnkitError as err:
+                trials.append({"method": name, "hparams": hps, "score": float("inf"), "error": str(err)})
+                continue
+            scores, fs, rs = zip(*gaps)
             trials.append(
                 {
                     "method": name,
