@@ -56,7 +56,7 @@ COLUMNS = (
     ("forget_acc", "forget acc"),
     ("forget_quality", "forget quality"),
     ("utility", "utility"),
-    ("mia_minkpp", "MIA AUC"),
+    ("mia_mink", "MIA AUC (Min-K%)"),
     ("privleak", "privleak %"),
     ("seconds", "seconds"),
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from .data import LMSplit
@@ -33,6 +34,7 @@ from .metrics import (
     truth_ratio_score,
     zlib_score,
 )
+from .metrics.mia import MIN_K
 
 MIA_NAMES = ("loss", "zlib", "mink", "minkpp")
 
@@ -77,17 +79,24 @@ def qa_metrics(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], prefix
     return out, (gens, ratios)
 
 
-def mia_scores(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], k: float = 0.2, **kw) -> dict[str, list]:
-    """LOSS, ZLib, Min-K% and Min-K%++ scores of each QA answer given its question."""
+def row_mia_scores(stats: dict[str, torch.Tensor], text: str, k: float = MIN_K) -> dict[str, float]:
+    """LOSS, ZLib, Min-K% and Min-K%++ scores of one answer from its :func:`row_token_stats`. As in
+    open-unlearning, LOSS and ZLib use every answer token (``evaluate_probability``) and Min-K%/Min-K%++ leave out
+    the last one (``tokenwise_logprobs`` drops the end-of-sequence prediction)."""
+    lp, mu, sigma = (stats[key].numpy() for key in ("logp", "mu", "sigma"))
+    return {
+        "loss": loss_score(lp),
+        "zlib": zlib_score(lp, text),
+        "mink": min_k_score(lp[:-1], k),
+        "minkpp": min_k_plus_plus_score(lp[:-1], mu[:-1], sigma[:-1], k),
+    }
+
+
+def mia_scores(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], k: float = MIN_K, **kw) -> dict[str, list]:
+    """:func:`row_mia_scores` of each QA answer given its question, one list per attack."""
     stats = row_token_stats(model, encode_qa(tokenizer, qa), **kw)
-    out: dict[str, list] = {n: [] for n in MIA_NAMES}
-    for r, s in zip(qa, stats):
-        lp = s["logp"].numpy()
-        out["loss"].append(loss_score(lp))
-        out["zlib"].append(zlib_score(lp, r["answer"]))
-        out["mink"].append(min_k_score(lp, k))
-        out["minkpp"].append(min_k_plus_plus_score(lp, s["mu"].numpy(), s["sigma"].numpy(), k))
-    return out
+    rows = [row_mia_scores(s, r["answer"], k) for r, s in zip(qa, stats)]
+    return {n: [row[n] for row in rows] for n in MIA_NAMES}
 
 
 def measure_lm(
@@ -121,8 +130,9 @@ def measure_lm(
     return LMEvaluation(metrics, list(f_ratios), gens)
 
 
-def compare_to_retain_only(ev: LMEvaluation, retain_only: LMEvaluation, mia: str = "minkpp") -> dict[str, float]:
-    """Forget quality (KS p-value of forget truth ratios) and privleak (of the ``mia`` AUC) vs retain-only."""
+def compare_to_retain_only(ev: LMEvaluation, retain_only: LMEvaluation, mia: str = "mink") -> dict[str, float]:
+    """Forget quality (KS p-value of forget truth ratios) and privleak (of the ``mia`` AUC; Min-K% with k = 0.4
+    as MUSE and open-unlearning's ``privleak.yaml``) vs retain-only."""
     out = {"forget_quality": forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
     a, b = ev.metrics.get(f"mia_{mia}"), retain_only.metrics.get(f"mia_{mia}")
     out["privleak"] = privleak(a, b) if a is not None and b is not None and not np.isnan(b) else float("nan")

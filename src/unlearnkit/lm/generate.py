@@ -80,7 +80,7 @@ def row_token_stats(model: nn.Module, data: LMData, batch_size: int = 64, device
         logp = torch.log_softmax(logits.float(), -1)
         p = logp.exp()
         mu = (p * logp).sum(-1)
-        sigma = ((p * logp.pow(2)).sum(-1) - mu.pow(2)).clamp(min=0).sqrt()
+        sigma = ((p * logp.pow(2)).sum(-1) - mu.pow(2)).clamp(min=1e-6).sqrt()  # as open-unlearning's Min-K%++
         picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         for j in range(ids.shape[0]):
             v = valid[j]
