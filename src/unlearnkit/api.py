@@ -57,9 +57,14 @@ def unlearn(
     ``method`` is a registered name (see :func:`unlearnkit.available_methods`) or a :class:`Method` instance;
     ``hparams`` are its hyper-parameters (``epochs``, ``lr``, ``batch_size``, ``seed`` are common to all).
     ``model_factory`` builds a fresh model (used by ``retrain``; by default modules are re-initialised).
+    A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     """
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
+        from .lm.api import unlearn_hf
+
+        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **hparams)
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if isinstance(method, Method):

@@ -24,7 +24,7 @@ def multiple_choice_accuracy(model: nn.Module, tokenizer, probes: Sequence[dict[
     """Pick the option with the highest length-normalised log-likelihood; fraction picking the true one."""
     if not probes:
         return float("nan")
-    prompts = [prompt_text(p["question"]) for p in probes for _ in p["options"]]
+    prompts = [prompt_text(p["question"], tokenizer) for p in probes for _ in p["options"]]
     targets = [o for p in probes for o in p["options"]]
     lps = row_logprobs(model, encode_pairs(tokenizer, prompts, targets), **kw)
     hits, i = 0, 0

@@ -37,7 +37,9 @@ def block_output(model: nn.Module, block: nn.Module, ids: torch.Tensor, mask: to
 def activation_loss(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Squared error averaged over the feature dimension, summed over the ``mask``ed tokens of each row, divided
     by that row's token count, then averaged over rows: ``compute_activation_loss`` of open-unlearning's
-    ``src/trainer/unlearn/rmu.py`` (``mask`` = labelled tokens)."""
+    ``src/trainer/unlearn/rmu.py`` (``mask`` = labelled tokens) as its comments intend; the code there divides a
+    ``(b,)`` sum by ``(b, 1)`` counts, which broadcasts to mean(sums)·mean(1/counts) and differs when rows have
+    different numbers of labelled tokens."""
     per_token = (a.float() - b.float()).pow(2).mean(-1) * mask.to(torch.float32)
     return (per_token.sum(1) / mask.sum(1).to(torch.float32)).mean()
 
