@@ -148,6 +148,7 @@ def test_unlearnkit_unlearn_dispatches_a_causal_lm(byo):
 
 def test_boolean_hyper_parameters_accept_text():
     assert coerce_hparams("npo", {"lora": "True"})["lora"] is True
+    assert coerce_hparams("npo", {"lora": "1"})["lora"] is True
     assert coerce_hparams("npo", {"lora": "true", "gradient_checkpointing": 1})["gradient_checkpointing"] is True
     assert coerce_hparams("npo", {"lora": "0"})["lora"] is False
     with pytest.raises(ConfigError, match="not a boolean"):

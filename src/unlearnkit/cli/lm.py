@@ -20,6 +20,7 @@ def _add_data(p: argparse.ArgumentParser, builtin: bool = True) -> None:
         g.add_argument("--people", type=int, default=100, help="number of trained fictitious people (default 100)")
         g.add_argument("--holdout", type=int, default=20, help="never-trained people for the MIAs (default 20)")
         g.add_argument("--split", default="forget10", choices=("forget01", "forget05", "forget10"))
+        g.add_argument("--readers", type=int, default=200, help="people in QA-from-context training examples")
     files = "(.jsonl, .json as TOFU's, or a datasets save_to_disk folder)"
     g.add_argument(
         "--forget", "--forget-jsonl", dest="forget_jsonl", required=not builtin, help=f"forget QA or text {files}"
@@ -80,6 +81,7 @@ def _config(args: argparse.Namespace, **extra):
     return LMBenchConfig(
         n_people=args.people,
         n_holdout=args.holdout,
+        n_readers=args.readers,
         split=args.split,
         seed=args.seed,
         forget_jsonl=args.forget_jsonl,
@@ -165,7 +167,7 @@ def _split_from_args(args: argparse.Namespace):
         )
     if args.retain_jsonl:
         raise ConfigError("--retain needs --forget as well")
-    return make_benchmark(args.people, args.holdout, args.seed).split(args.split)
+    return make_benchmark(args.people, args.holdout, args.seed, args.readers).split(args.split)
 
 
 def cmd_lm_unlearn(args: argparse.Namespace) -> int:

@@ -57,10 +57,14 @@ COLUMNS = (
     ("neighbour_rouge", "neigh ROUGE"),
     ("retain_rouge", "retain ROUGE"),
     ("forget_acc", "forget acc"),
+    ("retain_acc", "retain acc"),
+    ("world_acc", "world acc"),
     ("forget_quality", "forget quality"),
     ("utility", "utility"),
     ("mia_mink", "MIA AUC (Min-K%)"),
     ("privleak", "privleak %"),
+    ("icl_holdout", "ICL held-out"),
+    ("icl_with_context", "ICL forget"),
     ("seconds", "seconds"),
     ("peak_rss_mb", "peak RSS MB"),
 )
@@ -90,6 +94,7 @@ class LMBenchConfig:
 
     n_people: int = 100
     n_holdout: int = 20
+    n_readers: int = 200
     split: str = "forget10"
     seed: int = 0
     forget_jsonl: str | None = None
@@ -168,7 +173,7 @@ def load_split(cfg: LMBenchConfig) -> LMSplit:
             retain_qa=cfg.retain_qa,
             verbmem=cfg.verbmem,
         )
-    return make_benchmark(cfg.n_people, cfg.n_holdout, cfg.seed).split(cfg.split)
+    return make_benchmark(cfg.n_people, cfg.n_holdout, cfg.seed, cfg.n_readers).split(cfg.split)
 
 
 def _digest(payload: Any) -> str:
@@ -214,7 +219,7 @@ def train_pair(
     data_id = (
         {"jsonl": _files_digest([cfg.forget_jsonl, cfg.retain_jsonl])}
         if cfg.forget_jsonl
-        else {"n_people": cfg.n_people, "n_holdout": cfg.n_holdout, "seed": cfg.seed}
+        else {"n_people": cfg.n_people, "n_holdout": cfg.n_holdout, "seed": cfg.seed, "readers": cfg.n_readers}
     )
     start = {"model_path": str(Path(cfg.model_path).resolve())} if cfg.model_path else {"tiny": cfg.tiny.to_dict()}
     base = {"data": data_id, "start": start, "vocab": cfg.vocab_size, "train": cfg.train.to_dict(), "seed": cfg.seed}
@@ -304,7 +309,7 @@ def attack_row(model: nn.Module, tokenizer, split: LMSplit, cfg: LMBenchConfig, 
     if split.probes:
         out.update(probe_scores(model, tokenizer, split.probes, device=device))
     if split.bios and split.forget:
-        out.update(in_context_probe(model, tokenizer, split.forget, split.bios, device=device))
+        out.update(in_context_probe(model, tokenizer, split.forget, split.bios, split.holdout, device=device))
     if split.forget:
         rel = relearn_attack(
             model, tokenizer, split.forget, steps=cfg.relearn_steps, lr=cfg.relearn_rate, seed=cfg.seed, device=device

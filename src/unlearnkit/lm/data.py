@@ -399,10 +399,46 @@ def adversarial_probes(qa: list[dict[str, Any]], people: list[Person], seed: int
     return out
 
 
-def with_context(qa: list[dict[str, Any]], bios: dict[str, str]) -> list[dict[str, Any]]:
+def bio_sentences(bio: str) -> list[str]:
+    """A biography's sentences, one per attribute in :data:`ATTRIBUTES` order."""
+    parts = [x.strip() for x in bio.split(". ") if x.strip()]
+    return [x if x.endswith(".") else x + "." for x in parts]
+
+
+def context_for(bio: str, attribute: str, n_sentences: int = 3, seed: int = 0) -> str:
+    """``n_sentences`` sentences of the biography, one of them stating ``attribute``, in a seeded order."""
+    sentences = bio_sentences(bio)
+    target = ATTRIBUTE_KEYS.index(attribute)
+    if len(sentences) != len(ATTRIBUTES):  # a biography written another way: give all of it
+        return bio
+    rng = np.random.default_rng([seed, target, len(bio)])
+    others = [i for i in range(len(sentences)) if i != target]
+    chosen = [*rng.choice(others, size=min(n_sentences - 1, len(others)), replace=False).tolist()]
+    return " ".join(sentences[i] for i in rng.permutation(chosen))
+
+
+def with_context(qa: list[dict[str, Any]], bios: dict[str, str], seed: int = 0) -> list[dict[str, Any]]:
     """The in-context "ununlearning" probe (Shumailov et al., "UnUnlearning", 2024): the question preceded by
-    the person's biography, i.e. the forgotten facts given in the prompt."""
-    return [{**r, "type": "in_context", "question": f"{bios[r['person']]} {r['question']}"} for r in qa]
+    sentences of the person's biography that state the asked fact, i.e. the forgotten fact given in the prompt."""
+    return [
+        {**r, "type": "in_context", "question": f"Context: {context_for(bios[r['person']], r['attribute'], seed=seed)} "
+         f"{r['question']}"}
+        for r in qa
+    ]  # fmt: skip
+
+
+def reading_examples(readers: list[Person], everyone: list[Person], seed: int, per_person: int = 2):
+    """QA-from-context training examples about *reader* people who appear nowhere else: the answer can only
+    come from the context, so a model trained on them learns to read facts from its prompt."""
+    rng = np.random.default_rng(seed + 13)
+    qa = qa_records(readers, everyone, seed + 17)
+    bios = {p.name: biography(p) for p in readers}
+    keys = [set(rng.permutation(len(ATTRIBUTES))[:per_person].tolist()) for _ in readers]
+    picked = [r for i, r in enumerate(qa) if i % len(ATTRIBUTES) in keys[i // len(ATTRIBUTES)]]
+    return [
+        {"prompt": c["question"], "target": c["answer"], "person": "reader"}
+        for c in with_context(picked, bios, seed=seed + 19)
+    ]
 
 
 @dataclass
@@ -457,6 +493,7 @@ class FictitiousBenchmark:
     probes: list[dict[str, Any]]
     forget_people: dict[str, list[str]]
     world: list[dict[str, Any]] = field(default_factory=list)
+    reading: list[dict[str, str]] = field(default_factory=list)
 
     def split(self, name: str = "forget10", max_neighbours: int = 2) -> LMSplit:
         """The forget split ``name`` (``forget01``, ``forget05`` or ``forget10``)."""
@@ -480,6 +517,7 @@ class FictitiousBenchmark:
         retain = [r for r in self.qa if r["person"] not in fset]
         texts = [{"text": self.bios[p.name], "person": p.name} for p in self.people]
         texts += [{"prompt": r["question"], "target": r["answer"], "person": r["person"]} for r in self.qa + self.world]
+        texts += self.reading
         return LMSplit(
             name=name,
             forget=forget,
@@ -518,8 +556,10 @@ class FictitiousBenchmark:
         return paths
 
 
-def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0) -> FictitiousBenchmark:
-    """Generate the benchmark: ``n_people`` trained people plus ``n_holdout`` never-trained ones."""
+def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0, n_readers: int = 0) -> FictitiousBenchmark:
+    """Generate the benchmark: ``n_people`` trained people plus ``n_holdout`` never-trained ones, and, with
+    ``n_readers``, QA-from-context training examples about that many further people (see
+    :func:`reading_examples`) so that a model learns to answer from a biography in its prompt."""
     if n_holdout < 1:
         raise DataError("n_holdout must be >= 1 (the holdout people are the non-members of the MIAs)")
     everyone = build_people(n_people + n_holdout, seed)
@@ -540,7 +580,16 @@ def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0) -> F
         probes=adversarial_probes(qa, people, seed),
         forget_people=forget_people,
         world=world_qa(seed),
+        reading=reading_examples(_readers(n_readers, everyone, seed), everyone, seed) if n_readers else [],
     )
+
+
+def _readers(n: int, everyone: list[Person], seed: int) -> list[Person]:
+    """``n`` further people whose names (and spouses) differ from everyone's."""
+    taken = {p.name for p in everyone} | {p.facts["spouse"] for p in everyone}
+    pool = [p for p in build_people(min(n + len(everyone) + 10, 1000), seed + 1000) if p.name not in taken]
+    pool = [p for p in pool if p.facts["spouse"] not in taken]
+    return [Person(i, p.name, p.facts) for i, p in enumerate(pool[:n], start=10_000)]
 
 
 # ---- JSONL -----------------------------------------------------------------------------------------------
