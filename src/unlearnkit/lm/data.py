@@ -413,7 +413,7 @@ def context_for(bio: str, attribute: str, n_sentences: int = 3, seed: int = 0) -
         return bio
     rng = np.random.default_rng([seed, target, len(bio)])
     others = [i for i in range(len(sentences)) if i != target]
-    chosen = [*rng.choice(others, size=min(n_sentences - 1, len(others)), replace=False).tolist()]
+    chosen = [target, *rng.choice(others, size=min(n_sentences - 1, len(others)), replace=False).tolist()]
     return " ".join(sentences[i] for i in rng.permutation(chosen))
 
 
