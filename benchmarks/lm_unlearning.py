@@ -1,7 +1,8 @@
-"""LM unlearning benchmark: train the tiny LM pair (timed, QA accuracy) and run the default lm-bench.
+"""LM unlearning benchmark: train the tiny LM pair (timed, QA accuracy) and run lm-bench.
 
-Usage: OMP_NUM_THREADS=2 python benchmarks/lm_unlearning.py [--cache-dir DIR] [--out DIR] [--methods a,b]
-Prints the training figures and the results table; the JSON/CSV go to --out.
+Usage: OMP_NUM_THREADS=1 python benchmarks/lm_unlearning.py [--people N] [--readers N] [--epochs N]
+       [--cache-dir DIR] [--out DIR] [--methods a,b]
+Prints the training figures, the results table (with peak RSS) and the attack columns; JSON/CSV go to --out.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 import torch
 
-from unlearnkit.lm import LMBenchConfig, run_lm_bench
+from unlearnkit.lm import LMBenchConfig, LMTrainConfig, run_lm_bench
 from unlearnkit.lm.bench import train_and_score
 
 
@@ -22,9 +23,21 @@ def main() -> None:
     ap.add_argument("--out", default="runs/lm-bench-benchmark")
     ap.add_argument("--methods")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--people", type=int, default=100)
+    ap.add_argument("--readers", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=160)
     args = ap.parse_args()
     extra = {"methods": args.methods.split(",")} if args.methods else {}
-    cfg = LMBenchConfig(seed=args.seed, cache_dir=args.cache_dir, out_dir=args.out, progress=False, **extra)
+    cfg = LMBenchConfig(
+        n_people=args.people,
+        n_readers=args.readers,
+        train=LMTrainConfig(epochs=args.epochs),
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        out_dir=args.out,
+        progress=False,
+        **extra,
+    )
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     start = time.perf_counter()
     report = train_and_score(cfg)
@@ -35,6 +48,7 @@ def main() -> None:
     run = run_lm_bench(cfg)
     print(run.table.render())
     extra_cols = sorted({k for r in run.table.rows for k in r if k.startswith(("probe_", "icl_", "relearn_"))})
+    extra_cols += ["retain_acc", "world_acc", "neighbour_acc", "forget_verbmem", "forget_knowmem", "peak_rss_mb"]
     for r in run.table.rows:
         print(r["method"], " ".join(f"{k}={r[k]:.2f}" for k in extra_cols if k in r))
     print(f"lm-bench (after training) {time.perf_counter() - t0:.0f}s; total {time.perf_counter() - start:.0f}s")

@@ -102,3 +102,30 @@ def test_minimal_user_jsonl_and_errors(tmp_path):
         read_jsonl(tmp_path / "missing.jsonl")
     with pytest.raises(DataError, match="unknown split"):
         make_benchmark(10, 2).split("forget50")
+
+
+def test_world_facts_and_reading_examples_touch_no_benchmark_person():
+    b = make_benchmark(10, 2, seed=0, n_readers=5)
+    s = b.split("forget10")
+    names = {p.name for p in b.people + b.holdout_people}
+    assert len(s.world) == 40 and all(r["person"] == "world" for r in s.world)
+    assert not any(n in r["question"] or n in r["answer"] for r in s.world for n in names)
+    assert all(len(r["perturbed_answers"]) == 3 and r["value"] not in r["perturbed_answers"][0] for r in s.world)
+    # world facts and reading examples are trained by the original and the retain-only model alike
+    world_texts = [t for t in s.train_texts if t["person"] in ("world", "reader")]
+    assert len(world_texts) == 40 + 10 and all(t in s.retain_texts for t in world_texts)
+    reading = [t for t in s.train_texts if t["person"] == "reader"]
+    assert not any(n in t["prompt"] for t in reading for n in names)
+    for t in reading:  # the answer's value is stated in the context, and only there
+        context, question = t["prompt"].split("Context: ")[1].rsplit(". ", 1)
+        assert t["target"].rstrip(".").split()[-1] in context
+
+
+def test_in_context_rows_state_the_asked_fact():
+    from unlearnkit.lm.data import with_context
+
+    b = make_benchmark(10, 2, seed=0)
+    s = b.split("forget10")
+    rows = with_context(s.forget, s.bios)
+    assert all(r["value"] in r["question"] and r["question"].startswith("Context: ") for r in rows)
+    assert all(r["question"].count(". ") == 3 for r in rows)  # three sentences, then the question

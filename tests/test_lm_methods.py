@@ -59,7 +59,7 @@ def test_loss_formulas_at_known_points():
     s.backward()
     assert float(lp.grad) > 0
     z = torch.zeros(2)
-    assert float(dpo_loss(z, z, z, z, 0.1)) == pytest.approx(math.log(2))
+    assert float(dpo_loss(z, z, z, z, 0.1)) == pytest.approx(2 / 0.1 * math.log(2))
     teacher = undial_targets(torch.zeros(1, 1, 4), torch.tensor([[2]]), beta=math.log(3))
     assert teacher[0, 0].tolist() == pytest.approx([0.3, 0.3, 0.1, 0.3])
 
@@ -107,6 +107,15 @@ def test_lora_variant_trains_adapters_and_merges(tiny_lm):
     assert set(res.model.state_dict()) == set(model.state_dict())
     assert all(p.requires_grad for p in res.model.parameters())
     assert mean_nll(res.model, tok, split.forget) > f0 + 0.1
+
+
+def test_rmu_trains_only_down_proj_of_the_chosen_blocks(tiny_lm):
+    model, tok, split = tiny_lm
+    res = unlearn_lm(model, tok, split, "rmu", progress=False, epochs=1, lr=1e-2, layer=1, n_train_layers=1)
+    before, after = model.state_dict(), res.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"model.layers.1.mlp.down_proj.weight"}
+    assert all(p.requires_grad for p in res.model.parameters())
 
 
 def test_rmu_rejects_lora_and_bad_layer(tiny_lm):

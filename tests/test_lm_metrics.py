@@ -44,9 +44,9 @@ def test_probability_and_truth_ratio():
     lp = np.log([0.5, 0.5])
     assert normalised_probability(lp) == pytest.approx(0.5)
     assert mean_answer_probability([np.log([0.5]), np.log([0.25, 0.25])]) == pytest.approx(0.375)
-    # paraphrase prob 0.5 per token, perturbed 0.1 and 0.3 → R = 0.2 / 0.5
+    # paraphrase prob 0.5 per token, perturbed 0.1 and 0.3 → R = geometric mean sqrt(0.03) / 0.5 (TOFU)
     r = truth_ratio(np.log([0.5, 0.5]), [np.log([0.1]), np.log([0.3, 0.3])])
-    assert r == pytest.approx(0.4)
+    assert r == pytest.approx(math.sqrt(0.1 * 0.3) / 0.5)
     assert truth_ratio_score([0.4, 1.5]) == pytest.approx((0.6 + 0.0) / 2)
     assert truth_ratio_score([0.5, 2.0], forget=True) == pytest.approx(0.5)
 
@@ -89,7 +89,9 @@ def test_auc_and_privleak():
     assert auc([0.1, 0.2], [0.9, 0.8]) == 0.0
     assert auc([0.5, 0.5], [0.5, 0.5]) == 0.5
     assert privleak(0.5, 0.5) == 0.0
-    assert privleak(0.75, 0.5) == pytest.approx(50.0)
+    # MUSE's convention: (AUC_r − AUC_u) / (1 − AUC_r); still memorised → negative
+    assert privleak(0.9, 0.6) == pytest.approx(-75.0)
+    assert privleak(0.75, 0.5) == pytest.approx(-50.0)
 
 
 def test_ngram_entropy_rewards_variety():

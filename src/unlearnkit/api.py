@@ -68,9 +68,14 @@ def unlearn(
     ``epochs`` (or a :class:`Method` instance) runs exactly as given.
     After a classification method, the collapse guard (:mod:`unlearnkit.guard`) warns when retain accuracy
     falls below ``collapse_threshold`` (percent; default: the original's minus 20 points).
+    A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     """
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
+        from .lm.api import unlearn_hf
+
+        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **hparams)
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:

@@ -1,23 +1,61 @@
-"""Language-model commands: ``lm-data``, ``lm-train``, ``lm-bench`` (thin wrappers over :mod:`unlearnkit.lm`)."""
+"""Language-model commands: ``lm-data``, ``lm-train``, ``lm-bench``, ``lm-unlearn``, ``lm-eval`` (thin wrappers over
+:mod:`unlearnkit.lm`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
 from .options import add_common, parse_hparams
 
 
-def _add_data(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data (built-in fictitious people, or your own QA JSONL)")
-    g.add_argument("--people", type=int, default=100, help="number of trained fictitious people (default 100)")
-    g.add_argument("--holdout", type=int, default=20, help="never-trained people for the MIAs (default 20)")
-    g.add_argument("--split", default="forget10", choices=("forget01", "forget05", "forget10"))
-    g.add_argument("--forget-jsonl", help="your forget QA (one {question, answer, ...} per line)")
-    g.add_argument("--retain-jsonl", help="your retain QA")
-    g.add_argument("--holdout-jsonl", help="QA never trained on (enables the MIAs with your data)")
-    g.add_argument("--neighbour-jsonl", help="retained QA close to the forget set (locality)")
+def _add_data(p: argparse.ArgumentParser, builtin: bool = True) -> None:
+    title = "data (built-in fictitious people, or your own files)" if builtin else "data (your own files)"
+    g = p.add_argument_group(title)
+    if builtin:
+        g.add_argument("--people", type=int, default=100, help="number of trained fictitious people (default 100)")
+        g.add_argument("--holdout", type=int, default=20, help="never-trained people for the MIAs (default 20)")
+        g.add_argument("--split", default="forget10", choices=("forget01", "forget05", "forget10"))
+        g.add_argument("--readers", type=int, default=200, help="people in QA-from-context training examples")
+    files = "(.jsonl, .json as TOFU's, or a datasets save_to_disk folder)"
+    g.add_argument(
+        "--forget", "--forget-jsonl", dest="forget_jsonl", required=not builtin, help=f"forget QA or text {files}"
+    )
+    g.add_argument("--retain", "--retain-jsonl", dest="retain_jsonl", required=not builtin, help="retain QA or text")
+    g.add_argument("--holdout-qa", "--holdout-jsonl", dest="holdout_jsonl", help="QA never trained on (the MIAs)")
+    g.add_argument(
+        "--neighbour", "--neighbour-jsonl", dest="neighbour_jsonl", help="QA close to the forget set (locality)"
+    )
+    g.add_argument("--world", dest="world_jsonl", help="general-knowledge QA (joins model utility)")
+    g.add_argument("--forget-qa", help="with text corpora: KnowMem QA about the forget text")
+    g.add_argument("--retain-qa", help="with text corpora: KnowMem QA about the retain text")
+    g.add_argument("--verbmem", help="with text corpora: VerbMem {prompt, gt} records (default: forget-text prefixes)")
+    g.add_argument("--max-length", type=int, default=256, help="tokens per encoded row; longer rows are cut (warned)")
+
+
+def _add_scale(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("large models (applied to every method; --hp overrides)")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast dtype of the forward passes")
+    g.add_argument("--grad-accum", type=int, help="micro-batches per batch (gradient accumulation)")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    g.add_argument("--lora", action="store_true", help="train LoRA adapters (merged afterwards); not for rmu")
+
+
+def _scale_hparams(args: argparse.Namespace) -> dict:
+    out: dict = {}
+    if args.precision:
+        out["precision"] = args.precision
+    if args.grad_accum:
+        out["grad_accum"] = args.grad_accum
+    if args.gradient_checkpointing:
+        out["gradient_checkpointing"] = True
+    if args.lora:
+        out["lora"] = True
+    return out
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -43,14 +81,22 @@ def _config(args: argparse.Namespace, **extra):
     return LMBenchConfig(
         n_people=args.people,
         n_holdout=args.holdout,
+        n_readers=args.readers,
         split=args.split,
         seed=args.seed,
         forget_jsonl=args.forget_jsonl,
         retain_jsonl=args.retain_jsonl,
         holdout_jsonl=args.holdout_jsonl,
         neighbour_jsonl=args.neighbour_jsonl,
+        world_jsonl=args.world_jsonl,
+        forget_qa=args.forget_qa,
+        retain_qa=args.retain_qa,
+        verbmem=args.verbmem,
+        max_length=args.max_length,
         model_path=args.model,
-        tiny=TinyLMConfig(arch=args.arch, d_model=args.d_model, n_layers=args.layers),
+        tiny=TinyLMConfig(
+            arch=args.arch, d_model=args.d_model, n_layers=args.layers, max_length=max(256, args.max_length)
+        ),
         train=train,
         cache_dir=args.cache_dir,
         device=args.device,
@@ -82,12 +128,103 @@ def cmd_lm_bench(args: argparse.Namespace) -> int:
     from ..lm import run_lm_bench
 
     out = args.out or str(Path("runs") / f"lm-bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    extra = {"out_dir": out, "hparams": parse_hparams(args.hp, nested=True), "attacks": not args.no_attacks}
-    if args.methods:
-        extra["methods"] = args.methods.split(",")
+    extra = {"out_dir": out, "attacks": not args.no_attacks, "relearn_steps": args.relearn_steps}
+    extra.update(target_path=args.target, retain_model_path=args.retain_model, relearn_lr=args.relearn_lr)
+    methods = args.methods.split(",") if args.methods else None
+    if methods:
+        extra["methods"] = methods
+    hparams = parse_hparams(args.hp, nested=True)
+    scale = _scale_hparams(args)
+    if scale:
+        from ..lm.methods import LM_METHODS
+
+        for name in methods or LM_METHODS:
+            hparams[name] = {
+                **{k: v for k, v in scale.items() if not (name == "rmu" and k == "lora")},
+                **hparams.get(name, {}),
+            }
+    extra["hparams"] = hparams
     run = run_lm_bench(_config(args, **extra))
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv")
+    return 0
+
+
+def _split_from_args(args: argparse.Namespace):
+    from ..lm import make_benchmark
+    from ..lm.formats import split_from_files
+
+    if args.forget_jsonl:
+        return split_from_files(
+            args.forget_jsonl,
+            args.retain_jsonl,
+            holdout=args.holdout_jsonl,
+            neighbour=args.neighbour_jsonl,
+            world=args.world_jsonl,
+            forget_qa=args.forget_qa,
+            retain_qa=args.retain_qa,
+            verbmem=args.verbmem,
+        )
+    if args.retain_jsonl:
+        raise ConfigError("--retain needs --forget as well")
+    return make_benchmark(args.people, args.holdout, args.seed, args.readers).split(args.split)
+
+
+def cmd_lm_unlearn(args: argparse.Namespace) -> int:
+    from ..lm import load_causal_lm, save_causal_lm, unlearn_lm
+    from ..runtime import resolve_device
+
+    device = resolve_device(args.device)
+    model, tokenizer = load_causal_lm(args.model, device=device)
+    split = _split_from_args(args)
+    hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False)}
+    res = unlearn_lm(
+        model,
+        tokenizer,
+        split,
+        args.method,
+        device=device,
+        progress=not args.no_progress,
+        max_length=args.max_length,
+        **hps,
+    )
+    meta = {"method": res.method, "hparams": res.hparams, "seconds": res.seconds, "source": str(args.model)}
+    meta.update(forget=args.forget_jsonl, retain=args.retain_jsonl)
+    save_causal_lm(res.model, tokenizer, args.out, meta=meta, overwrite=args.overwrite)
+    print(f"{res.method}: {res.seconds:.1f}s; unlearned model written to {args.out} (load with from_pretrained)")
+    return 0
+
+
+def _fmt(v) -> str:
+    return (
+        "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}" if isinstance(v, float) else str(v)
+    )
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> int:
+    from ..lm import compare_to_retain_only, load_causal_lm, measure_lm
+    from ..runtime import resolve_device
+
+    device = resolve_device(args.device)
+    split = _split_from_args(args)
+    model, tokenizer = load_causal_lm(args.model, device=device)
+    ev = measure_lm(model, tokenizer, split, retain_eval=args.retain_eval, device=device)
+    metrics = dict(ev.metrics)
+    if args.retain_model:
+        ref_model, _ = load_causal_lm(args.retain_model, device=device)
+        ref = measure_lm(ref_model, tokenizer, split, retain_eval=args.retain_eval, device=device)
+        metrics.update(compare_to_retain_only(ev, ref))
+    width = max(len(k) for k in metrics)
+    for k, v in metrics.items():
+        print(f"{k:<{width}}  {_fmt(v)}")
+    if args.retain_model and not ev.forget_truth_ratios:
+        print("forget_quality needs perturbed answers in the forget QA ('perturbed_answer', as TOFU)")
+    if args.out:
+        from ..checkpoint import write_json
+
+        payload = {"model": args.model, "retain_model": args.retain_model, "metrics": metrics}
+        write_json(Path(args.out), json.loads(json.dumps(payload, default=float)))
+        print(f"metrics: {args.out}")
     return 0
 
 
@@ -108,9 +245,37 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lm-bench", help="retain-only, original and every LM method in one table")
     _add_data(p)
     _add_model(p)
+    _add_scale(p)
+    p.add_argument("--target", help="an already trained model folder to unlearn (skips training; needs --retain-model)")
+    p.add_argument("--retain-model", help="an already trained retain-only model folder (the reference)")
     p.add_argument("--methods", help="comma-separated (default: ga,grad-diff,npo,simnpo,idk-dpo,rmu,undial)")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
     p.add_argument("--no-attacks", action="store_true", help="skip probes, in-context and relearning attacks")
+    p.add_argument("--relearn-lr", type=float, help="relearning attack lr (default 1e-3 tiny model, 1e-5 own model)")
+    p.add_argument("--relearn-steps", type=int, default=10, help="relearning attack steps (default 10)")
     p.add_argument("--out", help="results folder (default runs/lm-bench-TIME)")
     add_common(p)
     p.set_defaults(func=cmd_lm_bench)
+
+    p = sub.add_parser("lm-unlearn", help="unlearn with one method from your own model folder; write a new one")
+    p.add_argument("--model", required=True, help="Hugging Face model folder (save_pretrained) to unlearn")
+    p.add_argument("--method", required=True, help="ga, grad-diff, npo, simnpo, idk-dpo, rmu or undial")
+    _add_data(p, builtin=False)
+    _add_scale(p)
+    p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable), e.g. lr=1e-5")
+    p.add_argument("--out", required=True, help="folder for the unlearned model (save_pretrained format)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_common(p)
+    p.set_defaults(func=cmd_lm_unlearn, seed=0)
+
+    p = sub.add_parser(
+        "lm-eval", help="metrics of a model folder (no training); with --retain-model also forget quality"
+    )
+    p.add_argument("--model", required=True, help="Hugging Face model folder to measure")
+    p.add_argument("--retain-model", help="the retain-only model folder: adds forget quality and privleak")
+    _add_data(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in benchmark")
+    p.add_argument("--retain-eval", type=int, default=200, help="retain questions scored (default 200)")
+    p.add_argument("--out", help="write the metrics as JSON to this file")
+    add_common(p)
+    p.set_defaults(func=cmd_lm_eval)

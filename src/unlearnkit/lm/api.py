@@ -1,40 +1,85 @@
-"""``unlearn_lm``: apply a registered ``lm`` method to a copy of a causal LM."""
+"""``unlearn_lm``: apply a registered ``lm`` method to a copy of a causal LM (also behind ``unlearnkit.unlearn``)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..methods.base import make_method
+from ..errors import ConfigError, DataError
+from ..methods.base import get_method_class, make_method
 from ..runtime import resolve_device, timed
 from .data import IDK_ANSWERS, LMSplit
-from .encode import encode_pairs, encode_qa, prompt_text
+from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
 from .methods import LMRequest
 
 
 @dataclass
 class LMUnlearnResult:
+    """The same fields as :class:`unlearnkit.api.UnlearnResult`."""
+
     model: nn.Module
     method: str
     hparams: dict[str, Any]
     seconds: float
 
 
-def lm_request(model: nn.Module, tokenizer, split: LMSplit, *, device=None, progress: bool = True) -> LMRequest:
-    """Encode the split's forget and retain QA (and "I don't know" alternatives) into an :class:`LMRequest`."""
-    alt = [IDK_ANSWERS[i % len(IDK_ANSWERS)] for i in range(len(split.forget))]
+def lm_request(
+    model: nn.Module,
+    tokenizer,
+    split: LMSplit,
+    *,
+    device=None,
+    progress: bool = True,
+    max_length: int = DEFAULT_MAX_LENGTH,
+) -> LMRequest:
+    """Encode the split's forget and retain data into an :class:`LMRequest`: QA (loss on the answers, plus "I
+    don't know" alternatives for the forget questions) or, for raw-text corpora, texts (loss on every token)."""
+    if split.forget_corpus:
+        forget, forget_alt = encode_texts(tokenizer, split.forget_corpus, max_length), None
+    else:
+        alt = [IDK_ANSWERS[i % len(IDK_ANSWERS)] for i in range(len(split.forget))]
+        forget = encode_qa(tokenizer, split.forget, max_length=max_length)
+        prompts = [prompt_text(r["question"], tokenizer) for r in split.forget]
+        forget_alt = encode_pairs(tokenizer, prompts, alt, max_length)
+    retain = (
+        encode_texts(tokenizer, split.retain_corpus, max_length)
+        if split.retain_corpus
+        else encode_qa(tokenizer, split.retain, max_length=max_length)
+    )
     return LMRequest(
         original=model,
-        forget=encode_qa(tokenizer, split.forget),
-        retain=encode_qa(tokenizer, split.retain),
+        forget=forget,
+        retain=retain,
         device=resolve_device(device),
         progress=progress,
         tokenizer=tokenizer,
-        forget_alt=encode_pairs(tokenizer, [prompt_text(r["question"]) for r in split.forget], alt),
+        forget_alt=forget_alt,
     )
+
+
+def coerce_hparams(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Boolean hyper-parameters given as text (``"true"``, ``"True"``, ``"1"``, ``"no"`` …) become booleans."""
+    cls = get_method_class(method, domain="lm")
+    bools = {n for n in cls.hparam_names() if isinstance(getattr(cls, n, None), bool)}
+    out = dict(hparams)
+    for key in bools & set(out):
+        v = out[key]
+        if isinstance(v, str):
+            low = v.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                out[key] = True
+            elif low in ("false", "0", "no", "off"):
+                out[key] = False
+            else:
+                raise ConfigError(f"{method}: {key}={v!r} is not a boolean; write true or false")
+        elif isinstance(v, int) and not isinstance(v, bool) and v in (0, 1):
+            out[key] = bool(v)
+    return out
 
 
 def unlearn_lm(
@@ -45,14 +90,58 @@ def unlearn_lm(
     *,
     device=None,
     progress: bool = True,
+    max_length: int = DEFAULT_MAX_LENGTH,
     **hparams: Any,
 ) -> LMUnlearnResult:
-    """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified."""
-    m = make_method(method, domain="lm", **hparams)
-    request = lm_request(model, tokenizer, split, device=device, progress=progress)
+    """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
+    as the frozen reference of the methods that need one, so at most two copies are in memory)."""
+    m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
+    request = lm_request(model, tokenizer, split, device=device, progress=progress, max_length=max_length)
     m.check(request)
     work = copy.deepcopy(model).to(request.device)
     with timed() as t:
         out = m.run(work, request)
     out.eval()
     return LMUnlearnResult(out, method, m.hparams(), t.seconds)
+
+
+def is_causal_lm(model: Any) -> bool:
+    """Whether ``model`` looks like a Hugging Face causal LM (a ``config`` and ``generate``)."""
+    return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
+
+
+def _as_split(forget: Any, retain: Any) -> LMSplit:
+    """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), or
+    lists of QA records or of texts (``{"text": ...}`` or plain strings)."""
+    from .formats import normalise_qa, normalise_texts, record_kind, split_from_files
+
+    if isinstance(forget, str | Path) and isinstance(retain, str | Path):
+        return split_from_files(forget, retain)
+    if not isinstance(forget, Sequence) or not isinstance(retain, Sequence) or isinstance(forget, str | bytes):
+        raise DataError(
+            "for a language model, forget and retain must be file paths or lists of QA records "
+            '({"question", "answer", ...}) or texts; got ' + f"{type(forget).__name__} and {type(retain).__name__}"
+        )
+    kinds = record_kind(list(forget), "forget"), record_kind(list(retain), "retain")
+    if kinds[0] != kinds[1]:
+        raise DataError(f"forget holds {kinds[0]} records but retain holds {kinds[1]}; give both as QA or as text")
+    if kinds[0] == "qa":
+        return LMSplit("api", normalise_qa(list(forget), "forget"), normalise_qa(list(retain), "retain"))
+    fc, rc = normalise_texts(list(forget), "forget"), normalise_texts(list(retain), "retain")
+    return LMSplit("api", [], [], forget_corpus=fc, retain_corpus=rc)
+
+
+def unlearn_hf(model: nn.Module, forget: Any, retain: Any, method: Any, **kw: Any):
+    """:func:`unlearnkit.unlearn` for a Hugging Face causal LM: ``tokenizer=`` is required; ``forget`` and
+    ``retain`` are an :class:`LMSplit`-able pair (see :func:`_as_split`); returns an ``UnlearnResult``."""
+    from ..api import UnlearnResult
+
+    tokenizer = kw.pop("tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError("unlearning a language model needs its tokenizer: unlearn(model, f, r, tokenizer=tok, ...)")
+    if not isinstance(method, str):
+        raise ConfigError("for a language model pass the method by name (e.g. method='npo')")
+    kw.pop("task", None)
+    split = forget if isinstance(forget, LMSplit) else _as_split(forget, retain)
+    res = unlearn_lm(model, tokenizer, split, method, **kw)
+    return UnlearnResult(res.model, res.method, res.hparams, res.seconds)

@@ -24,7 +24,7 @@ def multiple_choice_accuracy(model: nn.Module, tokenizer, probes: Sequence[dict[
     """Pick the option with the highest length-normalised log-likelihood; fraction picking the true one."""
     if not probes:
         return float("nan")
-    prompts = [prompt_text(p["question"]) for p in probes for _ in p["options"]]
+    prompts = [prompt_text(p["question"], tokenizer) for p in probes for _ in p["options"]]
     targets = [o for p in probes for o in p["options"]]
     lps = row_logprobs(model, encode_pairs(tokenizer, prompts, targets), **kw)
     hits, i = 0, 0
@@ -55,15 +55,30 @@ def probe_scores(model: nn.Module, tokenizer, probes: Sequence[dict[str, Any]], 
     return out
 
 
-def in_context_probe(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], bios: dict[str, str], **kw):
+def in_context_probe(
+    model: nn.Module,
+    tokenizer,
+    qa: Sequence[dict[str, Any]],
+    bios: dict[str, str],
+    holdout: Sequence[dict[str, Any]] = (),
+    **kw,
+) -> dict[str, float]:
     """The "UnUnlearning" probe (Shumailov et al., 2024): forget-QA accuracy without and with the forgotten
-    facts (the person's biography) given in the prompt."""
-    plain = answer_accuracy(answer_questions(model, tokenizer, qa, device=kw.get("device")), [r["value"] for r in qa])
+    facts (sentences of the person's biography) given in the prompt; with ``holdout`` QA, also the accuracy on
+    never-trained people with their biography in the prompt (``icl_holdout``: can the model read context at
+    all? the probe only means something when it is high)."""
+    dev = kw.get("device")
+    plain = answer_accuracy(answer_questions(model, tokenizer, qa, device=dev), [r["value"] for r in qa])
+    out = {"icl_no_context": plain, "icl_with_context": float("nan")}
     rows = [r for r in qa if r["person"] in bios]
-    if not rows:
-        return {"icl_no_context": plain, "icl_with_context": float("nan")}
-    gens = answer_questions(model, tokenizer, with_context(rows, bios), device=kw.get("device"))
-    return {"icl_no_context": plain, "icl_with_context": answer_accuracy(gens, [r["value"] for r in rows])}
+    if rows:
+        gens = answer_questions(model, tokenizer, with_context(rows, bios), device=dev)
+        out["icl_with_context"] = answer_accuracy(gens, [r["value"] for r in rows])
+    held = [r for r in holdout if r["person"] in bios]
+    if held:
+        gens = answer_questions(model, tokenizer, with_context(held, bios), device=dev)
+        out["icl_holdout"] = answer_accuracy(gens, [r["value"] for r in held])
+    return out
 
 
 def relearn_attack(

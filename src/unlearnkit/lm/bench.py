@@ -7,8 +7,10 @@ starting point, a fresh tiny model or a user's local checkpoint (``model_path``)
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import resource
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,9 +25,10 @@ from ..results import ResultTable
 from ..runtime import cache_root, resolve_device, timed
 from .api import unlearn_lm
 from .attacks import in_context_probe, probe_scores, relearn_attack
-from .data import LMSplit, make_benchmark, split_from_jsonl
+from .data import LMSplit, make_benchmark
 from .encode import encode_texts
 from .evaluate import LMEvaluation, compare_to_retain_only, measure_lm
+from .formats import split_from_files
 from .generate import answer_questions
 from .methods import LM_METHODS
 from .metrics import answer_accuracy
@@ -54,12 +57,27 @@ COLUMNS = (
     ("neighbour_rouge", "neigh ROUGE"),
     ("retain_rouge", "retain ROUGE"),
     ("forget_acc", "forget acc"),
+    ("retain_acc", "retain acc"),
+    ("world_acc", "world acc"),
     ("forget_quality", "forget quality"),
     ("utility", "utility"),
-    ("mia_minkpp", "MIA AUC"),
+    ("mia_mink", "MIA AUC (Min-K%)"),
     ("privleak", "privleak %"),
+    ("icl_holdout", "ICL held-out"),
+    ("icl_with_context", "ICL forget"),
     ("seconds", "seconds"),
+    ("peak_rss_mb", "peak RSS MB"),
 )
+
+#: relearning attack defaults: the embedded tiny model is trained at lr 5e-3, a user's checkpoint was
+#: fine-tuned at the published 1e-5
+RELEARN_LR_TINY = 1e-3
+RELEARN_LR_USER = 1e-5
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss``)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @dataclass
@@ -67,18 +85,33 @@ class LMBenchConfig:
     """Everything that defines an LM benchmark run.
 
     Data: the built-in benchmark (``n_people``, ``n_holdout``, ``split``, ``seed``) or a user's QA JSONL
-    (``forget_jsonl`` + ``retain_jsonl``, optional ``holdout_jsonl``/``neighbour_jsonl``). Model: the tiny
-    config, or ``model_path`` (a local Hugging Face folder, fine-tuned on the data as in TOFU)."""
+    (``forget_jsonl`` + ``retain_jsonl``: any format of :mod:`unlearnkit.lm.formats`, optional
+    ``holdout_jsonl``/``neighbour_jsonl``/``world_jsonl``, and with raw-text corpora ``forget_qa``/``retain_qa``/
+    ``verbmem``). Models: the tiny config, or ``model_path`` (a local Hugging Face folder, fine-tuned on the data as
+    in TOFU), or ``target_path`` + ``retain_model_path`` (already trained; nothing is trained).
+    ``relearn_lr``/``relearn_steps`` set the relearning attack (default lr 1e-3 for the tiny model, 1e-5 for a
+    user's checkpoint); ``max_length`` is the token budget of every encoded row."""
 
     n_people: int = 100
     n_holdout: int = 20
+    n_readers: int = 200
     split: str = "forget10"
     seed: int = 0
     forget_jsonl: str | None = None
     retain_jsonl: str | None = None
     holdout_jsonl: str | None = None
     neighbour_jsonl: str | None = None
+    world_jsonl: str | None = None
+    forget_qa: str | None = None
+    retain_qa: str | None = None
+    verbmem: str | None = None
     model_path: str | None = None
+    target_path: str | None = None
+    retain_model_path: str | None = None
+    max_length: int = 256
+    relearn_lr: float | None = None
+    relearn_steps: int = 10
+    keep_models: bool = False
     tiny: TinyLMConfig = field(default_factory=TinyLMConfig)
     vocab_size: int = 2048
     train: LMTrainConfig = field(default_factory=LMTrainConfig)
@@ -95,6 +128,12 @@ class LMBenchConfig:
     def __post_init__(self) -> None:
         if bool(self.forget_jsonl) != bool(self.retain_jsonl):
             raise ConfigError("give both forget_jsonl and retain_jsonl (or neither, for the built-in benchmark)")
+        if bool(self.target_path) != bool(self.retain_model_path):
+            raise ConfigError("give both target_path (--target) and retain_model_path (--retain-model), or neither")
+        if self.target_path and self.model_path:
+            raise ConfigError(
+                "--model trains from a starting checkpoint, --target/--retain-model skip training; pick one"
+            )
         for name in self.methods:
             get_method_class(name, domain="lm")
         for name, hps in self.hparams.items():
@@ -106,18 +145,35 @@ class LMBenchConfig:
                 raise ConfigError(f"{name} has no hyper-parameter {bad}; valid: {', '.join(cls.hparam_names())}")
 
     def method_hparams(self, name: str) -> dict[str, Any]:
-        base = dict(TINY_HPARAMS.get(name, {})) if self.tiny_hparams and not self.model_path else {}
+        base = dict(TINY_HPARAMS.get(name, {})) if self.tiny_hparams and not self.user_model else {}
         base.update(self.hparams.get(name, {}))
         base.setdefault("seed", self.seed)
         return base
 
+    @property
+    def user_model(self) -> bool:
+        return bool(self.model_path or self.target_path)
+
+    @property
+    def relearn_rate(self) -> float:
+        if self.relearn_lr is not None:
+            return self.relearn_lr
+        return RELEARN_LR_USER if self.user_model else RELEARN_LR_TINY
+
 
 def load_split(cfg: LMBenchConfig) -> LMSplit:
     if cfg.forget_jsonl:
-        return split_from_jsonl(
-            cfg.forget_jsonl, cfg.retain_jsonl, holdout=cfg.holdout_jsonl, neighbour=cfg.neighbour_jsonl
+        return split_from_files(
+            cfg.forget_jsonl,
+            cfg.retain_jsonl,
+            holdout=cfg.holdout_jsonl,
+            neighbour=cfg.neighbour_jsonl,
+            world=cfg.world_jsonl,
+            forget_qa=cfg.forget_qa,
+            retain_qa=cfg.retain_qa,
+            verbmem=cfg.verbmem,
         )
-    return make_benchmark(cfg.n_people, cfg.n_holdout, cfg.seed).split(cfg.split)
+    return make_benchmark(cfg.n_people, cfg.n_holdout, cfg.seed, cfg.n_readers).split(cfg.split)
 
 
 def _digest(payload: Any) -> str:
@@ -153,11 +209,17 @@ def train_pair(
     with opposite orders share the work through the cache)."""
     split = split or load_split(cfg)
     device = resolve_device(cfg.device)
+    if cfg.target_path:
+        original, tokenizer = load_causal_lm(cfg.target_path, device=device)
+        retain_only, _ = load_causal_lm(cfg.retain_model_path, device=device)
+        info = {"device": str(device), "original_path": cfg.target_path, "retain_only_path": cfg.retain_model_path}
+        info.update(original_cached=True, retain_only_cached=True)
+        return TrainedPair(original, retain_only, tokenizer, info)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "lm"
     data_id = (
         {"jsonl": _files_digest([cfg.forget_jsonl, cfg.retain_jsonl])}
         if cfg.forget_jsonl
-        else {"n_people": cfg.n_people, "n_holdout": cfg.n_holdout, "seed": cfg.seed}
+        else {"n_people": cfg.n_people, "n_holdout": cfg.n_holdout, "seed": cfg.seed, "readers": cfg.n_readers}
     )
     start = {"model_path": str(Path(cfg.model_path).resolve())} if cfg.model_path else {"tiny": cfg.tiny.to_dict()}
     base = {"data": data_id, "start": start, "vocab": cfg.vocab_size, "train": cfg.train.to_dict(), "seed": cfg.seed}
@@ -192,7 +254,7 @@ def train_pair(
             info[f"{which}_cached"] = True
         else:
             model = starting_model()
-            data = encode_texts(tokenizer, texts, max_length=cfg.tiny.max_length)
+            data = encode_texts(tokenizer, texts, max_length=cfg.max_length)
             log = train_lm(model, data, cfg.train, seed=cfg.seed, device=device, progress=cfg.progress, desc=which)
             meta = {"seconds": log.seconds, "config": base, "which": which}
             save_causal_lm(model, tokenizer, folder, meta=meta, overwrite=True)
@@ -242,13 +304,17 @@ class LMBenchRun:
     out_dir: Path | None = None
 
 
-def attack_row(model: nn.Module, tokenizer, split: LMSplit, seed: int, device) -> dict[str, float]:
+def attack_row(model: nn.Module, tokenizer, split: LMSplit, cfg: LMBenchConfig, device) -> dict[str, float]:
     out: dict[str, float] = {}
     if split.probes:
         out.update(probe_scores(model, tokenizer, split.probes, device=device))
-    if split.bios:
-        out.update(in_context_probe(model, tokenizer, split.forget, split.bios, device=device))
-    out.update(relearn_attack(model, tokenizer, split.forget, seed=seed, device=device))
+    if split.bios and split.forget:
+        out.update(in_context_probe(model, tokenizer, split.forget, split.bios, split.holdout, device=device))
+    if split.forget:
+        rel = relearn_attack(
+            model, tokenizer, split.forget, steps=cfg.relearn_steps, lr=cfg.relearn_rate, seed=cfg.seed, device=device
+        )
+        out.update(rel)
     return out
 
 
@@ -265,6 +331,10 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
     def measure(m: nn.Module) -> LMEvaluation:
         return measure_lm(m, tok, split, retain_eval=cfg.retain_eval, device=device)
 
+    bad = [name for name in cfg.methods if name == "idk-dpo" and split.forget_corpus]
+    if bad:
+        raise ConfigError("idk-dpo needs forget questions (to answer 'I don't know'); it cannot run on a text corpus")
+
     evals["retain-only"] = ref = measure(pair.retain_only)
     jobs = ["retain-only", "original", *cfg.methods]
     bar = tqdm(jobs, desc="lm-bench", disable=not cfg.progress, unit="model")
@@ -277,17 +347,24 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
             seconds = pair.info.get("original_seconds")
         else:
             hps = cfg.method_hparams(name)
-            res = unlearn_lm(pair.original, tok, split, name, device=device, progress=cfg.progress, **hps)
+            res = unlearn_lm(
+                pair.original, tok, split, name, device=device, progress=cfg.progress, max_length=cfg.max_length, **hps
+            )
             models[name] = res.model
             seconds, hps = res.seconds, res.hparams
+            del res
         with timed() as t:
             ev = evals[name] if name in evals else measure(models[name])
             evals[name] = ev
             row = {"method": name, **ev.metrics, **compare_to_retain_only(ev, ref), "seconds": seconds}
             if cfg.attacks:
-                row.update(attack_row(models[name], tok, split, cfg.seed, device))
+                row.update(attack_row(models[name], tok, split, cfg, device))
         row["eval_seconds"] = t.seconds
         row["hparams"] = hps
+        if name not in ("retain-only", "original") and not cfg.keep_models:
+            del models[name]  # release the method's model once it is scored
+            gc.collect()
+        row["peak_rss_mb"] = peak_rss_mb()
         rows.append(row)
     meta = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("hparams",)},
@@ -297,6 +374,7 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         "n_neighbour": len(split.neighbour),
         "n_holdout": len(split.holdout),
         "train": pair.info,
+        "peak_rss_mb": peak_rss_mb(),
     }
     title = f"LM unlearning: {split.name} ({len(split.forget)} forget QA), {device}"
     table = ResultTable(title, rows, COLUMNS, meta)

@@ -186,6 +186,36 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     ),
 )
 ATTRIBUTE_KEYS = tuple(a.key for a in ATTRIBUTES)
+
+#: general knowledge about the attribute values (no person involved): TOFU's "world facts" set, used in model
+#: utility. (subject, question, answer template, value, pool of wrong values)
+_COUNTRIES = _items(
+    "Portugal Norway Estonia Chile Japan Morocco Norway Belgium Portugal Poland Canada Australia Georgia Peru "
+    "Tanzania Iceland Austria Ukraine Ireland Italy"
+)
+_FAMILIES = {
+    "cello": "string", "harp": "string", "oboe": "woodwind", "banjo": "string", "accordion": "free reed",
+    "trumpet": "brass", "flute": "woodwind", "mandolin": "string", "bassoon": "woodwind", "ukulele": "string",
+}  # fmt: skip
+_FAMILY_POOL = ("string", "woodwind", "brass", "free reed", "percussion")
+_CLASSES = {
+    "parrot": "bird", "tortoise": "reptile", "ferret": "mammal", "goldfish": "fish", "hedgehog": "mammal",
+    "rabbit": "mammal", "iguana": "reptile", "canary": "bird", "beagle": "mammal", "tabby": "mammal",
+}  # fmt: skip
+WORLD_FACTS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    *(
+        (c, f"In which country is the city of {c}?", "{s} is a city in {v}.", k, tuple(sorted(set(_COUNTRIES))))
+        for c, k in zip(CITIES, _COUNTRIES)
+    ),
+    *(
+        (i, f"To which family of instruments does the {i} belong?", "The {s} is a {v} instrument.", f, _FAMILY_POOL)
+        for i, f in _FAMILIES.items()
+    ),
+    *(
+        (a, f"What kind of animal is a {a}?", "A {s} is a {v}.", c, ("bird", "reptile", "mammal", "fish", "insect"))
+        for a, c in _CLASSES.items()
+    ),
+)
 _BY_KEY = {a.key: a for a in ATTRIBUTES}
 FORGET_SPLITS = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
 IDK_ANSWERS = (
@@ -255,6 +285,31 @@ def qa_records(people: list[Person], everyone: list[Person], seed: int, n_pertur
                     "wrong_values": wrong,
                 }
             )
+    return out
+
+
+def world_qa(seed: int, n_perturbed: int = 3) -> list[dict[str, Any]]:
+    """QA records of :data:`WORLD_FACTS`, with a paraphrased and ``n_perturbed`` wrong answers each."""
+    rng = np.random.default_rng(seed + 11)
+    out = []
+    for subject, question, answer, value, pool in WORLD_FACTS:
+        wrong_pool = [v for v in pool if v != value]
+        wrong = [
+            wrong_pool[i] for i in rng.choice(len(wrong_pool), size=min(n_perturbed, len(wrong_pool)), replace=False)
+        ]
+        out.append(
+            {
+                "person": "world",
+                "pid": -1,
+                "attribute": "world",
+                "question": question,
+                "answer": answer.format(s=subject, v=value),
+                "value": value,
+                "paraphrased_answer": f"The answer is {value}.",
+                "perturbed_answers": [f"The answer is {w}." for w in wrong],
+                "wrong_values": wrong,
+            }
+        )
     return out
 
 
@@ -344,18 +399,58 @@ def adversarial_probes(qa: list[dict[str, Any]], people: list[Person], seed: int
     return out
 
 
-def with_context(qa: list[dict[str, Any]], bios: dict[str, str]) -> list[dict[str, Any]]:
+def bio_sentences(bio: str) -> list[str]:
+    """A biography's sentences, one per attribute in :data:`ATTRIBUTES` order."""
+    parts = [x.strip() for x in bio.split(". ") if x.strip()]
+    return [x if x.endswith(".") else x + "." for x in parts]
+
+
+def context_for(bio: str, attribute: str, n_sentences: int = 3, seed: int = 0) -> str:
+    """``n_sentences`` sentences of the biography, one of them stating ``attribute``, in a seeded order."""
+    sentences = bio_sentences(bio)
+    target = ATTRIBUTE_KEYS.index(attribute)
+    if len(sentences) != len(ATTRIBUTES):  # a biography written another way: give all of it
+        return bio
+    rng = np.random.default_rng([seed, target, len(bio)])
+    others = [i for i in range(len(sentences)) if i != target]
+    chosen = [target, *rng.choice(others, size=min(n_sentences - 1, len(others)), replace=False).tolist()]
+    return " ".join(sentences[i] for i in rng.permutation(chosen))
+
+
+def with_context(qa: list[dict[str, Any]], bios: dict[str, str], seed: int = 0) -> list[dict[str, Any]]:
     """The in-context "ununlearning" probe (Shumailov et al., "UnUnlearning", 2024): the question preceded by
-    the person's biography, i.e. the forgotten facts given in the prompt."""
-    return [{**r, "type": "in_context", "question": f"{bios[r['person']]} {r['question']}"} for r in qa]
+    sentences of the person's biography that state the asked fact, i.e. the forgotten fact given in the prompt."""
+    return [
+        {**r, "type": "in_context", "question": f"Context: {context_for(bios[r['person']], r['attribute'], seed=seed)} "
+         f"{r['question']}"}
+        for r in qa
+    ]  # fmt: skip
+
+
+def reading_examples(readers: list[Person], everyone: list[Person], seed: int, per_person: int = 2):
+    """QA-from-context training examples about *reader* people who appear nowhere else: the answer can only
+    come from the context, so a model trained on them learns to read facts from its prompt."""
+    rng = np.random.default_rng(seed + 13)
+    qa = qa_records(readers, everyone, seed + 17)
+    bios = {p.name: biography(p) for p in readers}
+    keys = [set(rng.permutation(len(ATTRIBUTES))[:per_person].tolist()) for _ in readers]
+    picked = [r for i, r in enumerate(qa) if i % len(ATTRIBUTES) in keys[i // len(ATTRIBUTES)]]
+    return [
+        {"prompt": c["question"], "target": c["answer"], "person": "reader"}
+        for c in with_context(picked, bios, seed=seed + 19)
+    ]
 
 
 @dataclass
 class LMSplit:
-    """What unlearning needs: QA sets (forget, retain, neighbour, holdout) and the training texts.
+    """What unlearning needs: QA sets (forget, retain, neighbour, holdout, world facts) and the training texts.
 
     ``train_texts`` are what the original model is trained on; ``retain_texts`` what the retain-only model is
-    trained on. Neighbour people are retained people who share employer or city with a forget person."""
+    trained on. Neighbour people are retained people who share employer or city with a forget person (measured
+    as locality, apart from utility). ``world`` holds general-knowledge QA that no forget or retain person
+    touches (part of model utility, as TOFU's world facts). MUSE-style data put raw text in ``forget_corpus`` /
+    ``retain_corpus`` (methods then unlearn on the text, loss on every token) and the forget-text prefixes with
+    their true continuations in ``verbmem`` (``{"prompt", "gt"}``); the QA sets are then MUSE's KnowMem QA."""
 
     name: str
     forget: list[dict[str, Any]]
@@ -366,12 +461,16 @@ class LMSplit:
     retain_texts: list[dict[str, str]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)
     bios: dict[str, str] = field(default_factory=dict)
+    world: list[dict[str, Any]] = field(default_factory=list)
+    forget_corpus: list[dict[str, str]] = field(default_factory=list)
+    retain_corpus: list[dict[str, str]] = field(default_factory=list)
+    verbmem: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.forget:
-            raise DataError(f"split {self.name!r} has no forget QA; give at least one question to forget")
-        if not self.retain:
-            raise DataError(f"split {self.name!r} has no retain QA; give at least one question to keep")
+        if not self.forget and not self.forget_corpus:
+            raise DataError(f"split {self.name!r} has no forget QA or text; give at least one question or text")
+        if not self.retain and not self.retain_corpus:
+            raise DataError(f"split {self.name!r} has no retain QA or text; give at least one question or text")
 
     def retain_eval(self, n: int | None = None) -> list[dict[str, Any]]:
         """Retain QA not about neighbour people (the first ``n`` people's worth when ``n`` is given)."""
@@ -393,6 +492,8 @@ class FictitiousBenchmark:
     blanks: list[dict[str, Any]]
     probes: list[dict[str, Any]]
     forget_people: dict[str, list[str]]
+    world: list[dict[str, Any]] = field(default_factory=list)
+    reading: list[dict[str, str]] = field(default_factory=list)
 
     def split(self, name: str = "forget10", max_neighbours: int = 2) -> LMSplit:
         """The forget split ``name`` (``forget01``, ``forget05`` or ``forget10``)."""
@@ -415,7 +516,8 @@ class FictitiousBenchmark:
         forget = [r for r in self.qa if r["person"] in fset]
         retain = [r for r in self.qa if r["person"] not in fset]
         texts = [{"text": self.bios[p.name], "person": p.name} for p in self.people]
-        texts += [{"prompt": r["question"], "target": r["answer"], "person": r["person"]} for r in self.qa]
+        texts += [{"prompt": r["question"], "target": r["answer"], "person": r["person"]} for r in self.qa + self.world]
+        texts += self.reading
         return LMSplit(
             name=name,
             forget=forget,
@@ -426,6 +528,7 @@ class FictitiousBenchmark:
             retain_texts=[t for t in texts if t["person"] not in fset],
             probes=[r for r in self.probes + self.blanks if r["person"] in fset],
             bios=dict(self.bios),
+            world=list(self.world),
         )
 
     def to_jsonl(self, out_dir: str | Path) -> list[Path]:
@@ -439,6 +542,7 @@ class FictitiousBenchmark:
             "holdout_qa.jsonl": self.holdout_qa,
             "fill_blank.jsonl": self.blanks,
             "adversarial.jsonl": self.probes,
+            "world_facts.jsonl": self.world,
         }
         for name in self.forget_people:
             s = self.split(name)
@@ -452,8 +556,10 @@ class FictitiousBenchmark:
         return paths
 
 
-def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0) -> FictitiousBenchmark:
-    """Generate the benchmark: ``n_people`` trained people plus ``n_holdout`` never-trained ones."""
+def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0, n_readers: int = 0) -> FictitiousBenchmark:
+    """Generate the benchmark: ``n_people`` trained people plus ``n_holdout`` never-trained ones, and, with
+    ``n_readers``, QA-from-context training examples about that many further people (see
+    :func:`reading_examples`) so that a model learns to answer from a biography in its prompt."""
     if n_holdout < 1:
         raise DataError("n_holdout must be >= 1 (the holdout people are the non-members of the MIAs)")
     everyone = build_people(n_people + n_holdout, seed)
@@ -473,7 +579,17 @@ def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0) -> F
         blanks=blank_probes(people),
         probes=adversarial_probes(qa, people, seed),
         forget_people=forget_people,
+        world=world_qa(seed),
+        reading=reading_examples(_readers(n_readers, everyone, seed), everyone, seed) if n_readers else [],
     )
+
+
+def _readers(n: int, everyone: list[Person], seed: int) -> list[Person]:
+    """``n`` further people whose names (and spouses) differ from everyone's."""
+    taken = {p.name for p in everyone} | {p.facts["spouse"] for p in everyone}
+    pool = [p for p in build_people(min(n + len(everyone) + 10, 1000), seed + 1000) if p.name not in taken]
+    pool = [p for p in pool if p.facts["spouse"] not in taken]
+    return [Person(i, p.name, p.facts) for i, p in enumerate(pool[:n], start=10_000)]
 
 
 # ---- JSONL -----------------------------------------------------------------------------------------------
@@ -496,26 +612,6 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _normalise_qa(rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
-    out = []
-    for i, r in enumerate(rows):
-        if "question" not in r or "answer" not in r:
-            raise DataError(f"{where} record {i} lacks 'question' or 'answer'; each line needs both keys")
-        out.append(
-            {
-                "person": r.get("person", f"{where}-{i}"),
-                "pid": r.get("pid", i),
-                "attribute": r.get("attribute", ""),
-                "question": r["question"],
-                "answer": r["answer"],
-                "value": r.get("value", r["answer"]),
-                "paraphrased_answer": r.get("paraphrased_answer", r["answer"]),
-                "perturbed_answers": list(r.get("perturbed_answers", [])),
-            }
-        )
-    return out
-
-
 def split_from_jsonl(
     forget: str | Path,
     retain: str | Path,
@@ -524,20 +620,8 @@ def split_from_jsonl(
     neighbour: str | Path | None = None,
     name: str = "custom",
 ) -> LMSplit:
-    """An :class:`LMSplit` from a user's QA JSONL files (keys ``question``, ``answer``; optional ``value``,
-    ``paraphrased_answer``, ``perturbed_answers``, ``person``). The model is trained on forget + retain QA;
-    without ``holdout`` the MIAs are skipped."""
-    f = _normalise_qa(read_jsonl(forget), "forget")
-    r = _normalise_qa(read_jsonl(retain), "retain")
-    h = _normalise_qa(read_jsonl(holdout), "holdout") if holdout else []
-    n = _normalise_qa(read_jsonl(neighbour), "neighbour") if neighbour else []
-    texts = [{"prompt": x["question"], "target": x["answer"], "person": x["person"]} for x in f + r]
-    return LMSplit(
-        name=name,
-        forget=f,
-        retain=r,
-        neighbour=n,
-        holdout=h,
-        train_texts=texts,
-        retain_texts=texts[len(f) :],
-    )
+    """An :class:`LMSplit` from a user's QA files; see :func:`unlearnkit.lm.formats.split_from_files` (which also
+    reads TOFU JSON, MUSE-style raw text and local Hugging Face ``datasets`` folders)."""
+    from .formats import split_from_files
+
+    return split_from_files(forget, retain, holdout=holdout, neighbour=neighbour, name=name)

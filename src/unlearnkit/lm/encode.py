@@ -8,6 +8,7 @@ that :func:`unlearnkit.engine.train` moves to the device; two streams are zipped
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +21,17 @@ from ..errors import DataError
 IGNORE = -100
 
 
-def prompt_text(question: str) -> str:
-    """How a question is put to the model."""
+#: default token budget of one encoded row (prompt + answer); longer rows are cut, with a warning
+DEFAULT_MAX_LENGTH = 256
+_warned_truncation: set[int] = set()
+
+
+def prompt_text(question: str, tokenizer=None) -> str:
+    """How a question is put to the model: the tokenizer's chat template (one user turn plus the generation
+    prompt) when it has one, else ``"Question: ...\nAnswer:"``."""
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return f"Question: {question}\nAnswer:"
 
 
@@ -68,7 +78,16 @@ def _pad_to(d: LMData, width: int) -> LMData:
 def _pack(rows: list[tuple[list[int], list[int]]], pad_id: int, max_length: int) -> LMData:
     if not rows:
         raise DataError("nothing to encode: the list of examples is empty")
-    width = min(max_length, max(len(ids) for ids, _ in rows))
+    longest = max(len(ids) for ids, _ in rows)
+    if longest > max_length and max_length not in _warned_truncation:
+        _warned_truncation.add(max_length)
+        n = sum(len(ids) > max_length for ids, _ in rows)
+        warnings.warn(
+            f"{n} of {len(rows)} rows are longer than max_length={max_length} tokens (longest {longest}) and are cut; "
+            "raise max_length (e.g. --max-length) to keep them whole (this warning is shown once per max_length)",
+            stacklevel=3,
+        )
+    width = min(max_length, longest)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -84,7 +103,9 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def encode_pairs(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_length: int = 256) -> LMData:
+def encode_pairs(
+    tokenizer, prompts: Sequence[str], targets: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH
+) -> LMData:
     """Encode ``prompt + " " + target + EOS`` with the loss on the target (and EOS) only."""
     if len(prompts) != len(targets):
         raise DataError(f"{len(prompts)} prompts but {len(targets)} targets; give one target per prompt")
@@ -96,12 +117,15 @@ def encode_pairs(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_
     return _pack(rows, tokenizer.pad_token_id, max_length)
 
 
-def encode_qa(tokenizer, qa: Sequence[dict[str, Any]], answer_key: str = "answer", max_length: int = 256) -> LMData:
+def encode_qa(
+    tokenizer, qa: Sequence[dict[str, Any]], answer_key: str = "answer", max_length: int = DEFAULT_MAX_LENGTH
+) -> LMData:
     """QA records → :class:`LMData` scoring ``record[answer_key]`` (e.g. ``paraphrased_answer``)."""
-    return encode_pairs(tokenizer, [prompt_text(r["question"]) for r in qa], [r[answer_key] for r in qa], max_length)
+    prompts = [prompt_text(r["question"], tokenizer) for r in qa]
+    return encode_pairs(tokenizer, prompts, [r[answer_key] for r in qa], max_length)
 
 
-def encode_texts(tokenizer, texts: Sequence[dict[str, str]], max_length: int = 256) -> LMData:
+def encode_texts(tokenizer, texts: Sequence[dict[str, str]], max_length: int = DEFAULT_MAX_LENGTH) -> LMData:
     """Training texts: ``{"text": ...}`` (loss on every token) or ``{"prompt", "target"}`` (loss on the target)."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     rows = []
@@ -110,7 +134,7 @@ def encode_texts(tokenizer, texts: Sequence[dict[str, str]], max_length: int = 2
             ids = _ids(tokenizer, t["text"]) + eos
             rows.append((ids, list(ids)))
         else:
-            pi, ti = _ids(tokenizer, prompt_text(t["prompt"])), _ids(tokenizer, " " + t["target"]) + eos
+            pi, ti = _ids(tokenizer, prompt_text(t["prompt"], tokenizer)), _ids(tokenizer, " " + t["target"]) + eos
             rows.append((pi + ti, [IGNORE] * len(pi) + ti))
     return _pack(rows, tokenizer.pad_token_id, max_length)
 

@@ -1,4 +1,5 @@
-"""Measure a causal LM on a split: QA ROUGE / accuracy / probability / truth ratio per set, MIAs, fluency.
+"""Measure a causal LM on a split: QA ROUGE / accuracy / probability / truth ratio per set, KnowMem and VerbMem,
+MIAs, fluency.
 
 :func:`measure_lm` runs the model (generation and scoring); everything it reports is computed by the pure
 functions of :mod:`unlearnkit.lm.metrics`. :func:`compare_to_retain_only` adds the metrics defined relative
@@ -7,23 +8,27 @@ to the retain-only model (forget quality, privleak).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from .data import LMSplit
 from .encode import encode_pairs, encode_qa, prompt_text
-from .generate import answer_questions, row_logprobs, row_token_stats
+from .generate import answer_questions, greedy_generate, row_logprobs, row_token_stats
 from .metrics import (
     answer_accuracy,
     auc,
+    choice_probability,
     forget_quality,
     loss_score,
     mean_answer_probability,
     mean_ngram_entropy,
+    mean_rouge_l_f1,
     mean_rouge_l_recall,
     min_k_plus_plus_score,
     min_k_score,
@@ -33,6 +38,7 @@ from .metrics import (
     truth_ratio_score,
     zlib_score,
 )
+from .metrics.mia import MIN_K
 
 MIA_NAMES = ("loss", "zlib", "mink", "minkpp")
 
@@ -46,30 +52,38 @@ class LMEvaluation:
     generations: dict[str, list[str]] = field(default_factory=dict)
 
 
+def _perturbed_logprobs(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], **kw) -> list[list]:
+    """Per question, the token log-probs of each perturbed answer."""
+    prompts = [prompt_text(r["question"], tokenizer) for r in qa for _ in r["perturbed_answers"]]
+    targets = [a for r in qa for a in r["perturbed_answers"]]
+    pert = row_logprobs(model, encode_pairs(tokenizer, prompts, targets), **kw)
+    out, i = [], 0
+    for r in qa:
+        k = len(r["perturbed_answers"])
+        out.append([x.numpy() for x in pert[i : i + k]])
+        i += k
+    return out
+
+
 def truth_ratios(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], **kw) -> list[float]:
     """R_truth per question (needs ``paraphrased_answer`` and ``perturbed_answers``)."""
     qa = [r for r in qa if r.get("perturbed_answers")]
     if not qa:
         return []
     para = row_logprobs(model, encode_qa(tokenizer, qa, "paraphrased_answer"), **kw)
-    prompts = [prompt_text(r["question"]) for r in qa for _ in r["perturbed_answers"]]
-    targets = [a for r in qa for a in r["perturbed_answers"]]
-    pert = row_logprobs(model, encode_pairs(tokenizer, prompts, targets), **kw)
-    out, i = [], 0
-    for r, p in zip(qa, para):
-        k = len(r["perturbed_answers"])
-        out.append(truth_ratio(p.numpy(), [x.numpy() for x in pert[i : i + k]]))
-        i += k
-    return out
+    return [truth_ratio(p.numpy(), w) for p, w in zip(para, _perturbed_logprobs(model, tokenizer, qa, **kw))]
 
 
 def qa_metrics(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], prefix: str, **kw) -> tuple[dict, list]:
-    """ROUGE-L recall, accuracy, answer probability and truth ratio of one QA set."""
+    """ROUGE-L recall (TOFU), ROUGE-L F1 (MUSE's KnowMem), accuracy, answer probability and truth ratio of one
+    QA set."""
     gens = answer_questions(model, tokenizer, qa, device=kw.get("device"))
     logps = row_logprobs(model, encode_qa(tokenizer, qa), **kw)
     ratios = truth_ratios(model, tokenizer, qa, **kw)
+    answers = [r["answer"] for r in qa]
     out = {
-        f"{prefix}_rouge": mean_rouge_l_recall(gens, [r["answer"] for r in qa]),
+        f"{prefix}_rouge": mean_rouge_l_recall(gens, answers),
+        f"{prefix}_knowmem": mean_rouge_l_f1(gens, answers),
         f"{prefix}_acc": answer_accuracy(gens, [r["value"] for r in qa]),
         f"{prefix}_prob": mean_answer_probability([x.numpy() for x in logps]),
         f"{prefix}_tr": truth_ratio_score(ratios, forget=prefix == "forget") if ratios else float("nan"),
@@ -77,43 +91,103 @@ def qa_metrics(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], prefix
     return out, (gens, ratios)
 
 
-def mia_scores(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], k: float = 0.2, **kw) -> dict[str, list]:
-    """LOSS, ZLib, Min-K% and Min-K%++ scores of each QA answer given its question."""
-    stats = row_token_stats(model, encode_qa(tokenizer, qa), **kw)
-    out: dict[str, list] = {n: [] for n in MIA_NAMES}
-    for r, s in zip(qa, stats):
-        lp = s["logp"].numpy()
-        out["loss"].append(loss_score(lp))
-        out["zlib"].append(zlib_score(lp, r["answer"]))
-        out["mink"].append(min_k_score(lp, k))
-        out["minkpp"].append(min_k_plus_plus_score(lp, s["mu"].numpy(), s["sigma"].numpy(), k))
+def world_metrics(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], **kw) -> dict[str, float]:
+    """TOFU's world-facts triple: normalised probability P(a)/(P(a) + Σ P(ã)), ROUGE-L recall, truth ratio."""
+    out, _ = qa_metrics(model, tokenizer, qa, "world", **kw)
+    rows = [r for r in qa if r.get("perturbed_answers")]
+    if rows:
+        correct = row_logprobs(model, encode_qa(tokenizer, rows), **kw)
+        wrong = _perturbed_logprobs(model, tokenizer, rows, **kw)
+        out["world_prob"] = float(np.mean([choice_probability(c.numpy(), w) for c, w in zip(correct, wrong)]))
     return out
+
+
+def verbmem_rows(tokenizer, texts: Sequence[dict[str, str]], prefix_tokens: int = 32, gt_tokens: int = 128):
+    """VerbMem prompts from raw texts: the first ``prefix_tokens`` tokens as prompt, the next ``gt_tokens`` as the
+    true continuation (MUSE's VerbMem split is built the same way from its forget corpus)."""
+    rows = []
+    for t in texts:
+        ids = tokenizer(t["text"], add_special_tokens=False)["input_ids"]
+        if len(ids) > prefix_tokens:
+            prompt, gt = ids[:prefix_tokens], ids[prefix_tokens : prefix_tokens + gt_tokens]
+            rows.append({"prompt": tokenizer.decode(prompt), "gt": tokenizer.decode(gt)})
+    return rows
+
+
+def verbmem(model: nn.Module, tokenizer, rows: Sequence[dict[str, str]], max_new_tokens: int = 128, **kw) -> float:
+    """MUSE's VerbMem: ROUGE-L F1 between the greedy continuation of each ``prompt`` and its ``gt``
+    (open-unlearning ``forget_verbmem_ROUGE``: ``rougeL_f1``, 128 new tokens)."""
+    gens = greedy_generate(
+        model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, first_line=False, **kw
+    )
+    return mean_rouge_l_f1(gens, [r["gt"] for r in rows])
+
+
+def row_mia_scores(stats: dict[str, torch.Tensor], text: str, k: float = MIN_K) -> dict[str, float]:
+    """LOSS, ZLib, Min-K% and Min-K%++ scores of one answer from its :func:`row_token_stats`. As in
+    open-unlearning, LOSS and ZLib use every answer token (``evaluate_probability``) and Min-K%/Min-K%++ leave out
+    the last one (``tokenwise_logprobs`` drops the end-of-sequence prediction)."""
+    lp, mu, sigma = (stats[key].numpy() for key in ("logp", "mu", "sigma"))
+    return {
+        "loss": loss_score(lp),
+        "zlib": zlib_score(lp, text),
+        "mink": min_k_score(lp[:-1], k),
+        "minkpp": min_k_plus_plus_score(lp[:-1], mu[:-1], sigma[:-1], k),
+    }
+
+
+def mia_scores(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], k: float = MIN_K, **kw) -> dict[str, list]:
+    """:func:`row_mia_scores` of each QA answer given its question, one list per attack."""
+    stats = row_token_stats(model, encode_qa(tokenizer, qa), **kw)
+    rows = [row_mia_scores(s, r["answer"], k) for r, s in zip(qa, stats)]
+    return {n: [row[n] for row in rows] for n in MIA_NAMES}
 
 
 def measure_lm(
     model: nn.Module, tokenizer, split: LMSplit, *, retain_eval: int | None = 200, device=None, batch_size: int = 64
 ) -> LMEvaluation:
-    """All model-only metrics on ``split`` (``retain_eval`` caps the retain questions scored)."""
+    """All model-only metrics on ``split`` (``retain_eval`` caps the retain questions scored).
+
+    Model utility is the harmonic mean of the retain probability, ROUGE and truth-ratio score and, when the split
+    has world facts, of their normalised probability, ROUGE and truth-ratio score (TOFU's ``model_utility`` without
+    the real-authors set). Neighbours are reported apart, as locality (``neighbour_*``)."""
     kw = {"device": device, "batch_size": batch_size}
     model.eval()
     metrics: dict[str, float] = {}
     gens: dict[str, list[str]] = {}
-    fm, (fg, f_ratios) = qa_metrics(model, tokenizer, split.forget, "forget", **kw)
-    metrics.update(fm)
-    gens["forget"] = fg
+    f_ratios: list[float] = []
+    if split.forget:
+        fm, (fg, f_ratios) = qa_metrics(model, tokenizer, split.forget, "forget", **kw)
+        metrics.update(fm)
+        gens["forget"] = fg
+        metrics["fluency"] = mean_ngram_entropy(fg)
+        if not f_ratios:
+            warnings.warn(
+                "the forget QA has no perturbed answers, so the truth ratio and forget quality cannot be computed; "
+                "add 'perturbed_answer' (a list of wrong answers, as TOFU) and 'paraphrased_answer' to the records",
+                stacklevel=2,
+            )
+    utility_parts = []
     retain = split.retain_eval(retain_eval)
-    rm, (rg, _) = qa_metrics(model, tokenizer, retain, "retain", **kw)
-    metrics.update(rm)
-    gens["retain"] = rg
-    utility_parts = [rm["retain_prob"], rm["retain_rouge"], rm["retain_tr"]]
+    if retain:
+        rm, (rg, _) = qa_metrics(model, tokenizer, retain, "retain", **kw)
+        metrics.update(rm)
+        gens["retain"] = rg
+        utility_parts += [rm["retain_prob"], rm["retain_rouge"], rm["retain_tr"]]
+    if split.world:
+        wm = world_metrics(model, tokenizer, split.world, **kw)
+        metrics.update(wm)
+        utility_parts += [wm["world_prob"], wm["world_rouge"], wm["world_tr"]]
     if split.neighbour:
         nm, (ng, _) = qa_metrics(model, tokenizer, split.neighbour, "neighbour", **kw)
         metrics.update(nm)
         gens["neighbour"] = ng
-        utility_parts += [nm["neighbour_prob"], nm["neighbour_rouge"], nm["neighbour_tr"]]
-    metrics["utility"] = model_utility(utility_parts)
-    metrics["fluency"] = mean_ngram_entropy(fg)
-    if split.holdout:
+    if utility_parts:
+        metrics["utility"] = model_utility(utility_parts)
+    vm = split.verbmem or verbmem_rows(tokenizer, split.forget_corpus)
+    if vm:
+        metrics["forget_verbmem"] = verbmem(model, tokenizer, vm, device=device, batch_size=batch_size)
+    if split.holdout and split.forget:
         members = mia_scores(model, tokenizer, split.forget, **kw)
         nonmembers = mia_scores(model, tokenizer, split.holdout, **kw)
         for n in MIA_NAMES:
@@ -121,8 +195,9 @@ def measure_lm(
     return LMEvaluation(metrics, list(f_ratios), gens)
 
 
-def compare_to_retain_only(ev: LMEvaluation, retain_only: LMEvaluation, mia: str = "minkpp") -> dict[str, float]:
-    """Forget quality (KS p-value of forget truth ratios) and privleak (of the ``mia`` AUC) vs retain-only."""
+def compare_to_retain_only(ev: LMEvaluation, retain_only: LMEvaluation, mia: str = "mink") -> dict[str, float]:
+    """Forget quality (KS p-value of forget truth ratios) and privleak (of the ``mia`` AUC; Min-K% with k = 0.4
+    as MUSE and open-unlearning's ``privleak.yaml``) vs retain-only."""
     out = {"forget_quality": forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
     a, b = ev.metrics.get(f"mia_{mia}"), retain_only.metrics.get(f"mia_{mia}")
     out["privleak"] = privleak(a, b) if a is not None and b is not None and not np.isnan(b) else float("nan")

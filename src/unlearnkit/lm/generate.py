@@ -21,8 +21,10 @@ def greedy_generate(
     max_new_tokens: int = 24,
     batch_size: int = 64,
     device=None,
+    first_line: bool = True,
 ) -> list[str]:
-    """Greedy continuations of ``prompts`` (left-padded batches), cut at EOS or the first newline."""
+    """Greedy continuations of ``prompts`` (left-padded batches), cut at EOS (and at the first newline when
+    ``first_line``)."""
     dev = device or next(model.parameters()).device
     model.eval()
     out: list[str] = []
@@ -45,12 +47,12 @@ def greedy_generate(
         )
         for row in gen[:, width:]:
             text = tokenizer.decode(row.tolist(), skip_special_tokens=True)
-            out.append(text.split("\n")[0].strip())
+            out.append(text.split("\n")[0].strip() if first_line else text.strip())
     return out
 
 
 def answer_questions(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], **kw) -> list[str]:
-    return greedy_generate(model, tokenizer, [prompt_text(r["question"]) for r in qa], **kw)
+    return greedy_generate(model, tokenizer, [prompt_text(r["question"], tokenizer) for r in qa], **kw)
 
 
 @torch.no_grad()
@@ -80,7 +82,7 @@ def row_token_stats(model: nn.Module, data: LMData, batch_size: int = 64, device
         logp = torch.log_softmax(logits.float(), -1)
         p = logp.exp()
         mu = (p * logp).sum(-1)
-        sigma = ((p * logp.pow(2)).sum(-1) - mu.pow(2)).clamp(min=0).sqrt()
+        sigma = ((p * logp.pow(2)).sum(-1) - mu.pow(2)).clamp(min=1e-6).sqrt()  # as open-unlearning's Min-K%++
         picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         for j in range(ids.shape[0]):
             v = valid[j]

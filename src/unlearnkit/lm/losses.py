@@ -37,14 +37,16 @@ def nll(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 
 def kl_to_reference(model: nn.Module, reference: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """KL(reference ‖ model) of next-token distributions, averaged over labelled tokens."""
-    ids, mask, labels = batch[:3]
-    logits, _, valid = shifted_logits(model, ids, mask, labels)
+    """KL(reference ‖ model) of the next-token distributions, summed over the vocabulary and averaged over *every*
+    position of the batch (prompt, answer and padding alike: ``kl_div(..., reduction="batchmean")`` over the
+    flattened ``(batch·length, vocab)`` logits), as ``compute_kl_divergence`` in open-unlearning's
+    ``src/trainer/utils.py`` (the retain term of GradDiff/NPO with ``retain_loss_type: KL``)."""
+    ids, mask = batch[:2]
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
     with torch.no_grad():
-        ref_logits = reference(input_ids=ids, attention_mask=mask).logits[:, :-1]
-    ref_logp = torch.log_softmax(ref_logits.float(), -1)
-    kl = (ref_logp.exp() * (ref_logp - torch.log_softmax(logits.float(), -1))).sum(-1)
-    return (kl * valid).sum() / valid.sum().clamp(min=1)
+        ref_logp = torch.log_softmax(reference(input_ids=ids, attention_mask=mask).logits.float(), -1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    return kl.sum() / kl.numel()
 
 
 def retain_term(kind: str, model: nn.Module, reference: nn.Module | None, batch) -> torch.Tensor:

@@ -1,18 +1,23 @@
 """What language-model unlearning methods share: the request they read, the common hyper-parameters
-(published TOFU recipe: AdamW, lr 1e-5, batch 32, 5 epochs, weight decay 0.01) and optional LoRA training."""
+(published TOFU recipe: AdamW, lr 1e-5, batch 32, 5 epochs, weight decay 0.01), optional LoRA training and the
+knobs for large models (gradient accumulation, autocast precision, gradient checkpointing)."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ...engine import Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
-from ..encode import LMBatches, LMData, PairedBatches
+from ..encode import LMBatches, LMData, PairedBatches, _trim
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -25,6 +30,17 @@ class LMRequest(UnlearnRequest):
     task: str = "lm"
     tokenizer: Any = None
     forget_alt: LMData | None = None
+
+    def frozen_original(self) -> nn.Module:
+        """The original itself as the frozen reference (eval mode; callers run it under ``torch.no_grad``), so no
+        second copy of a large model is made; a copy only when the original sits on another device."""
+        first = next(self.original.parameters(), None)
+        here = first is None or (
+            first.device.type == self.device.type and self.device.index in (None, first.device.index)
+        )
+        if not here:
+            return super().frozen_original()
+        return self.original.eval()
 
 
 @dataclass(kw_only=True)
@@ -45,6 +61,9 @@ class LMMethod(Method):
     lora: bool = hp(False, choices=(False, True), doc="train LoRA adapters only (saves optimiser memory)")
     lora_rank: int = hp(8, low=1)
     lora_alpha: float = hp(16.0, low=0, low_open=True)
+    grad_accum: int = hp(1, low=1, doc="split each batch into this many micro-batches (same gradient, less memory)")
+    precision: str = hp("fp32", choices=tuple(PRECISIONS), doc="autocast dtype of the forward passes")
+    gradient_checkpointing: bool = hp(False, choices=(False, True), doc="recompute activations in backward")
 
     def check(self, request: UnlearnRequest) -> None:
         super().check(request)
@@ -79,4 +98,70 @@ class LMMethod(Method):
         return PairedBatches(self.forget_batches(request, *extra), retain)
 
     def fit_loss(self, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
-        self.fit(model, Phase("unlearn", batches, loss), request, **kw)
+        """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
+        checkpointing applied to the loss function."""
+        wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum)
+        checkpointing = self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable")
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            if hasattr(model, "enable_input_require_grads"):
+                model.enable_input_require_grads()  # LoRA: the frozen embeddings must still pass gradients
+        try:
+            self.fit(model, Phase("unlearn", batches, wrapped), request, **kw)
+        finally:
+            if checkpointing:
+                model.gradient_checkpointing_disable()
+
+
+LossFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
+
+
+def autocast(loss: LossFn, device: torch.device, precision: str) -> LossFn:
+    """``loss`` with its forward passes under ``torch.autocast`` in ``precision`` (``fp32``: unchanged). fp16 has
+    no loss scaling here; prefer bf16 where the hardware has it."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return loss
+
+    def run(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            out = loss(model, batch)
+        return out.float()
+
+    return run
+
+
+def micro_batches(batch: tuple[torch.Tensor, ...], n: int) -> list[tuple[torch.Tensor, ...]]:
+    """``batch`` (groups of ``(ids, mask, labels)``) cut into ``n`` row chunks, each group trimmed to its own
+    longest row as a data loader would pad a micro-batch; empty chunks are dropped."""
+    if len(batch) % 3:
+        raise ValueError("an LM batch is made of (input_ids, attention_mask, labels) groups")
+    groups = [batch[i : i + 3] for i in range(0, len(batch), 3)]
+    chunks = [[t.tensor_split(n) for t in g] for g in groups]
+    out = []
+    for k in range(n):
+        parts = [(ids[k], mask[k], lab[k]) for ids, mask, lab in chunks]
+        if any(p[0].shape[0] == 0 for p in parts):
+            continue
+        out.append(tuple(t for p in parts for t in _trim(*p)))
+    return out
+
+
+def accumulated(loss: LossFn, n: int) -> LossFn:
+    """Gradient accumulation inside one engine step: the loss of each of ``n`` micro-batches is divided by ``n``
+    and back-propagated at once (only one micro-batch's activations live at a time); the last one is returned for
+    the engine's ``backward``, plus the others' detached values, so the logged loss is the mean over micro-batches.
+    The gradient equals that of the full batch when the losses are per-row means and the batch divides evenly."""
+    if n <= 1:
+        return loss
+
+    def run(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        parts = micro_batches(batch, n)
+        done = torch.zeros(())
+        for part in parts[:-1]:
+            value = loss(model, part) / len(parts)
+            value.backward()
+            done = done + value.detach().cpu()
+        return loss(model, parts[-1]) / len(parts) + done.to(batch[0].device)
+
+    return run

@@ -17,7 +17,8 @@ class GradDiff(LMMethod):
     """Gradient difference (Liu et al., "Continual Learning and Private Unlearning", CoLLAs 2022; TOFU baseline,
     Maini et al. 2024): loss = −γ·NLL(forget) + α·R(retain) with R the retain NLL (``retain_loss="nll"``) or the
     KL from the frozen original's next-token distribution (``"kl"``, TOFU's KL-minimisation variant).
-    Published TOFU setting: AdamW, lr 1e-5, batch 32, 5 epochs, γ = α = 1."""
+    Follows open-unlearning's ``src/trainer/unlearn/grad_diff.py`` (``configs/trainer/GradDiff.yaml``): AdamW,
+    lr 1e-5, batch 32, 5 epochs, γ = α = 1; the KL term is ``kl_to_reference`` (averaged over every position)."""
 
     name = "grad-diff"
 

@@ -17,8 +17,10 @@ from .base import LMMethod, LMRequest
 def dpo_loss(
     chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float
 ) -> torch.Tensor:
-    """−mean log σ(β·[(log πθ(y_w) − log π_ref(y_w)) − (log πθ(y_l) − log π_ref(y_l))])."""
-    return -F.logsigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected))).mean()
+    """−(2/β)·mean log σ(β·[(log πθ(y_w) − log π_ref(y_w)) − (log πθ(y_l) − log π_ref(y_l))]) over sequences
+    (summed token log-likelihoods), as ``compute_dpo_loss`` in open-unlearning's ``src/trainer/utils.py``: the
+    2/β factor makes the loss a scaled version of NPO's and keeps its gradient size independent of β."""
+    return -(2.0 / beta) * F.logsigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected))).mean()
 
 
 @register
@@ -31,6 +33,7 @@ class IdkDPO(LMMethod):
     name = "idk-dpo"
 
     beta: float = hp(0.1, low=0, low_open=True)
+    forget_weight: float = hp(1.0, low=0, doc="γ, the weight of the preference term")
     retain_weight: float = hp(1.0, low=0)
 
     def check(self, request) -> None:
@@ -47,7 +50,7 @@ class IdkDPO(LMMethod):
             with torch.no_grad():
                 ref_rejected, _ = sequence_logprob(ref, *b[0:3])
                 ref_chosen, _ = sequence_logprob(ref, *b[3:6])
-            out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta)
+            out = self.forget_weight * dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta)
             if self.retain_weight:
                 out = out + self.retain_weight * retain_term("nll", m, None, b[6:])
             return out

@@ -14,7 +14,8 @@ from .base import LMMethod, LMRequest
 
 
 def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
-    """−(2/β)·mean log σ(−β·(log πθ(y|x) − log π_ref(y|x))) over sequences."""
+    """−(2/β)·mean log σ(−β·(log πθ(y|x) − log π_ref(y|x))) over sequences: ``compute_dpo_loss`` with no
+    preferred answer in open-unlearning's ``src/trainer/utils.py``."""
     return -(2.0 / beta) * F.logsigmoid(-beta * (logp - ref_logp)).mean()
 
 
@@ -23,12 +24,14 @@ def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.T
 class NPO(LMMethod):
     """NPO (Zhang et al., "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
     COLM 2024): loss −(2/β)·log σ(−β·(log πθ − log π_ref)) on forget answers (sequence log-likelihoods), plus
-    α·retain NLL (the NPO+RT variant, α = 1; set ``retain_weight=0`` for plain NPO). β = 0.1, TOFU recipe
-    (AdamW, lr 1e-5, batch 32, 5 epochs)."""
+    α·retain NLL (the NPO+RT variant, α = 1; set ``retain_weight=0`` for plain NPO), times γ on the forget term.
+    Follows open-unlearning's ``src/trainer/unlearn/npo.py`` and ``configs/trainer/NPO.yaml``: β = 0.1, γ = α = 1,
+    TOFU recipe (AdamW, lr 1e-5, batch 32, 5 epochs)."""
 
     name = "npo"
 
     beta: float = hp(0.1, low=0, low_open=True)
+    forget_weight: float = hp(1.0, low=0, doc="γ, the weight of the NPO term")
     retain_weight: float = hp(1.0, low=0)
     retain_loss: str = hp("nll", choices=("nll", "kl"))
 
@@ -39,7 +42,7 @@ class NPO(LMMethod):
             logp, _ = sequence_logprob(m, *b[:3])
             with torch.no_grad():
                 ref_logp, _ = sequence_logprob(ref, *b[:3])
-            out = npo_loss(logp, ref_logp, self.beta)
+            out = self.forget_weight * npo_loss(logp, ref_logp, self.beta)
             if self.retain_weight:
                 out = out + self.retain_weight * retain_term(self.retain_loss, m, ref, b[3:])
             return out

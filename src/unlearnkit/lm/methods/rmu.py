@@ -10,29 +10,72 @@ from torch import nn
 from ...errors import ConfigError
 from ...methods.base import hp, register
 from ...runtime import generator
+from ..encode import IGNORE
 from ..model import decoder_layers
 from .base import LMMethod, LMRequest
 
+#: the MLP output projection of one block, by architecture: Llama/Mistral/Qwen/Gemma ``mlp.down_proj``,
+#: GPT-2 ``mlp.c_proj``, GPT-NeoX/Pythia ``mlp.dense_4h_to_h``, OPT ``fc2``, Falcon ``mlp.dense_4h_to_h``
+DOWN_PROJ_NAMES = ("mlp.down_proj.weight", "mlp.c_proj.weight", "mlp.dense_4h_to_h.weight", "fc2.weight")
 
-def layer_activations(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
-    """Output of transformer block ``layer`` (``hidden_states[layer + 1]``)."""
-    return model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer + 1]
+
+def block_output(model: nn.Module, block: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The output hidden states of ``block`` (a forward hook, as ``forward_with_cache`` in open-unlearning's RMU)."""
+    cache: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        cache.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = block.register_forward_hook(hook)
+    try:
+        model(input_ids=ids, attention_mask=mask)
+    finally:
+        handle.remove()
+    return cache[0]
 
 
-def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the feature dimension, averaged over the unmasked tokens."""
-    per_token = (a.float() - b.float()).pow(2).mean(-1)
-    m = mask.to(per_token.dtype)
-    return (per_token * m).sum() / m.sum().clamp(min=1)
+def activation_loss(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged over the feature dimension, summed over the ``mask``ed tokens of each row, divided
+    by that row's token count, then averaged over rows: ``compute_activation_loss`` of open-unlearning's
+    ``src/trainer/unlearn/rmu.py`` (``mask`` = labelled tokens) as its comments intend; the code there divides a
+    ``(b,)`` sum by ``(b, 1)`` counts, which broadcasts to mean(sums)·mean(1/counts) and differs when rows have
+    different numbers of labelled tokens."""
+    per_token = (a.float() - b.float()).pow(2).mean(-1) * mask.to(torch.float32)
+    return (per_token.sum(1) / mask.sum(1).to(torch.float32)).mean()
+
+
+def rmu_parameters(blocks: nn.ModuleList, layers: range, scope: str) -> list[nn.Parameter]:
+    """The parameters RMU trains in ``layers``: the MLP output projection weight (``scope="down_proj"``, WMDP's
+    ``model.layers.{ℓ-2,ℓ-1,ℓ}.mlp.down_proj.weight``) or every MLP parameter (``"mlp"``)."""
+    params = []
+    for i in layers:
+        named = dict(blocks[i].named_parameters())
+        if scope == "down_proj":
+            hit = [named[n] for n in DOWN_PROJ_NAMES if n in named]
+            if not hit:
+                raise ConfigError(
+                    f"rmu: block {i} has none of {', '.join(DOWN_PROJ_NAMES)}; pass param_scope='mlp' to train "
+                    f"every parameter whose name contains 'mlp' (block parameters: {', '.join(list(named)[:8])} ...)"
+                )
+            params += hit[:1]
+        else:
+            params += [p for n, p in named.items() if "mlp" in n]
+    if not params:
+        raise ConfigError("rmu found no MLP parameters in the chosen blocks (names containing 'mlp')")
+    return params
 
 
 @register
 @dataclass(kw_only=True)
 class RMU(LMMethod):
-    """RMU (Li et al., "The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning", ICML 2024):
-    at block ℓ, push the forget activations towards c·u for a fixed random unit vector u (MSE) and keep the
-    retain activations at the frozen model's (α·MSE). Only the MLPs of blocks ℓ−2..ℓ train. Published
-    setting (Zephyr-7B): ℓ = 7, c = 6.5, α = 1200, lr 5e-5, batch 4; here ``layer=-1`` picks the middle block."""
+    """RMU (Li et al., "The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning", ICML 2024;
+    code ``rmu/unlearn.py`` of centerforaisafety/wmdp, as ported to open-unlearning's
+    ``src/trainer/unlearn/rmu.py``): at block ℓ, push the forget activations towards c·u for a fixed random
+    vector u scaled to norm c (MSE) and keep the retain activations at the frozen model's (α·MSE), both averaged
+    over labelled tokens per row. Only ``mlp.down_proj.weight`` (or the architecture's equivalent) of blocks
+    ℓ−2..ℓ trains, as in WMDP; ``param_scope="mlp"`` trains every MLP parameter of those blocks instead.
+    Published setting (Zephyr-7B): ℓ = 7, c = 6.5, α = 1200, lr 5e-5, batch 4; ``layer=-1`` picks the middle
+    block."""
 
     name = "rmu"
 
@@ -42,7 +85,9 @@ class RMU(LMMethod):
     layer: int = hp(-1, low=-1, doc="block whose output is steered; -1 = the middle block")
     steering_coeff: float = hp(6.5, low=0, low_open=True)
     alpha: float = hp(1200.0, low=0)
-    n_train_layers: int = hp(3, low=1, doc="train the MLPs of this many blocks ending at `layer`")
+    forget_weight: float = hp(1.0, low=0, doc="γ, the weight of the steering term")
+    n_train_layers: int = hp(3, low=1, doc="train blocks layer-n+1 .. layer")
+    param_scope: str = hp("down_proj", choices=("down_proj", "mlp"), doc="which weights of those blocks train")
 
     def unlearn(self, model: nn.Module, request: LMRequest) -> None:
         if self.lora:
@@ -51,23 +96,29 @@ class RMU(LMMethod):
         layer = len(blocks) // 2 if self.layer < 0 else self.layer
         if layer >= len(blocks):
             raise ConfigError(f"rmu: layer={layer} but the model has {len(blocks)} blocks; choose 0..{len(blocks) - 1}")
-        params = []
-        for i in range(max(0, layer - self.n_train_layers + 1), layer + 1):
-            params += [p for n, p in blocks[i].named_parameters() if "mlp" in n]
-        if not params:
-            raise ConfigError("rmu found no MLP parameters in the chosen blocks (names containing 'mlp')")
+        params = rmu_parameters(blocks, range(max(0, layer - self.n_train_layers + 1), layer + 1), self.param_scope)
         ref = request.frozen_original()
+        ref_block = decoder_layers(ref)[layer]
         hidden = ref.config.hidden_size if hasattr(ref.config, "hidden_size") else ref.config.n_embd
         u = torch.rand(hidden, generator=generator(self.seed))
         control = (self.steering_coeff * u / u.norm()).to(request.device)
 
         def loss(m, b):
-            f_ids, f_mask, _, r_ids, r_mask, _ = b
-            h_f = layer_activations(m, f_ids, f_mask, layer)
-            forget = masked_mse(h_f, control.expand_as(h_f), f_mask)
-            h_r = layer_activations(m, r_ids, r_mask, layer)
+            f_ids, f_mask, f_lab, r_ids, r_mask, r_lab = b
+            block = decoder_layers(m)[layer]
+            h_f = block_output(m, block, f_ids, f_mask)
+            forget = activation_loss(h_f, control.expand_as(h_f), f_lab != IGNORE)
+            h_r = block_output(m, block, r_ids, r_mask)
             with torch.no_grad():
-                h_ref = layer_activations(ref, r_ids, r_mask, layer)
-            return forget + self.alpha * masked_mse(h_r, h_ref, r_mask)
+                h_ref = block_output(ref, ref_block, r_ids, r_mask)
+            return self.forget_weight * forget + self.alpha * activation_loss(h_r, h_ref, r_lab != IGNORE)
 
-        self.fit_loss(model, request, self.paired_batches(request), loss, params=params)
+        chosen = {id(p) for p in params}
+        frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
+        for p in frozen:  # no gradients for the weights that do not train (memory and time)
+            p.requires_grad_(False)
+        try:
+            self.fit_loss(model, request, self.paired_batches(request), loss, params=params)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)

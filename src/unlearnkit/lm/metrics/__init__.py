@@ -2,19 +2,27 @@
 
 from .fluency import mean_ngram_entropy, ngram_entropy
 from .mia import auc, loss_score, min_k_plus_plus_score, min_k_score, privleak, zlib_score
-from .probability import mean_answer_probability, normalised_probability, truth_ratio, truth_ratio_score
+from .probability import (
+    choice_probability,
+    mean_answer_probability,
+    normalised_probability,
+    truth_ratio,
+    truth_ratio_score,
+)
 from .quality import forget_quality, harmonic_mean, model_utility
-from .rouge import answer_accuracy, contains_answer, mean_rouge_l_recall, rouge_l_recall
+from .rouge import answer_accuracy, contains_answer, mean_rouge_l_f1, mean_rouge_l_recall, rouge_l_f1, rouge_l_recall
 
 __all__ = [
     "answer_accuracy",
     "auc",
+    "choice_probability",
     "contains_answer",
     "forget_quality",
     "harmonic_mean",
     "loss_score",
     "mean_answer_probability",
     "mean_ngram_entropy",
+    "mean_rouge_l_f1",
     "mean_rouge_l_recall",
     "min_k_plus_plus_score",
     "min_k_score",
@@ -22,6 +30,7 @@ __all__ = [
     "ngram_entropy",
     "normalised_probability",
     "privleak",
+    "rouge_l_f1",
     "rouge_l_recall",
     "truth_ratio",
     "truth_ratio_score",

@@ -27,6 +27,19 @@ def mean_rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -
     return sum(rouge_l_recall(p, r) for p, r in zip(predictions, references)) / len(predictions)
 
 
+def rouge_l_f1(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 (``rougeL_f1`` of open-unlearning's ``eval_text_similarity``), MUSE's VerbMem and KnowMem score."""
+    return float(_scorer().score(reference, prediction)["rougeL"].fmeasure)
+
+
+def mean_rouge_l_f1(predictions: Sequence[str], references: Sequence[str]) -> float:
+    if len(predictions) != len(references):
+        raise DataError(f"{len(predictions)} predictions but {len(references)} references; pair them one to one")
+    if not predictions:
+        return float("nan")
+    return sum(rouge_l_f1(p, r) for p, r in zip(predictions, references)) / len(predictions)
+
+
 def contains_answer(prediction: str, value: str) -> bool:
     """Whether the key value of the answer (e.g. "Lisbon") appears in the prediction, case-insensitively."""
     return value.strip().lower() in prediction.lower()
