@@ -57,7 +57,12 @@ def unlearn(
     ``method`` is a registered name (see :func:`unlearnkit.available_methods`) or a :class:`Method` instance;
     ``hparams`` are its hyper-parameters (``epochs``, ``lr``, ``batch_size``, ``seed`` are common to all).
     ``model_factory`` builds a fresh model (used by ``retrain``; by default modules are re-initialised).
+    Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
     """
+    from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
+
+    if is_text_to_image(model):
+        return unlearn_text_to_image(model, forget, retain, method, device=device, progress=progress, **hparams)
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if task not in TASKS:

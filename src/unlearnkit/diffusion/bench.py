@@ -94,6 +94,10 @@ class DiffBenchConfig:
     attack_seeds: int = 4
     attack_lr: float = 0.01
     retrain: bool = True
+    #: evaluate the original (and retrain) rows; False runs only the methods (to split a bench over processes)
+    baselines: bool = True
+    #: rows that get UnlearnDiffAtk (None: every row)
+    attack_models: Sequence[str] | None = None
     train_subset: int | None = None
     data_dir: str | None = None
     seed: int = 0
@@ -223,7 +227,7 @@ def run_diff_bench(cfg: DiffBenchConfig) -> DiffBenchRun:
         ev = evaluate_erasure(model, data, concept, evaluators, cfg.sampling)
         atk = None
         extra: dict[str, Any] = {}
-        if cfg.attack:
+        if cfg.attack and (cfg.attack_models is None or name in cfg.attack_models):
             res = _attack(model, data, concept, evaluators, cfg)
             atk = res.asr
             extra = {
@@ -236,7 +240,7 @@ def run_diff_bench(cfg: DiffBenchConfig) -> DiffBenchRun:
         row.update(extra)
         rows.append(row)
 
-    for name in list(models):
+    for name in list(models) if cfg.baselines else []:
         judge(name, models[name], seconds[name], None)
     for name in cfg.methods:
         with PeakMemory(dev) as mem:
