@@ -192,3 +192,41 @@ def test_methods_run_unchanged_on_a_deeper_unet_and_larger_images():
         assert res.model.unet.conv_in.weight.shape == model.unet.conv_in.weight.shape
     x = ddim_sample(res.model, data.prompts([2], [0], synonym=True), steps=2)
     assert x.shape == (1, 1, 16, 16)
+
+
+def test_ua_split_and_fd_noise_floor():
+    from unlearnkit.diffusion.metrics import fd_noise_floor, unlearning_split
+
+    pred = torch.tensor([3, 3, 1, 10, 10, 2, 10, 3])  # concept 3, "unrecognisable" = 10
+    replaced, destroyed = unlearning_split(pred, 3, 10)
+    assert (replaced, destroyed) == (25.0, 37.5)
+    assert replaced + destroyed == unlearning_accuracy(pred, 3)
+    assert unlearning_split(pred, 3, None) == (unlearning_accuracy(pred, 3), 0.0)
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(4000, 3))
+    small, small_sd = fd_noise_floor(feats, 30, draws=5)
+    large, _ = fd_noise_floor(feats, 1000, draws=5)
+    assert small > large > 0 and small_sd > 0  # the floor shrinks with the sample size
+    assert large < 0.05
+
+
+def test_unlearndiffatk_stops_at_the_first_success_and_counts_per_prompt(model, data):
+    concept = parse_concept("object:three", data)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, label: int, k: int) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.label, self.k = label, k
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), self.label), self.k).float() + 0 * self.w
+
+    always = Evaluators(Fixed(3, 11), Fixed(0, 7), none_label={"object": 10, "style": 6})
+    never = Evaluators(Fixed(10, 11), Fixed(0, 7), none_label={"object": 10, "style": 6})
+    kw = dict(k=2, rounds=3, iterations=1, seeds_per_prompt=2, ddim_steps=2)
+    hit = unlearndiffatk(model, data, concept, always, **kw)
+    assert hit.asr_plain == hit.asr == 100.0 and set(hit.rounds_used) == {0} and not hit.prompts
+    miss = unlearndiffatk(model, data, concept, never, **kw)
+    assert miss.asr == miss.asr_plain == 0.0 and set(miss.rounds_used) == {3}  # every round tried, no success
+    assert miss.instances == 2 * len(data.style_names)

@@ -237,3 +237,19 @@ def test_erasure_on_the_digits_model_removes_the_concept_and_keeps_others(tmp_pa
     after = evaluate_erasure(res.model, data, concept, evaluators, sampling).metrics
     assert before["ua"] < 20 and after["ua"] > before["ua"] + 30
     assert after["ira"] > 60 and after["cra"] > 60
+
+
+def test_salun_saliency_loss_uses_the_guided_prediction(tiny):
+    from unlearnkit.diffusion.methods.salun import guided_forget_loss
+    from unlearnkit.diffusion.schedule import noised
+
+    data, model = tiny
+    x0, toks = data.images[:6], data.tokens[:6]
+    torch.manual_seed(5)
+    got = guided_forget_loss(model, (x0, toks), 7.5)
+    torch.manual_seed(5)
+    x_t, t, noise = noised(model, x0)
+    with torch.no_grad():
+        cond, null = model(x_t, t, toks), model(x_t, t, torch.zeros_like(toks))
+    want = -torch.nn.functional.mse_loss(8.5 * cond - 7.5 * null, noise)
+    assert torch.allclose(got, want, atol=1e-6)

@@ -160,7 +160,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps for evaluation samples (<= 50)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance w")
     p.add_argument("--per-prompt", type=int, default=6, help="images generated per prompt")
-    p.add_argument("--attack-rounds", type=int, default=10, help="UnlearnDiffAtk rounds (timesteps) per prompt")
+    p.add_argument("--attack-rounds", type=int, default=5, help="UnlearnDiffAtk rounds (timesteps) per prompt")
     p.add_argument("--attack-steps", type=int, default=10, help="UnlearnDiffAtk Adam steps per round")
     p.add_argument("--attack-seeds", type=int, default=4, help="evaluation seeds per attacked prompt")
     p.add_argument("--no-attack", action="store_true", help="skip UnlearnDiffAtk")

@@ -46,15 +46,15 @@ MINIATURE_HPARAMS: dict[str, dict[str, Any]] = {
     # DoCo: the published 500 warm-up steps of 1000 scaled to 100 of 200
     "concept-correction": {"steps": 200, "warmup": 100, "lr": 1e-3, "batch_size": 16, "disc_width": 32},
     "concept-correction-mse": {"steps": 200, "lr": 1e-3, "batch_size": 16},
-    # AdvUnlearn: the published 200 warm-up steps of 1000 scaled to 40 of 200; 10 attack steps every 2 steps
+    # AdvUnlearn: the published 200 warm-up steps of 1000 scaled to 40 of 200; 5 attack steps every 4 steps
     "advunlearn": {
         "steps": 200,
         "lr": 1e-3,
         "batch_size": 8,
         "ddim_steps": 25,
         "warmup": 40,
-        "attack_steps": 10,
-        "attack_every": 2,
+        "attack_steps": 5,
+        "attack_every": 4,
         "k": 3,
     },
 }
@@ -89,7 +89,7 @@ class DiffBenchConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     attack: bool = True
     attack_k: int = 3
-    attack_rounds: int = 10
+    attack_rounds: int = 5
     attack_steps: int = 10
     attack_seeds: int = 4
     attack_lr: float = 0.01
