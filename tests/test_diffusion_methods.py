@@ -131,18 +131,20 @@ def test_salun_mask_keeps_non_salient_weights_bit_identical(tiny):
 
 
 def test_rl_moves_forget_prediction_towards_the_next_concept(tiny):
+    from unlearnkit.diffusion.schedule import noised
+
     data, model = tiny
     res = unlearn_concept(
-        model, data, "object:three", "rl", device="cpu", progress=False, steps=20, lr=3e-3, batch_size=16
+        model, data, "object:three", "rl", device="cpu", progress=False, steps=20, lr=3e-3, batch_size=16, alpha=0.0
     )
     req = concept_request(model, data, "object:three", device="cpu")
     toks = req.forget.y[:32]
-    other = req.with_label(toks, 4)  # random_label.py relabels class c as (c + 1) mod 10
+    nxt = req.with_label(toks, 4)  # random_label.py relabels class c as (c + 1) mod 10
     torch.manual_seed(3)
-    x_t, t = torch.randn(32, 1, 8, 8), torch.randint(100, 900, (32,))
+    x_t, t, _ = noised(model, req.forget.x[:32])
     with torch.no_grad():
-        d0 = float(((model(x_t, t, toks) - model(x_t, t, other)) ** 2).mean())
-        d1 = float(((res.model(x_t, t, toks) - res.model(x_t, t, other)) ** 2).mean())
+        d0 = float(((model(x_t, t, toks) - model(x_t, t, nxt)) ** 2).mean())
+        d1 = float(((res.model(x_t, t, toks) - res.model(x_t, t, nxt)) ** 2).mean())
     assert d1 < d0
 
 
