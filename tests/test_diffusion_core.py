@@ -24,7 +24,7 @@ from unlearnkit.diffusion import (
     unlearndiffatk,
     unlearning_accuracy,
 )
-from unlearnkit.diffusion.attacks import RelaxedPrefix, SimplexHook, attack_vocabulary, optimise_prefix, project_simplex
+from unlearnkit.diffusion.attacks import RelaxedPrefix, SimplexHook, attack_round, attack_vocabulary, project_simplex
 from unlearnkit.diffusion.concepts import STYLES
 from unlearnkit.diffusion.evaluators import Evaluators
 from unlearnkit.diffusion.metrics import changed_storage_mb
@@ -40,7 +40,9 @@ def data():
 @pytest.fixture(scope="session")
 def model(data):
     torch.manual_seed(0)
-    return TextToImage(ModelConfig(vocab_size=len(data.vocab), base=8, text_dim=16)).eval()
+    model = TextToImage(ModelConfig(vocab_size=len(data.vocab), base=8, text_dim=16)).eval()
+    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.1)  # a zero output head would hide the prompt
+    return model
 
 
 def test_concept_data_has_both_axes_prompts_and_synonyms(data):
@@ -135,7 +137,8 @@ def test_attack_prefix_tokens_are_valid_vocabulary_tokens(model, data):
     imgs = data.images[data.objects == 3][:8]
     toks = data.prompts([3] * 8, [0] * 8)
     start = prefix.weights.detach().clone()
-    optimise_prefix(model, prefix, imgs, toks, steps=5, lr=0.05, hooks=[SimplexHook()])
+    assert torch.allclose(start, torch.full_like(start, 1 / len(allowed)))  # uniform start, as the reference
+    attack_round(model, prefix, imgs, toks, 500, steps=5, lr=0.05, weight_decay=0.1, hooks=[SimplexHook()])
     assert not torch.equal(start, prefix.weights), "the relaxed prefix must be optimised"
     w = prefix.weights.detach()
     assert torch.allclose(w.sum(-1), torch.ones(3), atol=1e-5) and (w >= 0).all()
@@ -143,8 +146,10 @@ def test_attack_prefix_tokens_are_valid_vocabulary_tokens(model, data):
     assert set(ids.tolist()) <= set(allowed.tolist())
     assert all(p.requires_grad for p in model.parameters()), "the attacked model's flags are restored"
     ev = Evaluators(CNN((1, 8, 8), 10).eval(), CNN((1, 8, 8), 6).eval())
-    res = unlearndiffatk(model, data, concept, ev, k=3, steps=2, per_prompt=1, ddim_steps=2, targets=4)
+    res = unlearndiffatk(model, data, concept, ev, k=3, rounds=2, iterations=2, seeds_per_prompt=1, ddim_steps=2)
     assert 0 <= res.asr_plain <= res.asr <= 100
+    assert res.instances == len(data.style_names)  # one instance per prompt and seed
+    assert all(0 <= r <= 2 for r in res.rounds_used)
     for prompt in res.prompts:
         words = prompt.split()
         assert len(words) == 3 + 5 and words[3:] == ["a", "three", "in", words[6], "style"]
@@ -159,13 +164,15 @@ def test_cli_diff_train_and_bench(tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["diff-bench", *common, "--methods", "ga,esd-x", "--hp", "ga.steps=2", "--hp", "esd-x.steps=2",
             "--hp", "esd-x.ddim_steps=2", "--ddim-steps", "2", "--per-prompt", "1", "--attack-steps", "1",
-            "--out", str(out)]  # fmt: skip
+            "--attack-rounds", "1", "--attack-seeds", "1", "--no-retrain", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     names = [r["model"] for r in res["rows"]]
-    assert names == ["original", "retrain", "ga", "esd-x"]
+    assert names == ["original", "ga", "esd-x"]  # --no-retrain: no retrain reference is trained
     for r in res["rows"]:
-        assert {"ua", "ira", "cra", "fd_eval", "asr_attack", "seconds"} <= set(r)
+        assert {"ua", "ua_replaced", "ua_destroyed", "ira", "cra", "fd_eval", "fd_floor", "asr_attack"} <= set(r)
+        assert r["ua"] == pytest.approx(r["ua_replaced"] + r["ua_destroyed"])
+        assert r["asr_attack_before"] <= r["asr_attack"] and r["attack_instances"] == len(STYLES)
     assert (out / "samples-overview.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["diff-bench", "--concept", "object:eleven", *common, "--out", str(out)]) == 2
 
@@ -185,3 +192,41 @@ def test_methods_run_unchanged_on_a_deeper_unet_and_larger_images():
         assert res.model.unet.conv_in.weight.shape == model.unet.conv_in.weight.shape
     x = ddim_sample(res.model, data.prompts([2], [0], synonym=True), steps=2)
     assert x.shape == (1, 1, 16, 16)
+
+
+def test_ua_split_and_fd_noise_floor():
+    from unlearnkit.diffusion.metrics import fd_noise_floor, unlearning_split
+
+    pred = torch.tensor([3, 3, 1, 10, 10, 2, 10, 3])  # concept 3, "unrecognisable" = 10
+    replaced, destroyed = unlearning_split(pred, 3, 10)
+    assert (replaced, destroyed) == (25.0, 37.5)
+    assert replaced + destroyed == unlearning_accuracy(pred, 3)
+    assert unlearning_split(pred, 3, None) == (unlearning_accuracy(pred, 3), 0.0)
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(4000, 3))
+    small, small_sd = fd_noise_floor(feats, 30, draws=5)
+    large, _ = fd_noise_floor(feats, 1000, draws=5)
+    assert small > large > 0 and small_sd > 0  # the floor shrinks with the sample size
+    assert large < 0.05
+
+
+def test_unlearndiffatk_stops_at_the_first_success_and_counts_per_prompt(model, data):
+    concept = parse_concept("object:three", data)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, label: int, k: int) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.label, self.k = label, k
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), self.label), self.k).float() + 0 * self.w
+
+    always = Evaluators(Fixed(3, 11), Fixed(0, 7), none_label={"object": 10, "style": 6})
+    never = Evaluators(Fixed(10, 11), Fixed(0, 7), none_label={"object": 10, "style": 6})
+    kw = dict(k=2, rounds=3, iterations=1, seeds_per_prompt=2, ddim_steps=2)
+    hit = unlearndiffatk(model, data, concept, always, **kw)
+    assert hit.asr_plain == hit.asr == 100.0 and set(hit.rounds_used) == {0} and not hit.prompts
+    miss = unlearndiffatk(model, data, concept, never, **kw)
+    assert miss.asr == miss.asr_plain == 0.0 and set(miss.rounds_used) == {3}  # every round tried, no success
+    assert miss.instances == 2 * len(data.style_names)

@@ -69,7 +69,12 @@ def unlearn(
     After a classification method, the collapse guard (:mod:`unlearnkit.guard`) warns when retain accuracy
     falls below ``collapse_threshold`` (percent; default: the original's minus 20 points).
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
+    Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
     """
+    from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
+
+    if is_text_to_image(model):
+        return unlearn_text_to_image(model, forget, retain, method, device=device, progress=progress, **hparams)
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM

@@ -1,4 +1,5 @@
-"""Generative-unlearning commands: ``diff-train`` and ``diff-bench`` (miniature text-to-image model)."""
+"""Generative-unlearning commands: ``diff-train``, ``diff-bench``, ``diff-unlearn`` and ``diff-eval`` (the
+miniature text-to-image model or any local diffusers Stable Diffusion folder)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
         ),
         attack=not args.no_attack,
         attack_steps=args.attack_steps,
+        attack_rounds=args.attack_rounds,
+        attack_seeds=args.attack_seeds,
+        retrain=not args.no_retrain,
         train_subset=args.train_subset,
         data_dir=args.data_dir,
         seed=args.seed,
@@ -72,6 +76,73 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv; sample grids: {out}/samples-*.png")
     return 0
+
+
+def _concept_data(args: argparse.Namespace):
+    from ..diffusion import load_concept_data
+
+    return load_concept_data(args.dataset, train_subset=args.train_subset, data_dir=args.data_dir, seed=args.seed)
+
+
+def cmd_diff_unlearn(args: argparse.Namespace) -> int:
+    from ..diffusion import parse_concept, unlearn_concept
+    from ..diffusion.io import describe, load_model, save_model
+    from ..diffusion.metrics import changed_storage_mb
+
+    data = _concept_data(args)
+    concept = parse_concept(args.concept, data)
+    model = load_model(args.model, data, device=args.device)
+    hps = parse_hparams(args.hp, nested=False)
+    res = unlearn_concept(
+        model, data, concept, args.method, device=args.device, progress=not args.no_progress, seed=args.seed, **hps
+    )
+    meta = {"dataset": args.dataset, "unlearned": f"{concept.axis}:{concept.word}", "method": res.method}
+    out = save_model(res.model.cpu(), args.out, {**meta, "hparams": res.hparams})
+    changed = changed_storage_mb(model.cpu(), res.model)
+    print(f"{res.method} erased {concept.axis} {concept.word!r} from {describe(args.model)} in {res.seconds:.1f}s")
+    print(f"changed tensors: {changed:.3f} MB; saved to {out}")
+    return 0
+
+
+def cmd_diff_eval(args: argparse.Namespace) -> int:
+    import hashlib
+    import json
+
+    from ..diffusion import load_concept_data, parse_concept
+    from ..diffusion.attacks import unlearndiffatk
+    from ..diffusion.evaluate import SamplingConfig, evaluate_erasure
+    from ..diffusion.evaluators import cached_evaluators
+    from ..diffusion.io import describe, load_model
+
+    data = _concept_data(args)
+    test = load_concept_data(args.dataset, split="test", data_dir=args.data_dir, seed=args.seed)
+    concept = parse_concept(args.concept, data)
+    model = load_model(args.model, data, device=args.device)
+    key = hashlib.sha256(f"{args.dataset}|{args.train_subset}|{len(data)}".encode()).hexdigest()[:12]
+    ev = cached_evaluators(
+        data, test, key=key, cache_dir=args.cache_dir, seed=args.seed, device=args.device, progress=not args.no_progress
+    )
+    sampling = SamplingConfig(steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed)
+    metrics = dict(evaluate_erasure(model, data, concept, ev, sampling).metrics)
+    if args.attack_rounds > 0:
+        atk = unlearndiffatk(
+            model, data, concept, ev, rounds=args.attack_rounds, iterations=args.attack_steps,
+            seeds_per_prompt=args.attack_seeds, ddim_steps=args.ddim_steps, guidance=args.guidance, seed=args.seed,
+        )  # fmt: skip
+        metrics.update(asr_attack_before=atk.asr_plain, asr_attack=atk.asr, attack_instances=atk.instances)
+    print(f"{describe(args.model)}, concept {concept.axis}:{concept.word} (percent; FD in evaluator features)")
+    for name, value in metrics.items():
+        print(f"  {name:>18}: {value:.2f}" if isinstance(value, float) else f"  {name:>18}: {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", choices=("digits", "fashion-mnist"))
+    p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training images")
+    p.add_argument("--data-dir", help="folder with the dataset's files")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -89,8 +160,36 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps for evaluation samples (<= 50)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance w")
     p.add_argument("--per-prompt", type=int, default=6, help="images generated per prompt")
-    p.add_argument("--attack-steps", type=int, default=40, help="UnlearnDiffAtk optimisation steps per prompt")
+    p.add_argument("--attack-rounds", type=int, default=5, help="UnlearnDiffAtk rounds (timesteps) per prompt")
+    p.add_argument("--attack-steps", type=int, default=10, help="UnlearnDiffAtk Adam steps per round")
+    p.add_argument("--attack-seeds", type=int, default=4, help="evaluation seeds per attacked prompt")
     p.add_argument("--no-attack", action="store_true", help="skip UnlearnDiffAtk")
+    p.add_argument("--no-retrain", action="store_true", help="skip training the retrain reference")
     p.add_argument("--out", help="results folder (default runs/diff-bench-DATASET-TIME)")
     add_common(p)
     p.set_defaults(func=cmd_diff_bench)
+
+    p = sub.add_parser("diff-unlearn", help="erase a concept from a saved miniature or a diffusers pipeline folder")
+    p.add_argument("--model", required=True, help="diffusers pipeline folder (save_pretrained) or diff-train folder")
+    p.add_argument("--concept", required=True, help="object:NAME|INDEX or style:NAME, e.g. object:three")
+    p.add_argument("--method", default="esd-x", help="a diffusion method (default esd-x)")
+    p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
+    p.add_argument("--out", required=True, help="new folder for the unlearned model (same format as --model)")
+    _add_data(p)
+    add_common(p)
+    p.set_defaults(func=cmd_diff_unlearn)
+
+    p = sub.add_parser("diff-eval", help="UA (replaced/destroyed), IRA, CRA, FD with its noise floor, attack success")
+    p.add_argument("--model", required=True, help="diffusers pipeline folder or diff-train / diff-unlearn folder")
+    p.add_argument("--concept", default="object:three", help="the erased concept (default object:three)")
+    p.add_argument("--ddim-steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--per-prompt", type=int, default=6)
+    p.add_argument("--attack-rounds", type=int, default=0, help="UnlearnDiffAtk rounds per prompt (0 = no attack)")
+    p.add_argument("--attack-steps", type=int, default=10)
+    p.add_argument("--attack-seeds", type=int, default=4)
+    p.add_argument("--cache-dir", help="evaluator cache (default ~/.cache/unlearnkit/diffusion)")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    _add_data(p)
+    add_common(p)
+    p.set_defaults(func=cmd_diff_eval)

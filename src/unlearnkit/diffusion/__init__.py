@@ -2,8 +2,10 @@
 
 Concept data with two axes (objects × styles, prompts with synonyms), a tiny text encoder and cross-attention
 UNet trained with DDPM and classifier-free guidance, a DDIM sampler, evaluators and UnlearnCanvas-style metrics,
-concept-erasure methods (``salun``, ``rl``, ``ga``, ``esd``/``esd-x``/``esd-u``, ``concept-correction``,
-``advunlearn``; domain ``"diffusion"``), the UnlearnDiffAtk attack, and :func:`run_diff_bench`.
+concept-erasure methods (``salun``, ``rl``, ``ga``, ``esd``/``esd-x``/``esd-x-strict``/``esd-u``,
+``concept-correction`` (DoCo), ``concept-correction-mse``, ``advunlearn``; domain ``"diffusion"``), the
+UnlearnDiffAtk attack, :func:`run_diff_bench`, and diffusers Stable Diffusion pipelines as models
+(:func:`load_pipeline`, :func:`from_pipeline`).
 
     from unlearnkit import diffusion as ud
     data = ud.load_concept_data("digits")
@@ -17,7 +19,9 @@ from .bench import DEFAULT_DIFF_METHODS, MINIATURE_HPARAMS, DiffBenchConfig, Dif
 from .concepts import ConceptData, ConceptSpec, Vocabulary, build_concept_data, load_concept_data, parse_concept
 from .evaluate import GenerationEval, SamplingConfig, evaluate_erasure
 from .evaluators import Evaluators, cached_evaluators, train_evaluators
+from .hf import DiffusersTextToImage, from_pipeline, load_pipeline, save_pipeline, tiny_pipeline
 from .images import save_grid
+from .io import load_model, save_model
 from .metrics import attack_success_rate, frechet_distance, retain_accuracy, unlearning_accuracy
 from .model import ModelConfig, TextToImage
 from .request import DiffusionRequest, concept_request, unlearn_concept
@@ -34,6 +38,7 @@ __all__ = [
     "DiffBenchRun",
     "DiffusionRequest",
     "DiffusionTrainConfig",
+    "DiffusersTextToImage",
     "Evaluators",
     "GenerationEval",
     "ModelConfig",
@@ -49,12 +54,18 @@ __all__ = [
     "diffusion_loss",
     "evaluate_erasure",
     "frechet_distance",
+    "from_pipeline",
     "load_concept_data",
     "load_diffusion",
+    "load_model",
+    "load_pipeline",
     "parse_concept",
     "retain_accuracy",
     "run_diff_bench",
     "save_grid",
+    "save_model",
+    "save_pipeline",
+    "tiny_pipeline",
     "train_diffusion",
     "train_evaluators",
     "unlearn_concept",

@@ -1,6 +1,7 @@
-"""``diff-bench``: original, retrain (trained without the concept) and every erasure method on one miniature
-text-to-image model — UA, IRA, CRA, Fréchet distance, attack success before/after UnlearnDiffAtk, seconds,
-peak memory, storage — plus PNG sample grids."""
+"""``diff-bench``: original, retrain (trained without the concept; ``retrain=False`` skips it) and every erasure
+method on one miniature text-to-image model — UA (replaced / destroyed), IRA, CRA, Fréchet distance with its
+real-vs-real noise floor, per-prompt attack success before/after UnlearnDiffAtk, seconds, peak memory, storage —
+plus PNG sample grids."""
 
 from __future__ import annotations
 
@@ -39,20 +40,36 @@ MINIATURE_HPARAMS: dict[str, dict[str, Any]] = {
     "rl": {"steps": 200, "lr": 5e-4, "batch_size": 16},
     "salun": {"steps": 200, "lr": 1e-3, "batch_size": 16},
     "esd-x": {"steps": 200, "lr": 1.5e-4, "batch_size": 8, "ddim_steps": 25},
+    "esd-x-strict": {"steps": 200, "lr": 1.5e-4, "batch_size": 8, "ddim_steps": 25},
     "esd-u": {"steps": 200, "lr": 3e-5, "batch_size": 8, "ddim_steps": 25},
     "esd": {"steps": 200, "lr": 1.5e-4, "batch_size": 8, "ddim_steps": 25},
-    "concept-correction": {"steps": 200, "lr": 1e-3, "batch_size": 16},
-    "advunlearn": {"steps": 200, "lr": 1e-3, "batch_size": 8, "ddim_steps": 25},
+    # DoCo: the published 500 warm-up steps of 1000 scaled to 100 of 200
+    "concept-correction": {"steps": 200, "warmup": 100, "lr": 1e-3, "batch_size": 16, "disc_width": 32},
+    "concept-correction-mse": {"steps": 200, "lr": 1e-3, "batch_size": 16},
+    # AdvUnlearn: the published 200 warm-up steps of 1000 scaled to 40 of 200; 5 attack steps every 4 steps
+    "advunlearn": {
+        "steps": 200,
+        "lr": 1e-3,
+        "batch_size": 8,
+        "ddim_steps": 25,
+        "warmup": 40,
+        "attack_steps": 5,
+        "attack_every": 4,
+        "k": 3,
+    },
 }
 
 COLUMNS = (
     ("model", "model"),
     ("ua", "UA↑"),
+    ("ua_replaced", "UA repl"),
+    ("ua_destroyed", "UA destr"),
     ("ira", "IRA↑"),
     ("cra", "CRA↑"),
     ("fd_eval", "FD(eval)↓"),
-    ("asr_plain", "ASR plain↓"),
+    ("fd_floor", "FD floor"),
     ("asr_synonym", "ASR syn↓"),
+    ("asr_attack_before", "ASR pre↓"),
     ("asr_attack", "ASR atk↓"),
     ("seconds", "seconds"),
     ("peak_mem_mb", "peak MB"),
@@ -72,9 +89,15 @@ class DiffBenchConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     attack: bool = True
     attack_k: int = 3
-    attack_steps: int = 40
+    attack_rounds: int = 5
+    attack_steps: int = 10
+    attack_seeds: int = 4
     attack_lr: float = 0.01
     retrain: bool = True
+    #: evaluate the original (and retrain) rows; False runs only the methods (to split a bench over processes)
+    baselines: bool = True
+    #: rows that get UnlearnDiffAtk (None: every row)
+    attack_models: Sequence[str] | None = None
     train_subset: int | None = None
     data_dir: str | None = None
     seed: int = 0
@@ -204,16 +227,20 @@ def run_diff_bench(cfg: DiffBenchConfig) -> DiffBenchRun:
         ev = evaluate_erasure(model, data, concept, evaluators, cfg.sampling)
         atk = None
         extra: dict[str, Any] = {}
-        if cfg.attack:
+        if cfg.attack and (cfg.attack_models is None or name in cfg.attack_models):
             res = _attack(model, data, concept, evaluators, cfg)
             atk = res.asr
-            extra = {"asr_prefix_only": res.asr_prefix_only, "adversarial_prompts": res.prompts}
+            extra = {
+                "asr_attack_before": res.asr_plain,
+                "attack_instances": res.instances,
+                "adversarial_prompts": res.prompts,
+            }
         evals[name] = ev
         row = _row(name, ev, atk, secs, mem, changed_storage_mb(original, model))
         row.update(extra)
         rows.append(row)
 
-    for name in list(models):
+    for name in list(models) if cfg.baselines else []:
         judge(name, models[name], seconds[name], None)
     for name in cfg.methods:
         with PeakMemory(dev) as mem:
@@ -257,9 +284,10 @@ def _attack(model: nn.Module, data: ConceptData, concept: ConceptSpec, evaluator
         concept,
         evaluators,
         k=cfg.attack_k,
-        steps=cfg.attack_steps,
+        rounds=cfg.attack_rounds,
+        iterations=cfg.attack_steps,
         lr=cfg.attack_lr,
-        per_prompt=cfg.sampling.per_prompt,
+        seeds_per_prompt=cfg.attack_seeds,
         ddim_steps=cfg.sampling.steps,
         guidance=cfg.sampling.guidance,
         seed=cfg.seed,

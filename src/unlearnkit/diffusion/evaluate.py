@@ -9,7 +9,14 @@ from torch import nn
 
 from .concepts import ConceptData, ConceptSpec
 from .evaluators import Evaluators
-from .metrics import attack_success_rate, frechet_distance, retain_accuracy, unlearning_accuracy
+from .metrics import (
+    attack_success_rate,
+    fd_noise_floor,
+    frechet_distance,
+    retain_accuracy,
+    unlearning_accuracy,
+    unlearning_split,
+)
 from .schedule import ddim_sample
 
 
@@ -39,7 +46,9 @@ def generate(
     """``sampling.per_prompt`` images for each row of ``prompts`` (rows repeated in order), on the CPU."""
     toks = prompts.repeat_interleave(sampling.per_prompt, dim=0)
     gen = torch.Generator().manual_seed(sampling.seed * 1000 + salt)
-    return ddim_sample(model, toks, steps=sampling.steps, guidance=sampling.guidance, generator=gen).cpu()
+    samples = ddim_sample(model, toks, steps=sampling.steps, guidance=sampling.guidance, generator=gen)
+    decode = getattr(model, "from_latents", None)
+    return (samples if decode is None else decode(samples)).cpu()
 
 
 def _grid_prompts(data: ConceptData, concept: ConceptSpec, erased: bool) -> tuple[list[int], list[int]]:
@@ -63,10 +72,14 @@ def evaluate_erasure(
 ) -> GenerationEval:
     """Generate for the erased concept (in every combination with the other axis) and for all other prompts.
 
-    UA: erased-concept generations not classified as it; IRA: other concepts of the same axis classified
-    correctly; CRA: the other axis classified correctly on those generations; ``fd_eval``: Fréchet distance,
-    in the same-axis evaluator's feature space, between generations for the other concepts and real images
-    of them; ``asr_plain`` = 100 − UA; ``asr_synonym``: erased-concept prompts written with synonyms.
+    UA: erased-concept generations not classified as it, split into ``ua_replaced`` (classified as another
+    concept) and ``ua_destroyed`` (classified *unrecognisable*); IRA: generations for the other concepts of the
+    same axis classified correctly; CRA: the other axis classified correctly on *all* generations, the erased
+    concept's included (UnlearnCanvas ``quantitative/accuracy.py`` accumulates over every theme and class);
+    ``fd_eval``: Fréchet distance, in the same-axis evaluator's feature space, between generations for the other
+    concepts and as many real images of them, with ``fd_floor`` ± ``fd_floor_sd``, the same distance between
+    two disjoint real draws of that size (5 draws); ``asr_plain`` = 100 − UA; ``asr_synonym``: erased-concept
+    prompts written with synonyms.
     """
     sc = sampling or SamplingConfig()
     model.eval()
@@ -79,16 +92,26 @@ def evaluate_erasure(
     n = sc.per_prompt
     kept_obj = torch.tensor(ro).repeat_interleave(n)
     kept_sty = torch.tensor(rs).repeat_interleave(n)
+    erased_obj = torch.tensor(eo).repeat_interleave(n)
+    erased_sty = torch.tensor(es).repeat_interleave(n)
     same = kept_obj if axis == "object" else kept_sty
-    cross = kept_sty if axis == "object" else kept_obj
+    cross_all = torch.cat([erased_sty, kept_sty]) if axis == "object" else torch.cat([erased_obj, kept_obj])
     real = data.subset(data.labels(axis) != concept.index)
     gen = torch.Generator().manual_seed(sc.seed)
     pick = torch.randperm(len(real), generator=gen)[: max(len(kept_imgs), 2)]
+    erased_pred = evaluators.predict(axis, erased_imgs)
+    replaced, destroyed = unlearning_split(erased_pred, concept.index, evaluators.unrecognisable(axis))
+    real_feats = evaluators.features(axis, real.images)
+    floor, floor_sd = fd_noise_floor(real_feats, len(kept_imgs), draws=5, seed=sc.seed)
     metrics = {
-        "ua": unlearning_accuracy(evaluators.predict(axis, erased_imgs), concept.index),
+        "ua": unlearning_accuracy(erased_pred, concept.index),
+        "ua_replaced": replaced,
+        "ua_destroyed": destroyed,
         "ira": retain_accuracy(evaluators.predict(axis, kept_imgs), same),
-        "cra": retain_accuracy(evaluators.predict(other, kept_imgs), cross),
-        "fd_eval": frechet_distance(evaluators.features(axis, kept_imgs), evaluators.features(axis, real.images[pick])),
+        "cra": retain_accuracy(evaluators.predict(other, torch.cat([erased_imgs, kept_imgs])), cross_all),
+        "fd_eval": frechet_distance(evaluators.features(axis, kept_imgs), real_feats[pick]),
+        "fd_floor": floor,
+        "fd_floor_sd": floor_sd,
         "asr_synonym": attack_success_rate(evaluators.predict(axis, syn_imgs), concept.index),
     }
     metrics["asr_plain"] = 100.0 - metrics["ua"]

@@ -22,6 +22,15 @@ def unlearning_accuracy(pred: torch.Tensor, concept: int) -> float:
     return 100.0 * float((pred != concept).float().mean())
 
 
+def unlearning_split(pred: torch.Tensor, concept: int, none_label: int | None) -> tuple[float, float]:
+    """UA split into (replaced, destroyed), percent: generations for the erased concept classified as another
+    concept, and classified as *unrecognisable* (``none_label``); their sum is :func:`unlearning_accuracy`."""
+    pred = _check(pred)
+    not_concept = pred != concept
+    destroyed = (pred == none_label) if none_label is not None else torch.zeros_like(not_concept)
+    return 100.0 * float((not_concept & ~destroyed).float().mean()), 100.0 * float(destroyed.float().mean())
+
+
 def attack_success_rate(pred: torch.Tensor, concept: int) -> float:
     """ASR: percent of generations (from attacked or plain prompts) classified as the erased concept."""
     pred = _check(pred)
@@ -55,6 +64,22 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
     tr_covmean = float(np.sqrt(np.clip(lam, 0, None)).sum())
     d = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_covmean)
     return max(d, 0.0)
+
+
+def fd_noise_floor(real: torch.Tensor | np.ndarray, n: int, draws: int = 5, seed: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation over ``draws`` of the Fréchet distance between two disjoint random sets of
+    ``n`` real feature rows: the distance two samples of the *same* distribution show at this sample size, below
+    which a model's FD difference is noise."""
+    real = np.asarray(real, dtype=np.float64)
+    n = min(n, len(real) // 2)
+    if n < 2:
+        raise ConfigError("the noise floor needs at least 4 real feature rows")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        perm = rng.permutation(len(real))
+        values.append(frechet_distance(real[perm[:n]], real[perm[n : 2 * n]]))
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if draws > 1 else 0.0
 
 
 def changed_storage_mb(original: torch.nn.Module, edited: torch.nn.Module) -> float:

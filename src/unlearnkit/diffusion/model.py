@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .text import TextEncoder
-from .unet import CrossAttention, UNet
+from .unet import UNet
 
 
 @dataclass
@@ -58,11 +58,43 @@ class TextToImage(nn.Module):
         betas = torch.linspace(config.beta_start, config.beta_end, config.timesteps, dtype=torch.float64)
         self.register_buffer("alphas_cumprod", torch.cumprod(1.0 - betas, 0).float())
 
+    #: the DDIM sampler clamps its x0 estimate to [-1, 1] (pixel space)
+    clip_sample = True
+
     @property
     def num_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
 
-    def encode(self, tokens: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """Shape of one sample the UNet denoises (pixels here; latents for a VAE pipeline)."""
+        return tuple(self.config.image_shape)  # type: ignore[return-value]
+
+    def to_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] → what the UNet denoises (the identity for this pixel-space model)."""
+        return images
+
+    def from_latents(self, samples: torch.Tensor) -> torch.Tensor:
+        """What the sampler returns → images in [-1, 1] (the identity for this pixel-space model)."""
+        return samples
+
+    def word_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of concept-vocabulary token ids (the space prompt attacks optimise in)."""
+        return self.text_encoder.token_embedding(ids)
+
+    def encode(
+        self,
+        tokens: torch.Tensor | None = None,
+        *,
+        prefix: torch.Tensor | None = None,
+        embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Text context of prompts ``tokens``; ``prefix`` (k, dim) or (B, k, dim) input embeddings are put in
+        front of every prompt (prompt attacks); ``embeds`` replaces the token lookup entirely."""
+        if prefix is not None:
+            emb = self.text_encoder.embed(tokens)
+            pre = prefix.unsqueeze(0).expand(len(emb), -1, -1) if prefix.ndim == 2 else prefix
+            embeds = torch.cat([pre.to(emb.dtype), emb], dim=1)
         return self.text_encoder(tokens, embeds=embeds)
 
     def null_tokens(self, batch: int, length: int, device: torch.device | None = None) -> torch.Tensor:
@@ -82,18 +114,3 @@ class TextToImage(nn.Module):
                 raise ConfigError("pass prompt token ids or a ready text context")
             context = self.encode(tokens)
         return self.unet(x, t, context)
-
-
-def cross_attention_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(name, parameter) of every :class:`CrossAttention` module of the UNet."""
-    out = []
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, CrossAttention):
-            out += [(f"{mod_name}.{n}", p) for n, p in mod.named_parameters()]
-    return out
-
-
-def unet_parameters(model: TextToImage, *, cross_attention: bool) -> list[nn.Parameter]:
-    """UNet parameters inside (``cross_attention=True``, ESD-x) or outside (ESD-u) cross-attention."""
-    xattn = {id(p) for _, p in cross_attention_parameters(model.unet)}
-    return [p for p in model.unet.parameters() if (id(p) in xattn) == cross_attention]

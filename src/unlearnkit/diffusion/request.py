@@ -51,6 +51,16 @@ class DiffusionRequest(UnlearnRequest):
     def null(self, tokens: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(tokens)
 
+    def latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Images of the concept data → what the model denoises (VAE latents for a latent pipeline)."""
+        return to_latents(self.original, images)
+
+
+def to_latents(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``model.to_latents(images)`` when the model has a VAE (or any image encoder), else the images."""
+    encode = getattr(model, "to_latents", None)
+    return images if encode is None else encode(images)
+
 
 def concept_request(
     model: nn.Module,
@@ -62,17 +72,18 @@ def concept_request(
     guidance: float = 2.0,
     seed: int = 0,
 ) -> DiffusionRequest:
-    """Split ``data`` into the erased concept (forget) and everything else (retain)."""
+    """Split ``data`` into the erased concept (forget) and everything else (retain); images are turned into
+    the model's sample space once here (VAE latents for a latent diffusers pipeline)."""
     spec = parse_concept(concept, data) if isinstance(concept, str) else concept
     mask = data.labels(spec.axis) == spec.index
     if not bool(mask.any()):
         raise ConfigError(f"no training images of {spec.axis} {spec.word!r}; choose a concept present in the data")
-    forget = data.subset(mask)
+    forget, retained = data.subset(mask), data.subset(~mask)
     canonical = data.prompts(forget.objects.tolist(), forget.styles.tolist())
     req = DiffusionRequest(
         original=model,
-        forget=TensorData(forget.images, canonical),
-        retain=data.subset(~mask).as_tensor_data(),
+        forget=TensorData(to_latents(model, forget.images), canonical),
+        retain=TensorData(to_latents(model, retained.images), retained.tokens),
         num_classes=len(data.names(spec.axis)),
         device=resolve_device(device),
         progress=progress,
@@ -109,8 +120,8 @@ def unlearn_concept(
     request = concept_request(model, data, concept, device=device, progress=progress, seed=algo.seed)
     algo.check(request)
     work = copy.deepcopy(model).to(request.device)
-    for p in work.parameters():
-        p.requires_grad_(True)
+    for name, p in work.named_parameters():
+        p.requires_grad_(not name.startswith("vae."))  # methods then pick their group (diffusion.groups)
     with timed() as clock:
         out = algo.run(work, request)
     return UnlearnResult(model=out.eval(), method=algo.name, hparams=algo.hparams(), seconds=clock.seconds)

@@ -67,7 +67,8 @@ def ddim_sample(
     stop_at: int | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """Deterministic DDIM (η = 0) with classifier-free guidance; images in [-1, 1].
+    """Deterministic DDIM (η = 0) with classifier-free guidance; samples in the model's sample space (images in
+    [-1, 1] for a pixel model, latents for a VAE pipeline: decode with ``model.from_latents``).
 
     ``stop_at`` returns x_t after that many steps instead of the final image (ESD samples x_t this way).
     """
@@ -75,7 +76,7 @@ def ddim_sample(
     if context is None:
         context = model.encode(tokens.to(dev))
     n = context.shape[0]
-    shape = model.config.image_shape
+    shape = model.sample_shape
     noise = torch.randn((n, *shape), generator=generator).to(dev)
     outs = []
     for i in range(0, n, batch_size):
@@ -96,18 +97,28 @@ def _ddim(
         eps = guided_eps(model, x, tt, cond, uncond, guidance)
         ab = acp[t]
         ab_prev = acp[ts[i + 1]] if i + 1 < len(ts) else torch.ones_like(ab)
-        x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
-        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        if model.clip_sample:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
         x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
     return x
 
 
 @torch.no_grad()
 def sample_xt(
-    model: nn.Module, tokens: torch.Tensor, *, steps: int, guidance: float, generator: torch.Generator | None = None
+    model: nn.Module,
+    tokens: torch.Tensor,
+    *,
+    steps: int,
+    guidance: float,
+    generator: torch.Generator | None = None,
+    k: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ESD's x_t: run the sampler from noise for a random number of DDIM steps; returns (x_t, t)."""
+    """ESD's x_t: run the sampler from noise for ``k`` (default: a random number of) DDIM steps; returns
+    (x_t, t)."""
     ts = ddim_timesteps(model, steps)
-    k = int(torch.randint(0, steps, (1,), generator=generator))
+    if k is None:
+        k = int(torch.randint(0, steps, (1,), generator=generator))
     x = ddim_sample(model, tokens, steps=steps, guidance=guidance, generator=generator, stop_at=k)
     return x, ts[k].expand(x.shape[0])

@@ -11,6 +11,7 @@ from ...data.tensors import Batches, Cycle, TensorData
 from ...engine import Hook, StepContext
 from ...errors import ConfigError
 from ...methods.base import Method, UnlearnRequest, hp
+from ..groups import freeze_all_but, group_parameters
 from ..request import DiffusionRequest
 from ..training import StepBatches
 
@@ -38,6 +39,13 @@ class DiffusionMethod(Method):
 
     def retain_cycle(self, request: UnlearnRequest, salt: int = 7) -> Cycle:
         return Cycle(Batches(request.retain, min(self.batch_size, len(request.retain)), seed=self.seed + salt))
+
+    def trainable(self, model: nn.Module, group: str) -> list[nn.Parameter]:
+        """The parameters of ``group`` (chosen by module name, :mod:`unlearnkit.diffusion.groups`); every other
+        tensor — the text encoder included unless the group is ``text_encoder`` — is frozen."""
+        params = group_parameters(model, group)
+        freeze_all_but(model, params)
+        return params
 
     def fit_steps(self, model: nn.Module, phase, request: UnlearnRequest, **kw):
         return self.fit(model, phase, request, epochs=1, **kw)

@@ -10,7 +10,6 @@ from torch import nn
 
 from ...engine import Phase
 from ...methods.base import UnlearnRequest, hp, register
-from ..model import unet_parameters
 from ..schedule import sample_xt
 from .common import DiffusionMethod
 
@@ -45,14 +44,19 @@ class ESDLoss:
 @register
 @dataclass(kw_only=True)
 class ESD(DiffusionMethod):
-    """ESD (Gandikota et al., "Erasing Concepts from Diffusion Models", ICCV 2023). ``params="xattn"`` edits
-    only the UNet's cross-attention (ESD-x, for styles and prompt-specific erasure); ``"noxattn"`` edits every
-    other UNet weight (ESD-u, for global erasure). The text encoder stays frozen. Published setting:
-    η (negative guidance) = 1, start guidance 3, 50 DDIM steps, batch 1, lr 1e-5, 1000 iterations."""
+    """ESD (Gandikota et al., "Erasing Concepts from Diffusion Models", ICCV 2023), following
+    rohitgandikota/erasing ``train-scripts/train-esd.py``: x_t is sampled with the model being edited (DDIM,
+    ``start_guidance``) up to a random step, and ε_θ(x_t, c) is regressed onto the frozen original's
+    ε*(x_t, ∅) − η·(ε*(x_t, c) − ε*(x_t, ∅)). ``params`` picks the tensors by module name
+    (:mod:`unlearnkit.diffusion.groups`): ``"xattn"`` — every ``attn2`` tensor (ESD-x, ``train_method xattn``);
+    ``"xattn-kv"`` — ``attn2.to_k``/``to_v`` only (``esd-x-strict`` of ``esd_sd.py``); ``"noxattn"`` —
+    everything outside ``attn2``, ``time_embed*`` and the output head (ESD-u, ``train_method noxattn``).
+    The text encoder stays frozen. Published: η = 1, start guidance 3, 50 DDIM steps, batch 1, lr 1e-5,
+    1000 iterations."""
 
     name = "esd"
 
-    params: str = hp("xattn", choices=("xattn", "noxattn"))
+    params: str = hp("xattn", choices=("xattn", "xattn-kv", "noxattn"))
     eta: float = hp(1.0, low=0, doc="negative guidance")
     start_guidance: float = hp(3.0, low=0, doc="guidance when sampling x_t")
     ddim_steps: int = hp(50, low=1)
@@ -62,7 +66,7 @@ class ESD(DiffusionMethod):
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         loss = ESDLoss(request.frozen_original(), self.eta, self.ddim_steps, self.start_guidance, self.seed)
-        params = unet_parameters(model, cross_attention=self.params == "xattn")
+        params = self.trainable(model, self.params)
         self.fit_steps(model, Phase("esd", self.stream(request.forget), loss), request, params=params)
         return model
 
@@ -70,7 +74,8 @@ class ESD(DiffusionMethod):
 @register
 @dataclass(kw_only=True)
 class ESDx(ESD):
-    """ESD-x: :class:`ESD` on cross-attention parameters only (Gandikota et al., ICCV 2023)."""
+    """ESD-x: :class:`ESD` on every cross-attention (``attn2``) tensor of the UNet (``train-esd.py``
+    ``train_method xattn``)."""
 
     name = "esd-x"
     params: str = hp("xattn", choices=("xattn",))
@@ -78,8 +83,19 @@ class ESDx(ESD):
 
 @register
 @dataclass(kw_only=True)
+class ESDxStrict(ESD):
+    """ESD-x-strict: :class:`ESD` on ``attn2.to_k`` and ``attn2.to_v`` only (rohitgandikota/erasing
+    ``esd_sd.py``, ``train_method esd-x-strict``)."""
+
+    name = "esd-x-strict"
+    params: str = hp("xattn-kv", choices=("xattn-kv",))
+
+
+@register
+@dataclass(kw_only=True)
 class ESDu(ESD):
-    """ESD-u: :class:`ESD` on every UNet parameter outside cross-attention (Gandikota et al., ICCV 2023)."""
+    """ESD-u: :class:`ESD` on the UNet outside cross-attention, the timestep embedding and the output head
+    (``train-esd.py`` ``train_method noxattn``: skips ``attn2``, ``time_embed``, ``out.``)."""
 
     name = "esd-u"
     params: str = hp("noxattn", choices=("noxattn",))

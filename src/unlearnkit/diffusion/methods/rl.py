@@ -15,20 +15,26 @@ from .common import ClipHook, DiffusionMethod, on_device
 
 
 class RelabelLoss:
-    """MSE(ε_θ(x_t, c_f), sg[ε_θ(x_t, c_other)]) + α · retain diffusion loss, both per-element means.
+    """MSE(ε_θ(x_t, c_f), sg[ε_θ(x_t, c_pseudo)]) + α · retain DDPM loss, both per-element means; x_t is the
+    forget image noised once and shared by both predictions (``forget_noisy`` = ``pseudo_noisy``).
 
-    c_other is the forget prompt with the concept word replaced by a random other concept of the same axis.
-    """
+    ``relabel="next"``: c_pseudo names the next concept of the axis ((c + 1) mod K, as ``random_label.py``);
+    ``"random"``: a random other concept per prompt (the paper's wording)."""
 
-    def __init__(self, request, retain, alpha: float) -> None:
-        self.request, self.retain, self.alpha = request, retain, alpha
+    def __init__(self, request, retain, alpha: float, relabel: str) -> None:
+        self.request, self.retain, self.alpha, self.relabel = request, retain, alpha, relabel
+
+    def pseudo(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.relabel == "random":
+            return self.request.relabel(tokens.cpu()).to(tokens.device)
+        k = len(self.request.data.names(self.request.concept.axis))
+        return self.request.with_label(tokens.cpu(), (self.request.concept.index + 1) % k).to(tokens.device)
 
     def __call__(self, model: nn.Module, batch) -> torch.Tensor:
         x0, tokens = batch[0], batch[1]
         x_t, t, _ = noised(model, x0)
-        other = self.request.relabel(tokens.cpu()).to(tokens.device)
         with torch.no_grad():
-            target = model(x_t, t, other)
+            target = model(x_t, t, self.pseudo(tokens))
         forget = F.mse_loss(model(x_t, t, tokens), target)
         return forget + self.alpha * diffusion_loss(model, on_device(self.retain.next(), x0))
 
@@ -36,19 +42,24 @@ class RelabelLoss:
 @register
 @dataclass(kw_only=True)
 class DiffusionRL(DiffusionMethod):
-    """Random labelling for generation (Fan et al., "SalUn", ICLR 2024, Sec. 4): map the erased concept's
-    prompts to the predictions for a random other concept, keep the diffusion loss on the retain set.
-    Published SD setting: α = 0.5, lr 1e-5, gradient norm clipped to 1."""
+    """Random labelling for generation (Fan et al., "SalUn", ICLR 2024, Sec. 4), following
+    OPTML-Group/Unlearn-Saliency ``SD/train-scripts/random_label.py``: map the erased concept's prompts to the
+    model's own (stop-gradient) prediction for a pseudo concept on the same noised image, plus α × the DDPM loss
+    of a retain batch; Adam on the UNet only (``train_method full``), text encoder frozen, no gradient clipping
+    (``grad_clip > 0`` adds one). Published: α = 0.5 (README command), lr 1e-5, batch 8, 5 epochs."""
 
     name = "rl"
 
     alpha: float = hp(0.5, low=0, doc="weight of the retain diffusion loss")
-    grad_clip: float = hp(1.0, low=0, low_open=True)
+    relabel: str = hp("next", choices=("next", "random"), doc="pseudo concept: next on the axis, or random")
+    grad_clip: float = hp(0.0, low=0, doc="global gradient-norm clip; 0 = off, as in the reference")
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
-        loss = RelabelLoss(request, self.retain_cycle(request), self.alpha)
-        hooks = [ClipHook(self.grad_clip), *self.hooks(model, request)]
-        self.fit_steps(model, Phase("forget", self.stream(request.forget), loss), request, hooks=hooks, grad_clip=None)
+        loss = RelabelLoss(request, self.retain_cycle(request), self.alpha, self.relabel)
+        params = self.trainable(model, "unet")
+        hooks = ([ClipHook(self.grad_clip)] if self.grad_clip > 0 else []) + self.hooks(model, request)
+        phase = Phase("forget", self.stream(request.forget), loss)
+        self.fit_steps(model, phase, request, hooks=hooks, params=params, grad_clip=None)
         return model
 
     def hooks(self, model: nn.Module, request: UnlearnRequest) -> list[Hook]:

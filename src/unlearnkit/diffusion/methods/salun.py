@@ -5,24 +5,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...engine import Hook
 from ...methods.base import UnlearnRequest, hp, register
 from ...methods.masking import MaskHook, Masks, accumulated_gradients, top_fraction_masks
-from ..schedule import diffusion_loss
+from ..groups import freeze_all_but, group_parameters
+from ..schedule import noised
 from ..training import StepBatches
 from .rl import DiffusionRL
 
 
-def generation_saliency(model: nn.Module, request: UnlearnRequest, ratio: float, batch_size: int, seed: int) -> Masks:
-    """|Σ over forget images and prompts of ∇ conditional diffusion loss| at the original weights; one global
-    threshold keeps the top ``ratio``. Timesteps and noise are drawn from ``seed`` (same seed, same mask)."""
+def guided_forget_loss(model: nn.Module, batch, guidance: float) -> torch.Tensor:
+    """−MSE(ε, (1 + w)·ε_θ(x_t, c) − w·ε_θ(x_t, ∅)): the saliency loss of ``generate_mask.py`` (the
+    classifier-free-guided prediction, with w = ``c_guidance``)."""
+    x0, tokens = batch[0], batch[1]
+    x_t, t, noise = noised(model, x0)
+    both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([tokens, torch.zeros_like(tokens)]))
+    cond, null = both.chunk(2)
+    return -F.mse_loss((1 + guidance) * cond - guidance * null, noise)
+
+
+def generation_saliency(
+    model: nn.Module, request: UnlearnRequest, ratio: float, batch_size: int, seed: int, guidance: float = 7.5
+) -> Masks:
+    """|Σ over forget batches of ∇_UNet guided forget loss| at the original weights; one global threshold keeps
+    the top ``ratio`` (OPTML-Group/Unlearn-Saliency ``SD/train-scripts/generate_mask.py``). Only UNet tensors
+    get a mask (the reference sums ``model.model.diffusion_model`` gradients). Timesteps and noise come from
+    ``seed`` (same seed, same mask)."""
+    params = group_parameters(model, "unet")
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    freeze_all_but(model, params)
     n_batches = max(1, -(-len(request.forget) // batch_size))
     batches = StepBatches(request.forget, batch_size, n_batches, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        grads = accumulated_gradients(model, batches, diffusion_loss, request.device)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            grads = accumulated_gradients(
+                model, batches, lambda m, b: guided_forget_loss(m, b, guidance), request.device
+            )
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
     return top_fraction_masks({n: g.abs() for n, g in grads.items()}, ratio)
 
 
@@ -30,16 +55,19 @@ def generation_saliency(model: nn.Module, request: UnlearnRequest, ratio: float,
 @dataclass(kw_only=True)
 class DiffusionSalUn(DiffusionRL):
     """SalUn (Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in Both
-    Image Classification and Generation", ICLR 2024) for generation: mask = top 50 % of the saliency of the
-    forget diffusion loss; update = clip(∇ RL loss, 1) ⊙ mask. Weights outside the mask stay bit-identical.
-    Published SD setting: mask ratio 0.5, α = 0.5, lr 1e-5."""
+    Image Classification and Generation", ICLR 2024) for generation: mask = top 50 % of |Σ ∇ guided forget
+    loss| (``generate_mask.py``, w = 7.5); update = ∇ RL loss ⊙ mask (``random_label.py --mask_path``), UNet
+    only. Weights outside the mask stay bit-identical. Published: mask ratio 0.5, α = 0.5, lr 1e-5."""
 
     name = "salun"
 
     mask_ratio: float = hp(0.5, low=0, high=1, low_open=True)
-    mask_batch_size: int = hp(64, low=1, doc="batch size for accumulating the saliency gradient")
+    mask_guidance: float = hp(7.5, low=0, doc="c_guidance w of the saliency loss (generate_mask.py)")
+    mask_batch_size: int = hp(8, low=1, doc="batch size for accumulating the saliency gradient")
 
     def hooks(self, model: nn.Module, request: UnlearnRequest) -> list[Hook]:
         model.to(request.device)
-        masks = generation_saliency(model, request, self.mask_ratio, self.mask_batch_size, self.seed)
+        masks = generation_saliency(
+            model, request, self.mask_ratio, self.mask_batch_size, self.seed, guidance=self.mask_guidance
+        )
         return [MaskHook(model, masks)]

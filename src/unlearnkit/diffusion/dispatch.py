@@ -1,0 +1,49 @@
+"""``unlearnkit.unlearn`` for text-to-image models: a diffusers pipeline (or a wrapped model) and a concept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .concepts import ConceptData, ConceptSpec
+from .hf import DiffusersTextToImage, from_pipeline
+from .model import TextToImage
+
+
+def is_text_to_image(model: object) -> bool:
+    """A miniature or wrapped diffusers model, or a diffusers Stable Diffusion-style pipeline object."""
+    if isinstance(model, (TextToImage, DiffusersTextToImage)):
+        return True
+    parts = ("unet", "text_encoder", "tokenizer", "scheduler")
+    return not isinstance(model, nn.Module) and all(getattr(model, p, None) is not None for p in parts)
+
+
+def unlearn_text_to_image(
+    model: Any,
+    forget: object,
+    retain: object,
+    method: Any = "esd-x",
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **hparams: Any,
+):
+    """Erase the concept ``forget`` (``"object:three"``, ``"style:inverted"`` or a :class:`ConceptSpec`) from
+    ``model``; ``retain`` is the :class:`ConceptData` (images with prompts — everything not of the concept is
+    retained). A diffusers pipeline is wrapped with :func:`from_pipeline`; the result's ``model`` is the edited
+    :class:`DiffusersTextToImage` (write it with ``save_pipeline``)."""
+    from .request import unlearn_concept
+
+    if not isinstance(retain, ConceptData):
+        raise ConfigError(
+            "for a text-to-image model pass retain=<ConceptData> (e.g. unlearnkit.diffusion.load_concept_data"
+            "('digits')): the images and prompts whose concepts are kept"
+        )
+    if not isinstance(forget, (str, ConceptSpec)):
+        raise ConfigError("for a text-to-image model pass forget='object:NAME' or 'style:NAME' (the concept to erase)")
+    if not isinstance(model, nn.Module):
+        model = from_pipeline(model, retain)
+    return unlearn_concept(model, retain, forget, method, device=device, progress=progress, **hparams)

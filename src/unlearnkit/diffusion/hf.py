@@ -1,0 +1,421 @@
+"""Hugging Face ``diffusers`` models as unlearnkit text-to-image models.
+
+:class:`DiffusersTextToImage` wraps a ``UNet2DConditionModel`` and a ``CLIPTextModel`` (plus, for latent
+pipelines, an ``AutoencoderKL`` and its scaling factor) behind the interface every diffusion method and metric
+uses — ``model(x_t, t, tokens)``, ``model.encode(tokens, prefix=)``, ``model.alphas_cumprod`` (from the
+pipeline's diffusers scheduler), ``model.sample_shape``, ``model.to_latents`` / ``model.from_latents`` — and
+exposes ``model.unet`` / ``model.text_encoder`` so the methods pick their parameters by module name
+(:mod:`unlearnkit.diffusion.groups`).
+
+Prompts stay the concept data's word ids; :class:`TokenizerCodec` turns them into the pipeline tokenizer's ids
+(``<bos> words… <eos> <pad>…``, the empty prompt being ``tokenizer("")`` as in Stable Diffusion's
+classifier-free guidance).
+
+    from unlearnkit import diffusion as ud
+    data = ud.load_concept_data("digits")
+    model = ud.load_pipeline("path/to/stable-diffusion-folder", data)   # save_pretrained layout
+    result = ud.unlearn_concept(model, data, "object:three", "esd-x")
+    ud.save_pipeline(result.model, "erased-folder")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, ModelError, require
+
+
+class TokenizerCodec:
+    """Concept-vocabulary word ids → a Hugging Face tokenizer's input ids.
+
+    Each word is tokenised once (``add_special_tokens=False``); a prompt row becomes
+    ``[bos] + pieces of its words + [eos]``, padded with the tokenizer's pad id to ``max_length``."""
+
+    def __init__(self, tokenizer: Any, words: Sequence[str], max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.words = list(words)
+        self.max_length = int(max_length or tokenizer.model_max_length)
+        self.bos = tokenizer.bos_token_id
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        if self.eos is None:
+            raise ModelError("the pipeline's tokenizer has no end-of-text token; a CLIP tokenizer is expected")
+        self.pieces = [
+            [] if i == 0 else list(tokenizer(w, add_special_tokens=False).input_ids) for i, w in enumerate(words)
+        ]
+        empty = [i for i, p in enumerate(self.pieces[1:], 1) if not p]
+        if empty:
+            raise ConfigError(f"the tokenizer maps {[self.words[i] for i in empty]} to no tokens")
+        #: where a prompt attack's prefix goes: right after the start token
+        self.prefix_pos = 0 if self.bos is None else 1
+
+    def ids(self, tokens: torch.Tensor) -> torch.Tensor:
+        rows = []
+        for row in tokens.tolist():
+            ids = [] if self.bos is None else [self.bos]
+            for w in row:
+                ids += self.pieces[w]
+            ids = ids[: self.max_length - 1] + [self.eos]
+            rows.append(ids + [self.pad] * (self.max_length - len(ids)))
+        return torch.tensor(rows, dtype=torch.long, device=tokens.device)
+
+    def word_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """The first tokenizer piece of each word (a word's embedding for prompt attacks)."""
+        table = torch.tensor([p[0] if p else self.pad for p in self.pieces], dtype=torch.long)
+        return table.to(ids.device)[ids]
+
+
+class DiffusersTextToImage(nn.Module):
+    """A diffusers UNet + CLIP text encoder (+ optional VAE) as an unlearnkit text-to-image model.
+
+    ``data_shape`` is the (C, H, W) of the concept data's images: ``to_latents`` resizes (and repeats grey to
+    the VAE's channels) then encodes with the VAE's posterior mean × ``scaling_factor``; ``from_latents``
+    decodes, averages channels back to grey when the data is grey, and resizes to ``data_shape``."""
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        text_encoder: nn.Module,
+        alphas_cumprod: torch.Tensor,
+        codec: TokenizerCodec,
+        *,
+        vae: nn.Module | None = None,
+        scaling_factor: float = 1.0,
+        data_shape: Sequence[int] | None = None,
+        clip_sample: bool = False,
+        tokenizer: Any = None,
+        scheduler: Any = None,
+    ) -> None:
+        super().__init__()
+        self.unet = unet
+        self.text_encoder = text_encoder
+        self.vae = vae
+        if vae is not None:
+            vae.requires_grad_(False)
+            vae.eval()
+        self.register_buffer("alphas_cumprod", alphas_cumprod.detach().float().clone())
+        self.codec = codec
+        self.scaling_factor = float(scaling_factor)
+        self.clip_sample = bool(clip_sample)
+        self.tokenizer, self.scheduler = tokenizer, scheduler
+        cfg = unet.config
+        size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        self._sample_shape = (int(cfg.in_channels), int(size), int(size))
+        self.data_shape = tuple(data_shape) if data_shape is not None else self.pixel_shape
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return self._sample_shape
+
+    @property
+    def pixel_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the pipeline makes (the UNet's input for a pixel pipeline)."""
+        if self.vae is None:
+            return self._sample_shape
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return (int(self.vae.config.in_channels), self._sample_shape[1] * factor, self._sample_shape[2] * factor)
+
+    def train(self, mode: bool = True) -> DiffusersTextToImage:
+        super().train(mode)
+        if self.vae is not None:
+            self.vae.eval()
+        return self
+
+    # -- text -------------------------------------------------------------------------------------------------
+    def _token_embedding(self) -> nn.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def word_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._token_embedding()(self.codec.word_ids(ids))
+
+    def null_tokens(self, batch: int, length: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(batch, length, dtype=torch.long, device=device or self.alphas_cumprod.device)
+
+    def encode(self, tokens: torch.Tensor, *, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """CLIP last hidden states of the prompts; ``prefix`` (k, dim) or (B, k, dim) input embeddings are
+        spliced in after the start token (the sequence keeps its length: the last k pads drop out)."""
+        dev = self.alphas_cumprod.device
+        ids = self.codec.ids(tokens.to(dev))
+        if prefix is None:
+            return self.text_encoder(input_ids=ids).last_hidden_state
+        pos = self.codec.prefix_pos
+
+        def splice(_: nn.Module, __: Any, emb: torch.Tensor) -> torch.Tensor:
+            pre = prefix.unsqueeze(0).expand(len(emb), -1, -1) if prefix.ndim == 2 else prefix
+            return torch.cat([emb[:, :pos], pre.to(emb.dtype), emb[:, pos:]], dim=1)[:, : emb.shape[1]]
+
+        handle = self._token_embedding().register_forward_hook(splice)
+        try:
+            return self.text_encoder(input_ids=ids).last_hidden_state
+        finally:
+            handle.remove()
+
+    # -- denoiser ---------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        tokens: torch.Tensor | None = None,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if context is None:
+            if tokens is None:
+                raise ConfigError("pass prompt token ids or a ready text context")
+            context = self.encode(tokens)
+        return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+
+    # -- pixels <-> latents -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def to_latents(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        dev = self.alphas_cumprod.device
+        c, h, w = self.pixel_shape
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].to(dev).float()
+            if x.shape[1] != c:
+                x = x.mean(1, keepdim=True).expand(-1, c, -1, -1)
+            if tuple(x.shape[-2:]) != (h, w):
+                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+            if self.vae is not None:
+                x = self.vae.encode(x).latent_dist.mean * self.scaling_factor
+            out.append(x.cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def from_latents(self, samples: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        c, h, w = self.data_shape
+        out = []
+        for i in range(0, len(samples), batch_size):
+            x = samples[i : i + batch_size].to(self.alphas_cumprod.device)
+            if self.vae is not None:
+                x = self.vae.decode(x / self.scaling_factor).sample
+            x = x.clamp(-1, 1)
+            if x.shape[1] != c:
+                x = x.mean(1, keepdim=True).expand(-1, c, -1, -1)
+            if tuple(x.shape[-2:]) != (h, w):
+                x = F.interpolate(x, size=(h, w), mode="area")
+            out.append(x.cpu())
+        return torch.cat(out)
+
+
+def from_components(
+    unet: nn.Module,
+    text_encoder: nn.Module,
+    tokenizer: Any,
+    scheduler: Any,
+    words: Sequence[str],
+    *,
+    vae: nn.Module | None = None,
+    data_shape: Sequence[int] | None = None,
+) -> DiffusersTextToImage:
+    """Wrap diffusers/transformers components; ``words`` is the concept data's vocabulary
+    (``data.vocab.words``). ᾱ_t comes from the diffusers ``scheduler`` (DDPM, DDIM, …)."""
+    pred = scheduler.config.get("prediction_type", "epsilon")
+    if pred != "epsilon":
+        raise ModelError(f"the pipeline predicts {pred!r}; the methods need an ε-prediction (epsilon) model")
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        raise ModelError(f"{type(scheduler).__name__} has no alphas_cumprod; use a DDPM/DDIM-type scheduler")
+    sf = float(getattr(vae.config, "scaling_factor", 0.18215)) if vae is not None else 1.0
+    codec = TokenizerCodec(tokenizer, words)
+    return DiffusersTextToImage(
+        unet,
+        text_encoder,
+        torch.as_tensor(alphas),
+        codec,
+        vae=vae,
+        scaling_factor=sf,
+        data_shape=data_shape,
+        clip_sample=bool(scheduler.config.get("clip_sample", False)),
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+    )
+
+
+def from_pipeline(pipeline: Any, data: Any) -> DiffusersTextToImage:
+    """A diffusers ``StableDiffusionPipeline`` (or any object with ``unet``, ``text_encoder``, ``tokenizer``,
+    ``scheduler`` and optionally ``vae``) bound to the concept data ``data`` (its vocabulary and image shape)."""
+    for part in ("unet", "text_encoder", "tokenizer", "scheduler"):
+        if getattr(pipeline, part, None) is None:
+            raise ModelError(f"the pipeline has no {part}; a Stable Diffusion-style pipeline is expected")
+    return from_components(
+        pipeline.unet,
+        pipeline.text_encoder,
+        pipeline.tokenizer,
+        pipeline.scheduler,
+        data.vocab.words,
+        vae=getattr(pipeline, "vae", None),
+        data_shape=data.image_shape,
+    )
+
+
+def is_pipeline_folder(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / "model_index.json").is_file() or ((p / "unet").is_dir() and (p / "text_encoder").is_dir())
+
+
+def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | None = None) -> DiffusersTextToImage:
+    """Load a Stable Diffusion folder in the ``save_pretrained`` layout (``unet/``, ``text_encoder/``,
+    ``tokenizer/``, ``scheduler/``, optional ``vae/``) — nothing is downloaded."""
+    require("diffusers", extra="diffusion")
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    root = Path(path)
+    if not is_pipeline_folder(root):
+        raise CheckpointError(
+            f"{root} is not a diffusers pipeline folder (no model_index.json, unet/ and text_encoder/); "
+            "save one with StableDiffusionPipeline.save_pretrained(DIR)"
+        )
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
+    text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder")
+    tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+    scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
+    vae = AutoencoderKL.from_pretrained(root, subfolder="vae") if (root / "vae").is_dir() else None
+    model = from_components(
+        unet, text_encoder, tokenizer, scheduler, data.vocab.words, vae=vae, data_shape=data.image_shape
+    )
+    return model.to(device or "cpu").eval()
+
+
+def save_pipeline(model: DiffusersTextToImage, path: str | Path) -> Path:
+    """Write the (edited) model as a diffusers folder that :func:`load_pipeline` and
+    ``StableDiffusionPipeline.from_pretrained`` read; refuses to overwrite a non-empty folder."""
+    if not isinstance(model, DiffusersTextToImage):
+        raise ModelError("save_pipeline writes diffusers models; save the miniature with checkpoint.save")
+    root = Path(path)
+    if root.exists() and any(root.iterdir()):
+        raise CheckpointError(f"{root} exists and is not empty; choose a new folder")
+    root.mkdir(parents=True, exist_ok=True)
+    model.unet.save_pretrained(root / "unet")
+    model.text_encoder.save_pretrained(root / "text_encoder")
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(root / "tokenizer")
+    if model.scheduler is not None:
+        model.scheduler.save_pretrained(root / "scheduler")
+    index: dict[str, Any] = {
+        "_class_name": "StableDiffusionPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", type(model.scheduler).__name__],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    if model.vae is not None:
+        model.vae.save_pretrained(root / "vae")
+        index["vae"] = ["diffusers", "AutoencoderKL"]
+    (root / "model_index.json").write_text(json.dumps(index, indent=2))
+    return root
+
+
+def word_level_clip_tokenizer(words: Sequence[str], folder: str | Path, max_length: int = 16) -> Any:
+    """A CLIP BPE tokenizer whose merges make every word of ``words`` one token (``<|startoftext|>`` = 0,
+    ``<|endoftext|>`` = 1, also padding), written to ``folder`` (``vocab.json``, ``merges.txt``) and loaded."""
+    require("transformers", extra="diffusion")
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = [w for w in dict.fromkeys(words) if w and not w.startswith("<")]
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    merges: list[str] = []
+    for ch in sorted({c for w in words for c in w}):
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    for w in words:
+        cur = w[0]
+        for i, ch in enumerate(w[1:]):
+            nxt = ch + "</w>" if i == len(w) - 2 else ch
+            merges.append(f"{cur} {nxt}")
+            cur += nxt
+            vocab.setdefault(cur, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
+def tiny_pipeline(
+    words: Sequence[str],
+    folder: str | Path,
+    *,
+    latent: bool = True,
+    sample_size: int = 8,
+    channels: int = 1,
+    width: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised miniature Stable Diffusion pipeline built from configs (nothing is
+    downloaded) in the ``save_pretrained`` layout: a 2-level ``UNet2DConditionModel`` with cross-attention,
+    a 1-layer ``CLIPTextModel`` over ``words``, a DDPM scheduler and — when ``latent`` — a 2-level
+    ``AutoencoderKL`` (4 latent channels, ``sample_size`` latents for 2×-larger RGB images). Returns ``folder``.
+    Used to test that every method runs on diffusers models; train it before expecting sensible images."""
+    require("diffusers", extra="diffusion")
+    import tempfile
+
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = word_level_clip_tokenizer(words, tmp)
+    text_dim = 2 * width
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer.get_vocab()),
+            hidden_size=text_dim,
+            intermediate_size=2 * text_dim,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    in_ch = 4 if latent else channels
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_ch,
+        out_channels=in_ch,
+        block_out_channels=(width, 2 * width),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=text_dim,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    scheduler = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=not latent, steps_offset=1
+    )
+    vae = None
+    if latent:
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(8, 16),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=2 * sample_size,
+        )
+    codec = TokenizerCodec(tokenizer, ["<pad>", *words])
+    model = DiffusersTextToImage(
+        unet, text_encoder, scheduler.alphas_cumprod, codec, vae=vae, tokenizer=tokenizer, scheduler=scheduler
+    )
+    return save_pipeline(model, folder)

@@ -1,0 +1,50 @@
+"""Load and save any text-to-image model the diffusion methods run on: the bundled miniature (a checkpoint
+folder written by ``diff-train`` / :func:`cached_model`) or a diffusers Stable Diffusion folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import read_meta, save
+from ..errors import CheckpointError
+from .concepts import ConceptData
+from .hf import DiffusersTextToImage, is_pipeline_folder, load_pipeline, save_pipeline
+from .training import load_diffusion
+
+
+def load_model(path: str | Path, data: ConceptData, *, device: str | torch.device | None = None) -> nn.Module:
+    """The model in ``path``: a diffusers pipeline folder (``model_index.json`` / ``unet/`` + ``text_encoder/``)
+    bound to ``data``'s vocabulary, or a miniature checkpoint (``meta.json`` of kind ``unlearnkit.diffusion``)."""
+    root = Path(path)
+    if not root.exists():
+        raise CheckpointError(f"{root} does not exist; pass a diffusers pipeline folder or a diff-train checkpoint")
+    if is_pipeline_folder(root):
+        return load_pipeline(root, data, device=device)
+    model, meta = load_diffusion(root)
+    vocab = meta.get("model_config", {}).get("vocab_size")
+    if vocab is not None and vocab != len(data.vocab):
+        raise CheckpointError(
+            f"{root} was trained with a {vocab}-word vocabulary but the concept data has {len(data.vocab)}; "
+            f"pass the --dataset it was trained on"
+        )
+    return model.to(device or "cpu")
+
+
+def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` in the form it was loaded from: a diffusers folder or a miniature checkpoint."""
+    if isinstance(model, DiffusersTextToImage):
+        return save_pipeline(model, path)
+    info = {"kind": "unlearnkit.diffusion", "model_config": model.config.to_dict(), **(meta or {})}
+    save(model, path, info)
+    return Path(path)
+
+
+def describe(path: str | Path) -> str:
+    """One line naming what ``path`` holds."""
+    if is_pipeline_folder(path):
+        return f"diffusers pipeline {path}"
+    return f"miniature checkpoint {path} ({read_meta(path).get('dataset', '?')})"
