@@ -51,10 +51,14 @@ def test_process_pool_trains_the_same_shards(serial_model, digits, tmp_path):
     assert audit(pooled).ok
 
 
-def test_ray_backend_trains_the_same_shards(serial_model, digits, tmp_path):
-    pytest.importorskip("ray")
+def test_ray_backend_trains_the_same_shards(serial_model, digits, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
     from unlearnkit.exact import RayExecutor
 
+    # an earlier Ray run that did not shut down leaves its address in Ray's temp folder; a local executor must
+    # start its own instance rather than try to join that dead one
+    monkeypatch.setattr(ray._private.utils, "read_ray_address", lambda temp_dir=None: "127.0.0.1:9")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with RayExecutor(num_cpus=1) as ray_exec:
         distributed = _fit(tmp_path / "m", digits, ray_exec)
     assert [s.key for s in distributed.selection()] == [s.key for s in serial_model.selection()]

@@ -100,8 +100,8 @@ class RayExecutor(Executor):
         if not self.ray.is_initialized():
             if address is not None:  # an existing cluster: its resources are fixed, passing num_cpus is an error
                 self.ray.init(address=address, log_to_driver=False)
-            else:
-                self.ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            else:  # "local": a new instance, never a stale one recorded in Ray's temp folder by an earlier run
+                self.ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             self._started = True
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
