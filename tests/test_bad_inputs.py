@@ -21,7 +21,7 @@ from unlearnkit.bench import BenchConfig, run_bench
 from unlearnkit.cli import main
 from unlearnkit.data.cifar import read_cifar, write_cifar_batch
 from unlearnkit.data.tensors import Batches
-from unlearnkit.engine import Phase, Recipe, train
+from unlearnkit.engine import LossWatch, Phase, Recipe, train
 from unlearnkit.errors import (
     CheckpointError,
     ConfigError,
@@ -134,6 +134,19 @@ def test_engine_stops_at_the_step_where_the_loss_explodes(original, digits):
         train(original, Phase("p", batches, cross_entropy), Recipe(epochs=1, lr=1e8, weight_decay=0.0), progress=False)
     step = int(re.search(r"step (\d+)", str(info.value)).group(1))
     assert step < len(batches) and "lr=1e+07" in str(info.value)
+
+
+def test_loss_watch_on_an_accelerator_reads_a_window_and_names_the_first_bad_step():
+    """Off the CPU the losses are read every `every` steps (no sync per step); the error still names the step."""
+    watch = LossWatch(torch.device("meta"), desc="ft", lr=0.1, every=4)
+    losses = [1.0, 0.9, 0.8, 0.7, 0.6, float("nan"), 1e30, 0.5]
+    for step, value in enumerate(losses[:7]):
+        watch.add(torch.tensor(value), epoch=0, step=step)  # steps 0-3 fine; the bad 5 and 6 wait in the window
+    with pytest.raises(DivergenceError, match=r"ft diverged at epoch 1, step 6: the loss is nan"):
+        watch.flush()
+    cpu = LossWatch(torch.device("cpu"), desc="ft", lr=0.1, every=4)
+    with pytest.raises(DivergenceError, match="step 1: the loss is inf"):
+        cpu.add(torch.tensor(float("inf")), epoch=0, step=0)  # the CPU checks at once
 
 
 @dataclass(kw_only=True)
@@ -304,6 +317,20 @@ def test_save_refuses_bad_folders(tmp_path, original, where):
         uk.save(original, target if where else "", {})
     if where:
         assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("meta", [{"kind": "unlearned"}, {}])
+def test_save_never_replaces_an_original(tmp_path, original, meta):
+    """Python's save(overwrite=True) keeps the rule the CLI has: an original is only ever replaced by an original."""
+    ck = tmp_path / "orig"
+    uk.save(original, ck, {"kind": "original", "v": 1})
+    before = (ck / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="original checkpoint"):
+        uk.save(original, ck, meta, overwrite=True)
+    assert (ck / "model.safetensors").read_bytes() == before
+    assert json.loads((ck / "meta.json").read_text())["v"] == 1
+    uk.save(original, ck, {"kind": "original", "v": 2}, overwrite=True)  # rebuilding an original is allowed
+    assert json.loads((ck / "meta.json").read_text())["v"] == 2
 
 
 def test_damaged_cache_entry_is_rebuilt(tmp_path, capsys):

@@ -101,6 +101,27 @@ def test_signed_head_detects_a_wholesale_rewrite(model, tmp_path, capsys):
     assert "rewritten" in capsys.readouterr().out
 
 
+def test_exact_audit_with_a_public_key_requires_every_entry_signed(model, tmp_path, capsys):
+    folder, key = model
+    plan = ShardedModel.open(folder).plan
+    pub = str(key) + ".pub"
+    base = ["delete", "--model", str(folder), "--executor", "serial", "--no-progress"]
+    (tmp_path / "a.txt").write_text(str(plan.shards[1][0][0]))
+    assert main([*base, "--ids", str(tmp_path / "a.txt"), "--signing-key", str(key)]) == 0
+    assert main(["exact-audit", "--model", str(folder), "--public-key", pub]) == 0
+    (tmp_path / "b.txt").write_text(str(plan.shards[0][0][0]))
+    assert main([*base, "--ids", str(tmp_path / "b.txt")]) == 0  # a deletion nobody signed
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub]) == 0  # reported only
+    assert "not yet covered" in capsys.readouterr().out
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub, "--strict"]) == 1
+    assert main(["exact-audit", "--model", str(folder)]) == 0  # the keys alone are still exact
+    capsys.readouterr()
+    assert main(["exact-audit", "--model", str(folder), "--public-key", pub]) == 1
+    out = capsys.readouterr().out
+    assert "not covered by a signature" in out and "exact: NO" in out
+
+
 def test_a_queue_is_one_retraining_round_with_a_certificate_per_request(model, tmp_path, monkeypatch):
     folder, key = model
     plan = ShardedModel.open(folder).plan

@@ -147,7 +147,8 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
     files are written into a temporary folder, fsynced, and renamed into place together.
 
     Refuses to replace an existing checkpoint unless ``overwrite`` is true, and to write into a non-empty
-    folder that is not a checkpoint.
+    folder that is not a checkpoint. An *original* (``meta["kind"] == "original"``) is never replaced by anything
+    but another original, even with ``overwrite``: unlearning results go to their own folder.
     """
     path = Path(path)
     if not str(path).strip() or str(path) in (".", ""):
@@ -157,6 +158,11 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
         if (path / WEIGHTS).exists() or (path / META).exists():
             if not overwrite:
                 raise CheckpointError(f"{path} already holds a checkpoint; choose a new path or pass overwrite=True")
+            if stored_kind(path) == "original" and (meta or {}).get("kind") != "original":
+                raise CheckpointError(
+                    f"{path} holds an original checkpoint, which is never replaced by an unlearned or other model "
+                    "(overwrite=True included); save to a new folder"
+                )
         elif path.is_dir() and any(path.iterdir()):
             raise CheckpointError(f"{path} is a non-empty folder that is not a checkpoint; choose a new folder")
         elif not path.is_dir():
@@ -166,6 +172,15 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
         save_file(state, str(tmp / WEIGHTS))
         (tmp / META).write_text(json.dumps(meta or {}, indent=2, default=_json_default) + "\n")
     return path
+
+
+def stored_kind(path: str | Path) -> str | None:
+    """The ``kind`` recorded in an existing checkpoint's meta.json, or None when it has none or is unreadable."""
+    try:
+        data = json.loads((Path(path) / META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("kind") if isinstance(data, dict) else None
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -167,6 +167,33 @@ def check_loss(loss: torch.Tensor, *, desc: str, epoch: int, step: int, lr: floa
         raise _diverged(f"the loss is {value:g}", desc, f" at epoch {epoch + 1}, step {step + 1}", lr)
 
 
+class LossWatch:
+    """Divergence checks of the step losses without a device sync per step: on the CPU every loss is checked as
+    it comes (reading it costs nothing); on an accelerator the detached losses of ``every`` steps are read in one
+    transfer. Either way the error names the first bad step; call :meth:`flush` at each epoch end."""
+
+    def __init__(self, device: torch.device, *, desc: str, lr: float, every: int = 32) -> None:
+        self.every = 1 if device.type == "cpu" else max(1, every)
+        self.desc, self.lr = desc, lr
+        self._window: list[tuple[int, int, torch.Tensor]] = []
+
+    def add(self, loss: torch.Tensor, *, epoch: int, step: int) -> None:
+        if self.every == 1:
+            check_loss(loss, desc=self.desc, epoch=epoch, step=step, lr=self.lr)
+            return
+        self._window.append((epoch, step, loss))
+        if len(self._window) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._window:
+            return
+        window, self._window = self._window, []
+        values = torch.stack([loss.reshape(()).float() for _, _, loss in window]).cpu()  # one sync
+        for (epoch, step, _), value in zip(window, values):
+            check_loss(value, desc=self.desc, epoch=epoch, step=step, lr=self.lr)
+
+
 def check_weights(model: nn.Module, *, desc: str, lr: float | None, where: str = "") -> None:
     """Raise :class:`DivergenceError` when a floating parameter or buffer of ``model`` is non-finite."""
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
@@ -241,6 +268,7 @@ def train(
     for h in hooks:
         h.on_start(ctx)
     bar = tqdm(total=total, desc=desc, disable=not progress or total == 0, leave=False, unit="step")
+    watch = LossWatch(dev, desc=desc, lr=recipe.lr)
     with timed() as clock, bar:  # the bar is closed even when the run stops with an error
         for epoch in range(recipe.epochs):
             ctx.epoch = epoch
@@ -275,11 +303,12 @@ def train(
                     for h in hooks:
                         h.after_step(ctx)
                     detached = loss.detach()
-                    check_loss(detached, desc=desc, epoch=epoch, step=ctx.step, lr=recipe.lr)
+                    watch.add(detached, epoch=epoch, step=ctx.step)
                     sums[ph.name] = sums[ph.name] + detached if ph.name in sums else detached
                     counts[ph.name] = counts.get(ph.name, 0) + 1
                     ctx.step += 1
                     bar.update(1)
+            watch.flush()
             check_weights(model, desc=desc, lr=recipe.lr, where=f" by the end of epoch {epoch + 1}")
             means = {k: float(v) / counts[k] for k, v in sums.items()}
             log.epoch_losses.append(means)

@@ -9,7 +9,6 @@ model, integral float labels) are converted instead of refused.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import stored_kind
 from .data.tensors import TensorData
 from .errors import CheckpointError, ConfigError, DataError, ForgetSpecError, ModelError
 
@@ -197,7 +197,7 @@ def check_output_folder(out: str | Path | None, *, overwrite: bool, protect: str
             raise CheckpointError(f"{out} exists and is not a folder; choose another --out")
         meta = path / "meta.json"
         if meta.is_file():
-            kind = _checkpoint_kind(meta)
+            kind = stored_kind(path)
             if kind == "original" and protect is not None:
                 raise CheckpointError(
                     f"{out} holds an original checkpoint, which unlearning never replaces; choose another --out"
@@ -225,14 +225,6 @@ def _writable(folder: Path) -> bool:
         return False
     os.rmdir(probe)
     return True
-
-
-def _checkpoint_kind(meta: Path) -> str | None:
-    try:
-        data = json.loads(meta.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data.get("kind") if isinstance(data, dict) else None
 
 
 def check_results_folder(out: str | Path) -> Path:

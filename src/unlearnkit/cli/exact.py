@@ -180,7 +180,7 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from ..exact.workflow import verify_ledger
 
-    check = verify_ledger(args.model, public_key=args.public_key)
+    check = verify_ledger(args.model, public_key=args.public_key, strict=args.strict)
     if check.ok:
         print(f"ledger ok: {check.entries} entries, head {check.head[:16]}")
         for note in check.notes:
@@ -194,7 +194,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 def cmd_exact_audit(args: argparse.Namespace) -> int:
     from ..exact.workflow import audit_folder
 
-    report = audit_folder(args.model)
+    report = audit_folder(args.model, public_key=args.public_key)
     for c in report.constituents:
         state = "ok" if c.ok else (c.problem or "FAILED")
         print(f"  shard {c.shard}: order {c.order}, depth {c.depth}, key {str(c.key)[:16]}  {state}")
@@ -302,10 +302,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v = lsub.add_parser("verify", help="check the ledger's hash chain (exit 1 when tampered)")
     v.add_argument("--model", required=True, help="model folder (or a ledger.jsonl file)")
     v.add_argument("--public-key", help="also check the signed ledger head with this public key (PEM)")
+    v.add_argument("--strict", action="store_true", help="with --public-key: fail when entries follow the signed head")
     v.set_defaults(func=cmd_ledger_verify)
 
     p = sub.add_parser("exact-audit", help="prove from the checkpoint keys that no deleted id is in use")
     p.add_argument("--model", required=True, help="model folder from exact-train")
+    p.add_argument("--public-key", help="also verify the ledger and its signed head (PEM); every entry must be signed")
     p.set_defaults(func=cmd_exact_audit)
 
     p = sub.add_parser("dp-train", help="data-parallel training of one model with Accelerate (`accelerate launch`)")

@@ -191,9 +191,12 @@ def sign_head(folder: Path, head: str, entries: int, signer: Signer) -> Path:
     return path
 
 
-def verify_head(folder_or_file: str | Path, chain_hashes: list[str], public_key: str | Path | Any) -> tuple[bool, str]:
+def verify_head(
+    folder_or_file: str | Path, chain_hashes: list[str], public_key: str | Path | Any, *, strict: bool = False
+) -> tuple[bool, str]:
     """Check the signed head against the ledger's entry hashes: the signature must verify and the signed
-    head must be the hash of entry ``entries - 1`` (later, unsigned entries are reported, not refused)."""
+    head must be the hash of entry ``entries - 1``. Later, unsigned entries are reported, or refused when
+    ``strict`` (an auditor's reading: every entry must be covered by a signature)."""
     key = load_public_key(public_key) if isinstance(public_key, str | Path) else public_key
     p = Path(folder_or_file)
     p = p / HEAD_FILE if p.is_dir() else p
@@ -212,4 +215,6 @@ def verify_head(folder_or_file: str | Path, chain_hashes: list[str], public_key:
     if chain_hashes[n - 1] != head:
         return False, "entry hashes differ from the signed head: the ledger was rewritten"
     extra = len(chain_hashes) - n
+    if extra and strict:
+        return False, f"{extra} ledger entries after the signed head are not covered by a signature"
     return True, "ok" if not extra else f"ok ({extra} later entries not yet covered by a signature)"

@@ -158,9 +158,10 @@ def resume_folder(
     return sm.resume(executor, workers, signer), []
 
 
-def verify_ledger(model_dir: str | Path, public_key: str | Path | None = None) -> LedgerCheck:
+def verify_ledger(model_dir: str | Path, public_key: str | Path | None = None, *, strict: bool = False) -> LedgerCheck:
     """Verify the hash chain of a ledger, that its head is the one the model folder recorded (also when the
-    ledger file itself is given: ``exact.json`` beside it is read), and, with ``public_key``, the signed head."""
+    ledger file itself is given: ``exact.json`` beside it is read), and, with ``public_key``, the signed head
+    (``strict``: every entry must be covered by the signature, see :func:`~.certificates.verify_head`)."""
     folder = Path(model_dir)
     ledger_path = folder if folder.is_file() else folder / LEDGER
     folder = ledger_path.parent
@@ -169,7 +170,7 @@ def verify_ledger(model_dir: str | Path, public_key: str | Path | None = None) -
         if Path(model_dir).is_file():
             check = Ledger(ledger_path).verify()
             check.notes.append(f"no {STATE} beside the ledger: truncation at the end cannot be detected")
-            return _signed(check, folder, ledger_path, public_key)
+            return _signed(check, folder, ledger_path, public_key, strict)
         raise CheckpointError(f"{folder} is not an exact-unlearning model (no {STATE}); pass the model folder")
     ledger = Ledger(ledger_path)
     check = ledger.verify()
@@ -190,26 +191,39 @@ def verify_ledger(model_dir: str | Path, public_key: str | Path | None = None) -
             )
         elif head is not None and head != check.head:
             check.notes.append("exact.json lags the ledger head (an interrupted request): run `unlearnkit resume`")
-    return _signed(check, folder, ledger_path, public_key)
+    return _signed(check, folder, ledger_path, public_key, strict)
 
 
-def _signed(check: LedgerCheck, folder: Path, ledger_path: Path, public_key: str | Path | None) -> LedgerCheck:
+def _signed(
+    check: LedgerCheck, folder: Path, ledger_path: Path, public_key: str | Path | None, strict: bool
+) -> LedgerCheck:
     if public_key is None or not check.ok:
         return check
     from .certificates import verify_head
 
-    ok, why = verify_head(folder, [e["hash"] for e in Ledger(ledger_path).entries()], public_key)
+    ok, why = verify_head(folder, [e["hash"] for e in Ledger(ledger_path).entries()], public_key, strict=strict)
     if not ok:
         return LedgerCheck(False, check.entries, check.head, why)
     check.notes.append(f"signed head: {why}")
     return check
 
 
-def audit_folder(model_dir: str | Path) -> ExactnessReport:
+def audit_folder(model_dir: str | Path, public_key: str | Path | None = None) -> ExactnessReport:
     """:func:`~unlearnkit.exact.audit` of a model folder, read-only: an open request, a folder whose
-    ``exact.json`` disagrees with its ledger, or one that cannot be opened fails the audit."""
+    ``exact.json`` disagrees with its ledger, or one that cannot be opened fails the audit. With
+    ``public_key`` the ledger's hash chain and its signed head are checked too, strictly: an entry not covered
+    by the signature fails the audit."""
     try:
         sm = ShardedModel.open(model_dir, recover=False)
     except CheckpointError as exc:
         return ExactnessReport(0, [], False, [], str(exc))
-    return audit(sm)
+    report = audit(sm)
+    if public_key is not None and not report.ledger_problem:
+        try:
+            check = verify_ledger(model_dir, public_key, strict=True)
+        except CheckpointError as exc:
+            report.ledger_problem = str(exc)
+        else:
+            if not check.ok:
+                report.ledger_problem = check.problem
+    return report
