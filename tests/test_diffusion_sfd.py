@@ -214,3 +214,51 @@ def test_sfd_on_a_diffusers_unet(tmp_path):
     save_model(out, tmp_path / "out")
     back = load_model(tmp_path / "out", data)
     assert isinstance(back, OneStepGenerator) and back.t_init == out.t_init
+
+
+class _Toy(nn.Module):
+    """ε(x, t, c) = tanh(x·(s0 + s1·c) + t/1000) with c the concept index of the prompt (0 for the empty one)."""
+
+    def __init__(self, data, s0: float, s1: float) -> None:
+        super().__init__()
+        self.unet = nn.Linear(1, 1)  # a parameter for the method to train; unused by the score
+        self.s0, self.s1 = s0, s1
+        lut = torch.zeros(len(data.vocab))
+        for i, word in enumerate(NAMES):
+            lut[data.vocab.words.index(word)] = i
+        self.register_buffer("lut", lut)
+        betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64).float()
+        self.register_buffer("alphas_cumprod", (1 - betas).cumprod(0))
+
+    num_timesteps = 1000
+    sample_shape = (1, 4, 4)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lut[tokens].sum(1, keepdim=True)
+
+    def null_tokens(self, batch: int, length: int, device=None) -> torch.Tensor:
+        return torch.zeros(batch, length, dtype=torch.long)
+
+    def forward(self, x, t, tokens=None, *, context=None):
+        c = self.encode(tokens) if context is None else context
+        return torch.tanh(x * (self.s0 + self.s1 * c).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1) / 1000)
+
+
+def test_losses_agree_with_the_reference_code():
+    """Reference values: tqch/score-forgetting-distillation ``DDPM/functions/losses.py`` run outside this
+    repository on the same inputs (same toy score functions, x_0 and ε from ``torch.randn`` with seed 0, the
+    timesteps below; remain labels (0, 1, 0), forget 2, override 0; published coefficients remain 1, forget
+    0.01, α 1.2): generator 1.0·g_r + 0.01·g_f and fake-score 1.0·sg_r + 0.01·sg_f."""
+    data = _data()
+    teacher, fake = _Toy(data, 0.5, 0.1), _Toy(data, 0.3, 0.2)
+    req = concept_request(teacher, data, "object:bright", device="cpu")
+    method = SFD(anchor=0)
+    loss = SFDLoss(method, req, teacher, fake, method.anchor_label(req))
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(6, 1, 4, 4, generator=g)
+    eps = torch.randn(6, 1, 4, 4, generator=g)
+    t = torch.tensor([40, 200, 450, 600, 700, 100])
+    tokens = data.prompts([0, 1, 0, 2, 2, 2], [0] * 6)
+    forget = torch.tensor([False, False, False, True, True, True])
+    assert float(loss.sid_loss(x0, t, eps, tokens, forget)) == pytest.approx(-1.8738977909088135, rel=1e-4)
+    assert float(loss.fake_loss(x0, t, eps, tokens, forget)) == pytest.approx(13.49979305267334, rel=1e-4)

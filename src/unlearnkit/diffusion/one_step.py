@@ -120,3 +120,14 @@ def sampling_speed(
             best[name] = min(best[name], time.perf_counter() - start)
     one, teach = n / best["one_step"], n / best["teacher"]
     return {"one_step_ips": one, "teacher_ips": teach, "speedup": one / teach, "images": float(n)}
+
+
+def speed_against(generator: OneStepGenerator, teacher: nn.Module, data: Any, sampling: Any) -> dict[str, float]:
+    """:func:`sampling_speed` on one evaluation-sized batch (every object × style prompt, ``per_prompt`` each)
+    against the teacher's evaluation sampler (``sampling.steps`` DDIM steps, guidance ``sampling.guidance``)."""
+    objs = [o for o in range(len(data.object_names)) for _ in data.style_names]
+    stys = [s for _ in data.object_names for s in range(len(data.style_names))]
+    tokens = data.prompts(objs, stys).repeat_interleave(sampling.per_prompt, dim=0)
+    return sampling_speed(
+        generator, teacher, tokens, steps=sampling.steps, guidance=sampling.guidance, seed=sampling.seed
+    )

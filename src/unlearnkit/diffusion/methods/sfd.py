@@ -79,6 +79,34 @@ class SFDLoss:
     def _weighted(self, per_image: torch.Tensor, mask: torch.Tensor, remain: float, forget: float) -> torch.Tensor:
         return remain * per_image[~mask].mean() + forget * per_image[mask].mean()
 
+    # -- the two losses on given inputs -----------------------------------------------------------------------
+    def _noisy(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ab = self.teacher.alphas_cumprod[t].view(-1, 1, 1, 1)
+        a, b = ab.sqrt(), (1 - ab).sqrt()
+        return a * x0 + b * eps, a, b
+
+    def fake_loss(
+        self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, tokens: torch.Tensor, forget: torch.Tensor
+    ) -> torch.Tensor:
+        """``sid_sg_loss_conditional``: Σ_pixels (ε − f(x_t, t, c))², batch mean per half, weighted."""
+        x_t, _, _ = self._noisy(x0, t, eps)
+        per_image = (eps - self.fake(x_t, t, tokens)).square().sum(dim=(1, 2, 3))
+        return self._weighted(per_image, forget, self.m.sg_remain_coef, self.m.sg_forget_coef)
+
+    def sid_loss(
+        self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, tokens: torch.Tensor, forget: torch.Tensor
+    ) -> torch.Tensor:
+        """``sid_g_loss_conditional``: per image Σ (x̂_real − x̂_fake)·((x̂_real − x_0) − α(x̂_real − x̂_fake)) / ω with
+        x̂_real from :meth:`teacher_score` (the forgetting term) and ω = mean|x̂_real − x_0|; weighted halves."""
+        x_t, a, b = self._noisy(x0, t, eps)
+        real = (x_t - b * self.teacher_score(x_t, t, tokens, forget)) / a
+        fake = (x_t - b * self.fake(x_t, t, tokens)) / a
+        with torch.no_grad():
+            omega = (real - x0).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-5)
+        alpha = self.m.alpha
+        per_image = ((real - fake) * ((real - x0) - alpha * (real - fake)) / omega).sum(dim=(1, 2, 3))
+        return self._weighted(per_image, forget, self.m.g_remain_coef, self.m.g_forget_coef)
+
     # -- the two updates --------------------------------------------------------------------------------------
     def fake_step(self, gen: OneStepGenerator, tokens: torch.Tensor, mask: torch.Tensor) -> float:
         dev = tokens.device
@@ -88,11 +116,7 @@ class SFDLoss:
         for p in self.fake_params:
             p.requires_grad_(True)
         self.fake.train()
-        t, eps = self._timesteps(len(tokens), dev), self._noise(shape, dev)
-        ab = self.teacher.alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-        per_image = (eps - self.fake(x_t, t, tokens)).square().sum(dim=(1, 2, 3))
-        loss = self._weighted(per_image, mask, self.m.sg_remain_coef, self.m.sg_forget_coef)
+        loss = self.fake_loss(x0, self._timesteps(len(tokens), dev), self._noise(shape, dev), tokens, mask)
         self.fake_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_value_(self.fake_params, self.m.grad_clip_value)
@@ -106,17 +130,7 @@ class SFDLoss:
         dev = tokens.device
         shape = (len(tokens), *gen.sample_shape)
         x0 = gen.generate(self._noise(shape, dev), gen.encode(tokens))
-        t, eps = self._timesteps(len(tokens), dev), self._noise(shape, dev)
-        ab = self.teacher.alphas_cumprod[t].view(-1, 1, 1, 1)
-        a, b = ab.sqrt(), (1 - ab).sqrt()
-        x_t = a * x0 + b * eps
-        real = (x_t - b * self.teacher_score(x_t, t, tokens, mask)) / a
-        fake = (x_t - b * self.fake(x_t, t, tokens)) / a
-        with torch.no_grad():
-            omega = (real - x0).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-5)
-        alpha = self.m.alpha
-        per_image = ((real - fake) * ((real - x0) - alpha * (real - fake)) / omega).sum(dim=(1, 2, 3))
-        return self._weighted(per_image, mask, self.m.g_remain_coef, self.m.g_forget_coef)
+        return self.sid_loss(x0, self._timesteps(len(tokens), dev), self._noise(shape, dev), tokens, mask)
 
     def __call__(self, gen: nn.Module, batch) -> torch.Tensor:
         tokens, mask = self._prompts(batch)
