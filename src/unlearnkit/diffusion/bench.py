@@ -47,17 +47,18 @@ MINIATURE_HPARAMS: dict[str, dict[str, Any]] = {
     # DoCo: the published 500 warm-up steps of 1000 scaled to 100 of 200
     "concept-correction": {"steps": 200, "warmup": 100, "lr": 1e-3, "batch_size": 16, "disc_width": 32},
     "concept-correction-mse": {"steps": 200, "lr": 1e-3, "batch_size": 16},
-    # AdvUnlearn: the published 200 warm-up steps of 1000 scaled to 40 of 200; 5 attack steps every 4 steps
-    # SFD: the published 50 000 steps of batch 128 at lr 1e-5 scaled down (see docs/diffusion.md)
+    # SFD: the published 50 000 steps of batch 128 at lr 1e-5 (forget coefficients 0.01) scaled to 400 steps of
+    # 16 + 16 prompts at lr 3e-4 (forget coefficients 0.3); the teacher score guided as the evaluation samples it
     "sfd": {
-        "steps": 300,
-        "lr": 1e-4,
-        "fake_lr": 1e-4,
+        "steps": 400,
+        "lr": 3e-4,
+        "fake_lr": 3e-4,
         "batch_size": 16,
-        "g_forget_coef": 1.0,
-        "sg_forget_coef": 1.0,
+        "g_forget_coef": 0.3,
+        "sg_forget_coef": 0.3,
         "teacher_guidance": 2.0,
     },
+    # AdvUnlearn: the published 200 warm-up steps of 1000 scaled to 40 of 200; 5 attack steps every 4 steps
     "advunlearn": {
         "steps": 200,
         "lr": 1e-3,
