@@ -21,6 +21,7 @@ from unlearnkit.diffusion import (
 )
 from unlearnkit.diffusion.methods.sfd import SFD, SFDLoss
 from unlearnkit.diffusion.one_step import OneStepGenerator, sampling_speed
+from unlearnkit.errors import ConfigError
 
 NAMES = ["dark", "grey", "bright"]
 LEVELS = {"dark": -0.8, "grey": 0.0, "bright": 0.8}
@@ -262,3 +263,11 @@ def test_losses_agree_with_the_reference_code():
     forget = torch.tensor([False, False, False, True, True, True])
     assert float(loss.sid_loss(x0, t, eps, tokens, forget)) == pytest.approx(-1.8738977909088135, rel=1e-4)
     assert float(loss.fake_loss(x0, t, eps, tokens, forget)) == pytest.approx(13.49979305267334, rel=1e-4)
+
+
+def test_timestep_range_is_checked():
+    data = _data()
+    with pytest.raises(ConfigError, match="t_min < t_max"):
+        unlearn_concept(
+            ShadeModel(data), data, "object:bright", "sfd", device="cpu", progress=False, t_min=500, t_max=400
+        )

@@ -11,6 +11,7 @@ from torch import nn
 
 from ...data.tensors import TensorData
 from ...engine import Hook, Phase, StepContext
+from ...errors import ConfigError
 from ...methods.base import UnlearnRequest, hp, register
 from ..groups import group_parameters
 from ..one_step import OneStepGenerator
@@ -194,6 +195,11 @@ class SFD(AnchoredMethod):
     lr: float = hp(1e-5, low=0, low_open=True)
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+        if not self.t_min < self.t_max <= model.num_timesteps:
+            raise ConfigError(
+                f"need t_min < t_max <= {model.num_timesteps} (the model's timesteps), got t_min={self.t_min}, "
+                f"t_max={self.t_max}"
+            )
         teacher = request.frozen_original()
         fake = copy.deepcopy(teacher).to(request.device)
         loss = SFDLoss(self, request, teacher, fake, self.anchor_label(request))
