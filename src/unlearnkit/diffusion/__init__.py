@@ -3,7 +3,8 @@
 Concept data with two axes (objects × styles, prompts with synonyms), a tiny text encoder and cross-attention
 UNet trained with DDPM and classifier-free guidance, a DDIM sampler, evaluators and UnlearnCanvas-style metrics,
 concept-erasure methods (``salun``, ``rl``, ``ga``, ``esd``/``esd-x``/``esd-x-strict``/``esd-u``,
-``concept-correction`` (DoCo), ``concept-correction-mse``, ``advunlearn``; domain ``"diffusion"``), the
+``concept-correction`` (DoCo), ``concept-correction-mse``, ``advunlearn``, ``sfd`` (a one-step generator,
+:mod:`unlearnkit.diffusion.one_step`); domain ``"diffusion"``), the
 UnlearnDiffAtk attack, :func:`run_diff_bench`, and diffusers Stable Diffusion pipelines as models
 (:func:`load_pipeline`, :func:`from_pipeline`).
 

@@ -3,6 +3,7 @@ folder written by ``diff-train`` / :func:`cached_model`) or a diffusers Stable D
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,12 @@ from ..checkpoint import read_meta, save
 from ..errors import CheckpointError
 from .concepts import ConceptData
 from .hf import DiffusersTextToImage, is_pipeline_folder, load_pipeline, save_pipeline
+from .one_step import OneStepGenerator
 from .training import load_diffusion
+
+#: a one-step generator (``sfd``) is its network plus this record: {"t_init": ...}, in ``meta.json`` of a
+#: miniature checkpoint, or as this file in a diffusers folder
+ONE_STEP_FILE = "one_step.json"
 
 
 def load_model(path: str | Path, data: ConceptData, *, device: str | torch.device | None = None) -> nn.Module:
@@ -23,8 +29,12 @@ def load_model(path: str | Path, data: ConceptData, *, device: str | torch.devic
     if not root.exists():
         raise CheckpointError(f"{root} does not exist; pass a diffusers pipeline folder or a diff-train checkpoint")
     if is_pipeline_folder(root):
-        return load_pipeline(root, data, device=device)
+        pipe = load_pipeline(root, data, device=device)
+        record = root / ONE_STEP_FILE
+        return OneStepGenerator(pipe, json.loads(record.read_text())["t_init"]) if record.is_file() else pipe
     model, meta = load_diffusion(root)
+    if "one_step" in meta:
+        model = OneStepGenerator(model, int(meta["one_step"]["t_init"]))
     vocab = meta.get("model_config", {}).get("vocab_size")
     if vocab is not None and vocab != len(data.vocab):
         raise CheckpointError(
@@ -35,7 +45,15 @@ def load_model(path: str | Path, data: ConceptData, *, device: str | torch.devic
 
 
 def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` in the form it was loaded from: a diffusers folder or a miniature checkpoint."""
+    """Write ``model`` in the form it was loaded from: a diffusers folder or a miniature checkpoint (a one-step
+    generator: its network, plus its ``t_init``)."""
+    if isinstance(model, OneStepGenerator):
+        record = {"t_init": model.t_init}
+        if isinstance(model.net, DiffusersTextToImage):
+            root = save_pipeline(model.net, path)
+            (root / ONE_STEP_FILE).write_text(json.dumps(record))
+            return root
+        return save_model(model.net, path, {**(meta or {}), "one_step": record})
     if isinstance(model, DiffusersTextToImage):
         return save_pipeline(model, path)
     info = {"kind": "unlearnkit.diffusion", "model_config": model.config.to_dict(), **(meta or {})}

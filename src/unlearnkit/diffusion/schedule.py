@@ -71,7 +71,10 @@ def ddim_sample(
     [-1, 1] for a pixel model, latents for a VAE pipeline: decode with ``model.from_latents``).
 
     ``stop_at`` returns x_t after that many steps instead of the final image (ESD samples x_t this way).
+    A one-step generator (``model.one_step``, :mod:`unlearnkit.diffusion.one_step`) samples in one evaluation.
     """
+    if getattr(model, "one_step", False) and stop_at is None:
+        return model.sample(tokens, context=context, generator=generator, batch_size=batch_size)
     dev = model.alphas_cumprod.device
     if context is None:
         context = model.encode(tokens.to(dev))
