@@ -308,7 +308,7 @@ def person_concepts(
     background: Sequence[dict],
     *,
     top_n: int = 8,
-    rank: str = "projection",
+    rank: str = "attribution",
     **kw,
 ) -> list[Concept]:
     """One concept per forgotten person (records grouped by ``person``; without that field the whole forget set is
