@@ -99,6 +99,22 @@ def test_intrinsic_metric_on_hand_made_vectors():
     assert moved_head["cosine"] == pytest.approx(1.0) and moved_head["jaccard"] == 0.0
 
 
+def test_intrinsic_metric_agrees_with_the_reference_code():
+    """Values computed by ConceptVectors' own ``evaluate_util.py`` (``cosine_similarity``, ``norm_distance``,
+    ``jaccard_similarity`` with ``preciser_jaccard=True``; functions extracted unchanged and run outside this
+    repository on these tensors; "Wikipedia" tokens = every third token id, top_k = 200 as hard-coded there)."""
+    g = torch.Generator().manual_seed(0)
+    torch.randn(50, 8, generator=g)  # the reference run drew an unused embedding first
+    p1 = torch.randn(8, generator=g)
+    p2 = p1 + 0.7 * torch.randn(8, generator=g)
+    emb = torch.randn(400, 8, generator=torch.Generator().manual_seed(1))
+    d = vector_drift(p1, p2, emb, emb, concept_ids=list(range(0, 400, 3)), k=200)
+    assert d["cosine"] == pytest.approx(0.9105691909790039, abs=1e-6)
+    assert d["l2"] == pytest.approx(1.0934942960739136, abs=1e-6)
+    assert d["jaccard"] == pytest.approx(0.7543859649122807, abs=1e-12)
+    assert d["concept_token_rate"] == pytest.approx(0.9436619718309859, abs=1e-12)  # the reference's preciser_jaccard
+
+
 def test_specific_tokens_and_projection_out_of_a_concept():
     from collections import Counter
 
