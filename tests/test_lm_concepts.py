@@ -219,3 +219,29 @@ def test_concept_ablation_cli_on_llama_and_gpt2_and_lm_eval_intrinsic(trained, t
         assert metrics["cv_concept_token_rate"] < 0.5 and metrics["cv_n_vectors"] == 8.0, (arch, metrics)
         assert "forget_rouge" in metrics and metrics["cv_cosine"] < 1.0
     assert "cv_cosine" in capsys.readouterr().out
+
+
+def test_lm_bench_intrinsic_columns(trained, tmp_path):
+    from unlearnkit.lm import LMBenchConfig, run_lm_bench
+
+    _, _, _, root = trained
+    cfg = LMBenchConfig(
+        forget_jsonl=str(root / "forget.jsonl"),
+        retain_jsonl=str(root / "retain.jsonl"),
+        target_path=str(root / "llama"),
+        retain_model_path=str(root / "llama"),
+        methods=["concept-ablation"],
+        hparams={"concept-ablation": {"mode": "zero", "top_n": 8}},
+        intrinsic=True,
+        attacks=False,
+        retain_eval=20,
+        progress=False,
+        out_dir=str(tmp_path / "bench"),
+    )
+    table = run_lm_bench(cfg).table
+    rows = {r["method"]: r for r in table.rows}
+    assert ("cv_cosine", "CV cosine") in list(table.columns)
+    assert rows["original"]["cv_cosine"] == pytest.approx(1.0) and rows["original"]["cv_jaccard"] == 1.0
+    assert rows["concept-ablation"]["cv_cosine"] == 0.0 and rows["concept-ablation"]["cv_norm_change"] == -1.0
+    assert rows["concept-ablation"]["cv_n_vectors"] == 8.0
+    assert "cv_concept_token_rate" in (tmp_path / "bench" / "results.csv").read_text()
