@@ -219,6 +219,18 @@ def test_concept_ablation_cli_on_llama_and_gpt2_and_lm_eval_intrinsic(trained, t
         assert metrics["cv_concept_token_rate"] < 0.5 and metrics["cv_n_vectors"] == 8.0, (arch, metrics)
         assert "forget_rouge" in metrics and metrics["cv_cosine"] < 1.0
     assert "cv_cosine" in capsys.readouterr().out
+    # lm-concepts: locate and validate in the Llama folder; a user's word in the GPT-2 folder
+    assert main(["lm-concepts", "--model", str(root / "llama"), *data[:4], "--validate", "--noise-std", "0.3",
+                 "--out", str(tmp_path / "cv.json")]) == 0  # fmt: skip
+    (found,) = json.loads((tmp_path / "cv.json").read_text())["concepts"]
+    check = found["validation"]
+    assert len(found["vectors"]) == 8
+    assert check["concept_logp_after"] < check["random_concept_logp_after"] - 0.05, check
+    person = split.forget[0]["person"]
+    assert main(["lm-concepts", "--model", str(root / "gpt2"), "--concept", person, "--top-n", "3"]) == 0
+    assert "layer" in capsys.readouterr().out
+    assert main(["lm-concepts", "--model", str(root / "gpt2")]) == 2
+    assert "give --concept" in capsys.readouterr().err
 
 
 def test_lm_bench_intrinsic_columns(trained, tmp_path):
