@@ -257,3 +257,20 @@ def test_lm_bench_intrinsic_columns(trained, tmp_path):
     assert rows["concept-ablation"]["cv_cosine"] == 0.0 and rows["concept-ablation"]["cv_norm_change"] == -1.0
     assert rows["concept-ablation"]["cv_n_vectors"] == 8.0
     assert "cv_concept_token_rate" in (tmp_path / "bench" / "results.csv").read_text()
+
+
+def test_concept_ablation_on_a_text_corpus_uses_forget_specific_tokens(trained):
+    """Raw-text forget data (no QA records): one concept from the tokens far more frequent in the forget text than
+    in the retain text, located by vocabulary projection; a user's words instead with ``concept=``."""
+    from unlearnkit.lm import LMSplit
+
+    model, tok, split, _ = trained
+    person = split.forget[0]["person"]
+    bios = [{"text": t} for name, t in split.bios.items() if name == person]
+    others = [{"text": t} for name, t in split.bios.items() if name != person]
+    text = LMSplit("text", [], [], forget_corpus=bios, retain_corpus=others)
+    res = unlearn_lm(model, tok, text, "concept-ablation", progress=False, mode="zero", top_n=5)
+    assert len(_changed_locations(model, res.model)) == 5
+    words = unlearn_lm(model, tok, text, "concept-ablation", progress=False, mode="zero", top_n=3, concept=person)
+    expected = locate_concept(model, tok, terms=[person], top_n=3).locations()
+    assert _changed_locations(model, words.model) == set(expected)

@@ -92,7 +92,7 @@ class ConceptAblation(LMMethod):
     epochs: int = hp(5, low=1)
     lr: float = hp(0.1, low=0, low_open=True, doc="needle's learning rate (the reference: 1e-1 to 5e-1)")
 
-    def check(self, request) -> None:
+    def check(self, request: LMRequest) -> None:  # type: ignore[override]
         super().check(request)
         if self.lora:
             raise ConfigError("concept-ablation edits single value vectors; run it with lora=False")
@@ -116,7 +116,6 @@ class ConceptAblation(LMMethod):
 
     def unlearn(self, model: nn.Module, request: LMRequest) -> None:
         concepts = self.concepts(model, request)
-        self.located = [v.to_dict() | {"concept": c.name} for c in concepts for v in c.vectors]
         mode = "noise" if self.mode == "needle" else self.mode
         for k, c in enumerate(concepts):
             ablate_vectors(
