@@ -129,6 +129,7 @@ def cmd_lm_bench(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path("runs") / f"lm-bench-{time.strftime('%Y%m%d-%H%M%S')}")
     extra = {"out_dir": out, "attacks": not args.no_attacks, "relearn_steps": args.relearn_steps}
+    extra["intrinsic"] = args.intrinsic
     extra.update(target_path=args.target, retain_model_path=args.retain_model, relearn_lr=args.relearn_lr)
     methods = args.methods.split(",") if args.methods else None
     if methods:
@@ -214,6 +215,10 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
         ref_model, _ = load_causal_lm(args.retain_model, device=device)
         ref = measure_lm(ref_model, tokenizer, split, retain_eval=args.retain_eval, device=device)
         metrics.update(compare_to_retain_only(ev, ref))
+    if args.intrinsic:  # concept-vector drift against the model before unlearning (lm/concepts/report.py)
+        from ..lm.concepts.report import intrinsic_metrics
+
+        metrics.update(intrinsic_metrics(load_causal_lm(args.intrinsic, device=device)[0], model, tokenizer, split))
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"{k:<{width}}  {_fmt(v)}")
@@ -251,6 +256,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", help="comma-separated (default: ga,grad-diff,npo,simnpo,idk-dpo,rmu,undial)")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
     p.add_argument("--no-attacks", action="store_true", help="skip probes, in-context and relearning attacks")
+    p.add_argument("--intrinsic", action="store_true", help="concept-vector drift of each model vs the original")
     p.add_argument("--relearn-lr", type=float, help="relearning attack lr (default 1e-3 tiny model, 1e-5 own model)")
     p.add_argument("--relearn-steps", type=int, default=10, help="relearning attack steps (default 10)")
     p.add_argument("--out", help="results folder (default runs/lm-bench-TIME)")
@@ -259,7 +265,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("lm-unlearn", help="unlearn with one method from your own model folder; write a new one")
     p.add_argument("--model", required=True, help="Hugging Face model folder (save_pretrained) to unlearn")
-    p.add_argument("--method", required=True, help="ga, grad-diff, npo, simnpo, idk-dpo, rmu or undial")
+    p.add_argument("--method", required=True, help="ga, grad-diff, npo, simnpo, idk-dpo, rmu, undial, concept-ablation")
     _add_data(p, builtin=False)
     _add_scale(p)
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable), e.g. lr=1e-5")
@@ -276,6 +282,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_data(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in benchmark")
     p.add_argument("--retain-eval", type=int, default=200, help="retain questions scored (default 200)")
+    p.add_argument("--intrinsic", metavar="ORIGINAL", help="model folder before unlearning: adds concept-vector drift")
     p.add_argument("--out", help="write the metrics as JSON to this file")
     add_common(p)
     p.set_defaults(func=cmd_lm_eval)

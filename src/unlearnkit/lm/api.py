@@ -59,6 +59,8 @@ def lm_request(
         progress=progress,
         tokenizer=tokenizer,
         forget_alt=forget_alt,
+        forget_records=list(split.forget),
+        retain_records=list(split.retain),
     )
 
 

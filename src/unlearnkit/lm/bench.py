@@ -120,6 +120,7 @@ class LMBenchConfig:
     tiny_hparams: bool = True
     retain_eval: int = 200
     attacks: bool = True
+    intrinsic: bool = False
     cache_dir: str | None = None
     out_dir: str | None = None
     device: str | None = None
@@ -335,6 +336,11 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
     if bad:
         raise ConfigError("idk-dpo needs forget questions (to answer 'I don't know'); it cannot run on a text corpus")
 
+    concepts = None
+    if cfg.intrinsic:  # concept vectors of the forget people, located in the original (lm/concepts/report.py)
+        from .concepts.report import split_concepts
+
+        concepts = split_concepts(pair.original, tok, split)
     evals["retain-only"] = ref = measure(pair.retain_only)
     jobs = ["retain-only", "original", *cfg.methods]
     bar = tqdm(jobs, desc="lm-bench", disable=not cfg.progress, unit="model")
@@ -359,6 +365,10 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
             row = {"method": name, **ev.metrics, **compare_to_retain_only(ev, ref), "seconds": seconds}
             if cfg.attacks:
                 row.update(attack_row(models[name], tok, split, cfg, device))
+            if concepts:
+                from .concepts.report import intrinsic_row
+
+                row.update(intrinsic_row(pair.original, models[name], concepts))
         row["eval_seconds"] = t.seconds
         row["hparams"] = hps
         if name not in ("retain-only", "original") and not cfg.keep_models:
@@ -377,7 +387,12 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         "peak_rss_mb": peak_rss_mb(),
     }
     title = f"LM unlearning: {split.name} ({len(split.forget)} forget QA), {device}"
-    table = ResultTable(title, rows, COLUMNS, meta)
+    if concepts:
+        from .concepts.report import INTRINSIC_COLUMNS
+
+        meta["concept_vectors"] = {c.name: [v.to_dict() for v in c.vectors] for c in concepts}
+    columns = COLUMNS + INTRINSIC_COLUMNS if concepts else COLUMNS
+    table = ResultTable(title, rows, columns, meta)
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None:
         table.write(out)

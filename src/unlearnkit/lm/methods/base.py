@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,11 +25,14 @@ class LMRequest(UnlearnRequest):
     """An :class:`UnlearnRequest` whose ``forget``/``retain`` are :class:`LMData` (answer tokens labelled).
 
     ``forget_alt`` holds the forget prompts with an alternative answer ("I don't know"), row-aligned with
-    ``forget``; ``tokenizer`` is the model's tokenizer."""
+    ``forget``; ``tokenizer`` is the model's tokenizer; ``forget_records``/``retain_records`` are the QA records
+    the data were encoded from (empty for text corpora)."""
 
     task: str = "lm"
     tokenizer: Any = None
     forget_alt: LMData | None = None
+    forget_records: list = field(default_factory=list)
+    retain_records: list = field(default_factory=list)
 
     def frozen_original(self) -> nn.Module:
         """The original itself as the frozen reference (eval mode; callers run it under ``torch.no_grad``), so no
