@@ -9,7 +9,6 @@ import math
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
 from .options import add_common, parse_hparams
 
 
@@ -152,21 +151,11 @@ def cmd_lm_bench(args: argparse.Namespace) -> int:
 
 def _split_from_args(args: argparse.Namespace):
     from ..lm import make_benchmark
-    from ..lm.formats import split_from_files
+    from ..lm.formats import split_from_options
 
-    if args.forget_jsonl:
-        return split_from_files(
-            args.forget_jsonl,
-            args.retain_jsonl,
-            holdout=args.holdout_jsonl,
-            neighbour=args.neighbour_jsonl,
-            world=args.world_jsonl,
-            forget_qa=args.forget_qa,
-            retain_qa=args.retain_qa,
-            verbmem=args.verbmem,
-        )
-    if args.retain_jsonl:
-        raise ConfigError("--retain needs --forget as well")
+    split = split_from_options(args)
+    if split is not None:
+        return split
     return make_benchmark(args.people, args.holdout, args.seed, args.readers).split(args.split)
 
 

@@ -28,7 +28,7 @@ from .attacks import in_context_probe, probe_scores, relearn_attack
 from .data import LMSplit, make_benchmark
 from .encode import encode_texts
 from .evaluate import LMEvaluation, compare_to_retain_only, measure_lm
-from .formats import split_from_files
+from .formats import split_from_options
 from .generate import answer_questions
 from .methods import LM_METHODS
 from .metrics import answer_accuracy
@@ -162,17 +162,9 @@ class LMBenchConfig:
 
 
 def load_split(cfg: LMBenchConfig) -> LMSplit:
-    if cfg.forget_jsonl:
-        return split_from_files(
-            cfg.forget_jsonl,
-            cfg.retain_jsonl,
-            holdout=cfg.holdout_jsonl,
-            neighbour=cfg.neighbour_jsonl,
-            world=cfg.world_jsonl,
-            forget_qa=cfg.forget_qa,
-            retain_qa=cfg.retain_qa,
-            verbmem=cfg.verbmem,
-        )
+    split = split_from_options(cfg)
+    if split is not None:
+        return split
     return make_benchmark(cfg.n_people, cfg.n_holdout, cfg.seed, cfg.n_readers).split(cfg.split)
 
 
