@@ -1,8 +1,11 @@
 """LM unlearning benchmark: train the tiny LM pair (timed, QA accuracy) and run lm-bench.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/lm_unlearning.py [--people N] [--readers N] [--epochs N]
-       [--cache-dir DIR] [--out DIR] [--methods a,b]
+Usage: OMP_NUM_THREADS=1 python benchmarks/lm_unlearning.py [--people N] [--holdout N] [--readers N] [--epochs N]
+       [--d-model N] [--vocab N] [--cache-dir DIR] [--out DIR] [--methods a,b] [--order retain_only,original]
+       [--train-only]
 Prints the training figures, the results table (with peak RSS) and the attack columns; JSON/CSV go to --out.
+To train the two models at once, start a second copy with ``--order retain_only,original --train-only`` and the
+same options: both share the cache, and each loads the model the other has finished.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 
 import torch
 
-from unlearnkit.lm import LMBenchConfig, LMTrainConfig, run_lm_bench
+from unlearnkit.lm import LMBenchConfig, LMTrainConfig, TinyLMConfig, run_lm_bench
 from unlearnkit.lm.bench import train_and_score
 
 
@@ -25,12 +28,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--people", type=int, default=100)
     ap.add_argument("--readers", type=int, default=200)
+    ap.add_argument("--holdout", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=160)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--order", default="original,retain_only", help="which model to train first")
+    ap.add_argument("--train-only", action="store_true", help="train (or load) the pair and stop")
     args = ap.parse_args()
     extra = {"methods": args.methods.split(",")} if args.methods else {}
     cfg = LMBenchConfig(
         n_people=args.people,
+        n_holdout=args.holdout,
         n_readers=args.readers,
+        tiny=TinyLMConfig(d_model=args.d_model),
+        vocab_size=args.vocab,
         train=LMTrainConfig(epochs=args.epochs),
         seed=args.seed,
         cache_dir=args.cache_dir,
@@ -40,10 +51,12 @@ def main() -> None:
     )
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     start = time.perf_counter()
-    report = train_and_score(cfg)
+    report = train_and_score(cfg, order=tuple(args.order.split(",")))
     for which, r in report.items():
         state = "cached" if r["cached"] else "trained"
         print(f"{which}: {state}, train {r['seconds']:.0f}s, QA accuracy {r['accuracy']:.1%} ({r['n']} QA)")
+    if args.train_only:
+        return
     t0 = time.perf_counter()
     run = run_lm_bench(cfg)
     print(run.table.render())

@@ -114,3 +114,22 @@ def test_two_cpu_processes_give_the_loss_curve_of_two_accumulation_steps(tmp_pat
     assert len(one["losses"]) == 4 and one["losses"][-1] < one["losses"][0] - 0.1  # grad-diff moved the model
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-4, abs=1e-5)
     assert two["weights_sum"] == pytest.approx(one["weights_sum"], rel=1e-5)
+
+
+def test_lm_unlearn_accelerate_flag_trains_like_the_plain_command(tiny, tmp_path):
+    pytest.importorskip("accelerate")
+    from unlearnkit.cli import main
+    from unlearnkit.lm import load_causal_lm, save_causal_lm
+
+    split, tok, model = tiny
+    save_causal_lm(model, tok, tmp_path / "model")
+    for name, rows in (("forget", split.forget), ("retain", split.retain[:20])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["lm-unlearn", "--model", str(tmp_path / "model"), "--method", "ga", "--device", "cpu", "--no-progress"]
+    args += ["--forget", str(tmp_path / "forget.jsonl"), "--retain", str(tmp_path / "retain.jsonl")]
+    args += ["--hp", "epochs=1", "--hp", "lr=1e-2", "--hp", "batch_size=5"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--accelerate", "--out", str(tmp_path / "acc")]) == 0
+    a, b = load_causal_lm(tmp_path / "plain")[0].state_dict(), load_causal_lm(tmp_path / "acc")[0].state_dict()
+    assert any(not torch.equal(a[k], model.state_dict()[k]) for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -167,6 +167,11 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
     model, tokenizer = load_causal_lm(args.model, device=device)
     split = _split_from_args(args)
     hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False)}
+    acc = None
+    if args.accelerate:
+        from ..lm.parallel import make_lm_accelerator
+
+        acc = make_lm_accelerator(cpu=device.type == "cpu")
     res = unlearn_lm(
         model,
         tokenizer,
@@ -175,8 +180,11 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         device=device,
         progress=not args.no_progress,
         max_length=args.max_length,
+        accelerator=acc,
         **hps,
     )
+    if acc is not None and not acc.is_main_process:
+        return 0  # the main process writes the model
     meta = {"method": res.method, "hparams": res.hparams, "seconds": res.seconds, "source": str(args.model)}
     meta.update(forget=args.forget_jsonl, retain=args.retain_jsonl)
     save_causal_lm(res.model, tokenizer, args.out, meta=meta, overwrite=args.overwrite)
@@ -254,6 +262,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable), e.g. lr=1e-5")
     p.add_argument("--out", required=True, help="folder for the unlearned model (save_pretrained format)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--accelerate",
+        action="store_true",
+        help="train data-parallel through Accelerate (launch with `accelerate launch --multi_gpu --num_processes N`); "
+        "--hp batch_size stays the global batch",
+    )
     add_common(p)
     p.set_defaults(func=cmd_lm_unlearn, seed=0)
 

@@ -266,11 +266,14 @@ def qa_accuracy(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], devic
     return answer_accuracy(answer_questions(model, tokenizer, qa, device=device), [r["value"] for r in qa])
 
 
-def train_and_score(cfg: LMBenchConfig) -> dict[str, dict[str, Any]]:
-    """Train or load the original and retain-only models and report each one's QA accuracy on the questions
-    it was trained on (all QA for the original, retain QA for the retain-only model), seconds and path."""
+def train_and_score(
+    cfg: LMBenchConfig, order: Sequence[str] = ("original", "retain_only")
+) -> dict[str, dict[str, Any]]:
+    """Train or load the original and retain-only models (in ``order``, see :func:`train_pair`) and report each
+    one's QA accuracy on the questions it was trained on (all QA for the original, retain QA for the retain-only
+    model), seconds and path."""
     split = load_split(cfg)
-    pair = train_pair(cfg, split)
+    pair = train_pair(cfg, split, order)
     device = resolve_device(cfg.device)
     out = {}
     for which, model, qa in (
