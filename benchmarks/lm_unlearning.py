@@ -1,7 +1,8 @@
 """LM unlearning benchmark: train the tiny LM pair (timed, QA accuracy) and run lm-bench.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/lm_unlearning.py [--people N] [--holdout N] [--readers N] [--epochs N]
-       [--d-model N] [--vocab N] [--cache-dir DIR] [--out DIR] [--methods a,b] [--order retain_only,original]
+       [--d-model N] [--vocab N] [--batch-size N] [--lr X] [--cache-dir DIR] [--out DIR] [--methods a,b]
+       [--order retain_only,original]
        [--train-only]
 Prints the training figures, the results table (with peak RSS) and the attack columns; JSON/CSV go to --out.
 To train the two models at once, start a second copy with ``--order retain_only,original --train-only`` and the
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--readers", type=int, default=200)
     ap.add_argument("--holdout", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=160)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--order", default="original,retain_only", help="which model to train first")
@@ -42,7 +45,7 @@ def main() -> None:
         n_readers=args.readers,
         tiny=TinyLMConfig(d_model=args.d_model),
         vocab_size=args.vocab,
-        train=LMTrainConfig(epochs=args.epochs),
+        train=LMTrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size),
         seed=args.seed,
         cache_dir=args.cache_dir,
         out_dir=args.out,
