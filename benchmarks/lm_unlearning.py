@@ -12,13 +12,15 @@ same options: both share the cache, and each loads the model the other has finis
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 
 import torch
 
 from unlearnkit.lm import LMBenchConfig, LMTrainConfig, TinyLMConfig, run_lm_bench
-from unlearnkit.lm.bench import train_and_score
+from unlearnkit.lm.api import unlearn_lm
+from unlearnkit.lm.bench import load_split, qa_accuracy, train_and_score, train_pair
 
 
 def main() -> None:
@@ -37,6 +39,13 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--order", default="original,retain_only", help="which model to train first")
     ap.add_argument("--train-only", action="store_true", help="train (or load) the pair and stop")
+    ap.add_argument(
+        "--tune",
+        action="append",
+        metavar='METHOD:{"lr":1e-3}',
+        help="instead of lm-bench, run METHOD with these hyper-parameters (repeatable) and print forget, retain and "
+        "world-facts QA accuracy (how the tiny-model defaults were chosen)",
+    )
     args = ap.parse_args()
     extra = {"methods": args.methods.split(",")} if args.methods else {}
     cfg = LMBenchConfig(
@@ -60,6 +69,9 @@ def main() -> None:
         print(f"{which}: {state}, train {r['seconds']:.0f}s, QA accuracy {r['accuracy']:.1%} ({r['n']} QA)")
     if args.train_only:
         return
+    if args.tune:
+        tune(cfg, args.tune)
+        return
     t0 = time.perf_counter()
     run = run_lm_bench(cfg)
     print(run.table.render())
@@ -68,6 +80,25 @@ def main() -> None:
     for r in run.table.rows:
         print(r["method"], " ".join(f"{k}={r[k]:.2f}" for k in extra_cols if k in r))
     print(f"lm-bench (after training) {time.perf_counter() - t0:.0f}s; total {time.perf_counter() - start:.0f}s")
+
+
+def tune(cfg: LMBenchConfig, settings: list[str]) -> None:
+    """Forget / retain (60 questions) / world-facts QA accuracy of the pair and of each METHOD:JSON setting."""
+    split = load_split(cfg)
+    pair = train_pair(cfg, split)
+    retain = split.retain_eval(60)
+
+    def score(model) -> str:
+        accs = [qa_accuracy(model, pair.tokenizer, qa) for qa in (split.forget, retain, split.world)]
+        return "forget {:.2f}  retain {:.2f}  world {:.2f}".format(*accs)
+
+    print(f"original     {score(pair.original)}")
+    print(f"retain-only  {score(pair.retain_only)}")
+    for setting in settings:
+        method, _, raw = setting.partition(":")
+        hps = {"seed": cfg.seed, **json.loads(raw or "{}")}
+        res = unlearn_lm(pair.original, pair.tokenizer, split, method, progress=False, **hps)
+        print(f"{method} {json.dumps(hps)}  {score(res.model)}  ({res.seconds:.0f}s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -330,6 +330,8 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
     if bad:
         raise ConfigError("idk-dpo needs forget questions (to answer 'I don't know'); it cannot run on a text corpus")
 
+    title = f"LM unlearning: {split.name} ({len(split.forget)} forget QA), {device}"
+    out = Path(cfg.out_dir) if cfg.out_dir else None
     evals["retain-only"] = ref = measure(pair.retain_only)
     jobs = ["retain-only", "original", *cfg.methods]
     bar = tqdm(jobs, desc="lm-bench", disable=not cfg.progress, unit="model")
@@ -361,6 +363,8 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
             gc.collect()
         row["peak_rss_mb"] = peak_rss_mb()
         rows.append(row)
+        if out is not None and name != jobs[-1]:  # the rows so far survive an interrupted run
+            ResultTable(title, rows, COLUMNS, {"partial": True, "peak_rss_mb": peak_rss_mb()}).write(out)
     meta = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("hparams",)},
         "split": split.name,
@@ -371,9 +375,7 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         "train": pair.info,
         "peak_rss_mb": peak_rss_mb(),
     }
-    title = f"LM unlearning: {split.name} ({len(split.forget)} forget QA), {device}"
     table = ResultTable(title, rows, COLUMNS, meta)
-    out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None:
         table.write(out)
     return LMBenchRun(table, models, evals, split, out)
