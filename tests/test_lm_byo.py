@@ -250,3 +250,24 @@ def test_muse_style_text_corpora_and_verbmem(byo, tmp_path):
     (tmp_path / "vm.jsonl").write_text(json.dumps({"prompt": "Alma", "gt": "Juniper"}) + "\n")
     s2 = split_from_files(tmp_path / "f.jsonl", tmp_path / "r.jsonl", verbmem=tmp_path / "vm.jsonl")
     assert s2.verbmem == [{"prompt": "Alma", "gt": "Juniper"}]
+
+
+def test_lm_bench_keeps_the_rows_scored_before_an_interruption(byo, tmp_path, monkeypatch):
+    from unlearnkit.lm import LMBenchConfig, run_lm_bench
+    from unlearnkit.lm import bench as lm_bench
+
+    root, _ = byo
+
+    def broken(*a, **k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(lm_bench, "unlearn_lm", broken)
+    cfg = LMBenchConfig(
+        target_path=str(root / "gpt2"), retain_model_path=str(root / "gpt2-retain"), methods=["ga"],
+        forget_jsonl=str(root / "forget.json"), retain_jsonl=str(root / "retain.json"), attacks=False,
+        out_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_lm_bench(cfg)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["method"] for r in saved["rows"]] == ["retain-only", "original"] and saved["meta"]["partial"]
