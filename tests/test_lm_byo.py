@@ -81,6 +81,31 @@ def test_tofu_json_keeps_perturbed_answers_and_errors_name_the_field(byo, tmp_pa
         split_from_files(tmp_path / "text.jsonl", root / "retain.json")
 
 
+def test_file_options_map_onto_split_from_files_the_same_way_for_the_cli_and_the_bench(byo):
+    import argparse
+
+    from unlearnkit.lm import LMBenchConfig
+    from unlearnkit.lm.bench import load_split
+    from unlearnkit.lm.formats import split_from_options
+
+    root, _ = byo
+    files = {"forget_jsonl": root / "forget.json", "retain_jsonl": root / "retain.json"}
+    files.update(holdout_jsonl=root / "holdout.json", neighbour_jsonl=root / "retain.json")
+    files.update(world_jsonl=root / "holdout.json")
+    direct = split_from_files(
+        files["forget_jsonl"], files["retain_jsonl"], holdout=root / "holdout.json", neighbour=root / "retain.json",
+        world=root / "holdout.json",
+    )  # fmt: skip
+    from_args = split_from_options(argparse.Namespace(**files))
+    from_cfg = load_split(LMBenchConfig(**{k: str(v) for k, v in files.items()}))
+    for s in (from_args, from_cfg):
+        for part in ("forget", "retain", "holdout", "neighbour", "world"):
+            assert getattr(s, part) == getattr(direct, part) and getattr(s, part)
+    assert split_from_options(argparse.Namespace(forget_jsonl=None)) is None  # the built-in benchmark then
+    with pytest.raises(ConfigError, match="needs a forget file"):
+        split_from_options(argparse.Namespace(forget_jsonl=None, retain_jsonl=str(root / "retain.json")))
+
+
 def test_hf_datasets_folder(byo, tmp_path):
     datasets = pytest.importorskip("datasets")
     root, split = byo
@@ -225,3 +250,24 @@ def test_muse_style_text_corpora_and_verbmem(byo, tmp_path):
     (tmp_path / "vm.jsonl").write_text(json.dumps({"prompt": "Alma", "gt": "Juniper"}) + "\n")
     s2 = split_from_files(tmp_path / "f.jsonl", tmp_path / "r.jsonl", verbmem=tmp_path / "vm.jsonl")
     assert s2.verbmem == [{"prompt": "Alma", "gt": "Juniper"}]
+
+
+def test_lm_bench_keeps_the_rows_scored_before_an_interruption(byo, tmp_path, monkeypatch):
+    from unlearnkit.lm import LMBenchConfig, run_lm_bench
+    from unlearnkit.lm import bench as lm_bench
+
+    root, _ = byo
+
+    def broken(*a, **k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(lm_bench, "unlearn_lm", broken)
+    cfg = LMBenchConfig(
+        target_path=str(root / "gpt2"), retain_model_path=str(root / "gpt2-retain"), methods=["ga"],
+        forget_jsonl=str(root / "forget.json"), retain_jsonl=str(root / "retain.json"), attacks=False,
+        out_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_lm_bench(cfg)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["method"] for r in saved["rows"]] == ["retain-only", "original"] and saved["meta"]["partial"]

@@ -9,7 +9,6 @@ import math
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
 from .options import add_common, parse_hparams
 
 
@@ -153,21 +152,11 @@ def cmd_lm_bench(args: argparse.Namespace) -> int:
 
 def _split_from_args(args: argparse.Namespace):
     from ..lm import make_benchmark
-    from ..lm.formats import split_from_files
+    from ..lm.formats import split_from_options
 
-    if args.forget_jsonl:
-        return split_from_files(
-            args.forget_jsonl,
-            args.retain_jsonl,
-            holdout=args.holdout_jsonl,
-            neighbour=args.neighbour_jsonl,
-            world=args.world_jsonl,
-            forget_qa=args.forget_qa,
-            retain_qa=args.retain_qa,
-            verbmem=args.verbmem,
-        )
-    if args.retain_jsonl:
-        raise ConfigError("--retain needs --forget as well")
+    split = split_from_options(args)
+    if split is not None:
+        return split
     return make_benchmark(args.people, args.holdout, args.seed, args.readers).split(args.split)
 
 
@@ -179,6 +168,11 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
     model, tokenizer = load_causal_lm(args.model, device=device)
     split = _split_from_args(args)
     hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False)}
+    acc = None
+    if args.accelerate:
+        from ..lm.parallel import make_lm_accelerator
+
+        acc = make_lm_accelerator(cpu=device.type == "cpu")
     res = unlearn_lm(
         model,
         tokenizer,
@@ -187,8 +181,11 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         device=device,
         progress=not args.no_progress,
         max_length=args.max_length,
+        accelerator=acc,
         **hps,
     )
+    if acc is not None and not acc.is_main_process:
+        return 0  # the main process writes the model
     meta = {"method": res.method, "hparams": res.hparams, "seconds": res.seconds, "source": str(args.model)}
     meta.update(forget=args.forget_jsonl, retain=args.retain_jsonl)
     save_causal_lm(res.model, tokenizer, args.out, meta=meta, overwrite=args.overwrite)
@@ -271,6 +268,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable), e.g. lr=1e-5")
     p.add_argument("--out", required=True, help="folder for the unlearned model (save_pretrained format)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--accelerate",
+        action="store_true",
+        help="train data-parallel through Accelerate (launch with `accelerate launch --multi_gpu --num_processes N`); "
+        "--hp batch_size stays the global batch",
+    )
     add_common(p)
     p.set_defaults(func=cmd_lm_unlearn, seed=0)
 

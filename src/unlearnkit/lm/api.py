@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class LMUnlearnResult:
     method: str
     hparams: dict[str, Any]
     seconds: float
+    #: mean loss per epoch (averaged over processes when data-parallel)
+    losses: list[float] = field(default_factory=list)
 
 
 def lm_request(
@@ -36,6 +38,7 @@ def lm_request(
     device=None,
     progress: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
+    accelerator: Any = None,
 ) -> LMRequest:
     """Encode the split's forget and retain data into an :class:`LMRequest`: QA (loss on the answers, plus "I
     don't know" alternatives for the forget questions) or, for raw-text corpora, texts (loss on every token)."""
@@ -61,6 +64,7 @@ def lm_request(
         forget_alt=forget_alt,
         forget_records=list(split.forget),
         retain_records=list(split.retain),
+        accelerator=accelerator,
     )
 
 
@@ -93,18 +97,27 @@ def unlearn_lm(
     device=None,
     progress: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
+    accelerator: Any = None,
     **hparams: Any,
 ) -> LMUnlearnResult:
     """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
-    as the frozen reference of the methods that need one, so at most two copies are in memory)."""
+    as the frozen reference of the methods that need one, so at most two copies are in memory). With an
+    ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
+    over its processes on its device; ``batch_size`` stays the global batch."""
     m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
-    request = lm_request(model, tokenizer, split, device=device, progress=progress, max_length=max_length)
+    if accelerator is not None:
+        device = accelerator.device
+    request = lm_request(
+        model, tokenizer, split, device=device, progress=progress, max_length=max_length, accelerator=accelerator
+    )
     m.check(request)
     work = copy.deepcopy(model).to(request.device)
     with timed() as t:
         out = m.run(work, request)
     out.eval()
-    return LMUnlearnResult(out, method, m.hparams(), t.seconds)
+    log = getattr(m, "train_log", None)
+    losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
+    return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses)
 
 
 def is_causal_lm(model: Any) -> bool:

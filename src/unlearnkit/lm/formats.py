@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, require
+from ..errors import ConfigError, DataError, require
 from .data import LMSplit, read_jsonl
 
 #: QA fields read by unlearnkit (beyond ``question`` and ``answer``)
@@ -220,3 +220,24 @@ def split_from_files(
         retain_corpus=rc,
         verbmem=normalise_verbmem(read_records(verbmem)) if verbmem else [],
     )
+
+
+#: the file options of ``lm-bench``/``lm-unlearn``/``lm-eval`` (and :class:`~unlearnkit.lm.LMBenchConfig` fields),
+#: in the keyword names of :func:`split_from_files` after the two required ones
+FILE_OPTIONS = ("holdout", "neighbour", "world", "forget_qa", "retain_qa", "verbmem")
+_OPTION_ATTRS = {"holdout": "holdout_jsonl", "neighbour": "neighbour_jsonl", "world": "world_jsonl"}
+
+
+def split_from_options(options: Any) -> LMSplit | None:
+    """The split named by the file options of ``options`` (an ``argparse`` namespace or an ``LMBenchConfig``: its
+    ``forget_jsonl``, ``retain_jsonl``, ``holdout_jsonl``, ``neighbour_jsonl``, ``world_jsonl``, ``forget_qa``,
+    ``retain_qa`` and ``verbmem`` attributes), or ``None`` when no forget file is given."""
+    forget, retain = getattr(options, "forget_jsonl", None), getattr(options, "retain_jsonl", None)
+    if not forget:
+        if retain:
+            raise ConfigError("a retain file (--retain) needs a forget file (--forget) as well")
+        return None
+    if not retain:
+        raise ConfigError("a forget file (--forget) needs a retain file (--retain) as well")
+    extra = {key: getattr(options, _OPTION_ATTRS.get(key, key), None) for key in FILE_OPTIONS}
+    return split_from_files(forget, retain, **extra)

@@ -167,6 +167,7 @@ class Method(ABC):
             seed=self.seed,
             progress=request.progress,
             desc=self.name,
+            accelerator=getattr(request, "accelerator", None),
         )
 
 

@@ -16,6 +16,7 @@ from ...engine import Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import LMBatches, LMData, PairedBatches, _trim
+from ..parallel import global_log, shard_for
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -26,13 +27,15 @@ class LMRequest(UnlearnRequest):
 
     ``forget_alt`` holds the forget prompts with an alternative answer ("I don't know"), row-aligned with
     ``forget``; ``tokenizer`` is the model's tokenizer; ``forget_records``/``retain_records`` are the QA records
-    the data were encoded from (empty for text corpora)."""
+    the data were encoded from (empty for text corpora); with an ``accelerate.Accelerator`` in ``accelerator``
+    the methods train data-parallel over its processes (:mod:`unlearnkit.lm.parallel`)."""
 
     task: str = "lm"
     tokenizer: Any = None
     forget_alt: LMData | None = None
     forget_records: list = field(default_factory=list)
     retain_records: list = field(default_factory=list)
+    accelerator: Any = None
 
     def frozen_original(self) -> nn.Module:
         """The original itself as the frozen reference (eval mode; callers run it under ``torch.no_grad``), so no
@@ -102,7 +105,10 @@ class LMMethod(Method):
 
     def fit_loss(self, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
         """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
-        checkpointing applied to the loss function."""
+        checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
+        process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``."""
+        acc = request.accelerator
+        batches = shard_for(batches, acc)
         wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum)
         checkpointing = self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable")
         if checkpointing:
@@ -110,7 +116,7 @@ class LMMethod(Method):
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()  # LoRA: the frozen embeddings must still pass gradients
         try:
-            self.fit(model, Phase("unlearn", batches, wrapped), request, **kw)
+            self.train_log = global_log(self.fit(model, Phase("unlearn", batches, wrapped), request, **kw), acc)
         finally:
             if checkpointing:
                 model.gradient_checkpointing_disable()

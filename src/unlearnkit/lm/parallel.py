@@ -1,0 +1,80 @@
+"""Data-parallel LM unlearning with Hugging Face Accelerate.
+
+Every LM method trains through :func:`unlearnkit.engine.train`; given an ``accelerate.Accelerator`` (``LMRequest.
+accelerator``, ``unlearn_lm(..., accelerator=...)``, ``lm-unlearn --accelerate``) the engine prepares the model and
+optimiser with it (DDP over the launched processes) and each process trains on its own rows of every batch.
+
+``batch_size`` stays the *global* batch: each batch is cut into one row chunk per process exactly as gradient
+accumulation cuts it into micro-batches (:func:`unlearnkit.lm.methods.base.micro_batches`), and DDP averages the
+chunks' gradients. ``N`` processes therefore take the same steps as one process with ``grad_accum=N`` (same
+batches, same chunks, same averaged gradient), only faster. Run it with, e.g.::
+
+    accelerate launch --multi_gpu --num_processes 2 -m unlearnkit.cli lm-unlearn --accelerate --device cpu ...
+
+(on CPUs, ``--multi_gpu`` makes the launcher start the processes with torchrun; they synchronise over gloo). A batch
+with fewer rows than processes (a short last batch) is skipped by every process alike, so all take the same number
+of steps, as DDP requires.
+
+The classifier counterpart, with a per-process batch, is :mod:`unlearnkit.exact.data_parallel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+
+from ..engine import TrainLog
+from ..errors import require
+
+
+class ProcessShard:
+    """This process's row chunk (of ``processes``) of every batch of ``batches``: the ``index``-th micro-batch that
+    :func:`~unlearnkit.lm.methods.base.micro_batches` would cut, so the chunks of all processes together are the
+    batch. Batches of any number of ``(ids, mask, labels)`` groups (paired forget/retain batches too)."""
+
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, ...]], processes: int, index: int) -> None:
+        if not 0 <= index < processes:
+            raise ValueError(f"process index {index} outside 0..{processes - 1}")
+        self.batches = batches
+        self.processes = processes
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        from .methods.base import micro_batches
+
+        for batch in self.batches:
+            if min(t.shape[0] for t in batch) < self.processes:
+                continue  # every process sees the same batch, so all skip it
+            yield micro_batches(batch, self.processes)[self.index]
+
+
+def make_lm_accelerator(cpu: bool = False) -> Any:
+    """An ``accelerate.Accelerator`` for LM methods (optional extra ``accelerate``). DDP is told that some
+    parameters may get no gradient (RMU's loss stops at its layer; LoRA freezes the base weights)."""
+    accelerate = require("accelerate", "accelerate")
+    ddp = accelerate.utils.DistributedDataParallelKwargs(find_unused_parameters=True)
+    return accelerate.Accelerator(cpu=cpu, kwargs_handlers=[ddp])
+
+
+def shard_for(batches: Any, accelerator: Any | None) -> Any:
+    """``batches`` as this process's shard when ``accelerator`` runs several processes, else unchanged."""
+    if accelerator is None or accelerator.num_processes <= 1:
+        return batches
+    return ProcessShard(batches, accelerator.num_processes, accelerator.process_index)
+
+
+def global_log(log: TrainLog, accelerator: Any | None) -> TrainLog:
+    """``log`` with each epoch's mean loss averaged over the processes (the loss of the whole batches: with equal
+    chunks, the mean of the chunks' losses, as gradient accumulation logs it)."""
+    if accelerator is None or accelerator.num_processes <= 1 or not log.epoch_losses:
+        return log
+    keys = sorted({k for epoch in log.epoch_losses for k in epoch})
+    local = torch.tensor([[e.get(k, float("nan")) for k in keys] for e in log.epoch_losses], dtype=torch.float64)
+    mean = accelerator.reduce(local.to(accelerator.device), reduction="mean").cpu()
+    log.epoch_losses = [{k: float(v) for k, v in zip(keys, row)} for row in mean]
+    return log
