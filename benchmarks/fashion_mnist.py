@@ -3,9 +3,10 @@
 A fixed class-stratified training subset (``--subset``), the full 10 000-image test set and a model that fits
 its training set the way ResNet-18 fits CIFAR-10 in the papers (≥ 99.5 % train accuracy): by default the
 bundled ``mlp`` with two hidden layers of 512 on 6 000 images for 40 epochs (a convolutional network that fits
-as well costs 50× more per epoch on a CPU; ``--model cnn --width 32 --hidden 256`` runs the widened ``cnn``). Every method listed runs at its defaults under the
-transferable budget of :mod:`unlearnkit.budget` (published epochs scaled to this original, at least
-``MIN_STEPS`` optimiser steps), and ``auto`` chooses a method and its settings on proxy requests built from
+as well costs 50× more per epoch on a CPU; ``--model cnn --width 32 --hidden 256`` runs the widened ``cnn``).
+Every method listed runs at its defaults under the transferable budget of :mod:`unlearnkit.budget` (published
+epochs scaled to this original, at least ``MIN_STEPS`` optimiser steps, at most ``MAX_FRACTION`` of the
+original's training), and ``auto`` chooses a method and its settings on proxy requests built from
 D_r only. For random forgetting ``auto`` is given the original's accuracy on 2 000 Fashion-MNIST *training*
 images outside the subset (never the test set) as its target forget accuracy. Prints one table per
 setting and writes ``results.{json,csv}`` under ``--out``.
