@@ -88,15 +88,15 @@ def test_explicit_epochs_run_as_given_and_original_epochs_scale(original, digits
     scaled = uk.unlearn(original, forget, retain, "ga", original_epochs=40, lr=1e-6, progress=False)
     assert scaled.hparams["epochs"] == 1  # round(5 * 40 / 182)
     steps_per_epoch = -(-len(forget) // 128)
-    # the minimum asks for 100 passes over D_f; the ceiling (10 % of 40 epochs over D_f + D_r) allows 39
+    # the minimum asks for 100 passes over D_f; the ceiling (8 % of 40 epochs over D_f + D_r) allows 31
     ceiling = int(MAX_FRACTION * 40 * (len(forget) + len(retain)) // len(forget))
     assert ceiling < -(-MIN_STEPS // steps_per_epoch)
     assert scaled.report["budget_repeats"] == ceiling
 
 
 def test_short_original_caps_the_run_through_the_api(original, digits, random_split):
-    """A 3-epoch original: 200 steps of ft would be several times its training; the ceiling keeps a third of
-    one pass over D_r (10 % of 3 epochs over D_f + D_r)."""
+    """A 3-epoch original: 200 steps of ft would be several times its training; the ceiling keeps a quarter of
+    one pass over D_r (8 % of 3 epochs over D_f + D_r)."""
     forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
     res = uk.unlearn(original, forget, retain, "ft", original_epochs=3, progress=False)
     ceiling = MAX_FRACTION * 3 * (len(forget) + len(retain))
