@@ -9,7 +9,7 @@ import torch
 
 import unlearnkit as uk
 from unlearnkit.bench import BenchConfig, run_bench
-from unlearnkit.budget import MIN_STEPS, Budget, count_steps, scaled_epochs, stretch
+from unlearnkit.budget import MAX_FRACTION, MIN_STEPS, Budget, count_examples, count_steps, scaled_epochs, stretch
 from unlearnkit.data.tensors import Batches, TensorData
 from unlearnkit.engine import Phase
 from unlearnkit.errors import ConfigError
@@ -43,6 +43,24 @@ def test_stretch_repeats_passes_to_the_minimum_and_keeps_activity():
     assert stretch(phases, 3, None)[1] == 1
 
 
+def test_ceiling_caps_the_minimum_and_the_one_epoch_floor():
+    phases = [_phase(100, 32), _phase(10, 32)]  # 110 examples per epoch, 13 steps in 3 epochs
+    phases[1].active = lambda epoch: epoch < 1
+    # original: 2 epochs over 1 000 examples -> ceiling 0.1 * 2 000 = 200 examples; the run is 310 at k = 1
+    out, f = stretch(phases, 3, Budget(min_steps=50, original_epochs=2), train_size=1000)
+    assert 0 < f < 1 and count_examples(out, 3) <= MAX_FRACTION * 2 * 1000
+    assert count_examples(out, 3) >= 0.5 * MAX_FRACTION * 2 * 1000  # cut to the ceiling, not far below it
+    seen = [len(b[0]) for b in out[0].batches] + [len(b[0]) for b in out[0].batches]
+    assert len(seen) == 4 and seen[-1] == 4  # two short epochs carry on to the end of one pass (100 = 3·32 + 4)
+    # a long original leaves room: the minimum of steps wins again, in whole repeats
+    out, k = stretch(phases, 3, Budget(min_steps=50, original_epochs=200), train_size=1000)
+    assert k == 4 and count_steps(out, 3) == 52
+    # in between (ceiling 800 examples, 310 per run): fewer whole repeats than the minimum asks for
+    out, k = stretch(phases, 3, Budget(min_steps=50, original_epochs=8), train_size=1000)
+    assert k == 2 and count_examples(out, 3) == 620
+    assert stretch(phases, 3, Budget(mode="published", original_epochs=2), train_size=1000)[1] == 1
+
+
 def test_budget_validation():
     with pytest.raises(ConfigError, match="unknown budget"):
         Budget(mode="fast")
@@ -70,7 +88,19 @@ def test_explicit_epochs_run_as_given_and_original_epochs_scale(original, digits
     scaled = uk.unlearn(original, forget, retain, "ga", original_epochs=40, lr=1e-6, progress=False)
     assert scaled.hparams["epochs"] == 1  # round(5 * 40 / 182)
     steps_per_epoch = -(-len(forget) // 128)
-    assert scaled.report["budget_repeats"] == -(-MIN_STEPS // steps_per_epoch)
+    # the minimum asks for 100 passes over D_f; the ceiling (8 % of 40 epochs over D_f + D_r) allows 31
+    ceiling = int(MAX_FRACTION * 40 * (len(forget) + len(retain)) // len(forget))
+    assert ceiling < -(-MIN_STEPS // steps_per_epoch)
+    assert scaled.report["budget_repeats"] == ceiling
+
+
+def test_short_original_caps_the_run_through_the_api(original, digits, random_split):
+    """A 3-epoch original: 200 steps of ft would be several times its training; the ceiling keeps a quarter of
+    one pass over D_r (8 % of 3 epochs over D_f + D_r)."""
+    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
+    res = uk.unlearn(original, forget, retain, "ft", original_epochs=3, progress=False)
+    ceiling = MAX_FRACTION * 3 * (len(forget) + len(retain))
+    assert res.hparams["epochs"] == 1 and res.report["budget_repeats"] == pytest.approx(ceiling / len(retain), 1e-3)
 
 
 # ---- collapse guard ------------------------------------------------------------------------------------

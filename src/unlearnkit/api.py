@@ -137,6 +137,8 @@ def unlearn(
     return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report)
 
 
-def _repeats(algo: Method) -> int:
-    """How often each pass was repeated to meet the budget (a wrapper's inner method did the training)."""
-    return int(getattr(getattr(algo, "_inner", algo), "budget_repeats", 1))
+def _repeats(algo: Method) -> float:
+    """How many times as long each pass ran to meet the budget (a fraction under the ceiling of
+    :mod:`unlearnkit.budget`; a wrapper's inner method did the training)."""
+    factor = getattr(getattr(algo, "_inner", algo), "budget_repeats", 1)
+    return int(factor) if factor == int(factor) else round(float(factor), 4)

@@ -152,10 +152,13 @@ class Method(ABC):
         params: list[nn.Parameter] | None = None,
         **recipe_overrides: Any,
     ) -> TrainLog:
-        """Run the shared engine with this method's recipe (passes repeated to meet ``request.budget``)."""
+        """Run the shared engine with this method's recipe (passes resized to meet ``request.budget``)."""
         recipe = self.recipe(**recipe_overrides)
         phases, self.budget_repeats = stretch(
-            [phases] if isinstance(phases, Phase) else phases, recipe.epochs, request.budget
+            [phases] if isinstance(phases, Phase) else phases,
+            recipe.epochs,
+            request.budget,
+            train_size=len(request.forget) + len(request.retain),
         )
         return train(
             model,
