@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ood import ContrastiveEntropyDetector
 from .o3 import set_gate
+from .ood import ContrastiveEntropyDetector
 
 
 class GatedLM(nn.Module):

@@ -139,8 +139,12 @@ def run_continual(model: nn.Module, tokenizer, seq: RequestSequence, cfg: Contin
     label = cfg.label()
     rows: list[dict[str, Any]] = []
     base = model.to(device).eval()
-    row0 = {"method": label, "request": 0, "seconds": 0.0, **evaluate_step(base, tokenizer, seq, 0,
-                                                                          retain_eval=cfg.retain_eval, device=device)}
+    row0 = {
+        "method": label,
+        "request": 0,
+        "seconds": 0.0,
+        **evaluate_step(base, tokenizer, seq, 0, retain_eval=cfg.retain_eval, device=device),
+    }
     rows.append(row0)
     detectors: list[ContrastiveEntropyDetector] = []
     retain_prompts = [prompt_text(r["question"], tokenizer) for r in seq.split.retain_eval(cfg.retain_eval)]
@@ -239,9 +243,7 @@ def run_continual_bench(cfg: ContinualBenchConfig) -> tuple[ResultTable, list[Co
     meta: dict[str, Any] = {"config": asdict(cfg)}
     user = bool(cfg.model_path)
     if cfg.request_files:
-        seq = file_requests(
-            cfg.request_files, cfg.retain_file, neighbour=cfg.neighbour_file, world=cfg.world_file
-        )
+        seq = file_requests(cfg.request_files, cfg.retain_file, neighbour=cfg.neighbour_file, world=cfg.world_file)
         model, tok = load_causal_lm(cfg.model_path, device=device)
     else:
         seq = benchmark_requests(
@@ -308,8 +310,10 @@ def plot_continual(table: ResultTable, path: str | Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     methods = [m for m in dict.fromkeys(r["method"] for r in table.rows) if m != "retain-only"]
-    for ax, key, title in ((axes[0], "forget_acc", "forget acc (requests so far)"), (axes[1], "retain_acc",
-                                                                                     "retain acc")):
+    for ax, key, title in (
+        (axes[0], "forget_acc", "forget acc (requests so far)"),
+        (axes[1], "retain_acc", "retain acc"),
+    ):
         for m in methods:
             pts = [(r["request"], r[key]) for r in table.rows if r["method"] == m and r.get(key) == r.get(key)]
             if pts:
