@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "unlearnkit.cli.diffusion",
     "unlearnkit.cli.exact",
     "unlearnkit.cli.lm",
+    "unlearnkit.cli.lm_continual",
     "unlearnkit.cli.backdoor",
 ]
 
