@@ -104,7 +104,10 @@ def test_contrastive_entropy_and_layer_scores_match_reference():
     tr = [h.mean(1) for h in h_train]
     te = [h.mean(1) for h in h_test]
     means = [f.mean(0) for f in tr]
-    precs = [torch.linalg.pinv((((f - m).t() @ (f - m)) / len(f)).double(), hermitian=True).float() for f, m in zip(tr, means)]
+    precs = [
+        torch.linalg.pinv((((f - m).t() @ (f - m)) / len(f)).double(), hermitian=True).float()
+        for f, m in zip(tr, means)
+    ]
     feats = [torch.nn.functional.normalize(f, dim=-1) for f in tr]
     ref = [[-688.1937255859375, -670.6849365234375], [50.888797760009766, -707.4854125976562],
            [-313.15216064453125, -838.82421875]]  # fmt: skip

@@ -83,11 +83,19 @@ def _accuracy(model: nn.Module, tokenizer, qa: Sequence[dict[str, Any]], device)
 
 
 def evaluate_step(
-    model: nn.Module, tokenizer, seq: RequestSequence, done: int, *, retain_eval: int = 200, device=None
+    model: nn.Module,
+    tokenizer,
+    seq: RequestSequence,
+    done: int,
+    *,
+    retain_eval: int = 200,
+    neighbour_eval: int = 100,
+    device=None,
 ) -> dict[str, float]:
     """Accuracies after ``done`` requests: ``forget_acc`` (requests 1..done together; nan when none),
     ``forget_acc_R<k>`` each, ``future_acc`` (requests not yet made), ``retain_acc``, ``neighbour_acc``,
-    ``world_acc``."""
+    ``world_acc`` (the first ``retain_eval`` retain questions not about neighbours, the first ``neighbour_eval``
+    neighbour questions)."""
     row: dict[str, float] = {}
     correct, total = 0.0, 0
     for k, qa in enumerate(seq.requests):
@@ -99,7 +107,7 @@ def evaluate_step(
     future = [r for qa in seq.requests[done:] for r in qa]
     row["future_acc"] = _accuracy(model, tokenizer, future, device)
     row["retain_acc"] = _accuracy(model, tokenizer, seq.split.retain_eval(retain_eval), device)
-    row["neighbour_acc"] = _accuracy(model, tokenizer, seq.split.neighbour, device)
+    row["neighbour_acc"] = _accuracy(model, tokenizer, seq.split.neighbour[:neighbour_eval], device)
     row["world_acc"] = _accuracy(model, tokenizer, seq.split.world, device)
     return row
 
