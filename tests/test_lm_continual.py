@@ -125,12 +125,17 @@ def world_detector(tiny):
     return base, det, world[28:], [prompt_text(r["question"], tok) for r in seq.split.retain]
 
 
-def test_ood_scores_separate_held_out_data(world_detector):
+def test_ood_scores_separate_held_out_data(world_detector, tiny):
+    seq, tok = tiny
     _, det, held, people = world_detector
-    a = auroc(det.closeness(held), det.closeness(people))
-    print(f"held-out AUROC (unlearned domain vs kept): {a:.3f}")
-    assert a > 0.8
-    assert det.weights(people).mean() < 0.2
+    train = [prompt_text(r["question"], tok) for r in seq.split.world[:28]]
+    w_train, w_held, w_people = det.weights(train), det.weights(held), det.weights(people)
+    a_train, a_held = auroc(w_train, w_people), auroc(w_held, w_people)
+    a_raw = auroc(det.closeness(held), det.closeness(people))
+    print(f"AUROC unlearned vs kept: training prompts {a_train:.3f}, held-out {a_held:.3f} (closeness {a_raw:.3f})")
+    assert a_train > 0.9 and w_train.mean() > 0.8
+    assert a_held > 0.5 and w_held.mean() > w_people.mean()
+    assert w_people.mean() < 0.2
 
 
 def test_gated_model_leaves_out_of_distribution_outputs_unchanged(world_detector, tiny):

@@ -22,7 +22,11 @@ projections), not RoBERTa, so the masked-LM loss is a **causal LM loss on the co
 tokens replaced by random ones, predicting the clean tokens); the frozen key encoder is the same copy with its
 adapter switched off; sequence means skip padding (the reference pads to 512 tokens and averages them too);
 the held-out in-distribution inputs are a ``calibration`` fraction of the request's forget inputs (the TOFU
-configuration keeps 80 % of the forget set for training, ``forget_ratio: 0.8``).
+configuration keeps 80 % of the forget set for training, ``forget_ratio: 0.8``); by default
+(``covariance="ledoit-wolf"``) the precision is that of a **Ledoit–Wolf shrunk covariance**: a request holds tens
+of inputs, fewer than the hidden size, and the empirical covariance's pseudo-inverse then blows the Mahalanobis
+term up by orders of magnitude along the directions the few inputs barely span (``covariance="empirical"`` is the
+reference's).
 """
 
 from __future__ import annotations
@@ -91,6 +95,20 @@ def layer_scores(
     return np.stack(cols, axis=1)
 
 
+def precision_matrix(feats: torch.Tensor, kind: str = "empirical") -> torch.Tensor:
+    """Precision of the features' covariance: ``"empirical"`` the pseudo-inverse of the maximum-likelihood
+    covariance (``EmpiricalCovariance().fit(X - mean).precision_`` in ``sample_X_estimator``), ``"ledoit-wolf"``
+    the inverse of the Ledoit–Wolf shrunk covariance (``sklearn.covariance.LedoitWolf``)."""
+    x = feats.double()
+    z = x - x.mean(0)
+    if kind == "empirical":
+        cov = z.t() @ z / x.shape[0]
+        return torch.linalg.pinv(cov, hermitian=True).float()
+    from sklearn.covariance import LedoitWolf
+
+    return torch.from_numpy(LedoitWolf(assume_centered=True).fit(z.cpu().numpy()).precision_).float().to(feats.device)
+
+
 def _norm_cdf(x: float, mean: float, std: float) -> float:
     return 0.5 * (1.0 + math.erf((x - mean) / (std * math.sqrt(2.0))))
 
@@ -130,12 +148,15 @@ class DetectorConfig:
     mask_prob: float = 0.15
     calibration: float = 0.2
     nu: float = 0.1
+    covariance: str = "ledoit-wolf"
 
     def __post_init__(self) -> None:
         if not 0 < self.calibration < 1:
             raise ConfigError(f"calibration must be in (0, 1), got {self.calibration}")
         if not 0 <= self.mask_prob < 1:
             raise ConfigError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
+        if self.covariance not in ("ledoit-wolf", "empirical"):
+            raise ConfigError(f"covariance must be 'ledoit-wolf' or 'empirical', got {self.covariance!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,9 +232,8 @@ class ContrastiveEntropyDetector:
         self.means, self.precisions, self.train_feats = [], [], []
         for f in feats:
             mu = f.mean(0)
-            cov = ((f - mu).t() @ (f - mu)) / f.shape[0]  # EmpiricalCovariance: maximum-likelihood covariance
             self.means.append(mu)
-            self.precisions.append(torch.linalg.pinv(cov.double(), hermitian=True).float())
+            self.precisions.append(precision_matrix(f, self.cfg.covariance))
             self.train_feats.append(torch.nn.functional.normalize(f, dim=-1))
         train_ls = self._layer_scores(feats)
         self.svm = OneClassSVM(nu=self.cfg.nu, kernel="linear").fit(train_ls)
