@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "unlearnkit.cli.exact",
     "unlearnkit.cli.lm",
     "unlearnkit.cli.lm_concepts",
+    "unlearnkit.cli.lm_continual",
     "unlearnkit.cli.backdoor",
 ]
 
