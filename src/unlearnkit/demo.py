@@ -29,7 +29,7 @@ DEMO_REQUESTS = ("class:3", "random:0.1")
 DEMO_MODEL = "mlp"
 DEMO_TRAIN_SUBSET = 720
 #: trains the MLP to 100 % training accuracy without regularisation: the original memorises its data
-DEMO_RECIPE = Recipe(epochs=30, lr=0.05, batch_size=32, schedule="cosine", weight_decay=0.0)
+DEMO_RECIPE = Recipe(epochs=100, lr=0.05, batch_size=32, schedule="cosine", weight_decay=0.0)
 BASELINE = "original"
 
 
