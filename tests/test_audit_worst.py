@@ -127,3 +127,13 @@ def test_gap_mode_keeps_what_unlearning_still_fits_but_a_retrain_would_not(noisy
     split = uk.parse_forget("worst:ft:20:gap", data.y, seed=0, context=ctx)
     assert len(list((tmp_path / "worst-case").glob("gap-ft-*.txt"))) == 1
     assert np.isin(split.forget_idx, flipped).sum() >= 12
+
+
+def test_with_the_reference_step_size_the_selection_never_leaves_its_random_start(original, data):
+    # the reference README's setting (w_lr 0.01, 2 upper steps, rounding every 2): a weight outside the start
+    # can only overtake one inside if their losses after unlearning differ by more than 1 / 0.01 = 100
+    start = np.sort(np.random.default_rng(0).choice(len(data), size=40, replace=False))
+    ref = worst_case_forget_set(original, data, 40, method="ft", outer_steps=2, eta=0.01, round_every=2, progress=False)
+    assert np.array_equal(ref.indices, start)
+    moved = worst_case_forget_set(original, data, 40, method="ft", outer_steps=2, round_every=2, progress=False)
+    assert np.isin(moved.indices, start).sum() <= 35  # η = 10 (the default) does move it
