@@ -137,3 +137,12 @@ def test_with_the_reference_step_size_the_selection_never_leaves_its_random_star
     assert np.array_equal(ref.indices, start)
     moved = worst_case_forget_set(original, data, 40, method="ft", outer_steps=2, round_every=2, progress=False)
     assert np.isin(moved.indices, start).sum() <= 35  # η = 10 (the default) does move it
+
+
+def test_retrain_lower_level_trains_a_fresh_initialisation(original, data):
+    # the reference's w_retrain: re-initialise, then train on the weighted retain data (2 short epochs here,
+    # so the fresh model is still near chance while fine-tuning the original keeps its fit)
+    kw = {"outer_steps": 1, "round_every": None, "progress": False}
+    fresh = worst_case_forget_set(original, data, 40, method="retrain", **kw)
+    tuned = worst_case_forget_set(original, data, 40, method="ft", **kw)
+    assert fresh.history[0] > 1.0 > 0.5 > tuned.history[0], (fresh.history, tuned.history)

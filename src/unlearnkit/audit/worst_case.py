@@ -8,7 +8,8 @@ A bi-level search over a selection w ∈ [0, 1]^N with Σw = K, started from a r
 * lower level: reload the original weights θ₀ and run ``inner_epochs`` full epochs of SignSGD
   (θ ← θ − lr·sign(∇)) on the w-weighted unlearning loss of the method being challenged, summed over each
   mini-batch: ``ft`` Σ(1 − wᵢ)·ℓᵢ (fine-tune on the weighted retain data), ``ga`` −Σwᵢ·ℓᵢ, ``rl``/``salun``
-  Σ(1 − wᵢ)·ℓᵢ + wᵢ·ℓ(x_i, random label); other methods Σ(1 − wᵢ)·ℓᵢ − wᵢ·ℓᵢ;
+  Σ(1 − wᵢ)·ℓᵢ + wᵢ·ℓ(x_i, random label); ``retrain`` (the reference's ``w_retrain``) re-initialises θ
+  and trains Σ(1 − wᵢ)·ℓᵢ from scratch; other methods Σ(1 − wᵢ)·ℓᵢ − wᵢ·ℓᵢ;
 * upper level: with ℓᵢ(θ*) the per-example loss after that unlearning, w ← w − η(ℓ(θ*) + 2γw) (worst case:
   weight moves to the examples unlearning leaves easiest to fit, the hardest to forget) or
   w ← w + η(ℓ(θ*) + 2γw) (``mode="best"``, the reference's ``re_optm``), then the Euclidean projection onto
@@ -111,7 +112,7 @@ class _WeightedUnlearnLoss:
         x, y, w = batch
         logits = model(x)
         ce = nn.functional.cross_entropy(logits, y, reduction="none")
-        if self.kind == "ft":
+        if self.kind in ("ft", "retrain"):
             return ((1 - w) * ce).sum()
         if self.kind == "ga":
             return -(w * ce).sum()
@@ -132,7 +133,7 @@ class SignGradient(Hook):
 
 
 def lower_level_kind(method: str) -> str:
-    return {"ft": "ft", "ga": "ga", "rl": "rl", "salun": "rl"}.get(method, "ft+ga")
+    return {"ft": "ft", "ga": "ga", "rl": "rl", "salun": "rl", "retrain": "retrain"}.get(method, "ft+ga")
 
 
 MODES = ("worst", "best", "gap")
@@ -256,6 +257,10 @@ def worst_case_forget_set(
     for t in tqdm(range(outer_steps), desc=f"{mode}-case ({method})", disable=not progress, leave=False):
         example_w = w[np.searchsorted(groups, labels)] if classwise else w
         theta = copy.deepcopy(base)
+        if kind == "retrain":  # the reference's w_retrain: a fresh initialisation trained on the weighted data
+            from ..models.utils import reinitialize
+
+            reinitialize(theta, seed + 7919 * (t + 1))
         batches = _WeightedBatches(data, example_w, batch_size, seed + t)
         loss = _WeightedUnlearnLoss(kind, num_classes, seed + t)
         train(
