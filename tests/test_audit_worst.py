@@ -131,7 +131,7 @@ def test_gap_mode_keeps_what_unlearning_still_fits_but_a_retrain_would_not(noisy
 
 def test_with_the_reference_step_size_the_selection_never_leaves_its_random_start(original, data):
     # the reference README's setting (w_lr 0.01, 2 upper steps, rounding every 2): a weight outside the start
-    # can only overtake one inside if their losses after unlearning differ by more than 1 / 0.01 = 100
+    # can only overtake one inside if its summed losses after unlearning are lower by more than 1 / 0.01 = 100
     start = np.sort(np.random.default_rng(0).choice(len(data), size=40, replace=False))
     ref = worst_case_forget_set(original, data, 40, method="ft", outer_steps=2, eta=0.01, round_every=2, progress=False)
     assert np.array_equal(ref.indices, start)

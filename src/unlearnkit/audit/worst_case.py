@@ -28,12 +28,14 @@ unlearned model is furthest from retrain (the Avg-Gap of the SalUn benchmark).
 ``classwise=True`` selects K whole classes instead (Fan et al.'s class-wise setting): one weight per class,
 the example weights are their class's weight, and the upper level uses each class's mean loss.
 
-Deviations: the reference's ``w_RL`` unlearns the current binary set with plain SGD steps; here ``rl``/``salun``
-use the weighted loss and SignSGD like ``ft``. Defaults are sized for small CPU models: ``inner_lr`` 1e-3 and 2
-lower-level epochs as in the reference's README example, 10 upper steps, γ = 0, rounding every 5 steps, and
-η = 10 instead of the reference's 0.01 — the upper step moves a weight by η·ℓᵢ, and the training losses of a
-small model that fits its data (about 1e-3) are far below those of the reference's perturbed ResNets, so with
-η = 0.01 the selection would never leave its random start.
+Deviations: the reference's ``w_RL`` unlearns the current binary set with plain SGD steps; here
+``rl``/``salun`` use the weighted loss and SignSGD like ``ft``; ``retrain`` re-initialises with each layer's
+``reset_parameters`` (the reference's ``weights_init``: Xavier-uniform); the reference has no ``ga`` lower
+level. Defaults are sized for small CPU models: ``inner_lr`` 1e-3 and 2 lower-level epochs as in the
+reference's README example, 10 upper steps, γ = 0, rounding every 5 steps, and η = 10 instead of the
+reference's 0.01: from a binary set a weight outside it overtakes one inside only if its losses after
+unlearning, summed over the upper steps since the last rounding, are lower by more than 1/η (100 for 0.01),
+so in the reference README's setting (2 upper steps) the selection stays at its random start.
 
 Available as the forget spec ``worst:<method>:<K>[:best|:gap][:classes]`` (K a count or a fraction; with
 ``classes`` a number of classes). Inside ``bench`` and ``audit`` the selected indices are cached as a text
