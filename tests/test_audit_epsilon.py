@@ -108,3 +108,16 @@ def test_matched_ceiling_follows_the_spread_of_the_reference_scores():
     # the challenge grid has a fixed width in φ units: a wide spread leaves fewer usable attacks
     wide, narrow = matched_ceiling(unit * 8.0, reps=1), matched_ceiling(unit * 0.05, reps=1)
     assert wide > narrow
+
+
+def test_audit_notes_name_the_ceiling_retrain_is_read_against():
+    from unlearnkit.audit.job import audit_notes
+
+    report = {
+        "epsilon": {"retrain": {"family": "challenge", "n_runs": 16, "ceiling": 0.141}},
+        "epsilon_ceiling": {"matched": 0.141, "standard_normal": 0.180},
+    }
+    (note,) = audit_notes(report)
+    matched, standard = note.index("0.141"), note.index("0.180")
+    assert matched < note.index("estimated on the reference retrains") < standard
+    assert "retrain's included" in note and note.index("not the one to compare with") > standard

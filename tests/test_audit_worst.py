@@ -1,5 +1,5 @@
 """Worst-case forget sets as in Fan et al. / OPTML Unlearn-WorstCase: SignSGD lower level, rounding, best-case
-mode, class-wise selection and the index-file cache."""
+mode, class-wise selection and the index-file cache; the gap mode and its held-out losses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import unlearnkit as uk
 from unlearnkit.audit import ForgetContext, worst_case_forget_set
 from unlearnkit.audit.common import train_fresh
 from unlearnkit.audit.scores import cross_entropy_loss
-from unlearnkit.audit.worst_case import SignGradient
+from unlearnkit.audit.worst_case import SignGradient, heldout_losses
+from unlearnkit.data.tensors import TensorData
 from unlearnkit.engine import Phase, Recipe, train
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics.predict import predict_outputs
@@ -77,3 +78,71 @@ def test_selected_sets_are_cached_as_index_files_that_indices_reads(original, da
     assert len(list((tmp_path / "worst-case").glob("best-ft-*.txt"))) == 1 and len(best.forget_idx) == 30
     with pytest.raises(uk.errors.ForgetSpecError, match="worst:<method>:<K>"):
         uk.parse_forget("worst:ft:30:middle", data.y, seed=1, context=ctx)
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """400 digits with 20 labels flipped: the original memorises them, a model that never saw them gets them
+    wrong."""
+    b = uk.load_dataset("digits")
+    d = b.train.subset(np.arange(400))
+    rng = np.random.default_rng(0)
+    flipped = np.sort(rng.choice(400, 20, replace=False))
+    y = d.y.clone()
+    y[flipped] = (y[flipped] + torch.as_tensor(rng.integers(1, 10, 20))) % 10
+    recipe = Recipe(epochs=30, lr=0.1, batch_size=32, schedule="cosine", weight_decay=0.0)
+    data = TensorData(d.x, y)
+    factory = lambda: uk.create_model("mlp", (64,), 10, hidden=(64,))  # noqa: E731
+    return data, flipped, recipe, train_fresh(factory, data, recipe, 0)
+
+
+def test_heldout_losses_score_each_example_with_a_model_that_never_saw_it(noisy):
+    data, flipped, recipe, original = noisy
+    ref = heldout_losses(original, data, recipe, folds=2, seed=0)
+    seen = cross_entropy_loss(predict_outputs(original, data), data.y)
+    clean = np.setdiff1d(np.arange(len(data)), flipped)
+    assert seen[flipped].mean() < 0.5  # memorised by the original ...
+    assert ref[flipped].mean() > 10 * seen[flipped].mean() + 2  # ... and wrong for the models that did not see them
+    assert ref[flipped].mean() > 10 * ref[clean].mean()
+    with pytest.raises(ConfigError, match="ref_folds"):
+        heldout_losses(original, data, recipe, folds=1)
+
+
+def test_gap_mode_keeps_what_unlearning_still_fits_but_a_retrain_would_not(noisy, tmp_path):
+    data, flipped, recipe, original = noisy
+    ref = heldout_losses(original, data, recipe, folds=4, seed=0)
+    kw = {"method": "ft", "outer_steps": 4, "progress": False}
+    gap = worst_case_forget_set(original, data, 20, mode="gap", ref_loss=ref, **kw)
+    worst = worst_case_forget_set(original, data, 20, **kw)
+    assert np.isin(gap.indices, flipped).sum() >= 12, gap.indices  # the mislabelled examples (random: 1 of 20)
+    assert np.isin(worst.indices, flipped).sum() <= 2  # Fan et al.'s objective: examples every model fits
+    with pytest.raises(ConfigError, match="ref_loss or ref_recipe"):
+        worst_case_forget_set(original, data, 20, mode="gap", **kw)
+    # through the forget spec: needs the original's recipe, cached under its own name
+    with pytest.raises(uk.errors.ForgetSpecError, match="recipe"):
+        uk.parse_forget("worst:ft:20:gap", data.y, context=ForgetContext(original, data, 10, progress=False))
+    with pytest.raises(uk.errors.ForgetSpecError, match="best\\|:gap"):
+        uk.parse_forget("worst:ft:20:best:gap", data.y, context=ForgetContext(original, data, 10, progress=False))
+    ctx = ForgetContext(original, data, 10, progress=False, cache_dir=str(tmp_path), recipe=recipe)
+    split = uk.parse_forget("worst:ft:20:gap", data.y, seed=0, context=ctx)
+    assert len(list((tmp_path / "worst-case").glob("gap-ft-*.txt"))) == 1
+    assert np.isin(split.forget_idx, flipped).sum() >= 12
+
+
+def test_with_the_reference_step_size_the_selection_never_leaves_its_random_start(original, data):
+    # the reference README's setting (w_lr 0.01, 2 upper steps, rounding every 2): a weight outside the start
+    # can only overtake one inside if its summed losses after unlearning are lower by more than 1 / 0.01 = 100
+    start = np.sort(np.random.default_rng(0).choice(len(data), size=40, replace=False))
+    ref = worst_case_forget_set(original, data, 40, method="ft", outer_steps=2, eta=0.01, round_every=2, progress=False)
+    assert np.array_equal(ref.indices, start)
+    moved = worst_case_forget_set(original, data, 40, method="ft", outer_steps=2, round_every=2, progress=False)
+    assert np.isin(moved.indices, start).sum() <= 35  # η = 10 (the default) does move it
+
+
+def test_retrain_lower_level_trains_a_fresh_initialisation(original, data):
+    # the reference's w_retrain: re-initialise, then train on the weighted retain data (2 short epochs here,
+    # so the fresh model is still near chance while fine-tuning the original keeps its fit)
+    kw = {"outer_steps": 1, "round_every": None, "progress": False}
+    fresh = worst_case_forget_set(original, data, 40, method="retrain", **kw)
+    tuned = worst_case_forget_set(original, data, 40, method="ft", **kw)
+    assert fresh.history[0] > 1.0 > 0.5 > tuned.history[0], (fresh.history, tuned.history)

@@ -196,7 +196,9 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     if needs_context(cfg.forget):  # e.g. worst:METHOD:K searches the forget set with the original model
         from .audit.worst_case import ForgetContext
 
-        context = ForgetContext(original, bundle.train, bundle.num_classes, device, cfg.progress, str(cache))
+        context = ForgetContext(
+            original, bundle.train, bundle.num_classes, device, cfg.progress, str(cache), recipe=recipe
+        )
     split = (
         parse_forget(cfg.forget, bundle.train.y, class_names=bundle.class_names, seed=cfg.seed, context=context)
         if task == "classification"

@@ -9,6 +9,8 @@ Specs are strings so they fit on a command line:
   ``.npy`` file.
 - ``worst:METHOD:K`` — the K (count or fraction) examples hardest for METHOD to forget, found by the
   bi-level search of :mod:`unlearnkit.audit.worst_case`; needs ``context`` (the original model and data).
+  Flags: ``:best`` (the reverse search), ``:gap`` (hardest relative to held-out models: what unlearning
+  still fits but a retrain would not), ``:classes`` (K whole classes).
 
 New kinds are added with :func:`register_forget_kind`.
 """

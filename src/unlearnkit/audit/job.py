@@ -165,10 +165,13 @@ def audit_notes(report: dict[str, Any]) -> list[str]:
         first = next(iter(eps.values()))
         std = (report.get("epsilon_ceiling") or {}).get("standard_normal", float("nan"))
         notes.append(
-            f"ε score: {first['family']} attack family, N = {first['n_runs']} runs; perfect unlearning scores about "
-            f"{first['ceiling']:.3f} here (column ε ceiling: two independent samples per forget example, drawn "
-            f"with the spread of the retrained runs' scores; {std:.3f} for standard-normal scores), not 1, which "
-            "only N → ∞ reaches"
+            f"ε score: {first['family']} attack family, N = {first['n_runs']} runs. Perfect unlearning does not "
+            f"score 1 at finite N (only N → ∞ does): read every row, retrain's included, against the ε ceiling "
+            f"column, {first['ceiling']:.3f} here — the challenge's score of two independent samples of N runs "
+            "per forget example drawn from one distribution, a normal with that example's mean and spread "
+            "estimated on the reference retrains themselves (the challenge's thresholds have fixed widths, so "
+            f"the ceiling depends on that spread). The standard-normal ceiling, {std:.3f}, assumes a spread of "
+            "1 and is not the one to compare with"
         )
     if "relearn_k" in report:
         notes.append(

@@ -197,7 +197,9 @@ def train_shadow_pairs(
                 keep = "." in k_text or size is None or "classes" in flags  # fractions and class counts carry over
                 k_shadow = k_text if keep else str(max(1, size * len(train_idx) // n))
                 shadow_spec = ":".join(["worst", method, k_shadow, *[f for f in flags if f]])
-                ctx = ForgetContext(original, data.subset(train_idx), num_classes=num_classes, device=dev)
+                ctx = ForgetContext(
+                    original, data.subset(train_idx), num_classes=num_classes, device=dev, recipe=recipe
+                )
                 local = parse_forget(shadow_spec, labels[train_idx], seed=s, context=ctx).forget_idx
                 forget_idx = train_idx[local]
                 retain_idx = np.setdiff1d(train_idx, forget_idx)

@@ -8,7 +8,8 @@ A bi-level search over a selection w ∈ [0, 1]^N with Σw = K, started from a r
 * lower level: reload the original weights θ₀ and run ``inner_epochs`` full epochs of SignSGD
   (θ ← θ − lr·sign(∇)) on the w-weighted unlearning loss of the method being challenged, summed over each
   mini-batch: ``ft`` Σ(1 − wᵢ)·ℓᵢ (fine-tune on the weighted retain data), ``ga`` −Σwᵢ·ℓᵢ, ``rl``/``salun``
-  Σ(1 − wᵢ)·ℓᵢ + wᵢ·ℓ(x_i, random label); other methods Σ(1 − wᵢ)·ℓᵢ − wᵢ·ℓᵢ;
+  Σ(1 − wᵢ)·ℓᵢ + wᵢ·ℓ(x_i, random label); ``retrain`` (the reference's ``w_retrain``) re-initialises θ
+  and trains Σ(1 − wᵢ)·ℓᵢ from scratch; other methods Σ(1 − wᵢ)·ℓᵢ − wᵢ·ℓᵢ;
 * upper level: with ℓᵢ(θ*) the per-example loss after that unlearning, w ← w − η(ℓ(θ*) + 2γw) (worst case:
   weight moves to the examples unlearning leaves easiest to fit, the hardest to forget) or
   w ← w + η(ℓ(θ*) + 2γw) (``mode="best"``, the reference's ``re_optm``), then the Euclidean projection onto
@@ -16,17 +17,27 @@ A bi-level search over a selection w ∈ [0, 1]^N with Σw = K, started from a r
 * every ``round_every`` upper steps w is rounded to the binary indicator of its K largest entries (the
   reference's ``feq_to_bi``); the K largest weights at the end are the forget set.
 
+``mode="gap"`` (spec flag ``:gap``) is this module's own variant, not in the reference: the upper loss of each
+example is measured *relative to a model that never saw it*, w ← w − η(ℓ(θ*) − ℓ_ref + 2γw), where ℓ_ref is
+the example's cross-fitted held-out loss (:func:`heldout_losses`: ``ref_folds`` fresh models, each trained
+with the original's recipe on the other folds). Fan et al.'s objective (ℓ_ref = 0) keeps the examples that
+every model fits, retrain included, so a retrain is as close to the original on them as on any set; the gap
+mode keeps the examples the challenged unlearner still fits but a retrain would not, the ones where an
+unlearned model is furthest from retrain (the Avg-Gap of the SalUn benchmark).
+
 ``classwise=True`` selects K whole classes instead (Fan et al.'s class-wise setting): one weight per class,
 the example weights are their class's weight, and the upper level uses each class's mean loss.
 
-Deviations: the reference's ``w_RL`` unlearns the current binary set with plain SGD steps; here ``rl``/``salun``
-use the weighted loss and SignSGD like ``ft``. Defaults are sized for small CPU models: ``inner_lr`` 1e-3 and 2
-lower-level epochs as in the reference's README example, 10 upper steps, γ = 0, rounding every 5 steps, and
-η = 10 instead of the reference's 0.01 — the upper step moves a weight by η·ℓᵢ, and the training losses of a
-small model that fits its data (about 1e-3) are far below those of the reference's perturbed ResNets, so with
-η = 0.01 the selection would never leave its random start.
+Deviations: the reference's ``w_RL`` unlearns the current binary set with plain SGD steps; here
+``rl``/``salun`` use the weighted loss and SignSGD like ``ft``; ``retrain`` re-initialises with each layer's
+``reset_parameters`` (the reference's ``weights_init``: Xavier-uniform); the reference has no ``ga`` lower
+level. Defaults are sized for small CPU models: ``inner_lr`` 1e-3 and 2 lower-level epochs as in the
+reference's README example, 10 upper steps, γ = 0, rounding every 5 steps, and η = 10 instead of the
+reference's 0.01: from a binary set a weight outside it overtakes one inside only if its losses after
+unlearning, summed over the upper steps since the last rounding, are lower by more than 1/η (100 for 0.01),
+so in the reference README's setting (2 upper steps) the selection stays at its random start.
 
-Available as the forget spec ``worst:<method>:<K>[:best][:classes]`` (K a count or a fraction; with
+Available as the forget spec ``worst:<method>:<K>[:best|:gap][:classes]`` (K a count or a fraction; with
 ``classes`` a number of classes). Inside ``bench`` and ``audit`` the selected indices are cached as a text
 file under the cache folder that ``indices:<file>`` reads back.
 """
@@ -103,7 +114,7 @@ class _WeightedUnlearnLoss:
         x, y, w = batch
         logits = model(x)
         ce = nn.functional.cross_entropy(logits, y, reduction="none")
-        if self.kind == "ft":
+        if self.kind in ("ft", "retrain"):
             return ((1 - w) * ce).sum()
         if self.kind == "ga":
             return -(w * ce).sum()
@@ -124,10 +135,10 @@ class SignGradient(Hook):
 
 
 def lower_level_kind(method: str) -> str:
-    return {"ft": "ft", "ga": "ga", "rl": "rl", "salun": "rl"}.get(method, "ft+ga")
+    return {"ft": "ft", "ga": "ga", "rl": "rl", "salun": "rl", "retrain": "retrain"}.get(method, "ft+ga")
 
 
-MODES = ("worst", "best")
+MODES = ("worst", "best", "gap")
 
 
 @dataclass
@@ -138,7 +149,8 @@ class WorstCaseResult:
     weights: np.ndarray = field(repr=False)
     method: str = "ft"
     k: int = 0
-    history: list[float] = field(default_factory=list)  # mean lower-level loss of the selected mass per step
+    #: per upper step, the upper-level loss of the selected mass (mean loss after unlearning; gap mode: minus ℓ_ref)
+    history: list[float] = field(default_factory=list)
     mode: str = "worst"
     classes: list[int] | None = None
     index_file: str | None = None
@@ -147,6 +159,37 @@ class WorstCaseResult:
         d = asdict(self)
         d["indices"], d["weights"] = self.indices.tolist(), self.weights.tolist()
         return d
+
+
+def heldout_losses(
+    model: nn.Module,
+    data: TensorData,
+    recipe: Recipe,
+    *,
+    folds: int = 4,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Each example's cross-entropy under a model that never saw it: ``data`` is split into ``folds`` random
+    folds, and for each fold a copy of ``model``'s architecture, re-initialised from its own seed
+    (:func:`unlearnkit.models.utils.reinitialize`), is trained with ``recipe`` on the other folds and scores
+    the held-out fold. A stand-in for the loss a retrain without the example would give it."""
+    from ..models.utils import reinitialize
+    from ..training import train_model
+
+    n = len(data)
+    if not 2 <= folds <= n:
+        raise ConfigError(f"ref_folds must be in [2, {n}], got {folds}")
+    dev = resolve_device(device)
+    fold_of = np.random.default_rng(seed + 104729).permutation(n) % folds
+    out = np.empty(n)
+    for f in range(folds):
+        held, fit = np.flatnonzero(fold_of == f), np.flatnonzero(fold_of != f)
+        ref = reinitialize(copy.deepcopy(model), seed + 1009 * (f + 1)).to(dev)
+        train_model(ref, data.subset(fit), recipe, seed=seed + f, device=dev, progress=False, desc="held-out")
+        part = data.subset(held)
+        out[held] = cross_entropy_loss(predict_outputs(ref.eval(), part), part.y)
+    return out
 
 
 def _top_k(w: np.ndarray, k: int) -> np.ndarray:
@@ -172,10 +215,14 @@ def worst_case_forget_set(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    ref_loss: np.ndarray | None = None,
+    ref_recipe: Recipe | None = None,
+    ref_folds: int = 4,
 ) -> WorstCaseResult:
     """Select the ``k`` training examples of ``data`` (or ``k`` classes with ``classwise``) that unlearning
-    with ``method`` finds hardest to forget (``mode="best"``: easiest); see the module docstring.
-    ``model`` is not modified."""
+    with ``method`` finds hardest to forget (``mode="best"``: easiest; ``mode="gap"``: hardest relative to
+    a model that never saw them, with ``ref_loss`` or, if None, :func:`heldout_losses` computed with
+    ``ref_recipe`` over ``ref_folds`` folds); see the module docstring. ``model`` is not modified."""
     n = len(data)
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -194,15 +241,28 @@ def worst_case_forget_set(
         what = "classes" if classwise else "training examples"
         raise ConfigError(f"K={k} must be in [1, {units - 1}] for {units} {what}")
     kind = lower_level_kind(method)
+    ref = np.zeros(n)
+    if mode == "gap":
+        if ref_loss is None:
+            if ref_recipe is None:
+                raise ConfigError("mode='gap' needs ref_loss or ref_recipe (the recipe the original was trained with)")
+            ref_loss = heldout_losses(base, data, ref_recipe, folds=ref_folds, seed=seed, device=dev)
+        ref = np.asarray(ref_loss, dtype=np.float64)
+        if ref.shape != (n,):
+            raise ConfigError(f"ref_loss must hold one loss per training example ({n}), got shape {ref.shape}")
     rng = np.random.default_rng(seed)
     w = np.zeros(units)
     w[rng.choice(units, size=k, replace=False)] = 1.0  # a random binary start, as the reference
-    sign = -1.0 if mode == "worst" else 1.0
+    sign = 1.0 if mode == "best" else -1.0
     history: list[float] = []
     recipe = Recipe(epochs=inner_epochs, lr=inner_lr, batch_size=batch_size, momentum=0.0, weight_decay=0.0)
     for t in tqdm(range(outer_steps), desc=f"{mode}-case ({method})", disable=not progress, leave=False):
         example_w = w[np.searchsorted(groups, labels)] if classwise else w
         theta = copy.deepcopy(base)
+        if kind == "retrain":  # the reference's w_retrain: a fresh initialisation trained on the weighted data
+            from ..models.utils import reinitialize
+
+            reinitialize(theta, seed + 7919 * (t + 1))
         batches = _WeightedBatches(data, example_w, batch_size, seed + t)
         loss = _WeightedUnlearnLoss(kind, num_classes, seed + t)
         train(
@@ -214,7 +274,7 @@ def worst_case_forget_set(
             seed=seed + t,
             progress=False,
         )
-        losses = cross_entropy_loss(predict_outputs(theta, data), data.y)
+        losses = cross_entropy_loss(predict_outputs(theta, data), data.y) - ref
         if classwise:
             losses = np.array([losses[labels == c].mean() for c in groups])
         history.append(float((w * losses).sum() / k))
@@ -241,6 +301,8 @@ class ForgetContext:
     progress: bool = True
     #: where selected sets are cached as index files (None: not cached)
     cache_dir: str | None = None
+    #: the recipe the original was trained with (the ``:gap`` flag trains its held-out models with it)
+    recipe: Recipe | None = None
 
 
 def _count(arg: str, n: int, spec: str) -> int:
@@ -311,10 +373,10 @@ def _worst(
     spec = f"worst:{arg}"
     parts = arg.split(":")
     flags = parts[2:]
-    if len(parts) < 2 or any(f not in ("best", "classes") for f in flags):
+    if len(parts) < 2 or any(f not in ("best", "gap", "classes") for f in flags) or {"best", "gap"} <= set(flags):
         raise ForgetSpecError(
-            f"{spec}: write worst:<method>:<K>[:best][:classes], e.g. worst:ft:100, worst:salun:0.1 or "
-            "worst:ft:2:classes"
+            f"{spec}: write worst:<method>:<K>[:best|:gap][:classes], e.g. worst:ft:100, worst:salun:0.1, "
+            "worst:salun:100:gap or worst:ft:2:classes"
         )
     method, k_text = parts[0], parts[1]
     if context is None or getattr(context, "model", None) is None:
@@ -331,13 +393,15 @@ def _worst(
     classwise = "classes" in flags
     units = len(np.unique(y)) if classwise else len(y)
     k = _count(k_text, units, spec)
-    settings = {
-        "k": k,
-        "method": method,
-        "mode": "best" if "best" in flags else "worst",
-        "classwise": classwise,
-        "seed": seed,
-    }
+    mode = "best" if "best" in flags else "gap" if "gap" in flags else "worst"
+    settings: dict[str, Any] = {"k": k, "method": method, "mode": mode, "classwise": classwise, "seed": seed}
+    if mode == "gap":
+        if getattr(context, "recipe", None) is None:
+            raise ForgetSpecError(
+                f"{spec}: the gap mode trains held-out models with the original's recipe; pass it as "
+                "ForgetContext(..., recipe=...)"
+            )
+        settings["ref_recipe"] = context.recipe
     res = cached_selection(context, settings)
     if res.index_file:
         print(f"{spec}: selected set cached at {res.index_file} (reuse with --forget indices:{res.index_file})")

@@ -63,7 +63,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_run(p: argparse.ArgumentParser) -> None:
     add_data(p)
     p.add_argument("--model", default="cnn")
-    p.add_argument("--forget", default="random:0.1", help="forget spec, also worst:METHOD:K")
+    p.add_argument("--forget", default="random:0.1", help="forget spec, also worst:METHOD:K[:best|:gap][:classes]")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
     add_recipe(p)
     p.add_argument("--seed", type=int, default=0)

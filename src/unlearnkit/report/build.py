@@ -183,8 +183,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         a_rows, a_cols = audit_table.get("rows", []), [tuple(c) for c in audit_table.get("columns", [])]
         explain = (
             "U-LiRA AUC 50 % = the attack cannot tell the method from retraining. The ε forget quality of "
-            "perfect unlearning is not 1 with finitely many runs: two samples of one distribution score about "
-            "the ε ceiling column at this N, so compare each method with that ceiling (and with retrain's row)."
+            "perfect unlearning is not 1 with finitely many runs: two independent samples of one distribution "
+            "(each forget example's scores, with the mean and spread of the reference retrains) score about the "
+            "ε ceiling column at this N, so compare each method, retrain's row included, with that ceiling."
         )
         audit_notes = (audit or {}).get("notes", [])
         parts += ["<h2>Audit</h2>", f"<p>{html.escape(explain)}</p>", _table_html(a_rows, a_cols, "method")]
