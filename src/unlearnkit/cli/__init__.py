@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "unlearnkit.cli.exact",
     "unlearnkit.cli.lm",
     "unlearnkit.cli.backdoor",
+    "unlearnkit.cli.gan",
 ]
 
 
