@@ -133,6 +133,21 @@ def cmd_gan_unlearn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gammas(items: list[str] | None) -> dict[str, float]:
+    from ..errors import ConfigError
+
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"bad --gamma-for {item!r}; write VARIANT=VALUE, e.g. il2=1e-8")
+    return out
+
+
 def cmd_gan_bench(args: argparse.Namespace) -> int:
     from ..gan.bench import GANBenchConfig, run_gan_bench
 
@@ -141,6 +156,7 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         feature=args.feature,
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        gammas=_gammas(args.gamma_for),
         train=_train_config(args),
         method=_method_config(args, "el2"),
         n_negatives=args.n_negatives,
@@ -183,6 +199,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gan-bench", help="original, fine-tuning baseline and every repulsion variant, one table")
     p.add_argument("--feature", type=int, default=3, help="class index to unlearn (default 3)")
     p.add_argument("--variants", default="finetune,el2,nl2,il2", help="comma-separated (default all four)")
+    p.add_argument("--gamma-for", action="append", metavar="VARIANT=VALUE", help="γ of one variant (repeatable)")
     p.add_argument("--out", help="results folder (default runs/gan-bench-DATASET-TIME)")
     _add_data(p)
     _add_train(p)

@@ -42,6 +42,8 @@ class GANBenchConfig:
     dataset: str = "digits"
     feature: int = 3
     variants: Sequence[str] = ("finetune", "el2", "nl2", "il2")
+    #: γ per repulsion variant, overriding ``method.gamma`` (the three terms have very different scales)
+    gammas: dict[str, float] = field(default_factory=dict)
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
     method: AdaptUnlearnConfig = field(default_factory=AdaptUnlearnConfig)
     n_negatives: int = 64
@@ -59,6 +61,9 @@ class GANBenchConfig:
         bad = [v for v in self.variants if v != "finetune" and v not in REPULSIONS]
         if bad or not self.variants:
             raise ConfigError(f"unknown variant(s) {bad}; choose from finetune, {', '.join(REPULSIONS)}")
+        bad_gamma = [k for k in self.gammas if k not in REPULSIONS]
+        if bad_gamma:
+            raise ConfigError(f"gammas given for unknown variant(s) {bad_gamma}; choose from {', '.join(REPULSIONS)}")
         if self.n_samples < 10 or self.n_negatives < 2 or self.positive_pool < 10:
             raise ConfigError("n_samples and positive_pool must be >= 10 and n_negatives >= 2")
 
@@ -111,11 +116,12 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
     for i, a in enumerate(adapted):
         measure(f"adapted θ_N[{i}]", a, t_adapt.seconds / len(adapted))
     for v in cfg.variants:
-        mcfg = replace(cfg.method, repulsion=None if v == "finetune" else v)
+        mcfg = replace(cfg.method, repulsion=None if v == "finetune" else v, gamma=cfg.gammas.get(v, cfg.method.gamma))
         with timed() as t:
             gan, history = unlearn(original, positives, adapted, mcfg, **kw)
         models[mcfg.name] = gan
-        row = measure(mcfg.name, gan, t.seconds + (t_adapt.seconds if v != "finetune" else 0.0))
+        label = mcfg.name if v == "finetune" else f"{mcfg.name} γ={mcfg.gamma:g}"
+        row = measure(label, gan, t.seconds + (t_adapt.seconds if v != "finetune" else 0.0))
         row["repulsion_start"], row["repulsion_end"] = history[0], history[-1]
     for r in rows:
         r["fd_ratio"] = r["fd_rest"] / base["fd_rest"] if base["fd_rest"] else float("nan")
