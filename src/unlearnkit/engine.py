@@ -9,7 +9,7 @@ extra loss terms, projections, per-step callbacks) instead of writing loops of t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -227,6 +227,26 @@ def _count_steps(phases: Sequence[Phase], epochs: int) -> int:
     return total
 
 
+def _steps_of(phases: Sequence[Phase], epoch: int, interleave: bool) -> Iterator[tuple[Phase, Batch]]:
+    """The (phase, batch) pairs of one epoch: each active phase's batches in turn, or with ``interleave`` one
+    batch of each active phase in turn (round-robin) until every stream is exhausted."""
+    active = [ph for ph in phases if ph.runs_in(epoch)]
+    if not interleave:
+        for ph in active:
+            for batch in ph.batches:
+                yield ph, batch
+        return
+    streams = [(ph, iter(ph.batches)) for ph in active]
+    while streams:
+        alive = []
+        for ph, it in streams:
+            batch = next(it, None)
+            if batch is not None:
+                alive.append((ph, it))
+                yield ph, batch
+        streams = alive
+
+
 def train(
     model: nn.Module,
     phases: Sequence[Phase] | Phase,
@@ -239,6 +259,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     accelerator: Any | None = None,
+    interleave: bool = False,
 ) -> TrainLog:
     """Optimise ``model`` in place over ``phases`` for ``recipe.epochs`` epochs.
 
@@ -247,6 +268,10 @@ def train(
     With a Hugging Face ``accelerate.Accelerator``, the model and optimiser are prepared by it, batches go
     to its device and ``accelerator.backward`` replaces ``loss.backward`` (data-parallel training under
     ``accelerate launch``; each process must be given its own part of the data).
+    With ``interleave``, the phases of an epoch take one step each in turn instead of one after the other
+    (adversarial training: a discriminator step, then a generator step, and so on). Every step updates only the
+    parameters its loss gave a gradient to (the others keep ``grad=None`` and are skipped by the optimiser,
+    weight decay included).
     """
     if isinstance(phases, Phase):
         phases = [phases]
@@ -274,40 +299,37 @@ def train(
             ctx.epoch = epoch
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
-            for ph in phases:
-                if not ph.runs_in(epoch):
-                    continue
+            for ph, batch in _steps_of(phases, epoch, interleave):
                 model.train(ph.train_mode)
                 ctx.phase = ph.name
-                for batch in ph.batches:
-                    batch = tuple(t.to(dev, non_blocking=True) for t in batch)
-                    ctx.batch = batch
-                    factor = lr_factor(recipe.schedule, ctx.progress)
-                    for group in optimizer.param_groups:
-                        group["lr"] = recipe.lr * factor
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = ph.loss(model, batch)
-                    for h in hooks:
-                        extra = h.extra_loss(ctx)
-                        if extra is not None:
-                            loss = loss + extra
-                    if accelerator is None:
-                        loss.backward()
-                    else:
-                        accelerator.backward(loss)
-                    for h in hooks:
-                        h.after_backward(ctx)
-                    if recipe.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
-                    optimizer.step()
-                    for h in hooks:
-                        h.after_step(ctx)
-                    detached = loss.detach()
-                    watch.add(detached, epoch=epoch, step=ctx.step)
-                    sums[ph.name] = sums[ph.name] + detached if ph.name in sums else detached
-                    counts[ph.name] = counts.get(ph.name, 0) + 1
-                    ctx.step += 1
-                    bar.update(1)
+                batch = tuple(t.to(dev, non_blocking=True) for t in batch)
+                ctx.batch = batch
+                factor = lr_factor(recipe.schedule, ctx.progress)
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.lr * factor
+                optimizer.zero_grad(set_to_none=True)
+                loss = ph.loss(model, batch)
+                for h in hooks:
+                    extra = h.extra_loss(ctx)
+                    if extra is not None:
+                        loss = loss + extra
+                if accelerator is None:
+                    loss.backward()
+                else:
+                    accelerator.backward(loss)
+                for h in hooks:
+                    h.after_backward(ctx)
+                if recipe.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
+                optimizer.step()
+                for h in hooks:
+                    h.after_step(ctx)
+                detached = loss.detach()
+                watch.add(detached, epoch=epoch, step=ctx.step)
+                sums[ph.name] = sums[ph.name] + detached if ph.name in sums else detached
+                counts[ph.name] = counts.get(ph.name, 0) + 1
+                ctx.step += 1
+                bar.update(1)
             watch.flush()
             check_weights(model, desc=desc, lr=recipe.lr, where=f" by the end of epoch {epoch + 1}")
             means = {k: float(v) / counts[k] for k, v in sums.items()}

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "unlearnkit.cli.lm_concepts",
     "unlearnkit.cli.lm_continual",
     "unlearnkit.cli.backdoor",
+    "unlearnkit.cli.gan",
 ]
 
 
