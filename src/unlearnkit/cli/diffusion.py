@@ -49,6 +49,8 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
     from ..diffusion.bench import DEFAULT_DIFF_METHODS, DiffBenchConfig, run_diff_bench
     from ..diffusion.evaluate import SamplingConfig
 
+    if args.grid:
+        return cmd_diff_grid(args)
     out = args.out or str(Path("runs") / f"diff-bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = DiffBenchConfig(
         dataset=args.dataset,
@@ -75,6 +77,36 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
     run = run_diff_bench(cfg)
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv; sample grids: {out}/samples-*.png")
+    return 0
+
+
+def cmd_diff_grid(args: argparse.Namespace) -> int:
+    """``diff-bench --grid``: UnlearnCanvas' main table (style / object UA, IRA, CRA per method)."""
+    from ..diffusion.evaluate import SamplingConfig
+    from ..diffusion.grid import DEFAULT_GRID_METHODS, GridConfig, run_diff_grid
+
+    out = args.out or str(Path("runs") / f"diff-grid-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = GridConfig(
+        dataset=args.dataset,
+        styles=[s for s in args.styles.split(",") if s],
+        objects=[o for o in args.objects.split(",") if o],
+        methods=args.methods.split(",") if args.methods else DEFAULT_GRID_METHODS,
+        hparams=parse_hparams(args.hp, nested=True),
+        train=_train_config(args),
+        sampling=SamplingConfig(
+            steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed
+        ),
+        train_subset=args.train_subset,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        out_dir=out,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    run = run_diff_grid(cfg)
+    run.table.print()
+    print(f"results: {out}/results.json (main table), {out}/targets.json (per target)")
     return 0
 
 
@@ -166,6 +198,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-attack", action="store_true", help="skip UnlearnDiffAtk")
     p.add_argument("--no-retrain", action="store_true", help="skip training the retrain reference")
     p.add_argument("--out", help="results folder (default runs/diff-bench-DATASET-TIME)")
+    p.add_argument("--grid", action="store_true", help="UnlearnCanvas-style grid: erase each of --styles and --objects")
+    p.add_argument("--styles", default="inverted,thick", help="--grid: styles to erase, one at a time")
+    p.add_argument("--objects", default="three,seven", help="--grid: objects to erase, one at a time")
     add_common(p)
     p.set_defaults(func=cmd_diff_bench)
 
