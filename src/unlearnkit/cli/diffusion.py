@@ -66,6 +66,7 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
         attack_rounds=args.attack_rounds,
         attack_seeds=args.attack_seeds,
         retrain=not args.no_retrain,
+        inception=args.inception,
         train_subset=args.train_subset,
         data_dir=args.data_dir,
         seed=args.seed,
@@ -144,6 +145,7 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     from ..diffusion.attacks import unlearndiffatk
     from ..diffusion.evaluate import SamplingConfig, evaluate_erasure
     from ..diffusion.evaluators import cached_evaluators
+    from ..diffusion.inception import InceptionFID
     from ..diffusion.io import describe, load_model
 
     data = _concept_data(args)
@@ -155,7 +157,8 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
         data, test, key=key, cache_dir=args.cache_dir, seed=args.seed, device=args.device, progress=not args.no_progress
     )
     sampling = SamplingConfig(steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed)
-    metrics = dict(evaluate_erasure(model, data, concept, ev, sampling).metrics)
+    inception = InceptionFID(args.inception, device=args.device) if args.inception else None
+    metrics = dict(evaluate_erasure(model, data, concept, ev, sampling, inception=inception).metrics)
     if args.attack_rounds > 0:
         atk = unlearndiffatk(
             model, data, concept, ev, rounds=args.attack_rounds, iterations=args.attack_steps,
@@ -201,6 +204,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action="store_true", help="UnlearnCanvas-style grid: erase each of --styles and --objects")
     p.add_argument("--styles", default="inverted,thick", help="--grid: styles to erase, one at a time")
     p.add_argument("--objects", default="three,seven", help="--grid: objects to erase, one at a time")
+    p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
     add_common(p)
     p.set_defaults(func=cmd_diff_bench)
 
@@ -225,6 +229,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-seeds", type=int, default=4)
     p.add_argument("--cache-dir", help="evaluator cache (default ~/.cache/unlearnkit/diffusion)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
     _add_data(p)
     add_common(p)
     p.set_defaults(func=cmd_diff_eval)
