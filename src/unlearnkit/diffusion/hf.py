@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelError, require
+from .model import text_context
 
 
 class TokenizerCodec:
@@ -170,10 +171,7 @@ class DiffusersTextToImage(nn.Module):
         *,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if context is None:
-            if tokens is None:
-                raise ConfigError("pass prompt token ids or a ready text context")
-            context = self.encode(tokens)
+        context = text_context(self, tokens, context)
         return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
     # -- pixels <-> latents -----------------------------------------------------------------------------------
