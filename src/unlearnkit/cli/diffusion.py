@@ -18,6 +18,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--base", type=int, default=16, help="UNet base width (channels)")
+    p.add_argument(
+        "--arch",
+        default="unlearnkit",
+        choices=("unlearnkit", "diffusers"),
+        help="miniature architecture: the toolkit's own UNet (default, fastest) or a diffusers "
+        "UNet2DConditionModel + CLIPTextModel saved as a pipeline folder",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="model cache (default ~/.cache/unlearnkit/diffusion)")
 
@@ -26,7 +33,7 @@ def _train_config(args: argparse.Namespace):
     from ..diffusion.training import DiffusionTrainConfig
 
     return DiffusionTrainConfig(
-        steps=args.steps, lr=args.lr, batch_size=args.batch_size, base=args.base, seed=args.seed
+        steps=args.steps, lr=args.lr, batch_size=args.batch_size, base=args.base, seed=args.seed, arch=args.arch
     )
 
 
