@@ -230,3 +230,14 @@ def test_unlearndiffatk_stops_at_the_first_success_and_counts_per_prompt(model, 
     miss = unlearndiffatk(model, data, concept, never, **kw)
     assert miss.asr == miss.asr_plain == 0.0 and set(miss.rounds_used) == {3}  # every round tried, no success
     assert miss.instances == 2 * len(data.style_names)
+
+
+def test_forward_takes_tokens_or_a_ready_context(model, data):
+    tokens = data.prompts([3, 4], [0, 1])
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 500])
+    with torch.no_grad():
+        ctx = model.encode(tokens)
+        assert torch.equal(model(x, t, tokens), model(x, t, context=ctx))
+        assert not torch.equal(model(x, t, context=ctx), model(x, t, context=torch.zeros_like(ctx)))
+    with pytest.raises(ConfigError, match="token ids or a ready text context"):
+        model(x, t)

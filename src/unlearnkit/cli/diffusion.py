@@ -18,6 +18,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--base", type=int, default=16, help="UNet base width (channels)")
+    p.add_argument(
+        "--arch",
+        default="unlearnkit",
+        choices=("unlearnkit", "diffusers"),
+        help="miniature architecture: the toolkit's own UNet (default, fastest) or a diffusers "
+        "UNet2DConditionModel + CLIPTextModel saved as a pipeline folder",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="model cache (default ~/.cache/unlearnkit/diffusion)")
 
@@ -26,7 +33,7 @@ def _train_config(args: argparse.Namespace):
     from ..diffusion.training import DiffusionTrainConfig
 
     return DiffusionTrainConfig(
-        steps=args.steps, lr=args.lr, batch_size=args.batch_size, base=args.base, seed=args.seed
+        steps=args.steps, lr=args.lr, batch_size=args.batch_size, base=args.base, seed=args.seed, arch=args.arch
     )
 
 
@@ -49,6 +56,8 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
     from ..diffusion.bench import DEFAULT_DIFF_METHODS, DiffBenchConfig, run_diff_bench
     from ..diffusion.evaluate import SamplingConfig
 
+    if args.grid:
+        return cmd_diff_grid(args)
     out = args.out or str(Path("runs") / f"diff-bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = DiffBenchConfig(
         dataset=args.dataset,
@@ -64,6 +73,7 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
         attack_rounds=args.attack_rounds,
         attack_seeds=args.attack_seeds,
         retrain=not args.no_retrain,
+        inception=args.inception,
         train_subset=args.train_subset,
         data_dir=args.data_dir,
         seed=args.seed,
@@ -75,6 +85,36 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
     run = run_diff_bench(cfg)
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv; sample grids: {out}/samples-*.png")
+    return 0
+
+
+def cmd_diff_grid(args: argparse.Namespace) -> int:
+    """``diff-bench --grid``: UnlearnCanvas' main table (style / object UA, IRA, CRA per method)."""
+    from ..diffusion.evaluate import SamplingConfig
+    from ..diffusion.grid import DEFAULT_GRID_METHODS, GridConfig, run_diff_grid
+
+    out = args.out or str(Path("runs") / f"diff-grid-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = GridConfig(
+        dataset=args.dataset,
+        styles=[s for s in args.styles.split(",") if s],
+        objects=[o for o in args.objects.split(",") if o],
+        methods=args.methods.split(",") if args.methods else DEFAULT_GRID_METHODS,
+        hparams=parse_hparams(args.hp, nested=True),
+        train=_train_config(args),
+        sampling=SamplingConfig(
+            steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed
+        ),
+        train_subset=args.train_subset,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        out_dir=out,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    run = run_diff_grid(cfg)
+    run.table.print()
+    print(f"results: {out}/results.json (main table), {out}/targets.json (per target)")
     return 0
 
 
@@ -112,6 +152,7 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     from ..diffusion.attacks import unlearndiffatk
     from ..diffusion.evaluate import SamplingConfig, evaluate_erasure
     from ..diffusion.evaluators import cached_evaluators
+    from ..diffusion.inception import InceptionFID
     from ..diffusion.io import describe, load_model
 
     data = _concept_data(args)
@@ -123,7 +164,8 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
         data, test, key=key, cache_dir=args.cache_dir, seed=args.seed, device=args.device, progress=not args.no_progress
     )
     sampling = SamplingConfig(steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed)
-    metrics = dict(evaluate_erasure(model, data, concept, ev, sampling).metrics)
+    inception = InceptionFID(args.inception, device=args.device) if args.inception else None
+    metrics = dict(evaluate_erasure(model, data, concept, ev, sampling, inception=inception).metrics)
     if args.attack_rounds > 0:
         atk = unlearndiffatk(
             model, data, concept, ev, rounds=args.attack_rounds, iterations=args.attack_steps,
@@ -166,6 +208,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-attack", action="store_true", help="skip UnlearnDiffAtk")
     p.add_argument("--no-retrain", action="store_true", help="skip training the retrain reference")
     p.add_argument("--out", help="results folder (default runs/diff-bench-DATASET-TIME)")
+    p.add_argument("--grid", action="store_true", help="UnlearnCanvas-style grid: erase each of --styles and --objects")
+    p.add_argument("--styles", default="inverted,thick", help="--grid: styles to erase, one at a time")
+    p.add_argument("--objects", default="three,seven", help="--grid: objects to erase, one at a time")
+    p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
     add_common(p)
     p.set_defaults(func=cmd_diff_bench)
 
@@ -190,6 +236,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-seeds", type=int, default=4)
     p.add_argument("--cache-dir", help="evaluator cache (default ~/.cache/unlearnkit/diffusion)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
     _add_data(p)
     add_common(p)
     p.set_defaults(func=cmd_diff_eval)

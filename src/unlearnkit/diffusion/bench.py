@@ -26,6 +26,7 @@ from .concepts import ConceptData, ConceptSpec, load_concept_data, parse_concept
 from .evaluate import GenerationEval, SamplingConfig, evaluate_erasure
 from .evaluators import Evaluators, cached_evaluators
 from .images import save_grid
+from .inception import InceptionFID
 from .metrics import changed_storage_mb
 from .one_step import is_one_step, speed_against
 from .request import unlearn_concept
@@ -80,6 +81,7 @@ COLUMNS = (
     ("cra", "CRA↑"),
     ("fd_eval", "FD(eval)↓"),
     ("fd_floor", "FD floor"),
+    ("fid_inception", "FID"),
     ("asr_synonym", "ASR syn↓"),
     ("asr_attack_before", "ASR pre↓"),
     ("asr_attack", "ASR atk↓"),
@@ -107,6 +109,8 @@ class DiffBenchConfig:
     attack_seeds: int = 4
     attack_lr: float = 0.01
     retrain: bool = True
+    #: a local TorchScript Inception file (clean-fid's ``inception-2015-12-05.pt``): adds ``fid_inception``
+    inception: str | None = None
     #: evaluate the original (and retrain) rows; False runs only the methods (to split a bench over processes)
     baselines: bool = True
     #: rows that get UnlearnDiffAtk (None: every row)
@@ -235,9 +239,10 @@ def run_diff_bench(cfg: DiffBenchConfig) -> DiffBenchRun:
         seconds["retrain"] = float(rmeta.get("seconds", float("nan")))
     rows: list[dict[str, Any]] = []
     evals: dict[str, GenerationEval] = {}
+    inception = InceptionFID(cfg.inception, device=dev) if cfg.inception else None
 
     def judge(name: str, model: nn.Module, secs: float, mem: float | None) -> None:
-        ev = evaluate_erasure(model, data, concept, evaluators, cfg.sampling)
+        ev = evaluate_erasure(model, data, concept, evaluators, cfg.sampling, inception=inception)
         atk = None
         extra: dict[str, Any] = {}
         if cfg.attack and (cfg.attack_models is None or name in cfg.attack_models):

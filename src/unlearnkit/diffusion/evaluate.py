@@ -9,6 +9,7 @@ from torch import nn
 
 from .concepts import ConceptData, ConceptSpec
 from .evaluators import Evaluators
+from .inception import InceptionFID
 from .metrics import (
     attack_success_rate,
     fd_noise_floor,
@@ -69,6 +70,7 @@ def evaluate_erasure(
     concept: ConceptSpec,
     evaluators: Evaluators,
     sampling: SamplingConfig | None = None,
+    inception: InceptionFID | None = None,
 ) -> GenerationEval:
     """Generate for the erased concept (in every combination with the other axis) and for all other prompts.
 
@@ -79,7 +81,8 @@ def evaluate_erasure(
     ``fd_eval``: Fréchet distance, in the same-axis evaluator's feature space, between generations for the other
     concepts and as many real images of them, with ``fd_floor`` ± ``fd_floor_sd``, the same distance between
     two disjoint real draws of that size (5 draws); ``asr_plain`` = 100 − UA; ``asr_synonym``: erased-concept
-    prompts written with synonyms.
+    prompts written with synonyms; ``fid_inception`` (only with ``inception``, a
+    :class:`~unlearnkit.diffusion.inception.InceptionFID`): the FID of the same two image sets as ``fd_eval``.
     """
     sc = sampling or SamplingConfig()
     model.eval()
@@ -115,6 +118,8 @@ def evaluate_erasure(
         "asr_synonym": attack_success_rate(evaluators.predict(axis, syn_imgs), concept.index),
     }
     metrics["asr_plain"] = 100.0 - metrics["ua"]
+    if inception is not None:
+        metrics["fid_inception"] = inception.fid(kept_imgs, real.images[pick])
     by_prompt: dict[tuple[int, int], torch.Tensor] = {}
     for i, (o, s) in enumerate(zip(eo, es)):
         by_prompt[(o, s)] = erased_imgs[i * n : (i + 1) * n]

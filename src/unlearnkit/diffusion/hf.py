@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelError, require
+from .model import text_context
 
 
 class TokenizerCodec:
@@ -170,10 +171,7 @@ class DiffusersTextToImage(nn.Module):
         *,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if context is None:
-            if tokens is None:
-                raise ConfigError("pass prompt token ids or a ready text context")
-            context = self.encode(tokens)
+        context = text_context(self, tokens, context)
         return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
     # -- pixels <-> latents -----------------------------------------------------------------------------------
@@ -346,6 +344,85 @@ def word_level_clip_tokenizer(words: Sequence[str], folder: str | Path, max_leng
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
+def clip_text_encoder(tokenizer: Any, dim: int, layers: int = 1, heads: int = 4) -> nn.Module:
+    """A randomly initialised ``CLIPTextModel`` of width ``dim`` over ``tokenizer``'s vocabulary (built from a
+    config, nothing downloaded); start/end/pad ids as :func:`word_level_clip_tokenizer` writes them."""
+    require("transformers", extra="diffusion")
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer.get_vocab()),
+            hidden_size=dim,
+            intermediate_size=2 * dim,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+
+
+def miniature_pipeline(
+    words: Sequence[str],
+    image_shape: Sequence[int],
+    *,
+    base: int = 16,
+    mults: Sequence[int] = (1, 2),
+    text_dim: int = 32,
+    text_layers: int = 1,
+    heads: int = 4,
+    timesteps: int = 1000,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+) -> DiffusersTextToImage:
+    """The bundled miniature in diffusers form, randomly initialised from configs (``diff-train --arch
+    diffusers``): a pixel-space ``UNet2DConditionModel`` with widths ``base × mults``, cross-attention at the
+    first level and no mid block (the fastest layout of ``benchmarks/diffusion_unet_speed.py``), a
+    ``CLIPTextModel`` over ``words`` (the concept vocabulary, ``<pad>`` first) with a one-token-per-word
+    tokenizer, and a ``DDPMScheduler`` with the miniature's linear β schedule. Train it with
+    :func:`unlearnkit.diffusion.training.train_diffusion`; :func:`save_pipeline` writes it as a pipeline folder."""
+    require("diffusers", extra="diffusion")
+    import tempfile
+
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    channels, size = int(image_shape[0]), int(image_shape[-1])
+    if int(image_shape[-2]) != size:
+        raise ConfigError(f"the diffusers miniature needs square images, got {tuple(image_shape)}")
+    widths = tuple(base * m for m in mults)
+    if any(w % 8 for w in widths) or text_dim % heads:
+        raise ConfigError(f"UNet widths {widths} must be multiples of 8 (group norm) and text_dim of heads ({heads})")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = word_level_clip_tokenizer(words[1:], tmp)
+    text_encoder = clip_text_encoder(tokenizer, text_dim, text_layers, heads)
+    levels = len(widths)
+    unet = UNet2DConditionModel(
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=widths,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D",) + ("DownBlock2D",) * (levels - 1),
+        up_block_types=("UpBlock2D",) * (levels - 1) + ("CrossAttnUpBlock2D",),
+        mid_block_type=None,
+        cross_attention_dim=text_dim,
+        attention_head_dim=heads,
+        norm_num_groups=8,
+    )
+    scheduler = DDPMScheduler(
+        num_train_timesteps=timesteps,
+        beta_schedule="linear",
+        beta_start=beta_start,
+        beta_end=beta_end,
+        clip_sample=True,
+        prediction_type="epsilon",
+    )
+    return from_components(unet, text_encoder, tokenizer, scheduler, words, data_shape=image_shape)
 
 
 def tiny_pipeline(

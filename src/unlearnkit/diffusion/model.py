@@ -12,6 +12,15 @@ from .text import TextEncoder
 from .unet import UNet
 
 
+def text_context(model: nn.Module, tokens: torch.Tensor | None, context: torch.Tensor | None) -> torch.Tensor:
+    """The denoisers' conditioning: a ready text ``context`` as given, else ``model.encode(tokens)``."""
+    if context is not None:
+        return context
+    if tokens is None:
+        raise ConfigError("pass prompt token ids or a ready text context")
+    return model.encode(tokens)
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a :class:`TextToImage` (stored in checkpoints)."""
@@ -109,8 +118,5 @@ class TextToImage(nn.Module):
         *,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if context is None:
-            if tokens is None:
-                raise ConfigError("pass prompt token ids or a ready text context")
-            context = self.encode(tokens)
+        context = text_context(self, tokens, context)
         return self.unet(x, t, context)

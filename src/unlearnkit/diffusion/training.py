@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import load, save
+from ..checkpoint import META, load, save
 from ..data.tensors import Batches, Cycle, TensorData
 from ..engine import Phase, Recipe, train
 from ..errors import CheckpointError, ConfigError
@@ -39,6 +40,9 @@ class StepBatches:
             yield self.cycle.next()
 
 
+ARCHES = ("unlearnkit", "diffusers")
+
+
 @dataclass
 class DiffusionTrainConfig:
     """How the text-to-image model is trained: DDPM loss, 10 % null prompts for classifier-free guidance."""
@@ -54,9 +58,15 @@ class DiffusionTrainConfig:
     text_dim: int = 32
     text_layers: int = 1
     seed: int = 0
+    #: "unlearnkit": the toolkit's own UNet and text encoder (a checkpoint folder); "diffusers": a
+    #: ``UNet2DConditionModel`` + ``CLIPTextModel`` + ``DDPMScheduler`` built from configs, kept as a diffusers
+    #: pipeline folder (see :func:`unlearnkit.diffusion.hf.miniature_pipeline`)
+    arch: str = "unlearnkit"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHES:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
         if not 0 <= self.null_prob < 1:
             raise ConfigError(f"null_prob must be in [0, 1), got {self.null_prob}")
         if self.steps < 1 or self.batch_size < 1:
@@ -73,6 +83,26 @@ class DiffusionTrainConfig:
             text_layers=self.text_layers,
         )
 
+    def build(self, data: ConceptData) -> torch.nn.Module:
+        """A new, randomly initialised model of this architecture for ``data``."""
+        if self.arch == "diffusers":
+            from .hf import miniature_pipeline
+
+            mc = self.model_config(data)
+            return miniature_pipeline(
+                data.vocab.words,
+                data.image_shape,
+                base=mc.base,
+                mults=mc.mults,
+                text_dim=mc.text_dim,
+                text_layers=mc.text_layers,
+                heads=mc.heads,
+                timesteps=mc.timesteps,
+                beta_start=mc.beta_start,
+                beta_end=mc.beta_end,
+            )
+        return TextToImage(self.model_config(data))
+
 
 def train_diffusion(
     data: ConceptData,
@@ -80,11 +110,13 @@ def train_diffusion(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> TextToImage:
-    """Train a new :class:`TextToImage` on ``data`` (images with prompts) and return it in eval mode."""
+) -> torch.nn.Module:
+    """Train a new model of ``config.arch`` (:class:`TextToImage`, or a diffusers
+    :class:`~unlearnkit.diffusion.hf.DiffusersTextToImage`) on ``data`` (images with prompts) from scratch and
+    return it in eval mode."""
     cfg = config or DiffusionTrainConfig()
     seed_everything(cfg.seed)
-    model = TextToImage(cfg.model_config(data))
+    model = cfg.build(data)
     null_prob = cfg.null_prob
 
     def loss(m: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -118,10 +150,17 @@ def cache_key(data: ConceptData, config: DiffusionTrainConfig, exclude: ConceptS
         "vocab": data.vocab.words,
         "checksum": float(data.images.double().sum()),
         "tokens": [list(data.tokens.shape), int(data.tokens.sum())],
-        "config": asdict(config),
+        "config": _key_config(config),
         "exclude": None if exclude is None else [exclude.axis, exclude.index],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _key_config(config: DiffusionTrainConfig) -> dict:
+    cfg = asdict(config)
+    if cfg["arch"] == "unlearnkit":
+        del cfg["arch"]  # the keys of models cached before the diffusers option stay valid
+    return cfg
 
 
 def without_concept(data: ConceptData, concept: ConceptSpec) -> ConceptData:
@@ -137,32 +176,48 @@ def cached_model(
     cache_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> tuple[TextToImage, dict]:
+) -> tuple[torch.nn.Module, dict]:
     """Load the model trained on ``data`` (minus ``exclude``, for retraining) from the cache, or train and
-    cache it under ``<cache_dir>/<hash>``. Returns (model, meta) where meta has the training seconds."""
+    cache it under ``<cache_dir>/<hash>`` (a checkpoint folder, or for ``arch="diffusers"`` a diffusers pipeline
+    folder with the same ``meta.json``). Returns (model, meta) where meta has the training seconds."""
     cfg = config or DiffusionTrainConfig()
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     path = root / cache_key(data, cfg, exclude)
-    if (path / "model.safetensors").is_file():
+    diffusers = cfg.arch == "diffusers"
+    if (path / ("model_index.json" if diffusers else "model.safetensors")).is_file():
         try:
+            if diffusers:
+                from .hf import load_pipeline
+
+                meta = json.loads((path / META).read_text())
+                return load_pipeline(path, data, device=resolve_device(device)), meta
             model = TextToImage(cfg.model_config(data))
             model, meta = load(path, model=model)
             return model.to(resolve_device(device)).eval(), meta
-        except CheckpointError:
+        except (CheckpointError, OSError, ValueError):
             pass  # unreadable cache entry: train again and replace it
     train_data = data if exclude is None else without_concept(data, exclude)
     with timed() as clock:
         model = train_diffusion(train_data, cfg, device=device, progress=progress)
     meta = {
         "kind": "unlearnkit.diffusion",
-        "model_config": model.config.to_dict(),
+        "arch": cfg.arch,
+        "model_config": cfg.model_config(data).to_dict(),
         "train_config": asdict(cfg),
         "dataset": data.name,
         "exclude": None if exclude is None else f"{exclude.axis}:{exclude.word}",
         "seconds": clock.seconds,
         "device": str(resolve_device(device)),
     }
-    save(model, path, meta, overwrite=True)
+    if diffusers:
+        from .hf import save_pipeline
+
+        shutil.rmtree(path, ignore_errors=True)
+        save_pipeline(model.cpu(), path)
+        (path / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        model.to(resolve_device(device))
+    else:
+        save(model, path, meta, overwrite=True)
     return model, meta
 
 
