@@ -125,7 +125,7 @@ def test_cli_unlearn_and_eval_a_users_gpt2_without_training(byo, tmp_path, capsy
     data = ["--forget", str(root / "forget.json"), "--retain", str(root / "retain.json")]
     out = tmp_path / "unlearned"
     args = ["lm-unlearn", "--model", str(root / "gpt2"), "--method", "npo", *data, "--out", str(out)]
-    args += ["--hp", "lr=1e-2", "--hp", "epochs=2", "--hp", "batch_size=4", "--hp", "lora=True", "--no-progress"]
+    args += ["--hp", "lr=1e-2", "--hp", "epochs=2", "--hp", "batch_size=4", "--hp", "npo.lora=True", "--no-progress"]
     assert main(args) == 0
     before, _ = load_causal_lm(root / "gpt2")
     after, _ = load_causal_lm(out)
@@ -140,6 +140,27 @@ def test_cli_unlearn_and_eval_a_users_gpt2_without_training(byo, tmp_path, capsy
     metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
     assert 0 <= metrics["forget_quality"] <= 1 and "forget_quality" in printed
     assert metrics["privleak"] == metrics["privleak"] and 0 <= metrics["mia_mink"] <= 1
+
+
+def test_cli_unlearn_checks_its_output_before_training(byo, tmp_path, capsys, monkeypatch):
+    root, _ = byo
+    import unlearnkit.lm as lm
+
+    monkeypatch.setattr(lm, "unlearn_lm", lambda *a, **k: pytest.fail("trained before the output was checked"))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    data = ["--forget", str(root / "forget.json"), "--retain", str(root / "retain.json"), "--no-progress"]
+    base = ["lm-unlearn", "--model", str(root / "gpt2"), "--method", "npo", *data]
+    for out, extra, why in [
+        (taken, [], "--overwrite"),
+        (root / "gpt2", ["--overwrite"], "never replaced"),
+        (tmp_path / "x", ["--hp", "ga.lr=1"], "names method 'ga'"),
+    ]:
+        capsys.readouterr()
+        assert main([*base, "--out", str(out), *extra]) == 2
+        assert why in capsys.readouterr().err
+    assert (taken / "notes.txt").read_text() == "mine" and not (tmp_path / "x").exists()
 
 
 def test_cli_bench_on_target_and_retain_model_skips_training(byo, tmp_path):

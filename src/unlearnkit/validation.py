@@ -206,12 +206,17 @@ def check_output_folder(out: str | Path | None, *, overwrite: bool, protect: str
                 raise CheckpointError(f"{out} already holds a checkpoint; choose a new folder or pass --overwrite")
         elif any(path.iterdir()):
             raise CheckpointError(f"{out} is a non-empty folder that is not a checkpoint; choose a new folder")
+    writable_parent(path)
+    return path
+
+
+def writable_parent(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` can be created: its nearest existing ancestor is writable."""
     parent = path.resolve().parent
     while not parent.exists():
         parent = parent.parent
     if not _writable(parent):
-        raise CheckpointError(f"cannot create {out}: {parent} is not writable; choose a folder you can write to")
-    return path
+        raise CheckpointError(f"cannot create {path}: {parent} is not writable; choose a folder you can write to")
 
 
 def _writable(folder: Path) -> bool:

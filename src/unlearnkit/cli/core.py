@@ -36,7 +36,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         args.out,
         forget=args.forget,
         method=args.method,
-        hparams=parse_hparams(args.hp, nested=False),
+        hparams=parse_hparams(args.hp, nested=False, method=args.method),
         seed=args.seed,
         data_dir=args.data_dir,
         device=args.device,

@@ -132,7 +132,7 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
     data = _concept_data(args)
     concept = parse_concept(args.concept, data)
     model = load_model(args.model, data, device=args.device)
-    hps = parse_hparams(args.hp, nested=False)
+    hps = parse_hparams(args.hp, nested=False, method=args.method)
     res = unlearn_concept(
         model, data, concept, args.method, device=args.device, progress=not args.no_progress, seed=args.seed, **hps
     )

@@ -162,12 +162,14 @@ def _split_from_args(args: argparse.Namespace):
 
 def cmd_lm_unlearn(args: argparse.Namespace) -> int:
     from ..lm import load_causal_lm, save_causal_lm, unlearn_lm
+    from ..lm.model import check_lm_output
     from ..runtime import resolve_device
 
+    check_lm_output(args.out, overwrite=args.overwrite, source=args.model)  # before any training
     device = resolve_device(args.device)
     model, tokenizer = load_causal_lm(args.model, device=device)
     split = _split_from_args(args)
-    hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False)}
+    hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False, method=args.method)}
     acc = None
     if args.accelerate:
         from ..lm.parallel import make_lm_accelerator

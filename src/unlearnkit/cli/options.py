@@ -22,13 +22,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_hparams(items: list[str] | None, *, nested: bool) -> dict[str, Any]:
-    """``["lr=0.1"]`` → ``{"lr": 0.1}``; with ``nested``, ``["salun.lr=0.1"]`` → ``{"salun": {"lr": 0.1}}``."""
+def parse_hparams(items: list[str] | None, *, nested: bool, method: str | None = None) -> dict[str, Any]:
+    """``["lr=0.1"]`` → ``{"lr": 0.1}``; with ``nested``, ``["salun.lr=0.1"]`` → ``{"salun": {"lr": 0.1}}``.
+    A command that runs one ``method`` also takes that method's prefix (``npo.lr=…`` = ``lr=…``), as bench does."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"bad --hp {item!r}; write NAME=VALUE" + (" as METHOD.NAME=VALUE" if nested else ""))
         key, value = item.split("=", 1)
+        if not nested and method is not None and "." in key:
+            prefix, name = key.split(".", 1)
+            if prefix != method:
+                raise ConfigError(f"--hp {item!r} names method {prefix!r}, but this command runs {method!r}")
+            key = name
         if nested:
             if "." not in key:
                 raise ConfigError(f"bad --hp {item!r}; name the method: METHOD.NAME=VALUE (e.g. salun.lr=0.02)")

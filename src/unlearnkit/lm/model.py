@@ -107,11 +107,30 @@ def load_causal_lm(path: str | Path, device=None):
     return model, tokenizer
 
 
+def check_lm_output(path: str | Path, *, overwrite: bool, source: str | Path | None = None) -> Path:
+    """Validate the folder a causal LM is to be saved in, *before* any work: a name, never the ``source`` model
+    folder (the model unlearning started from is never replaced), an existing non-empty folder only with
+    ``overwrite``, and a parent that can be written."""
+    from ..validation import writable_parent
+
+    if path is None or not str(path).strip():
+        raise CheckpointError("the output folder is empty; give a new folder name, e.g. --out runs/unlearned-lm")
+    p = Path(path)
+    if source is not None and p.resolve() == Path(source).resolve():
+        raise CheckpointError(f"{path} is the model being unlearned; choose another --out (it is never replaced)")
+    if p.exists() and not p.is_dir():
+        raise CheckpointError(f"{path} exists and is not a folder; choose another --out")
+    if p.exists() and any(p.iterdir()) and not overwrite:
+        raise CheckpointError(f"{path} already exists; choose a new folder or pass --overwrite (overwrite=True)")
+    writable_parent(p)
+    return p
+
+
 @contextmanager
 def _staged_folder(path: Path, overwrite: bool):
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` by a rename."""
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise CheckpointError(f"{path} already exists; choose a new folder or pass overwrite=True")
+        raise CheckpointError(f"{path} already exists; choose a new folder or pass --overwrite (overwrite=True)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
