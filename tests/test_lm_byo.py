@@ -26,7 +26,7 @@ from unlearnkit.lm import (  # noqa: E402
     train_tokenizer,
 )
 from unlearnkit.lm.api import coerce_hparams  # noqa: E402
-from unlearnkit.lm.encode import encode_pairs, prompt_text  # noqa: E402
+from unlearnkit.lm.encode import encode_pairs, encode_qa, prompt_text  # noqa: E402
 from unlearnkit.lm.formats import read_records, split_from_files  # noqa: E402
 from unlearnkit.lm.losses import sequence_logprob  # noqa: E402
 from unlearnkit.lm.methods.base import accumulated, micro_batches  # noqa: E402
@@ -253,6 +253,9 @@ def test_truncation_warns_once_and_chat_template_is_used(byo):
     assert prompt_text("Who?", tok) == "<user>Who?</user><bot>"
     tok.chat_template = None
     assert prompt_text("Who?", tok) == "Question: Who?\nAnswer:"
+    long_q = {"question": "a question far longer than the few tokens allowed here", "answer": "yes"}
+    with pytest.raises(DataError, match="keep none of their answer tokens within max_length=6"):
+        encode_qa(tok, [long_q, {"question": "ok?", "answer": "no"}], max_length=6)  # not a NaN loss later
 
 
 def test_muse_style_text_corpora_and_verbmem(byo, tmp_path):

@@ -88,6 +88,15 @@ def _pack(rows: list[tuple[list[int], list[int]]], pad_id: int, max_length: int)
             stacklevel=3,
         )
     width = min(max_length, longest)
+    # a causal LM scores token i from position i - 1, so a row needs a labelled token after its first position
+    lost = [labs for _, labs in rows if any(x != IGNORE for x in labs[1:]) and all(x == IGNORE for x in labs[1:width])]
+    if lost:
+        need = max(next(i for i, x in enumerate(labs) if i > 0 and x != IGNORE) + 1 for labs in lost)
+        raise DataError(
+            f"{len(lost)} of {len(rows)} rows keep none of their answer tokens within max_length={max_length} (the "
+            f"prompt alone fills it), so there is nothing to score; raise max_length (e.g. --max-length) to at least "
+            f"{need}, better to the longest row ({longest})"
+        )
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
