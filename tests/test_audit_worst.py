@@ -164,4 +164,5 @@ def test_gap_score_is_bounded_so_a_collapsed_unlearner_cannot_swamp_the_held_out
     np.testing.assert_allclose(score, np.exp(-ref) - np.exp(-loss))  # p_ref - p
     assert np.array_equal(np.sort(np.argsort(score)[:20]), atypical)  # the upper level's lowest scores
     # an example the unlearned model still fits but a held-out model does not scores lowest of all
-    assert gap_score(np.array([0.01]), np.array([5.0]))[0] < score.min() < gap_score(np.array([5.0]), np.array([0.01]))[0]
+    fits, misses = gap_score(np.array([0.01]), np.array([5.0]))[0], gap_score(np.array([5.0]), np.array([0.01]))[0]
+    assert fits < score.min() and misses > score.max()
