@@ -17,13 +17,16 @@ A bi-level search over a selection w ∈ [0, 1]^N with Σw = K, started from a r
 * every ``round_every`` upper steps w is rounded to the binary indicator of its K largest entries (the
   reference's ``feq_to_bi``); the K largest weights at the end are the forget set.
 
-``mode="gap"`` (spec flag ``:gap``) is this module's own variant, not in the reference: the upper loss of each
-example is measured *relative to a model that never saw it*, w ← w − η(ℓ(θ*) − ℓ_ref + 2γw), where ℓ_ref is
-the example's cross-fitted held-out loss (:func:`heldout_losses`: ``ref_folds`` fresh models, each trained
-with the original's recipe on the other folds). Fan et al.'s objective (ℓ_ref = 0) keeps the examples that
-every model fits, retrain included, so a retrain is as close to the original on them as on any set; the gap
-mode keeps the examples the challenged unlearner still fits but a retrain would not, the ones where an
-unlearned model is furthest from retrain (the Avg-Gap of the SalUn benchmark).
+``mode="gap"`` (spec flag ``:gap``) is this module's own variant, not in the reference: each example is scored
+*relative to a model that never saw it*, w ← w − η(p_ref − p(θ*) + 2γw) (:func:`gap_score`), where p(θ*) is
+the probability of the true label after unlearning and p_ref the example's cross-fitted held-out probability
+(:func:`heldout_losses`: ``ref_folds`` fresh models, each trained with the original's recipe on the other
+folds). Fan et al.'s objective keeps the examples that every model fits, retrain included, so a retrain is
+as close to the original on them as on any set; the gap mode keeps the examples the challenged unlearner
+still fits but a retrain would not, the ones where an unlearned model is furthest from retrain (the Avg-Gap
+of the SalUn benchmark). The score is the difference of two error probabilities, 1 − p, rather than of two
+cross-entropies: it is bounded in [−1, 1] and on the accuracy scale of the Avg-Gap, so a lower level that
+collapses the model (``ga``: post-unlearning cross-entropies in the tens) cannot swamp the held-out term.
 
 ``classwise=True`` selects K whole classes instead (Fan et al.'s class-wise setting): one weight per class,
 the example weights are their class's weight, and the upper level uses each class's mean loss.
@@ -139,6 +142,8 @@ def lower_level_kind(method: str) -> str:
 
 
 MODES = ("worst", "best", "gap")
+#: the gap mode's score, part of the cache key of gap-mode sets
+GAP_SCORE = "p_ref-p"
 
 
 @dataclass
@@ -149,7 +154,7 @@ class WorstCaseResult:
     weights: np.ndarray = field(repr=False)
     method: str = "ft"
     k: int = 0
-    #: per upper step, the upper-level loss of the selected mass (mean loss after unlearning; gap mode: minus ℓ_ref)
+    #: per upper step, the upper-level score of the selected mass (mean loss after unlearning; gap mode: p_ref − p)
     history: list[float] = field(default_factory=list)
     mode: str = "worst"
     classes: list[int] | None = None
@@ -190,6 +195,15 @@ def heldout_losses(
         part = data.subset(held)
         out[held] = cross_entropy_loss(predict_outputs(ref.eval(), part), part.y)
     return out
+
+
+def gap_score(loss: np.ndarray, ref_loss: np.ndarray) -> np.ndarray:
+    """The gap mode's upper-level score from two cross-entropies (−log p of the true label): the unlearned
+    model's error probability minus the held-out model's, (1 − e^(−ℓ)) − (1 − e^(−ℓ_ref)) = p_ref − p, in
+    [−1, 1]. Both terms are bounded on the accuracy scale of the Avg-Gap, so a lower level that collapses the
+    model (cross-entropies in the tens) cannot swamp the held-out term; lowest for an example the unlearned
+    model still fits (p ≈ 1) and a model that never saw it does not (p_ref ≈ 0)."""
+    return np.exp(-np.asarray(ref_loss, dtype=np.float64)) - np.exp(-np.asarray(loss, dtype=np.float64))
 
 
 def _top_k(w: np.ndarray, k: int) -> np.ndarray:
@@ -274,7 +288,8 @@ def worst_case_forget_set(
             seed=seed + t,
             progress=False,
         )
-        losses = cross_entropy_loss(predict_outputs(theta, data), data.y) - ref
+        ce = cross_entropy_loss(predict_outputs(theta, data), data.y)
+        losses = gap_score(ce, ref) if mode == "gap" else ce
         if classwise:
             losses = np.array([losses[labels == c].mean() for c in groups])
         history.append(float((w * losses).sum() / k))
@@ -327,6 +342,8 @@ def _cache_key(model: nn.Module, data: TensorData, settings: dict[str, Any]) -> 
     full = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
     full = {k: v for k, v in {**full, **settings}.items() if k not in ("device", "progress", "num_classes")}
     h = hashlib.sha256(repr(sorted(full.items())).encode())
+    if full.get("mode") == "gap":
+        h.update(GAP_SCORE.encode())  # sets selected with an earlier gap score are not read back
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
