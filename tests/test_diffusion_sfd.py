@@ -124,8 +124,11 @@ def test_teacher_target_is_the_safe_score_for_the_erased_concept_and_the_own_sco
             uncond = teacher(x_t, t, null)
             want_safe = uncond + w * (teacher(x_t, t, safe) - uncond)
             want_own = uncond + w * (teacher(x_t, t, tokens) - uncond)
-        torch.testing.assert_close(got[forget], want_safe[forget], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(got[~forget], want_own[~forget], rtol=1e-5, atol=1e-6)
+        # float32 batched in another composition than the reference rows: the reduction order differs (~1e-6);
+        # a wrong prompt for a row differs by the score itself (order 0.1-1)
+        torch.testing.assert_close(got[forget], want_safe[forget], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got[~forget], want_own[~forget], rtol=1e-4, atol=1e-5)
+        assert (want_safe[forget] - want_own[forget]).abs().max() > 1e-2  # the two targets really differ
         # the two targets really differ where the concept was swapped
         assert float((want_safe[forget] - want_own[forget]).abs().max()) > 1e-3
 
