@@ -102,3 +102,16 @@ def test_cli_diff_bench_grid(tmp_path, capsys, monkeypatch):
     assert res["rows"][2]["object_ua"] == pytest.approx(sum(r["ua"] for r in obj) / 2)
     assert all(r["storage_mb"] > 0 for r in per if r["model"] == "esd-x")
     assert main(["diff-bench", "--grid", *common, "--styles", "", "--objects", "", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("config", ["bench", "grid"])
+def test_bench_and_grid_configs_check_hyper_parameters_the_same_way(config):
+    from unlearnkit.diffusion.bench import MINIATURE_HPARAMS, DiffBenchConfig
+
+    make = DiffBenchConfig if config == "bench" else grid.GridConfig
+    with pytest.raises(ConfigError, match="not among the methods run"):
+        make(methods=["ga"], hparams={"rl": {"steps": 5}})
+    with pytest.raises(ConfigError, match="ga has no hyper-parameter"):
+        make(methods=["ga"], hparams={"ga": {"no_such": 1}})
+    cfg = make(methods=["ga"], hparams={"ga": {"steps": 7}}, seed=3)
+    assert cfg.method_hparams("ga") == {**MINIATURE_HPARAMS.get("ga", {}), "steps": 7, "seed": 3}

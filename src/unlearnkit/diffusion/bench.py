@@ -92,6 +92,28 @@ COLUMNS = (
 )
 
 
+def check_method_hparams(methods: Sequence[str], hparams: dict[str, dict[str, Any]]) -> None:
+    """Every method is a registered diffusion method, and every ``METHOD.NAME`` hyper-parameter names a method
+    that runs and one of its hyper-parameters (shared by ``diff-bench`` and its grid mode)."""
+    for name in methods:
+        get_method_class(name, "diffusion")
+    for name, hps in hparams.items():
+        if name not in methods:
+            raise ConfigError(f"hyper-parameters given for {name!r}, which is not among the methods run")
+        cls = get_method_class(name, "diffusion")
+        bad = sorted(set(hps) - set(cls.hparam_names()))
+        if bad:
+            raise ConfigError(f"{name} has no hyper-parameter {bad}; valid: {', '.join(cls.hparam_names())}")
+
+
+def miniature_hparams(name: str, hparams: dict[str, dict[str, Any]], seed: int) -> dict[str, Any]:
+    """A method's hyper-parameters on the miniature: :data:`MINIATURE_HPARAMS`, then the user's, then ``seed``."""
+    hps = dict(MINIATURE_HPARAMS.get(name, {}))
+    hps.update(hparams.get(name, {}))
+    hps.setdefault("seed", seed)
+    return hps
+
+
 @dataclass
 class DiffBenchConfig:
     """Everything that defines a ``diff-bench`` run."""
@@ -124,21 +146,10 @@ class DiffBenchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in self.methods:
-            get_method_class(name, "diffusion")
-        for name, hps in self.hparams.items():
-            if name not in self.methods:
-                raise ConfigError(f"hyper-parameters given for {name!r}, which is not among the methods run")
-            cls = get_method_class(name, "diffusion")
-            bad = sorted(set(hps) - set(cls.hparam_names()))
-            if bad:
-                raise ConfigError(f"{name} has no hyper-parameter {bad}; valid: {', '.join(cls.hparam_names())}")
+        check_method_hparams(self.methods, self.hparams)
 
     def method_hparams(self, name: str) -> dict[str, Any]:
-        hps = dict(MINIATURE_HPARAMS.get(name, {}))
-        hps.update(self.hparams.get(name, {}))
-        hps.setdefault("seed", self.seed)
-        return hps
+        return miniature_hparams(name, self.hparams, self.seed)
 
 
 @dataclass

@@ -34,10 +34,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..methods.base import get_method_class
 from ..results import ResultTable
 from ..runtime import resolve_device, seed_everything
-from .bench import MINIATURE_HPARAMS, PeakMemory
+from .bench import PeakMemory, check_method_hparams, miniature_hparams
 from .concepts import ConceptData, ConceptSpec, load_concept_data, parse_concept
 from .evaluate import SamplingConfig, generate
 from .evaluators import Evaluators, cached_evaluators
@@ -156,21 +155,10 @@ class GridConfig:
     def __post_init__(self) -> None:
         if not self.styles and not self.objects:
             raise ConfigError("the grid needs at least one style or object to erase (--styles / --objects)")
-        for name in self.methods:
-            get_method_class(name, "diffusion")
-        for name, hps in self.hparams.items():
-            if name not in self.methods:
-                raise ConfigError(f"hyper-parameters given for {name!r}, which is not among the methods run")
-            cls = get_method_class(name, "diffusion")
-            bad = sorted(set(hps) - set(cls.hparam_names()))
-            if bad:
-                raise ConfigError(f"{name} has no hyper-parameter {bad}; valid: {', '.join(cls.hparam_names())}")
+        check_method_hparams(self.methods, self.hparams)
 
     def method_hparams(self, name: str) -> dict[str, Any]:
-        hps = dict(MINIATURE_HPARAMS.get(name, {}))
-        hps.update(self.hparams.get(name, {}))
-        hps.setdefault("seed", self.seed)
-        return hps
+        return miniature_hparams(name, self.hparams, self.seed)
 
 
 @dataclass
