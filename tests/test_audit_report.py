@@ -36,6 +36,10 @@ def test_audit_writes_every_part(audit_dir):
     for r in rows.values():
         assert 0 <= r["ulira_auc"] <= 100 and 0 <= r["eps_forget_quality"] <= 1
     assert (audit_dir / "predictions.npz").is_file()
+    # random:0.1 is a request of examples: forget accuracy is read after all 3 steps, and the output says so
+    assert (audit["relearn_k"], audit["relearn_request_kind"]) == (3, "examples")
+    assert any("k = 3: request of examples" in n for n in audit["notes"])
+    assert all("relearn_at_k" in r for r in rows.values())
 
 
 def test_report_page_has_every_figure_and_renders_in_chromium(audit_dir, tmp_path):
