@@ -53,6 +53,7 @@ def test_report_page_has_every_figure_and_renders_in_chromium(audit_dir, tmp_pat
     assert "http://" not in page and "https://" not in page  # self-contained
     assert "U-LiRA AUC" in page and "Settings" in page and "retrain" in page
     assert "ε ceiling" in page and "not 1 with finitely many runs" in page and "U-LiRA audited random" in page
+    assert "dotted: k = 3, examples request" in page and "relearn acc@3" in page
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
