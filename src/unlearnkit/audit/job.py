@@ -195,6 +195,8 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
         raise ConfigError("audit writes into the bench folder; set out_dir (CLI: --out)")
     if cfg.relearn_steps > 0:
         check_k(cfg.relearn_k, cfg.relearn_steps)
+    elif cfg.relearn_k is not None:
+        raise ConfigError(f"relearn k={cfg.relearn_k} was given but relearning is off (relearn_steps=0); drop one")
     run = run_bench(dataclasses.replace(bc, save_predictions=True))
     bundle, split = run.bundle, run.split
     if bundle.task != "classification":

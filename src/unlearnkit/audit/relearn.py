@@ -11,16 +11,18 @@ percentage points). Step 0 (before any relearning) is left out of both, so they 
 brings back rather than what unlearning left. ``audit`` defaults: 10 steps of plain SGD at lr 0.05 on a
 slice of a tenth of the forget set (at most 64); k depends on the kind of request (:func:`resolve_k`):
 
-- requests of examples (``random``, ``worst``, ``indices``; ``worst:M:K:classes`` and an index file of
-  whole classes are class-wise): k = 10 (all steps). On digits (``mlp``, ``random:0.1``) retrain stays near
-  its generalisation level (about 96 %) while the original stays at 100 %, and a model that only hid the
-  forget set climbs back within a few steps.
-- class-wise requests (no retain example shares a label with the forget set): k = 2. A retrain that never
-  saw the class learns it back from the slice itself within 3–4 steps, so by step 10 its curve meets the
-  original's; after 2 steps it has not yet. Measured on Fashion-MNIST (classes 0, 3, 7) and digits (classes 3,
-  8), three seeds each: k = 2 separated retrain from the original in 15 of 15 runs (by 56–100 points); at
-  k = 3 two runs were not separated at all, at k = 10 none by more than 8 points (docs/audit.md,
-  "Relearning attack").
+- requests of examples (``random``, ``worst:M:K``, most ``indices`` files): k = the number of relearning
+  steps (10 by default). On digits (``mlp``, ``random:0.1``) retrain stays near its generalisation level
+  (about 96 %) while the original stays at 100 %, and a model that only hid the forget set climbs back within
+  a few steps. The gap between retrain and the original can then be no larger than retrain's test error.
+- class-wise requests (no retain example shares a label with the forget set: ``class:C``,
+  ``worst:M:K:classes``, an index file of whole classes): k = 2. A retrain that never saw the class learns it
+  back from the slice itself within 3–4 steps, so by step 10 its curve is close to the original's; after 2
+  steps it is not yet. Measured on Fashion-MNIST (classes 0, 3, 7) and digits (classes 3, 8), three seeds
+  each: k = 2 separated retrain from the original in 15 of 15 runs (by 56–100 points); at k = 3 two runs
+  were not separated at all, at k = 10 none by more than 8.3 points (docs/audit.md, "Relearning attack").
+  These were measured at the default learning rate and slice size; a larger ``--relearn-lr`` or slice makes
+  retrain catch up sooner, so read the curves (or lower ``--relearn-k``) when changing them.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def check_k(k: int | None, steps: int) -> None:
     if k is not None and not 1 <= k <= steps:
         raise ConfigError(
             f"relearn k={k} must be in [1, {steps}] (the relearning steps; step 0 is before any relearning); "
-            "lower --relearn-k or raise --relearn-steps"
+            + ("use --relearn-k of at least 1" if k < 1 else "lower --relearn-k or raise --relearn-steps")
         )
 
 
@@ -137,14 +139,18 @@ def resolve_k(
             min(CLASSWISE_K, steps),
             kind,
             f"class-wise request: a retrain learns a whole class back from the slice within a few steps, so the "
-            f"curves are read after {min(CLASSWISE_K, steps)} steps, before retrain's catches up with the original's",
+            f"curves are read after {_steps(min(CLASSWISE_K, steps))}, before retrain's catches up with the original's",
         )
     return RelearnK(
         steps,
         kind,
-        f"request of examples: read after all {steps} steps (a retrain gets held-out examples of classes it "
+        f"request of examples: read after all {_steps(steps)} (a retrain gets held-out examples of classes it "
         "knows back only as far as the slice generalises)",
     )
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def split_forget(forget: TensorData, slice_size: int, seed: int = 0) -> tuple[TensorData, TensorData]:
