@@ -14,6 +14,7 @@ from unlearnkit.audit import (
     epsilon_score,
     method_runs,
     relearn_attack,
+    resolve_k,
     retrain_runs,
     train_shadow_pairs,
     tune_hparams,
@@ -138,6 +139,17 @@ def test_relearning_brings_back_knowledge_faster_than_after_retraining(bundle, f
     assert near["ga"].slice_size <= 20 and near["ga"].accuracy[-1] > near["ga"].accuracy[0]
     with pytest.raises(ConfigError, match="needs the retain set"):
         relearn_attack({"ga": ga}, forget, source="neighbours")
+
+
+def test_classwise_default_k_reads_relearning_before_retrain_learns_the_class(bundle, factory, mlp_original):
+    split = uk.parse_forget("class:3", bundle.train.y, seed=0)
+    forget, retain = split.forget(bundle.train), split.retain(bundle.train)
+    k = resolve_k(None, 10, forget.y, retain.y).k
+    retrained = train_fresh(factory, retain, RECIPE, 3)
+    curves = relearn_attack({"original": mlp_original, "retrain": retrained}, forget, steps=10, lr=0.05)
+    original, retrain = curves["original"], curves["retrain"]
+    assert original.accuracy_at(k) - retrain.accuracy_at(k) > 50  # the default k separates them ...
+    assert original.accuracy_at(10) - retrain.accuracy_at(10) < 10  # ... all 10 steps would not: the class is back
 
 
 def test_tuning_never_returns_a_worse_gap_than_the_defaults(bundle, factory, mlp_original, split):

@@ -36,6 +36,33 @@ def test_audit_writes_every_part(audit_dir):
     for r in rows.values():
         assert 0 <= r["ulira_auc"] <= 100 and 0 <= r["eps_forget_quality"] <= 1
     assert (audit_dir / "predictions.npz").is_file()
+    # random:0.1 is a request of examples: forget accuracy is read after all 3 steps, and the output says so
+    assert (audit["relearn_k"], audit["relearn_request_kind"]) == (3, "examples")
+    assert any("k = 3: request of examples" in n for n in audit["notes"])
+    assert all("relearn_at_k" in r for r in rows.values())
+
+
+def test_classwise_audit_reads_relearning_after_two_steps(tmp_path):
+    out = tmp_path / "run"
+    args = ["audit", *SMALL, "--forget", "class:3", "--methods", "ft", "--pairs", "0", "--eps-runs", "0"]
+    assert main([*args, "--no-reference", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    audit = json.loads((out / "audit.json").read_text())
+    assert (audit["relearn_k"], audit["relearn_request_kind"]) == (2, "class-wise")
+    assert any("k = 2: class-wise request" in n for n in audit["notes"])
+    curves = audit["relearn"]
+    at_k = {m: r["relearn_at_k"] for m, r in _rows(out).items()}
+    assert at_k["retrain"] == curves["retrain"]["accuracy"][2] < at_k["original"] - 50
+
+
+def test_relearn_k_without_relearning_is_refused(tmp_path, capsys):
+    args = ["audit", *SMALL, "--relearn-steps", "0", "--relearn-k", "2", "--out", str(tmp_path / "run")]
+    assert main(args) != 0
+    assert "relearning is off" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before any training
+
+
+def _rows(out):
+    return {r["method"]: r for r in json.loads((out / "audit_results.json").read_text())["rows"]}
 
 
 def test_report_page_has_every_figure_and_renders_in_chromium(audit_dir, tmp_path):
@@ -49,6 +76,7 @@ def test_report_page_has_every_figure_and_renders_in_chromium(audit_dir, tmp_pat
     assert "http://" not in page and "https://" not in page  # self-contained
     assert "U-LiRA AUC" in page and "Settings" in page and "retrain" in page
     assert "ε ceiling" in page and "not 1 with finitely many runs" in page and "U-LiRA audited random" in page
+    assert "dotted: k = 3, examples request" in page and "relearn acc@3" in page
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -110,3 +110,25 @@ def test_relearning_summaries_leave_step_zero_out():
     assert hidden.area_between(retrain) == pytest.approx(((60 - 96) + (90 - 96) + (95 - 97)) / 3)
     assert hidden.area_between(retrain, k=1) == pytest.approx(60 - 96)
     assert retrain.area_between(retrain) == 0.0
+
+
+def test_relearning_k_default_depends_on_the_request_kind():
+    from unlearnkit.audit.relearn import CLASSWISE_K, resolve_k
+    from unlearnkit.errors import ConfigError
+
+    y = np.repeat(np.arange(4), 10)
+    for spec, kind, k in (("class:2", "class-wise", CLASSWISE_K), ("random:8", "examples", 10)):
+        split = uk.parse_forget(spec, y, seed=0)
+        got = resolve_k(None, 10, y[split.forget_idx], y[split.retain_idx])
+        assert (got.kind, got.k) == (kind, k) and kind.split("-")[0] in got.reason
+    two_classes = np.flatnonzero(y >= 2)
+    assert resolve_k(None, 10, y[two_classes], y[y < 2]).kind == "class-wise"
+    # a whole class plus one example of a class the retain set still has: not class-wise
+    mixed = np.r_[np.flatnonzero(y == 2), 0]
+    assert resolve_k(None, 10, y[mixed], np.delete(y, mixed)).k == 10
+    assert resolve_k(None, 1, y[y == 2], y[y != 2]).k == 1  # never past the last step
+    given = resolve_k(5, 10, y[y == 2], y[y != 2])
+    assert (given.k, given.kind) == (5, "class-wise") and "--relearn-k" in given.reason
+    for bad in (0, 11):
+        with pytest.raises(ConfigError, match="--relearn-steps"):
+            resolve_k(bad, 10, y[y == 2], y[y != 2])

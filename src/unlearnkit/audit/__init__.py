@@ -16,7 +16,7 @@ from .epsilon import (
 )
 from .job import AuditConfig, method_runs, retrain_runs, run_audit
 from .population import population_attacks, threshold_attacks
-from .relearn import RelearnCurve, relearn_attack, relearn_curve
+from .relearn import RelearnCurve, RelearnK, relearn_attack, relearn_curve, request_kind, resolve_k
 from .roc import AttackResult, evaluate_attack, roc_auc, roc_curve, tpr_at_fpr
 from .scores import logit_confidence
 from .tune import TuneResult, tune_hparams, tune_request
@@ -29,6 +29,7 @@ __all__ = [
     "EpsilonScore",
     "ForgetContext",
     "RelearnCurve",
+    "RelearnK",
     "ShadowPairs",
     "TuneResult",
     "ULiRAResult",
@@ -46,6 +47,8 @@ __all__ = [
     "project_capped_simplex",
     "relearn_attack",
     "relearn_curve",
+    "request_kind",
+    "resolve_k",
     "retrain_runs",
     "roc_auc",
     "roc_curve",

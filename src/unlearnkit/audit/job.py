@@ -28,7 +28,7 @@ from ..runtime import resolve_device
 from .common import ORIGINAL, ModelFactory, registry_factory, run_method, train_fresh
 from .epsilon import EpsilonScore, epsilon_score, forget_quality_ceiling, matched_ceiling
 from .population import population_attacks
-from .relearn import relearn_attack
+from .relearn import check_k, relearn_attack, resolve_k
 from .scores import logit_confidence
 from .ulira import train_shadow_pairs, ulira
 
@@ -149,7 +149,8 @@ class AuditConfig:
     relearn_steps: int = 10
     relearn_slice: int | None = None
     relearn_lr: float = 0.05
-    #: report forget accuracy after this many relearning steps (default: relearn_steps)
+    #: report forget accuracy after this many relearning steps (default: resolved from the request's kind,
+    #: relearn.CLASSWISE_K for class-wise requests, relearn_steps otherwise; see relearn.resolve_k)
     relearn_k: int | None = None
     #: relearn on a slice of the forget set ("forget") or on its nearest retain neighbours ("neighbours")
     relearn_source: str = "forget"
@@ -174,9 +175,10 @@ def audit_notes(report: dict[str, Any]) -> list[str]:
             "1 and is not the one to compare with"
         )
     if "relearn_k" in report:
+        why = report.get("relearn_k_reason")
         notes.append(
             f"relearning: forget accuracy after k = {report['relearn_k']} steps, and its mean excess over "
-            "retrain's curve on steps 1…k (step 0 left out)"
+            "retrain's curve on steps 1…k (step 0 left out)" + (f"; k = {report['relearn_k']}: {why}" if why else "")
         )
     if report.get("ulira_scheme"):
         notes.append(f"U-LiRA audited {report['ulira_scheme']}")
@@ -191,6 +193,10 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
     bc = cfg.bench
     if not bc.out_dir:
         raise ConfigError("audit writes into the bench folder; set out_dir (CLI: --out)")
+    if cfg.relearn_steps > 0:
+        check_k(cfg.relearn_k, cfg.relearn_steps)
+    elif cfg.relearn_k is not None:
+        raise ConfigError(f"relearn k={cfg.relearn_k} was given but relearning is off (relearn_steps=0); drop one")
     run = run_bench(dataclasses.replace(bc, save_predictions=True))
     bundle, split = run.bundle, run.split
     if bundle.task != "classification":
@@ -229,9 +235,10 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
             seed=bc.seed,
             device=dev,
         )
-        k_at = cfg.relearn_k if cfg.relearn_k is not None else cfg.relearn_steps
+        resolved = resolve_k(cfg.relearn_k, cfg.relearn_steps, forget.y, retain.y)
+        k_at = resolved.k
         report["relearn"] = {k: c.to_dict() for k, c in curves.items()}
-        report["relearn_k"] = k_at
+        report.update(relearn_k=k_at, relearn_request_kind=resolved.kind, relearn_k_reason=resolved.reason)
         ref_curve = curves.get("retrain")
         for k, c in curves.items():
             rows[k]["relearn_at_k"] = c.accuracy_at(k_at)
@@ -318,7 +325,7 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
         ("loss_auc", "loss AUC"),
         ("confidence_auc", "conf AUC"),
         ("entropy_auc", "entropy AUC"),
-        ("relearn_at_k", "relearn acc@k"),
+        ("relearn_at_k", f"relearn acc@{report.get('relearn_k', 'k')}"),
         ("relearn_vs_retrain", "relearn Δ retrain"),
     ):
         if any(key in r for r in rows.values()):

@@ -85,7 +85,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="ε attack family: the NeurIPS 2023 challenge scoring (default) or every interval (not comparable)",
     )
     p.add_argument("--relearn-steps", type=int, default=10, help="relearning steps (0 skips; default 10)")
-    p.add_argument("--relearn-k", type=int, help="report forget accuracy after k steps (default: --relearn-steps)")
+    p.add_argument(
+        "--relearn-k",
+        type=int,
+        help="report forget accuracy after k steps, 1 … --relearn-steps (default: 2 for class-wise requests, where "
+        "a retrain relearns the class within a few steps; --relearn-steps for the others)",
+    )
     p.add_argument("--relearn-lr", type=float, default=0.05, help="relearning learning rate (default 0.05)")
     p.add_argument(
         "--relearn-source",

@@ -143,7 +143,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
             (
                 "relearn",
                 "Relearning attack: forget accuracy on held-out forget examples per step (series offset slightly "
-                "so equal curves stay visible; dotted: k).",
+                f"so equal curves stay visible; dotted: k = {audit.get('relearn_k')}"
+                + (f", {audit['relearn_request_kind']} request" if audit.get("relearn_request_kind") else "")
+                + ").",
                 F.relearn_plot(audit["relearn"], audit.get("relearn_k")),
             )
         )
