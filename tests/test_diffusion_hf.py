@@ -144,3 +144,15 @@ def test_one_api_unlearns_a_diffusers_pipeline_object(sd):
     assert all(torch.equal(p, q) for p, q in zip(res.model.text_encoder.parameters(), pipe.text_encoder.parameters()))
     with pytest.raises(unlearnkit.errors.ConfigError, match="ConceptData"):
         unlearnkit.unlearn(pipe, forget="object:cat", retain=None, method="esd-x")
+
+
+def test_word_level_tokenizer_gives_every_word_one_token(tmp_path):
+    from unlearnkit.diffusion.concepts import FASHION_OBJECTS, STYLES
+    from unlearnkit.diffusion.hf import word_level_clip_tokenizer
+
+    # "at" cuts the chain of "cat", "in" those of "thin" and "plain"; the bundled names cut each other too
+    words = ["a", "in", "style", "at", "cat", *FASHION_OBJECTS, *STYLES]
+    tok = word_level_clip_tokenizer(words, tmp_path)
+    assert {w: tok.tokenize(w) for w in words} == {w: [w + "</w>"] for w in words}
+    ids = [tok(w, add_special_tokens=False).input_ids for w in words]
+    assert len({i[0] for i in ids}) == len(set(words))  # no two words share a token

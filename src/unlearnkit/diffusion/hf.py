@@ -322,7 +322,14 @@ def save_pipeline(model: DiffusersTextToImage, path: str | Path) -> Path:
 
 def word_level_clip_tokenizer(words: Sequence[str], folder: str | Path, max_length: int = 16) -> Any:
     """A CLIP BPE tokenizer whose merges make every word of ``words`` one token (``<|startoftext|>`` = 0,
-    ``<|endoftext|>`` = 1, also padding), written to ``folder`` (``vocab.json``, ``merges.txt``) and loaded."""
+    ``<|endoftext|>`` = 1, also padding), written to ``folder`` (``vocab.json``, ``merges.txt``) and loaded.
+
+    Each word gets its left-to-right chain of merges (``c a``, ``ca t</w>``). BPE applies the lowest-ranked
+    merge among adjacent pieces first, so another word's merge can cut a chain (``a t</w>`` of "at" leaves
+    "cat" as ``c`` + ``at</w>``). Words left in pieces then get a chain over those pieces (``c at</w>``),
+    ranked after every earlier merge so that no word that was already one token changes; this repeats until
+    every word is one token. A word that CLIP's pre-tokenizer cuts (``t-shirt``, ``4x``) stays in pieces,
+    which :class:`TokenizerCodec` handles."""
     require("transformers", extra="diffusion")
     from transformers import CLIPTokenizer
 
@@ -341,9 +348,21 @@ def word_level_clip_tokenizer(words: Sequence[str], folder: str | Path, max_leng
             merges.append(f"{cur} {nxt}")
             cur += nxt
             vocab.setdefault(cur, len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+    while True:
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+        tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+        known = set(merges)
+        for w in words:
+            cur, *rest = pieces = tokenizer.tokenize(w) or [""]
+            if "".join(pieces) != w + "</w>":  # cut by the pre-tokenizer: no merge can join it
+                continue
+            for nxt in rest:
+                merges.append(f"{cur} {nxt}")
+                cur += nxt
+                vocab.setdefault(cur, len(vocab))
+        if known.issuperset(merges):
+            return tokenizer
 
 
 def clip_text_encoder(tokenizer: Any, dim: int, layers: int = 1, heads: int = 4) -> nn.Module:
