@@ -16,6 +16,8 @@ from unlearnkit.methods.base import Method, UnlearnRequest
 from unlearnkit.methods.neggrad_plus import PairedBatches
 from unlearnkit.metrics import accuracy, predict_outputs
 
+from .conftest import state_equal
+
 
 def _tiny() -> tuple[nn.Module, TensorData, TensorData]:
     g = torch.Generator().manual_seed(0)
@@ -96,3 +98,15 @@ def test_auto_tries_the_neggrad_grid_first_for_random_requests(original, digits,
     trials = res.report["auto"]["trials"]
     assert [t["method"] for t in trials] == ["none", "neggrad-plus"]  # the first grid point always runs
     assert trials[1]["hparams"] == auto_module.RANDOM_CANDIDATES[0][1]
+    assert res.report["auto"]["chosen"]["method"] == "neggrad-plus"
+    # explicit epochs run as given, as through unlearn(): the budget's ceiling does not cut the chosen run short
+    direct = uk.unlearn(
+        original,
+        forget,
+        retain,
+        "neggrad-plus",
+        budget=Budget(original_epochs=30),
+        progress=False,
+        **auto_module.RANDOM_CANDIDATES[0][1],
+    )
+    assert state_equal(res.model, direct.model)

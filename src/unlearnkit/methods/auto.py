@@ -199,6 +199,7 @@ class Auto(Method):
                 }
             )
         best = min(trials, key=lambda t: t["score"])
+        search = time.perf_counter() - start
         self.choice = {
             "kind": kind,
             "proxy_classes": [p.proxy_class for p in proxies] if kind == "class" else None,
@@ -208,8 +209,9 @@ class Auto(Method):
             "chosen": {"method": best["method"], "hparams": best["hparams"]},
             "why": (
                 f"lowest proxy gap {best['score']:.2f} of {len(trials)} tried "
-                f"(doing nothing: {noop:.2f}) in {time.perf_counter() - start:.0f}s"
+                f"(doing nothing: {noop:.2f}) in {search:.0f}s"
             ),
+            "search_seconds": search,
         }
         if best["method"] == "none":
             return model
@@ -220,6 +222,9 @@ class Auto(Method):
     ) -> nn.Module:
         cls = get_method_class(name)
         algo = make_method(name, **budget_hparams(cls, {**hps, "seed": self.seed}, request.budget or _no_budget()))
+        if "epochs" in hps:  # as in unlearn(): explicit epochs run exactly as given, with no budget rule
+            request = copy.copy(request)
+            request.budget = None
         algo.check(request)
         work = copy.deepcopy(request.original).to(request.device) if model is None else model
         out = algo.run(work, request)
