@@ -59,7 +59,7 @@ class NegGradPlus(Method):
     CE(forget)``; an epoch is one pass over the retain set. Published (``large_scale_ictest.ipynb``,
     CIFAR-10 ResNet-18): SGD lr 0.01 without momentum or weight decay, alpha 0.9999, 10 epochs (the small-scale
     notebook uses alpha 0.95). ``momentum``, ``weight_decay`` and ``schedule`` are exposed, at the published
-    values by default.
+    values by default; both batch sizes default to 128 (the notebooks take them from their loaders).
 
     At alpha 0.9999 the ascent weighs 1e-4 of each step: on a small model the published setting is fine-tuning
     in effect (class 3 of digits: forget accuracy stays 100 %, ``benchmarks/defaults_check.py``). Its use here
