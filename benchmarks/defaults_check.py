@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import unlearnkit as uk
+from unlearnkit.errors import DivergenceError
 from unlearnkit.methods import available_methods
 
 FORGET_MARGIN, RETAIN_MARGIN = 10.0, 5.0
@@ -80,7 +81,11 @@ def check(dataset: str, subset: int | None, forget_class: int, methods: list[str
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = uk.unlearn(original, forget, retain, name, progress=False, budget=budget)
+            try:
+                res = uk.unlearn(original, forget, retain, name, progress=False, budget=budget)
+            except DivergenceError as exc:  # a diverged run is a failing row; the other methods still run
+                rows.append({"method": name, "diverged": str(exc), "passes": False})
+                continue
         f, r = accuracy(res.model, forget), accuracy(res.model, retain)
         rows.append(
             {
@@ -104,6 +109,9 @@ def print_rows(title: str, rows: list[dict]) -> None:
     print("| method | forget acc | retain acc | test acc | passes | collapse warning | repeats | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if "diverged" in r:
+            print(f"| {r['method']} | diverged | | | NO | | | |")
+            continue
         extra = (
             f"{'yes' if r['passes'] else 'NO'} | {'yes' if r['collapse_warning'] else ''} | "
             f"{r['budget_repeats']} | {r['seconds']:.1f}"

@@ -29,7 +29,7 @@ from unlearnkit.engine import Recipe
 from unlearnkit.guard import slice_accuracy
 
 SETTINGS = {"random": "random:0.1", "class": "class:3"}
-DEFAULT_METHODS = "ft,ga,rl,l1-sparse,salun,ssd,bad-teacher,scrub,auto"
+DEFAULT_METHODS = "ft,ga,rl,l1-sparse,salun,ssd,bad-teacher,scrub,neggrad-plus,auto"
 
 
 def unseen_training_images(subset: int, n: int = 2000, seed: int = 0):
@@ -100,9 +100,20 @@ def main() -> None:
             f"{args.seed} · auto settings {hparams.get('auto')} · bench wall-clock "
             f"{time.perf_counter() - start:.0f}s · results in {run.out_dir}"
         )
+        ref = next(r for r in run.table.rows if r["method"] == "retrain")
+        print("per-metric gaps to retrain (|UA − UA_r|, |RA − RA_r|, |TA − TA_r|, |MIA − MIA_r|):")
+        for row in run.table.rows:
+            if "failed" not in row and row["method"] != "retrain":
+                gaps = ", ".join(f"{k.upper()} {abs(row[k] - ref[k]):.2f}" for k in ("ua", "ra", "ta", "mia"))
+                print(f"  {row['method']:<14} {gaps}")
         for row in run.table.rows:
             if row["method"] == "auto":
                 print("auto chose:", row["auto"]["chosen"], "—", row["auto"]["why"])
+                final = row["seconds"] - row["auto"]["search_seconds"]
+                print(
+                    f"auto: search {row['auto']['search_seconds']:.1f}s, the chosen run {final:.1f}s = "
+                    f"{final / ref['seconds']:.3f}× retraining's time"
+                )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (registration)
     iu,
     l1_sparse,
     laf,
+    neggrad_plus,
     poison,
     prune_then_unlearn,
     retrain,
