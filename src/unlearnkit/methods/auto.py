@@ -147,7 +147,8 @@ class Auto(Method):
         None, doc="original's accuracy (percent) on unseen data: the target forget accuracy of random forgetting"
     )
     methods: tuple[str, ...] = field(
-        default=(), metadata={"doc": "restrict the candidates to these methods (empty: all of CANDIDATES)"}
+        default=(),
+        metadata={"doc": "restrict the candidates to these methods (empty: RANDOM_CANDIDATES, then CANDIDATES)"},
     )
 
     def __post_init__(self) -> None:
@@ -164,8 +165,7 @@ class Auto(Method):
     def candidates(self, kind: str = "class") -> list[tuple[str, dict[str, Any]]]:
         """The candidates tried, in order: :data:`RANDOM_CANDIDATES` first for random forgetting, then
         :data:`CANDIDATES`; only those of ``methods`` when it is set."""
-        pool = (RANDOM_CANDIDATES if kind == "random" else ()) + CANDIDATES
-        return [(m, h) for m, h in pool if not self.methods or m in self.methods]
+        return [(m, h) for m, h in _pool(kind) if not self.methods or m in self.methods]
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         start = time.perf_counter()
@@ -176,6 +176,11 @@ class Auto(Method):
             build_proxy(request, kind, self.seed + 1000 * i, self.validation_accuracy, original)
             for i in range(self.proxies)
         ]
+        if not self.candidates(kind):
+            raise ConfigError(
+                f"auto: none of {list(self.methods)} is tried for a {kind} request ({kind} candidates: "
+                f"{sorted({m for m, _ in _pool(kind)})}); add one of them to methods"
+            )
         noop = float(np.mean([proxy_gap(original, p, dev)[0] for p in proxies]))
         trials: list[dict[str, Any]] = [{"method": "none", "hparams": {}, "score": noop, "seconds": 0.0}]
         for name, hps in self.candidates(kind):
@@ -236,6 +241,10 @@ def _no_budget():
     from ..budget import Budget
 
     return Budget(mode="published")
+
+
+def _pool(kind: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+    return (RANDOM_CANDIDATES if kind == "random" else ()) + CANDIDATES
 
 
 def _candidate_names() -> list[str]:

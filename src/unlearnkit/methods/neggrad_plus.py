@@ -16,8 +16,10 @@ from .base import Method, UnlearnRequest, hp, register
 class PairedBatches:
     """One pass over the retain batches, each paired with the next batch of the forget set, cycled: yields
     ``(x_r, y_r, x_f, y_f)``. As ``zip(train_loader, cycle(delete_loader))`` in the reference, every pass over
-    the retain set starts the forget cycle afresh. A pass processes the retain examples and as many forget
-    batches as retain ones (:func:`unlearnkit.budget.pass_examples` counts both)."""
+    the retain set starts the forget cycle afresh; within a pass, each wrap of the forget set is a new shuffle
+    (``itertools.cycle`` replays its first pass's order), so a shuffled forget stream is not the reference's
+    batch for batch. A pass processes the retain examples and as many forget batches as retain ones
+    (:func:`unlearnkit.budget.pass_examples` counts both, the short last forget batch included)."""
 
     def __init__(self, retain: Batches, forget: Batches) -> None:
         self.retain, self.forget = retain, forget
@@ -27,7 +29,10 @@ class PairedBatches:
 
     def pass_examples(self) -> int:
         retain = min(len(self.retain.data), len(self.retain) * self.retain.batch_size)
-        return retain + len(self.retain) * min(self.forget.batch_size, len(self.forget.data))
+        n_f, bs = len(self.forget.data), self.forget.batch_size
+        sizes = [min(bs, n_f - i * bs) for i in range(len(self.forget))]
+        cycles, rest = divmod(len(self.retain), len(sizes))
+        return retain + cycles * sum(sizes) + sum(sizes[:rest])
 
     def __iter__(self) -> Iterator[Batch]:
         cycle = Cycle(self.forget)
