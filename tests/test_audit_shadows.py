@@ -129,6 +129,6 @@ def test_relearning_k_default_depends_on_the_request_kind():
     assert resolve_k(None, 1, y[y == 2], y[y != 2]).k == 1  # never past the last step
     given = resolve_k(5, 10, y[y == 2], y[y != 2])
     assert (given.k, given.kind) == (5, "class-wise") and "--relearn-k" in given.reason
-    for bad in (0, 11):
-        with pytest.raises(ConfigError, match="--relearn-steps"):
+    for bad, fix in ((0, "at least 1"), (11, "raise --relearn-steps")):
+        with pytest.raises(ConfigError, match=fix):
             resolve_k(bad, 10, y[y == 2], y[y != 2])
