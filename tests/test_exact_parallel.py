@@ -59,6 +59,9 @@ def test_ray_backend_trains_the_same_shards(serial_model, digits, tmp_path, monk
     # start its own instance rather than try to join that dead one
     monkeypatch.setattr(ray._private.utils, "read_ray_address", lambda temp_dir=None: "127.0.0.1:9")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # workers inherit the driver's OMP_NUM_THREADS (Ray sets 1 only when it is unset): the executor must still
+    # train with one thread, as the serial reference does
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     with RayExecutor(num_cpus=1) as ray_exec:
         distributed = _fit(tmp_path / "m", digits, ray_exec)
     assert [s.key for s in distributed.selection()] == [s.key for s in serial_model.selection()]

@@ -105,7 +105,13 @@ class RayExecutor(Executor):
             self._started = True
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "") -> list[Any]:
-        remote = self.ray.remote(num_cpus=1)(fn)
+        def in_one_thread(item: Any) -> Any:
+            # Ray sets OMP_NUM_THREADS=1 in its workers only when the driver's environment leaves it unset;
+            # one torch thread everywhere keeps every backend's shards bit-identical
+            _one_thread()
+            return fn(item)
+
+        remote = self.ray.remote(num_cpus=1)(in_one_thread)
         refs = [remote.remote(item) for item in items]
         pending = list(refs)
         with _bar(None, desc, total=len(refs)) as bar:
