@@ -18,6 +18,7 @@ from unlearnkit.gan.adapt_unlearn import (
     adapt,
     load_negative_images,
     negatives_of_class,
+    positive_indices,
     repulsion_distance,
     repulsion_loss,
     resolve_negatives,
@@ -180,6 +181,33 @@ def test_precision_recall_matches_the_prdc_reference():
     assert precision_recall(real, fake, 3) == pytest.approx((0.5733333333333334, 0.985))
     assert precision_recall(real, fake, 5) == pytest.approx((0.7066666666666667, 0.985))
     assert precision_recall(real, real, 3) == (1.0, 1.0)
+
+
+def test_positive_selection_reference_confident_and_class_balanced():
+    # classes 0, 1, 2 (80 samples each) and the feature 3 (40); the feature's probability is high for half of
+    # class 2 (the feature-like ones) and for one sample of class 0
+    pred = torch.tensor([0] * 80 + [1] * 80 + [2] * 80 + [3] * 40)
+    prob = torch.zeros(len(pred))
+    prob[160:200] = 0.3
+    prob[0] = 0.5
+    prob[240:] = 0.9
+    ref = positive_indices(pred, 3)  # the reference: every sample not predicted as the feature
+    assert torch.equal(ref, torch.arange(240))
+    strict = positive_indices(pred, 3, feature_prob=prob, max_prob=0.2)
+    assert torch.equal(torch.bincount(pred[strict], minlength=4), torch.tensor([79, 80, 40, 0]))
+    assert not bool((prob[strict] >= 0.2).any())
+    assert torch.equal(positive_indices(pred, 3, feature_prob=prob, max_prob=0.4), torch.arange(1, 240))
+    balanced = positive_indices(pred, 3, feature_prob=prob, max_prob=0.2, balance=True, seed=1)
+    # the mix of the reference's positives (equal thirds) comes back, at class 2's kept fraction (1/2)
+    assert torch.equal(torch.bincount(pred[balanced], minlength=4), torch.tensor([40, 40, 40, 0]))
+    assert not bool((prob[balanced] >= 0.2).any()) and len(set(balanced.tolist())) == 120
+    assert not torch.equal(balanced, positive_indices(pred, 3, feature_prob=prob, max_prob=0.2, balance=True, seed=2))
+    with pytest.raises(ConfigError, match="feature_prob"):
+        positive_indices(pred, 3, max_prob=0.2)
+    with pytest.raises(ConfigError, match="max_prob"):
+        positive_indices(pred, 3, feature_prob=prob, max_prob=1.5)
+    with pytest.raises(ConfigError, match="feature_prob"):
+        select_positives(tiny_gan(), lambda x: torch.zeros(len(x), dtype=torch.long), 3, 20, max_prob=0.2)
 
 
 def test_bad_inputs_raise_unlearnkit_errors(tmp_path):

@@ -38,6 +38,16 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method-lr", type=float, default=2e-3, help="learning rate of both stages (default 2e-3)")
     g.add_argument("--n-negatives", type=int, default=64, help="negatives drawn for class:N (default 64)")
     g.add_argument("--positive-pool", type=int, default=5000, help="samples screened for positives (default 5000)")
+    g.add_argument(
+        "--positive-max-prob",
+        type=float,
+        help="confident positives: also drop samples the evaluator gives the feature this probability or more",
+    )
+    g.add_argument(
+        "--balance-positives",
+        action="store_true",
+        help="class-balanced positives: restore the argmax positives' class mix after --positive-max-prob",
+    )
     g.add_argument("--n-samples", type=int, default=2000, help="samples per model for the metrics (default 2000)")
 
 
@@ -85,7 +95,7 @@ def cmd_gan_train(args: argparse.Namespace) -> int:
 
 def cmd_gan_unlearn(args: argparse.Namespace) -> int:
     from ..gan.adapt_unlearn import adapt_then_unlearn, resolve_negatives, select_positives
-    from ..gan.metrics import evaluate_gan, evaluator_for, real_reference
+    from ..gan.metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
     from ..gan.train import cached_gan, load_gan, save_gan
     from ..validation import check_output_folder
 
@@ -108,7 +118,11 @@ def cmd_gan_unlearn(args: argparse.Namespace) -> int:
         args.negatives, gan, predict, n=args.n_negatives, feature=args.feature,
         num_classes=len(data.class_names), seed=args.seed + 1,
     )  # fmt: skip
-    positives = select_positives(gan, predict, feature, args.positive_pool, seed=args.seed + 2)
+    positives = select_positives(
+        gan, predict, feature, args.positive_pool, seed=args.seed + 2,
+        feature_prob=lambda x: feature_probability(ev, x, feature),
+        max_prob=args.positive_max_prob, balance=args.balance_positives,
+    )  # fmt: skip
     res = adapt_then_unlearn(gan, negatives, positives, cfg, device=args.device, progress=progress)
     ref = real_reference(ev, data, feature, args.n_samples, seed=args.seed)
     before = evaluate_gan(gan, ev, ref, feature, n_samples=args.n_samples)
@@ -161,6 +175,8 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
         method=_method_config(args, "el2"),
         n_negatives=args.n_negatives,
         positive_pool=args.positive_pool,
+        positive_max_prob=args.positive_max_prob,
+        balance_positives=args.balance_positives,
         n_samples=args.n_samples,
         train_subset=args.train_subset,
         data_dir=args.data_dir,

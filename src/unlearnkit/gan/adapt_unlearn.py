@@ -263,12 +263,81 @@ def classify_samples(gan: GAN, predict, n: int, seed: int, batch_size: int = 500
     return images, predict(images).cpu()
 
 
-def select_positives(gan: GAN, predict, feature: int, n: int = 5000, seed: int = 0) -> torch.Tensor:
-    """``FeedbackData_pos``: of ``n`` samples of ``gan``, those the classifier does *not* assign to ``feature``."""
+def positive_indices(
+    pred: torch.Tensor,
+    feature: int,
+    *,
+    feature_prob: torch.Tensor | None = None,
+    max_prob: float | None = None,
+    balance: bool = False,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Indices of the samples kept as positives, in increasing order.
+
+    ``max_prob=None, balance=False`` is the reference's ``FeedbackData_pos``: every sample whose predicted class
+    ``pred`` is not ``feature``. Two named deviations tighten it:
+
+    - *confident positives* (``max_prob``): also drop samples whose classifier probability of the feature,
+      ``feature_prob``, is ``max_prob`` or more — the ambiguous, feature-like samples the argmax lets through,
+      which a GAN trained on them keeps reproducing;
+    - *class-balanced positives* (``balance``): that filter removes more samples of the classes that resemble
+      the feature (e.g. 9s and 2s for a 3), which moves the class mix away from the original's and costs FD;
+      so every predicted class c is subsampled (seeded) to ``s · h_c``, with h_c its count among the argmax
+      positives and s the smallest kept fraction over the classes, restoring the argmax positives' mix.
+    """
+    pred = torch.as_tensor(pred).long().flatten()
+    argmax_pos = pred != feature
+    keep = argmax_pos.clone()
+    if max_prob is not None:
+        if not 0 < max_prob <= 1:
+            raise ConfigError(f"max_prob must be in (0, 1], got {max_prob}")
+        if feature_prob is None or len(feature_prob) != len(pred):
+            raise ConfigError("max_prob needs the classifier's feature probability of every sample (feature_prob)")
+        keep &= torch.as_tensor(feature_prob).flatten() < max_prob
+    if balance:
+        classes = int(pred.max()) + 1 if len(pred) else 0
+        ref = torch.bincount(pred[argmax_pos], minlength=classes).double()
+        kept = torch.bincount(pred[keep], minlength=classes).double()
+        present = ref > 0
+        if bool(present.any()):
+            scale = float((kept[present] / ref[present]).min())
+            gen = torch.Generator().manual_seed(seed)
+            chosen = []
+            for c in torch.nonzero(present).flatten().tolist():
+                cand = torch.nonzero(keep & (pred == c)).flatten()
+                m = int(math.floor(scale * float(ref[c]) + 1e-9))
+                chosen.append(cand[torch.randperm(len(cand), generator=gen)[:m]])
+            keep = torch.zeros_like(keep)
+            keep[torch.cat(chosen)] = True
+    return torch.nonzero(keep).flatten()
+
+
+def select_positives(
+    gan: GAN,
+    predict,
+    feature: int,
+    n: int = 5000,
+    seed: int = 0,
+    *,
+    feature_prob=None,
+    max_prob: float | None = None,
+    balance: bool = False,
+) -> torch.Tensor:
+    """``FeedbackData_pos``: of ``n`` samples of ``gan``, those the classifier does *not* assign to ``feature``
+    (``predict(images)`` gives the classes); with ``max_prob`` (and ``feature_prob(images)``, the classifier's
+    probability of the feature) or ``balance``, the stricter selections of :func:`positive_indices`."""
     images, pred = classify_samples(gan, predict, n, seed)
-    pos = images[pred != feature]
+    prob = None
+    if max_prob is not None:
+        if feature_prob is None:
+            raise ConfigError("max_prob needs feature_prob, a function giving the feature's probability per image")
+        prob = torch.as_tensor(feature_prob(images)).detach().cpu()
+    pos = images[positive_indices(pred, feature, feature_prob=prob, max_prob=max_prob, balance=balance, seed=seed)]
     if len(pos) < 2:
-        raise DataError(f"fewer than 2 of {n} samples avoid class {feature}; the classifier sees it everywhere")
+        raise DataError(
+            f"fewer than 2 of {n} samples avoid class {feature}; the classifier sees it everywhere (screen more "
+            "samples, or raise max_prob)"
+        )
     return pos
 
 

@@ -17,7 +17,7 @@ from ..results import ResultTable
 from ..runtime import timed
 from ..validation import check_results_folder
 from .adapt_unlearn import REPULSIONS, AdaptUnlearnConfig, adapt, negatives_of_class, select_positives, unlearn
-from .metrics import evaluate_gan, evaluator_for, real_reference
+from .metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
 from .models import GAN, generator_distance
 from .train import GANTrainConfig, ImageData, cached_gan, load_images
 
@@ -48,6 +48,10 @@ class GANBenchConfig:
     method: AdaptUnlearnConfig = field(default_factory=AdaptUnlearnConfig)
     n_negatives: int = 64
     positive_pool: int = 5000
+    #: confident positives: drop samples whose evaluator probability of the feature is at least this
+    positive_max_prob: float | None = None
+    #: class-balanced positives: restore the argmax positives' class mix after the probability filter
+    balance_positives: bool = False
     n_samples: int = 2000
     train_subset: int | None = None
     data_dir: str | None = None
@@ -66,6 +70,8 @@ class GANBenchConfig:
             raise ConfigError(f"gammas given for unknown variant(s) {bad_gamma}; choose from {', '.join(REPULSIONS)}")
         if self.n_samples < 10 or self.n_negatives < 2 or self.positive_pool < 10:
             raise ConfigError("n_samples and positive_pool must be >= 10 and n_negatives >= 2")
+        if self.positive_max_prob is not None and not 0 < self.positive_max_prob <= 1:
+            raise ConfigError(f"positive_max_prob must be in (0, 1], got {self.positive_max_prob}")
 
 
 @dataclass
@@ -99,7 +105,16 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
 
     reference = real_reference(ev, data, cfg.feature, cfg.n_samples, seed=cfg.seed)
     negatives = negatives_of_class(original, predict, cfg.feature, cfg.n_negatives, seed=cfg.seed + 1)
-    positives = select_positives(original, predict, cfg.feature, cfg.positive_pool, seed=cfg.seed + 2)
+    positives = select_positives(
+        original,
+        predict,
+        cfg.feature,
+        cfg.positive_pool,
+        seed=cfg.seed + 2,
+        feature_prob=lambda x: feature_probability(ev, x, cfg.feature),
+        max_prob=cfg.positive_max_prob,
+        balance=cfg.balance_positives,
+    )
     with timed() as t_adapt:
         adapted = adapt(original, negatives, cfg.method, **kw)
     rows: list[dict] = []
@@ -134,7 +149,6 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
             "evaluator_accuracy": ev.test_accuracy,
             "n_negatives": len(negatives),
             "n_positives": len(positives),
-            "original_share_positive_pool": 100.0 * (1 - len(positives) / cfg.positive_pool),
         },
     )
     if cfg.out_dir:

@@ -39,6 +39,21 @@ def feature_share(pred: torch.Tensor, feature: int) -> float:
     return attack_success_rate(pred, feature)
 
 
+@torch.no_grad()
+def feature_probability(
+    evaluators: Evaluators, images: torch.Tensor, feature: int, batch_size: int = 1024
+) -> torch.Tensor:
+    """The object classifier's softmax probability of class ``feature`` for each image (on the CPU)."""
+    clf = evaluators.object.eval()
+    dev = next(clf.parameters()).device
+    return torch.cat(
+        [
+            clf(images[i : i + batch_size].to(dev)).softmax(1)[:, feature].cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
 def _sq_distances(a: torch.Tensor, b: torch.Tensor, block: int = 2048) -> torch.Tensor:
     """Pairwise squared Euclidean distances ‖a_i‖² − 2 a_i·b_j + ‖b_j‖², clamped at 0 (float64)."""
     a, b = a.double(), b.double()
