@@ -14,6 +14,7 @@ from unlearnkit.cli import main
 from unlearnkit.errors import CheckpointError, ConfigError, DataError, UnlearnkitError
 from unlearnkit.gan.adapt_unlearn import (
     AdaptUnlearnConfig,
+    EMAHook,
     RepulsionHook,
     adapt,
     load_negative_images,
@@ -135,6 +136,7 @@ def toy_run():
         gamma=1.0,
         ewc_lambda=0.0,
         n_adapted=1,
+        ema_decay=None,
         adapt=AdversarialRecipe(steps=40, batch_size=16),
         unlearn=AdversarialRecipe(steps=60, batch_size=32),
     )
@@ -208,6 +210,43 @@ def test_positive_selection_reference_confident_and_class_balanced():
         positive_indices(pred, 3, feature_prob=prob, max_prob=1.5)
     with pytest.raises(ConfigError, match="feature_prob"):
         select_positives(tiny_gan(), lambda x: torch.zeros(len(x), dtype=torch.long), 3, 20, max_prob=0.2)
+
+
+def test_ema_hook_is_the_reference_accumulate_and_stage2_hands_back_the_average():
+    from types import SimpleNamespace
+
+    pair = Pair()
+    hook = EMAHook(pair, 0.75)
+    ctx = SimpleNamespace(phase="g", model=SimpleNamespace(generator=pair))
+    for value in (5.0, 9.0):
+        with torch.no_grad():
+            pair.a.fill_(value)
+        hook.after_step(ctx)
+    hook.after_step(SimpleNamespace(phase="d", model=SimpleNamespace(generator=pair)))  # D steps leave it alone
+    # accumulate: 0.75 * (0.75 * [1, 2] + 0.25 * 5) + 0.25 * 9
+    expected = 0.75 * (0.75 * torch.tensor([1.0, 2.0]) + 0.25 * 5.0) + 0.25 * 9.0
+    assert torch.allclose(hook.average["a"], expected) and torch.allclose(hook.average["b"], torch.tensor([3.0]))
+    hook.copy_to(pair)
+    assert torch.allclose(pair.a, expected)
+
+    torch.set_num_threads(1)
+    gan, adapted = tiny_gan(), [tiny_gan(1)]
+    pos = gan.sample(64, seed=3)
+    runs = {}
+    for decay in (None, 0.0, 0.9):
+        cfg = AdaptUnlearnConfig(repulsion="nl2", ema_decay=decay, unlearn=AdversarialRecipe(steps=8, batch_size=16))
+        runs[decay] = unlearn(gan, pos, adapted, cfg, progress=False)
+    same = zip(runs[None][0].parameters(), runs[0.0][0].parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in same)  # decay 0: the average is the last step
+    assert runs[None][1] == runs[0.9][1]  # the repulsion sees the trained generator either way
+
+    def dist(g: GAN) -> float:
+        return sum(float((p - q).pow(2).sum()) for p, q in zip(g.generator.parameters(), gan.generator.parameters()))
+
+    # eight steps of decay 0.9 keep the average much nearer the start than the trained weights
+    assert 0 < dist(runs[0.9][0]) < 0.5 * dist(runs[None][0])
+    with pytest.raises(ConfigError, match="ema_decay"):
+        AdaptUnlearnConfig(ema_decay=1.0)
 
 
 def test_bad_inputs_raise_unlearnkit_errors(tmp_path):

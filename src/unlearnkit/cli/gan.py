@@ -32,6 +32,13 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=float, default=1.0, help="repulsion scale γ (default 1)")
     g.add_argument("--ewc-lambda", type=float, default=5e8, help="EWC weight λ of stage 1 (default 5e8)")
     g.add_argument("--n-adapted", type=int, default=2, help="adapted models θ_N (default 2)")
+    g.add_argument(
+        "--ema-decay",
+        type=_decay,
+        default=0.5 ** (32 / 10_000),
+        help="decay of the generator's moving average both stages hand back, or 'none' for the trained weights "
+        "(default 0.5**(32/10000), the reference's)",
+    )
     g.add_argument("--adapt-steps", type=int, default=2000, help="stage-1 steps (default 2000)")
     g.add_argument("--unlearn-steps", type=int, default=3000, help="stage-2 steps (default 3000)")
     g.add_argument("--method-batch-size", type=int, default=16, help="batch size of both stages (default 16)")
@@ -49,6 +56,10 @@ def _add_method(p: argparse.ArgumentParser) -> None:
         help="class-balanced positives: restore the argmax positives' class mix after --positive-max-prob",
     )
     g.add_argument("--n-samples", type=int, default=2000, help="samples per model for the metrics (default 2000)")
+
+
+def _decay(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def _train_config(args: argparse.Namespace):
@@ -70,6 +81,7 @@ def _method_config(args: argparse.Namespace, repulsion: str | None):
         gamma=args.gamma,
         ewc_lambda=args.ewc_lambda,
         n_adapted=args.n_adapted,
+        ema_decay=args.ema_decay,
         adapt=recipe(args.adapt_steps),
         unlearn=recipe(args.unlearn_steps),
         seed=args.seed,
