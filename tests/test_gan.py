@@ -249,6 +249,58 @@ def test_ema_hook_is_the_reference_accumulate_and_stage2_hands_back_the_average(
         AdaptUnlearnConfig(ema_decay=1.0)
 
 
+class _Probe(nn.Module):
+    """A stand-in evaluator: class = which quarter of the image is brightest, features = 4 quarter means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.reshape(len(x), 1, 2, 4, 2, 4).mean((1, 3, 5))
+        return q.reshape(len(x), 4).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x) * self.scale
+
+
+def test_evaluate_gan_averages_draws_and_reports_the_fd_spread():
+    from unlearnkit.diffusion.evaluators import Evaluators
+    from unlearnkit.gan.metrics import RealReference, evaluate_gan
+
+    probe = _Probe()
+    ev = Evaluators(object=probe, style=probe)
+    real = torch.randn(300, 4)
+    ref = RealReference(real, 1.0, 0.1)
+    gan = tiny_gan()
+    single = [evaluate_gan(gan, ev, ref, 1, n_samples=200, seed=7 + i) for i in range(3)]
+    three = evaluate_gan(gan, ev, ref, 1, n_samples=200, seed=7, draws=3)
+    fds = [r["fd_rest"] for r in single]
+    assert three["fd_rest"] == pytest.approx(float(np.mean(fds)))
+    assert three["fd_sd"] == pytest.approx(float(np.std(fds, ddof=1))) and three["fd_sd"] > 0
+    assert three["feature_share"] == pytest.approx(float(np.mean([r["feature_share"] for r in single])))
+    assert three["precision"] == single[0]["precision"] and math.isnan(single[0]["fd_sd"])
+
+
+def test_preset_fills_only_the_options_left_at_their_defaults():
+    from unlearnkit.cli import build_parser
+    from unlearnkit.gan.presets import PRESETS, apply_preset
+
+    args = build_parser().parse_args(["gan-bench", "--preset", "miniature", "--unlearn-steps", "7"])
+    changed = apply_preset(args, args.preset, args.option_defaults)
+    assert args.unlearn_steps == 7 and "unlearn_steps" not in changed  # given on the command line: kept
+    assert args.method_lr == 2e-4 and args.positive_max_prob == 0.1 and args.balance_positives is True
+    assert args.variants == "finetune,nl2" and args.fd_draws == 5 and args.ewc_lambda == 5e6
+    unlearn_args = build_parser().parse_args(["gan-unlearn", "--negatives", "class:3", "--out", "x"])
+    apply_preset(unlearn_args, "miniature", unlearn_args.option_defaults)
+    assert unlearn_args.repulsion == "nl2" and not hasattr(unlearn_args, "fd_draws")
+    assert set(PRESETS["miniature"]) <= set(args.option_defaults) | {"repulsion"}
+    plain = build_parser().parse_args(["gan-bench"])
+    assert apply_preset(plain, None, plain.option_defaults) == [] and plain.method_lr == 2e-3
+    with pytest.raises(ConfigError, match="unknown preset"):
+        apply_preset(plain, "huge", plain.option_defaults)
+
+
 def test_bad_inputs_raise_unlearnkit_errors(tmp_path):
     gan = tiny_gan()
     with pytest.raises(ConfigError, match="repulsion"):

@@ -55,6 +55,10 @@ def _add_method(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="class-balanced positives: restore the argmax positives' class mix after --positive-max-prob",
     )
+    g.add_argument(
+        "--preset",
+        help="named settings for options left at their defaults (see docs/gan.md): miniature",
+    )
     g.add_argument("--n-samples", type=int, default=2000, help="samples per model for the metrics (default 2000)")
 
 
@@ -105,12 +109,21 @@ def cmd_gan_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset(args: argparse.Namespace) -> None:
+    from ..gan.presets import apply_preset
+
+    changed = apply_preset(args, args.preset, args.option_defaults)
+    if changed:
+        print(f"preset {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in changed))
+
+
 def cmd_gan_unlearn(args: argparse.Namespace) -> int:
     from ..gan.adapt_unlearn import adapt_then_unlearn, resolve_negatives, select_positives
     from ..gan.metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
     from ..gan.train import cached_gan, load_gan, save_gan
     from ..validation import check_output_folder
 
+    _preset(args)
     repulsion = None if args.repulsion == "none" else args.repulsion
     cfg = _method_config(args, repulsion)
     out = check_output_folder(args.out, overwrite=args.overwrite, protect=args.model)
@@ -177,6 +190,7 @@ def _gammas(items: list[str] | None) -> dict[str, float]:
 def cmd_gan_bench(args: argparse.Namespace) -> int:
     from ..gan.bench import GANBenchConfig, run_gan_bench
 
+    _preset(args)
     out = args.out or str(Path("runs") / f"gan-bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = GANBenchConfig(
         dataset=args.dataset,
@@ -187,6 +201,7 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
         method=_method_config(args, "el2"),
         n_negatives=args.n_negatives,
         positive_pool=args.positive_pool,
+        fd_draws=args.fd_draws,
         positive_max_prob=args.positive_max_prob,
         balance_positives=args.balance_positives,
         n_samples=args.n_samples,
@@ -202,6 +217,10 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv; samples: {out}/samples.png")
     return 0
+
+
+def _defaults(p: argparse.ArgumentParser) -> dict:
+    return {a.dest: a.default for a in p._actions if a.dest != "help"}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -222,15 +241,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_train(p)
     _add_method(p)
     add_common(p)
-    p.set_defaults(func=cmd_gan_unlearn)
+    p.set_defaults(func=cmd_gan_unlearn, option_defaults=_defaults(p))
 
     p = sub.add_parser("gan-bench", help="original, fine-tuning baseline and every repulsion variant, one table")
     p.add_argument("--feature", type=int, default=3, help="class index to unlearn (default 3)")
     p.add_argument("--variants", default="finetune,el2,nl2,il2", help="comma-separated (default all four)")
     p.add_argument("--gamma-for", action="append", metavar="VARIANT=VALUE", help="γ of one variant (repeatable)")
     p.add_argument("--out", help="results folder (default runs/gan-bench-DATASET-TIME)")
+    p.add_argument(
+        "--fd-draws", type=int, default=1, help="sample sets per model averaged for the shares and FD (default 1)"
+    )
     _add_data(p)
     _add_train(p)
     _add_method(p)
     add_common(p)
-    p.set_defaults(func=cmd_gan_bench)
+    p.set_defaults(func=cmd_gan_bench, option_defaults=_defaults(p))

@@ -26,6 +26,7 @@ COLUMNS = (
     ("feature_share", "feature %↓"),
     ("unrecognisable", "unrec %"),
     ("fd_rest", "FD rest↓"),
+    ("fd_sd", "FD sd"),
     ("fd_ratio", "FD/orig"),
     ("fd_floor", "FD floor"),
     ("precision", "prec %↑"),
@@ -53,6 +54,8 @@ class GANBenchConfig:
     #: class-balanced positives: restore the argmax positives' class mix after the probability filter
     balance_positives: bool = False
     n_samples: int = 2000
+    #: sample sets per model whose shares and FD are averaged (the FD's spread across them is reported)
+    fd_draws: int = 1
     train_subset: int | None = None
     data_dir: str | None = None
     seed: int = 0
@@ -68,6 +71,8 @@ class GANBenchConfig:
         bad_gamma = [k for k in self.gammas if k not in REPULSIONS]
         if bad_gamma:
             raise ConfigError(f"gammas given for unknown variant(s) {bad_gamma}; choose from {', '.join(REPULSIONS)}")
+        if self.fd_draws < 1:
+            raise ConfigError(f"fd_draws must be >= 1, got {self.fd_draws}")
         if self.n_samples < 10 or self.n_negatives < 2 or self.positive_pool < 10:
             raise ConfigError("n_samples and positive_pool must be >= 10 and n_negatives >= 2")
         if self.positive_max_prob is not None and not 0 < self.positive_max_prob <= 1:
@@ -121,7 +126,8 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
     models: dict[str, GAN] = {"original": original}
 
     def measure(name: str, gan: GAN, seconds: float | None) -> dict:
-        row = {"model": name, **evaluate_gan(gan, ev, reference, cfg.feature, n_samples=cfg.n_samples)}
+        scores = evaluate_gan(gan, ev, reference, cfg.feature, n_samples=cfg.n_samples, draws=cfg.fd_draws)
+        row = {"model": name, **scores}
         row["dist_adapted"] = _mean_distance(gan, adapted)
         row["seconds"] = seconds
         rows.append(row)
