@@ -8,7 +8,8 @@ trade-off: the repulsion variant and γ, the stage-2 lr / batch / length, and th
 argmax screen, or confident positives below ``--max-prob``, optionally class-balanced, from ``--pool``
 samples). Stage 1 runs as in the ``miniature`` preset (λ = 5·10⁶, 300 steps, lr 2·10⁻⁴, batch 64); its
 adapted models are cached in ``--work`` per seed and stage-1 EMA setting. One JSON line per snapshot goes to
-``--work/tradeoff.jsonl``.
+``--work/tradeoff.jsonl``. ``--positives-fd`` only prints the FD of 2000 of the selected positives (what a
+stage 2 that copied them exactly would reach).
 
     python benchmarks/gan_tradeoff.py --variant nl2 --max-prob 0.1 --balance --pool 20000 --steps 3000 \\
         --every 500 --tag H
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from unlearnkit.diffusion.metrics import frechet_distance
 from unlearnkit.engine import Hook, StepContext
 from unlearnkit.gan.adapt_unlearn import (
     REFERENCE_EMA_DECAY,
@@ -81,6 +83,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--work", default="runs/gan-tradeoff")
+    ap.add_argument(
+        "--positives-fd", action="store_true", help="only print the FD of 2000 of the positives and stop (no training)"
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(a.work)
@@ -117,6 +122,12 @@ def main() -> None:
     keep = positive_indices(pred, a.feature, feature_prob=prob, max_prob=a.max_prob, balance=a.balance, seed=a.seed)
     positives = images[keep]
     print(f"{len(positives)} positives of {a.pool} screened ({int((pred == a.feature).sum())} of the feature)")
+
+    if a.positives_fd:
+        pick = torch.randperm(len(positives), generator=torch.Generator().manual_seed(0))[:2000]
+        fd = frechet_distance(ev.features("object", positives[pick]), reference.features)
+        print(f"FD of {len(pick)} positives against the real images of the other classes: {fd:.3f}")
+        return
 
     gan: GAN = copy.deepcopy(original).cpu()
     repulsion = RepulsionHook(adapted, None if a.variant == "finetune" else a.variant, a.gamma)
