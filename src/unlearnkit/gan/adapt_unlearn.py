@@ -36,6 +36,10 @@ generator, accum)`` after every generator step, ``accum = 0.5 ** (32 / 10000)``,
 weights) and hand back that average: the adapted models θ_N and the unlearned GAN are the ``g_ema`` copies,
 while the repulsion is computed on the trained generator (``calc_difference_param_new(list_of_models,
 generator)``). ``ema_decay=None`` hands back the trained weights instead.
+
+Positives beyond the reference's argmax screen, each named and off by default: *confident positives* (drop
+samples the classifier gives the feature a probability of at least ``max_prob``) and *class-balanced
+positives* (restore the argmax positives' class mix afterwards); see :func:`positive_indices`.
 """
 
 from __future__ import annotations
