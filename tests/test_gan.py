@@ -14,10 +14,12 @@ from unlearnkit.cli import main
 from unlearnkit.errors import CheckpointError, ConfigError, DataError, UnlearnkitError
 from unlearnkit.gan.adapt_unlearn import (
     AdaptUnlearnConfig,
+    EMAHook,
     RepulsionHook,
     adapt,
     load_negative_images,
     negatives_of_class,
+    positive_indices,
     repulsion_distance,
     repulsion_loss,
     resolve_negatives,
@@ -134,6 +136,7 @@ def toy_run():
         gamma=1.0,
         ewc_lambda=0.0,
         n_adapted=1,
+        ema_decay=None,
         adapt=AdversarialRecipe(steps=40, batch_size=16),
         unlearn=AdversarialRecipe(steps=60, batch_size=32),
     )
@@ -180,6 +183,122 @@ def test_precision_recall_matches_the_prdc_reference():
     assert precision_recall(real, fake, 3) == pytest.approx((0.5733333333333334, 0.985))
     assert precision_recall(real, fake, 5) == pytest.approx((0.7066666666666667, 0.985))
     assert precision_recall(real, real, 3) == (1.0, 1.0)
+
+
+def test_positive_selection_reference_confident_and_class_balanced():
+    # classes 0, 1, 2 (80 samples each) and the feature 3 (40); the feature's probability is high for half of
+    # class 2 (the feature-like ones) and for one sample of class 0
+    pred = torch.tensor([0] * 80 + [1] * 80 + [2] * 80 + [3] * 40)
+    prob = torch.zeros(len(pred))
+    prob[160:200] = 0.3
+    prob[0] = 0.5
+    prob[240:] = 0.9
+    ref = positive_indices(pred, 3)  # the reference: every sample not predicted as the feature
+    assert torch.equal(ref, torch.arange(240))
+    strict = positive_indices(pred, 3, feature_prob=prob, max_prob=0.2)
+    assert torch.equal(torch.bincount(pred[strict], minlength=4), torch.tensor([79, 80, 40, 0]))
+    assert not bool((prob[strict] >= 0.2).any())
+    assert torch.equal(positive_indices(pred, 3, feature_prob=prob, max_prob=0.4), torch.arange(1, 240))
+    balanced = positive_indices(pred, 3, feature_prob=prob, max_prob=0.2, balance=True, seed=1)
+    # the mix of the reference's positives (equal thirds) comes back, at class 2's kept fraction (1/2)
+    assert torch.equal(torch.bincount(pred[balanced], minlength=4), torch.tensor([40, 40, 40, 0]))
+    assert not bool((prob[balanced] >= 0.2).any()) and len(set(balanced.tolist())) == 120
+    assert not torch.equal(balanced, positive_indices(pred, 3, feature_prob=prob, max_prob=0.2, balance=True, seed=2))
+    with pytest.raises(ConfigError, match="feature_prob"):
+        positive_indices(pred, 3, max_prob=0.2)
+    with pytest.raises(ConfigError, match="max_prob"):
+        positive_indices(pred, 3, feature_prob=prob, max_prob=1.5)
+    with pytest.raises(ConfigError, match="feature_prob"):
+        select_positives(tiny_gan(), lambda x: torch.zeros(len(x), dtype=torch.long), 3, 20, max_prob=0.2)
+
+
+def test_ema_hook_is_the_reference_accumulate_and_stage2_hands_back_the_average():
+    from types import SimpleNamespace
+
+    pair = Pair()
+    hook = EMAHook(pair, 0.75)
+    ctx = SimpleNamespace(phase="g", model=SimpleNamespace(generator=pair))
+    for value in (5.0, 9.0):
+        with torch.no_grad():
+            pair.a.fill_(value)
+        hook.after_step(ctx)
+    hook.after_step(SimpleNamespace(phase="d", model=SimpleNamespace(generator=pair)))  # D steps leave it alone
+    # accumulate: 0.75 * (0.75 * [1, 2] + 0.25 * 5) + 0.25 * 9
+    expected = 0.75 * (0.75 * torch.tensor([1.0, 2.0]) + 0.25 * 5.0) + 0.25 * 9.0
+    assert torch.allclose(hook.average["a"], expected) and torch.allclose(hook.average["b"], torch.tensor([3.0]))
+    hook.copy_to(pair)
+    assert torch.allclose(pair.a, expected)
+
+    torch.set_num_threads(1)
+    gan, adapted = tiny_gan(), [tiny_gan(1)]
+    pos = gan.sample(64, seed=3)
+    runs = {}
+    for decay in (None, 0.0, 0.9):
+        cfg = AdaptUnlearnConfig(repulsion="nl2", ema_decay=decay, unlearn=AdversarialRecipe(steps=8, batch_size=16))
+        runs[decay] = unlearn(gan, pos, adapted, cfg, progress=False)
+    same = zip(runs[None][0].parameters(), runs[0.0][0].parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in same)  # decay 0: the average is the last step
+    assert runs[None][1] == runs[0.9][1]  # the repulsion sees the trained generator either way
+
+    def dist(g: GAN) -> float:
+        return sum(float((p - q).pow(2).sum()) for p, q in zip(g.generator.parameters(), gan.generator.parameters()))
+
+    # eight steps of decay 0.9 keep the average much nearer the start than the trained weights
+    assert 0 < dist(runs[0.9][0]) < 0.5 * dist(runs[None][0])
+    with pytest.raises(ConfigError, match="ema_decay"):
+        AdaptUnlearnConfig(ema_decay=1.0)
+
+
+class _Probe(nn.Module):
+    """A stand-in evaluator: class = which quarter of the image is brightest, features = 4 quarter means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.reshape(len(x), 1, 2, 4, 2, 4).mean((1, 3, 5))
+        return q.reshape(len(x), 4).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x) * self.scale
+
+
+def test_evaluate_gan_averages_draws_and_reports_the_fd_spread():
+    from unlearnkit.diffusion.evaluators import Evaluators
+    from unlearnkit.gan.metrics import RealReference, evaluate_gan
+
+    probe = _Probe()
+    ev = Evaluators(object=probe, style=probe)
+    real = torch.randn(300, 4)
+    ref = RealReference(real, 1.0, 0.1)
+    gan = tiny_gan()
+    single = [evaluate_gan(gan, ev, ref, 1, n_samples=200, seed=7 + i) for i in range(3)]
+    three = evaluate_gan(gan, ev, ref, 1, n_samples=200, seed=7, draws=3)
+    fds = [r["fd_rest"] for r in single]
+    assert three["fd_rest"] == pytest.approx(float(np.mean(fds)))
+    assert three["fd_sd"] == pytest.approx(float(np.std(fds, ddof=1))) and three["fd_sd"] > 0
+    assert three["feature_share"] == pytest.approx(float(np.mean([r["feature_share"] for r in single])))
+    assert three["precision"] == single[0]["precision"] and math.isnan(single[0]["fd_sd"])
+
+
+def test_preset_fills_only_the_options_left_at_their_defaults():
+    from unlearnkit.cli import build_parser
+    from unlearnkit.gan.presets import PRESETS, apply_preset
+
+    args = build_parser().parse_args(["gan-bench", "--preset", "miniature", "--unlearn-steps", "7"])
+    changed = apply_preset(args, args.preset, args.option_defaults)
+    assert args.unlearn_steps == 7 and "unlearn_steps" not in changed  # given on the command line: kept
+    assert args.method_lr == 2e-4 and args.positive_max_prob == 0.1 and args.balance_positives is True
+    assert args.variants == "finetune,nl2" and args.fd_draws == 5 and args.ewc_lambda == 5e6
+    unlearn_args = build_parser().parse_args(["gan-unlearn", "--negatives", "class:3", "--out", "x"])
+    apply_preset(unlearn_args, "miniature", unlearn_args.option_defaults)
+    assert unlearn_args.repulsion == "nl2" and not hasattr(unlearn_args, "fd_draws")
+    assert set(PRESETS["miniature"]) <= set(args.option_defaults) | {"repulsion"}
+    plain = build_parser().parse_args(["gan-bench"])
+    assert apply_preset(plain, None, plain.option_defaults) == [] and plain.method_lr == 2e-3
+    with pytest.raises(ConfigError, match="unknown preset"):
+        apply_preset(plain, "huge", plain.option_defaults)
 
 
 def test_bad_inputs_raise_unlearnkit_errors(tmp_path):

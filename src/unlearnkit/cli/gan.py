@@ -32,13 +32,38 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=float, default=1.0, help="repulsion scale γ (default 1)")
     g.add_argument("--ewc-lambda", type=float, default=5e8, help="EWC weight λ of stage 1 (default 5e8)")
     g.add_argument("--n-adapted", type=int, default=2, help="adapted models θ_N (default 2)")
+    g.add_argument(
+        "--ema-decay",
+        type=_decay,
+        default=0.5 ** (32 / 10_000),
+        help="decay of the generator's moving average both stages hand back, or 'none' for the trained weights "
+        "(default 0.5**(32/10000), the reference's)",
+    )
     g.add_argument("--adapt-steps", type=int, default=2000, help="stage-1 steps (default 2000)")
     g.add_argument("--unlearn-steps", type=int, default=3000, help="stage-2 steps (default 3000)")
     g.add_argument("--method-batch-size", type=int, default=16, help="batch size of both stages (default 16)")
     g.add_argument("--method-lr", type=float, default=2e-3, help="learning rate of both stages (default 2e-3)")
     g.add_argument("--n-negatives", type=int, default=64, help="negatives drawn for class:N (default 64)")
     g.add_argument("--positive-pool", type=int, default=5000, help="samples screened for positives (default 5000)")
+    g.add_argument(
+        "--positive-max-prob",
+        type=float,
+        help="confident positives: also drop samples the evaluator gives the feature this probability or more",
+    )
+    g.add_argument(
+        "--balance-positives",
+        action="store_true",
+        help="class-balanced positives: restore the argmax positives' class mix after --positive-max-prob",
+    )
+    g.add_argument(
+        "--preset",
+        help="named settings for options left at their defaults (see docs/gan.md): miniature",
+    )
     g.add_argument("--n-samples", type=int, default=2000, help="samples per model for the metrics (default 2000)")
+
+
+def _decay(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def _train_config(args: argparse.Namespace):
@@ -60,6 +85,7 @@ def _method_config(args: argparse.Namespace, repulsion: str | None):
         gamma=args.gamma,
         ewc_lambda=args.ewc_lambda,
         n_adapted=args.n_adapted,
+        ema_decay=args.ema_decay,
         adapt=recipe(args.adapt_steps),
         unlearn=recipe(args.unlearn_steps),
         seed=args.seed,
@@ -83,12 +109,21 @@ def cmd_gan_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset(args: argparse.Namespace) -> None:
+    from ..gan.presets import apply_preset
+
+    changed = apply_preset(args, args.preset, args.option_defaults)
+    if changed:
+        print(f"preset {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in changed))
+
+
 def cmd_gan_unlearn(args: argparse.Namespace) -> int:
     from ..gan.adapt_unlearn import adapt_then_unlearn, resolve_negatives, select_positives
-    from ..gan.metrics import evaluate_gan, evaluator_for, real_reference
+    from ..gan.metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
     from ..gan.train import cached_gan, load_gan, save_gan
     from ..validation import check_output_folder
 
+    _preset(args)
     repulsion = None if args.repulsion == "none" else args.repulsion
     cfg = _method_config(args, repulsion)
     out = check_output_folder(args.out, overwrite=args.overwrite, protect=args.model)
@@ -108,7 +143,11 @@ def cmd_gan_unlearn(args: argparse.Namespace) -> int:
         args.negatives, gan, predict, n=args.n_negatives, feature=args.feature,
         num_classes=len(data.class_names), seed=args.seed + 1,
     )  # fmt: skip
-    positives = select_positives(gan, predict, feature, args.positive_pool, seed=args.seed + 2)
+    positives = select_positives(
+        gan, predict, feature, args.positive_pool, seed=args.seed + 2,
+        feature_prob=lambda x: feature_probability(ev, x, feature),
+        max_prob=args.positive_max_prob, balance=args.balance_positives,
+    )  # fmt: skip
     res = adapt_then_unlearn(gan, negatives, positives, cfg, device=args.device, progress=progress)
     ref = real_reference(ev, data, feature, args.n_samples, seed=args.seed)
     before = evaluate_gan(gan, ev, ref, feature, n_samples=args.n_samples)
@@ -151,6 +190,7 @@ def _gammas(items: list[str] | None) -> dict[str, float]:
 def cmd_gan_bench(args: argparse.Namespace) -> int:
     from ..gan.bench import GANBenchConfig, run_gan_bench
 
+    _preset(args)
     out = args.out or str(Path("runs") / f"gan-bench-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = GANBenchConfig(
         dataset=args.dataset,
@@ -161,6 +201,9 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
         method=_method_config(args, "el2"),
         n_negatives=args.n_negatives,
         positive_pool=args.positive_pool,
+        fd_draws=args.fd_draws,
+        positive_max_prob=args.positive_max_prob,
+        balance_positives=args.balance_positives,
         n_samples=args.n_samples,
         train_subset=args.train_subset,
         data_dir=args.data_dir,
@@ -174,6 +217,10 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
     run.table.print()
     print(f"results: {out}/results.json, {out}/results.csv; samples: {out}/samples.png")
     return 0
+
+
+def _defaults(p: argparse.ArgumentParser) -> dict:
+    return {a.dest: a.default for a in p._actions if a.dest != "help"}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -194,15 +241,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_train(p)
     _add_method(p)
     add_common(p)
-    p.set_defaults(func=cmd_gan_unlearn)
+    p.set_defaults(func=cmd_gan_unlearn, option_defaults=_defaults(p))
 
     p = sub.add_parser("gan-bench", help="original, fine-tuning baseline and every repulsion variant, one table")
     p.add_argument("--feature", type=int, default=3, help="class index to unlearn (default 3)")
     p.add_argument("--variants", default="finetune,el2,nl2,il2", help="comma-separated (default all four)")
     p.add_argument("--gamma-for", action="append", metavar="VARIANT=VALUE", help="γ of one variant (repeatable)")
     p.add_argument("--out", help="results folder (default runs/gan-bench-DATASET-TIME)")
+    p.add_argument(
+        "--fd-draws", type=int, default=1, help="sample sets per model averaged for the shares and FD (default 1)"
+    )
     _add_data(p)
     _add_train(p)
     _add_method(p)
     add_common(p)
-    p.set_defaults(func=cmd_gan_bench)
+    p.set_defaults(func=cmd_gan_bench, option_defaults=_defaults(p))

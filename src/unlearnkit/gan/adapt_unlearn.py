@@ -28,9 +28,18 @@ fine-tuning on positives only (``"finetune"`` here).
 
 Deviations, named: a DCGAN-style miniature replaces StyleGAN2, so the EWC penalty covers every generator
 parameter (the reference restricts it to the synthesis convolutions ``generator.convs``; the miniature has no
-mapping network) and the adapted models are the trained weights, not an EMA copy; the adversarial details are
-those of :mod:`unlearnkit.gan.train`. All adapted models see the same negative set (different seeds), where
-the reference draws new negatives for each.
+mapping network); the adversarial details are those of :mod:`unlearnkit.gan.train`. All adapted models see
+the same negative set (different seeds), where the reference draws new negatives for each.
+
+Both stages keep, as the reference does, an exponential moving average of the generator (``accumulate(g_ema,
+generator, accum)`` after every generator step, ``accum = 0.5 ** (32 / 10000)``, starting from the pretrained
+weights) and hand back that average: the adapted models θ_N and the unlearned GAN are the ``g_ema`` copies,
+while the repulsion is computed on the trained generator (``calc_difference_param_new(list_of_models,
+generator)``). ``ema_decay=None`` hands back the trained weights instead.
+
+Positives beyond the reference's argmax screen, each named and off by default: *confident positives* (drop
+samples the classifier gives the feature a probability of at least ``max_prob``) and *class-balanced
+positives* (restore the argmax positives' class mix afterwards); see :func:`positive_indices`.
 """
 
 from __future__ import annotations
@@ -99,6 +108,35 @@ class RepulsionHook(Hook):
         return None if self.kind is None else repulsion_loss(val, self.kind, self.gamma)
 
 
+class EMAHook(Hook):
+    """``accumulate(g_ema, generator, decay)`` after every generator step: ``g_ema ← decay · g_ema + (1 − decay)
+    · θ`` for each generator parameter, starting from the generator's weights when the hook is made."""
+
+    def __init__(self, generator: nn.Module, decay: float) -> None:
+        if not 0 <= decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.average = {n: p.detach().clone() for n, p in generator.named_parameters()}
+
+    def after_step(self, ctx: StepContext) -> None:
+        if ctx.phase != "g":
+            return
+        with torch.no_grad():
+            for n, p in ctx.model.generator.named_parameters():
+                avg = self.average[n]
+                avg.mul_(self.decay).add_(p.detach().to(avg.device), alpha=1 - self.decay)
+
+    def copy_to(self, generator: nn.Module) -> None:
+        """Write the average into ``generator``'s parameters."""
+        with torch.no_grad():
+            for n, p in generator.named_parameters():
+                p.copy_(self.average[n].to(p.device))
+
+
+#: the reference's ``accum``: the average's half-life is 10 000 images at batch 32
+REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
+
+
 def fisher_diagonal(gan: GAN, samples: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
     """``estimate_fisher``: the mean over ``samples`` latent codes of the squared gradient of the
     discriminator's logit D(G(z_n)) with respect to each generator parameter."""
@@ -140,6 +178,8 @@ class AdaptUnlearnConfig:
     ewc_lambda: float = 5e8
     fisher_samples: int = 32
     n_adapted: int = 2
+    #: decay of the generator's moving average handed back by both stages (None: the trained weights)
+    ema_decay: float | None = REFERENCE_EMA_DECAY
     adapt: AdversarialRecipe = field(default_factory=lambda: AdversarialRecipe(steps=2000, batch_size=16))
     unlearn: AdversarialRecipe = field(default_factory=lambda: AdversarialRecipe(steps=3000, batch_size=16))
     seed: int = 0
@@ -156,6 +196,8 @@ class AdaptUnlearnConfig:
             raise ConfigError(f"ewc_lambda must be a finite number >= 0, got {self.ewc_lambda}")
         if self.n_adapted < 1 or self.fisher_samples < 1:
             raise ConfigError("n_adapted and fisher_samples must be >= 1")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
 
     @property
     def name(self) -> str:
@@ -201,10 +243,20 @@ def adapt(
     for i in range(config.n_adapted):
         gan = copy.deepcopy(original).cpu()
         seed = config.seed + 1000 * (i + 1)
-        hook = EWCHook(gan, config.ewc_lambda, config.fisher_samples, seed=seed)
+        hooks: list[Hook] = [EWCHook(gan, config.ewc_lambda, config.fisher_samples, seed=seed)]
+        ema = EMAHook(gan.generator, config.ema_decay) if config.ema_decay is not None else None
         train_adversarial(
-            gan, negatives, config.adapt, hooks=[hook], seed=seed, device=device, progress=progress, desc=f"adapt {i}"
+            gan,
+            negatives,
+            config.adapt,
+            hooks=hooks + ([ema] if ema else []),
+            seed=seed,
+            device=device,
+            progress=progress,
+            desc=f"adapt {i}",
         )
+        if ema is not None:
+            ema.copy_to(gan.generator)
         out.append(gan.eval())
     return out
 
@@ -225,9 +277,19 @@ def unlearn(
         raise ConfigError("stage 2 needs at least one adapted model (run stage 1 first)")
     gan = copy.deepcopy(original).cpu()
     hook = RepulsionHook(adapted, config.repulsion, config.gamma)
+    ema = EMAHook(gan.generator, config.ema_decay) if config.ema_decay is not None else None
     train_adversarial(
-        gan, positives, config.unlearn, hooks=[hook], seed=config.seed, device=device, progress=progress, desc="unlearn"
+        gan,
+        positives,
+        config.unlearn,
+        hooks=[hook] + ([ema] if ema else []),
+        seed=config.seed,
+        device=device,
+        progress=progress,
+        desc="unlearn",
     )
+    if ema is not None:
+        ema.copy_to(gan.generator)
     return gan.eval(), hook.history
 
 
@@ -263,12 +325,81 @@ def classify_samples(gan: GAN, predict, n: int, seed: int, batch_size: int = 500
     return images, predict(images).cpu()
 
 
-def select_positives(gan: GAN, predict, feature: int, n: int = 5000, seed: int = 0) -> torch.Tensor:
-    """``FeedbackData_pos``: of ``n`` samples of ``gan``, those the classifier does *not* assign to ``feature``."""
+def positive_indices(
+    pred: torch.Tensor,
+    feature: int,
+    *,
+    feature_prob: torch.Tensor | None = None,
+    max_prob: float | None = None,
+    balance: bool = False,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Indices of the samples kept as positives, in increasing order.
+
+    ``max_prob=None, balance=False`` is the reference's ``FeedbackData_pos``: every sample whose predicted class
+    ``pred`` is not ``feature``. Two named deviations tighten it:
+
+    - *confident positives* (``max_prob``): also drop samples whose classifier probability of the feature,
+      ``feature_prob``, is ``max_prob`` or more — the ambiguous, feature-like samples the argmax lets through,
+      which a GAN trained on them keeps reproducing;
+    - *class-balanced positives* (``balance``): that filter removes more samples of the classes that resemble
+      the feature (e.g. 9s and 2s for a 3), which moves the class mix away from the original's and costs FD;
+      so every predicted class c is subsampled (seeded) to ``s · h_c``, with h_c its count among the argmax
+      positives and s the smallest kept fraction over the classes, restoring the argmax positives' mix.
+    """
+    pred = torch.as_tensor(pred).long().flatten()
+    argmax_pos = pred != feature
+    keep = argmax_pos.clone()
+    if max_prob is not None:
+        if not 0 < max_prob <= 1:
+            raise ConfigError(f"max_prob must be in (0, 1], got {max_prob}")
+        if feature_prob is None or len(feature_prob) != len(pred):
+            raise ConfigError("max_prob needs the classifier's feature probability of every sample (feature_prob)")
+        keep &= torch.as_tensor(feature_prob).flatten() < max_prob
+    if balance:
+        classes = int(pred.max()) + 1 if len(pred) else 0
+        ref = torch.bincount(pred[argmax_pos], minlength=classes).double()
+        kept = torch.bincount(pred[keep], minlength=classes).double()
+        present = ref > 0
+        if bool(present.any()):
+            scale = float((kept[present] / ref[present]).min())
+            gen = torch.Generator().manual_seed(seed)
+            chosen = []
+            for c in torch.nonzero(present).flatten().tolist():
+                cand = torch.nonzero(keep & (pred == c)).flatten()
+                m = int(math.floor(scale * float(ref[c]) + 1e-9))
+                chosen.append(cand[torch.randperm(len(cand), generator=gen)[:m]])
+            keep = torch.zeros_like(keep)
+            keep[torch.cat(chosen)] = True
+    return torch.nonzero(keep).flatten()
+
+
+def select_positives(
+    gan: GAN,
+    predict,
+    feature: int,
+    n: int = 5000,
+    seed: int = 0,
+    *,
+    feature_prob=None,
+    max_prob: float | None = None,
+    balance: bool = False,
+) -> torch.Tensor:
+    """``FeedbackData_pos``: of ``n`` samples of ``gan``, those the classifier does *not* assign to ``feature``
+    (``predict(images)`` gives the classes); with ``max_prob`` (and ``feature_prob(images)``, the classifier's
+    probability of the feature) or ``balance``, the stricter selections of :func:`positive_indices`."""
     images, pred = classify_samples(gan, predict, n, seed)
-    pos = images[pred != feature]
+    prob = None
+    if max_prob is not None:
+        if feature_prob is None:
+            raise ConfigError("max_prob needs feature_prob, a function giving the feature's probability per image")
+        prob = torch.as_tensor(feature_prob(images)).detach().cpu()
+    pos = images[positive_indices(pred, feature, feature_prob=prob, max_prob=max_prob, balance=balance, seed=seed)]
     if len(pos) < 2:
-        raise DataError(f"fewer than 2 of {n} samples avoid class {feature}; the classifier sees it everywhere")
+        raise DataError(
+            f"fewer than 2 of {n} samples avoid class {feature}; the classifier sees it everywhere (screen more "
+            "samples, or raise max_prob)"
+        )
     return pos
 
 

@@ -17,7 +17,7 @@ from ..results import ResultTable
 from ..runtime import timed
 from ..validation import check_results_folder
 from .adapt_unlearn import REPULSIONS, AdaptUnlearnConfig, adapt, negatives_of_class, select_positives, unlearn
-from .metrics import evaluate_gan, evaluator_for, real_reference
+from .metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
 from .models import GAN, generator_distance
 from .train import GANTrainConfig, ImageData, cached_gan, load_images
 
@@ -26,6 +26,7 @@ COLUMNS = (
     ("feature_share", "feature %↓"),
     ("unrecognisable", "unrec %"),
     ("fd_rest", "FD rest↓"),
+    ("fd_sd", "FD sd"),
     ("fd_ratio", "FD/orig"),
     ("fd_floor", "FD floor"),
     ("precision", "prec %↑"),
@@ -48,7 +49,13 @@ class GANBenchConfig:
     method: AdaptUnlearnConfig = field(default_factory=AdaptUnlearnConfig)
     n_negatives: int = 64
     positive_pool: int = 5000
+    #: confident positives: drop samples whose evaluator probability of the feature is at least this
+    positive_max_prob: float | None = None
+    #: class-balanced positives: restore the argmax positives' class mix after the probability filter
+    balance_positives: bool = False
     n_samples: int = 2000
+    #: sample sets per model whose shares and FD are averaged (the FD's spread across them is reported)
+    fd_draws: int = 1
     train_subset: int | None = None
     data_dir: str | None = None
     seed: int = 0
@@ -64,8 +71,12 @@ class GANBenchConfig:
         bad_gamma = [k for k in self.gammas if k not in REPULSIONS]
         if bad_gamma:
             raise ConfigError(f"gammas given for unknown variant(s) {bad_gamma}; choose from {', '.join(REPULSIONS)}")
+        if self.fd_draws < 1:
+            raise ConfigError(f"fd_draws must be >= 1, got {self.fd_draws}")
         if self.n_samples < 10 or self.n_negatives < 2 or self.positive_pool < 10:
             raise ConfigError("n_samples and positive_pool must be >= 10 and n_negatives >= 2")
+        if self.positive_max_prob is not None and not 0 < self.positive_max_prob <= 1:
+            raise ConfigError(f"positive_max_prob must be in (0, 1], got {self.positive_max_prob}")
 
 
 @dataclass
@@ -99,14 +110,24 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
 
     reference = real_reference(ev, data, cfg.feature, cfg.n_samples, seed=cfg.seed)
     negatives = negatives_of_class(original, predict, cfg.feature, cfg.n_negatives, seed=cfg.seed + 1)
-    positives = select_positives(original, predict, cfg.feature, cfg.positive_pool, seed=cfg.seed + 2)
+    positives = select_positives(
+        original,
+        predict,
+        cfg.feature,
+        cfg.positive_pool,
+        seed=cfg.seed + 2,
+        feature_prob=lambda x: feature_probability(ev, x, cfg.feature),
+        max_prob=cfg.positive_max_prob,
+        balance=cfg.balance_positives,
+    )
     with timed() as t_adapt:
         adapted = adapt(original, negatives, cfg.method, **kw)
     rows: list[dict] = []
     models: dict[str, GAN] = {"original": original}
 
     def measure(name: str, gan: GAN, seconds: float | None) -> dict:
-        row = {"model": name, **evaluate_gan(gan, ev, reference, cfg.feature, n_samples=cfg.n_samples)}
+        scores = evaluate_gan(gan, ev, reference, cfg.feature, n_samples=cfg.n_samples, draws=cfg.fd_draws)
+        row = {"model": name, **scores}
         row["dist_adapted"] = _mean_distance(gan, adapted)
         row["seconds"] = seconds
         rows.append(row)
@@ -134,7 +155,6 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
             "evaluator_accuracy": ev.test_accuracy,
             "n_negatives": len(negatives),
             "n_positives": len(positives),
-            "original_share_positive_pool": 100.0 * (1 - len(positives) / cfg.positive_pool),
         },
     )
     if cfg.out_dir:

@@ -39,6 +39,21 @@ def feature_share(pred: torch.Tensor, feature: int) -> float:
     return attack_success_rate(pred, feature)
 
 
+@torch.no_grad()
+def feature_probability(
+    evaluators: Evaluators, images: torch.Tensor, feature: int, batch_size: int = 1024
+) -> torch.Tensor:
+    """The object classifier's softmax probability of class ``feature`` for each image (on the CPU)."""
+    clf = evaluators.object.eval()
+    dev = next(clf.parameters()).device
+    return torch.cat(
+        [
+            clf(images[i : i + batch_size].to(dev)).softmax(1)[:, feature].cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
 def _sq_distances(a: torch.Tensor, b: torch.Tensor, block: int = 2048) -> torch.Tensor:
     """Pairwise squared Euclidean distances ‖a_i‖² − 2 a_i·b_j + ‖b_j‖², clamped at 0 (float64)."""
     a, b = a.double(), b.double()
@@ -125,9 +140,33 @@ def evaluate_gan(
     n_samples: int = 2000,
     seed: int = 12345,
     k: int = 3,
+    draws: int = 1,
 ) -> dict[str, float]:
-    """Feature share (%), unrecognisable share (%), FD of the rest, its ratio to the noise floor, precision and
-    recall of the rest (%) for ``n_samples`` samples drawn with latent seed ``seed``."""
+    """Feature share (%), unrecognisable share (%), FD of the rest, precision and recall of the rest (%) for
+    ``n_samples`` samples drawn with latent seed ``seed``. With ``draws`` > 1, the shares and the FD are means
+    over that many sample sets (latent seeds ``seed``, ``seed + 1``, ...) and ``fd_sd`` is the FD's standard
+    deviation across them (the noise of one FD at this sample size); precision and recall use the first set."""
+    if draws < 1:
+        raise ConfigError(f"draws must be >= 1, got {draws}")
+    runs = [_evaluate_once(gan, evaluators, reference, feature, n_samples, seed + i, k, i == 0) for i in range(draws)]
+    out = dict(runs[0])
+    for key in ("feature_share", "unrecognisable", "fd_rest"):
+        out[key] = float(np.mean([r[key] for r in runs]))
+    out["fd_sd"] = float(np.std([r["fd_rest"] for r in runs], ddof=1)) if draws > 1 else float("nan")
+    out["fd_floor"] = reference.floor
+    return out
+
+
+def _evaluate_once(
+    gan: GAN,
+    evaluators: Evaluators,
+    reference: RealReference,
+    feature: int,
+    n_samples: int,
+    seed: int,
+    k: int,
+    with_pr: bool,
+) -> dict[str, float]:
     images = gan.cpu().sample(n_samples, seed=seed)
     dev = next(evaluators.object.parameters()).device
     pred = evaluators.predict("object", images.to(dev))
@@ -136,13 +175,14 @@ def evaluate_gan(
     out = {
         "feature_share": feature_share(pred, feature),
         "unrecognisable": 100.0 * float((pred == none).float().mean()) if none is not None else float("nan"),
+        "fd_rest": float("nan"),
+        "precision": float("nan"),
+        "recall": float("nan"),
     }
     if int(rest.sum()) > k + 1:
         feats = evaluators.features("object", images[rest].to(dev))
         out["fd_rest"] = frechet_distance(feats, reference.features)
-        p, r = precision_recall(reference.features, feats, k=k)
-        out["precision"], out["recall"] = 100.0 * p, 100.0 * r
-    else:
-        out["fd_rest"] = out["precision"] = out["recall"] = float("nan")
-    out["fd_floor"] = reference.floor
+        if with_pr:
+            p, r = precision_recall(reference.features, feats, k=k)
+            out["precision"], out["recall"] = 100.0 * p, 100.0 * r
     return out

@@ -10,9 +10,9 @@ on real images every ``d_reg_every`` discriminator steps (``d_r1_loss``), with A
 
 One engine run alternates a discriminator step and a generator step (``train(..., interleave=True)`` with a
 ``"d"`` and a ``"g"`` phase). Deviations, named: the R1 term is added to the discriminator step it falls on
-instead of taking a separate optimiser step; StyleGAN2's path-length regulariser, style mixing and the EMA
-copy of the generator are not used (the DCGAN generator has no mapping network, and samples come from the
-trained weights themselves).
+instead of taking a separate optimiser step; StyleGAN2's path-length regulariser and style mixing are not used
+(the DCGAN generator has no mapping network), and the bundled original is its trained weights, not an EMA copy
+(the two unlearning stages do keep the reference's EMA: :class:`unlearnkit.gan.adapt_unlearn.EMAHook`).
 """
 
 from __future__ import annotations
