@@ -61,6 +61,13 @@ def test_relearn_k_without_relearning_is_refused(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # refused before any training
 
 
+def test_neighbours_relearning_of_a_class_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["audit", *SMALL, "--forget", "class:3", "--relearn-source", "neighbours", "--out", str(out)]) != 0
+    assert "leaves none; use --relearn-source forget" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _rows(out):
     return {r["method"]: r for r in json.loads((out / "audit_results.json").read_text())["rows"]}
 

@@ -197,6 +197,11 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
         check_k(cfg.relearn_k, cfg.relearn_steps)
     elif cfg.relearn_k is not None:
         raise ConfigError(f"relearn k={cfg.relearn_k} was given but relearning is off (relearn_steps=0); drop one")
+    if cfg.relearn_steps > 0 and cfg.relearn_source == "neighbours" and bc.forget.startswith("class:"):
+        raise ConfigError(
+            f"--relearn-source neighbours relearns on retain examples of the forget set's labels, and a class-wise "
+            f"request ({bc.forget}) leaves none; use --relearn-source forget"
+        )
     run = run_bench(dataclasses.replace(bc, save_predictions=True))
     bundle, split = run.bundle, run.split
     if bundle.task != "classification":
