@@ -15,6 +15,21 @@ import torch
 from .errors import ConfigError
 
 
+@dataclass(kw_only=True)
+class RunSettings:
+    """What every benchmark run of the generative parts shares: the data (``train_subset`` of the training set,
+    files under ``data_dir``), the seed, the cache and output folders, the device and progress bars. Configs
+    that subclass it take these as keyword arguments."""
+
+    train_subset: int | None = None
+    data_dir: str | None = None
+    seed: int = 0
+    cache_dir: str | None = None
+    out_dir: str | None = None
+    device: str | None = None
+    progress: bool = True
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Return ``device``, or CUDA when it is available and ``device`` is None/"auto", else the CPU."""
     if device is None or device == "auto":

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .options import add_common, parse_hparams
+from .options import add_common, parse_hparams, run_settings
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -74,13 +74,7 @@ def cmd_diff_bench(args: argparse.Namespace) -> int:
         attack_seeds=args.attack_seeds,
         retrain=not args.no_retrain,
         inception=args.inception,
-        train_subset=args.train_subset,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        out_dir=out,
-        device=args.device,
-        progress=not args.no_progress,
+        **run_settings(args, out),
     )
     run = run_diff_bench(cfg)
     run.table.print()
@@ -104,13 +98,7 @@ def cmd_diff_grid(args: argparse.Namespace) -> int:
         sampling=SamplingConfig(
             steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed
         ),
-        train_subset=args.train_subset,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        out_dir=out,
-        device=args.device,
-        progress=not args.no_progress,
+        **run_settings(args, out),
     )
     run = run_diff_grid(cfg)
     run.table.print()

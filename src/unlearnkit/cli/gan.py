@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .options import add_common
+from .options import add_common, run_settings
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -205,13 +205,7 @@ def cmd_gan_bench(args: argparse.Namespace) -> int:
         positive_max_prob=args.positive_max_prob,
         balance_positives=args.balance_positives,
         n_samples=args.n_samples,
-        train_subset=args.train_subset,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        out_dir=out,
-        device=args.device,
-        progress=not args.no_progress,
+        **run_settings(args, out),
     )
     run = run_gan_bench(cfg)
     run.table.print()

@@ -45,6 +45,19 @@ def parse_hparams(items: list[str] | None, *, nested: bool, method: str | None =
     return out
 
 
+def run_settings(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    """The :class:`unlearnkit.runtime.RunSettings` fields of a bench config, from the command's options."""
+    return {
+        "train_subset": args.train_subset,
+        "data_dir": args.data_dir,
+        "seed": args.seed,
+        "cache_dir": args.cache_dir,
+        "out_dir": out,
+        "device": args.device,
+        "progress": not args.no_progress,
+    }
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..methods.base import get_method_class
 from ..results import ResultTable
-from ..runtime import resolve_device, seed_everything
+from ..runtime import RunSettings, resolve_device, seed_everything
 from .attacks import unlearndiffatk
 from .concepts import ConceptData, ConceptSpec, load_concept_data, parse_concept
 from .evaluate import GenerationEval, SamplingConfig, evaluate_erasure
@@ -115,7 +115,7 @@ def miniature_hparams(name: str, hparams: dict[str, dict[str, Any]], seed: int) 
 
 
 @dataclass
-class DiffBenchConfig:
+class DiffBenchConfig(RunSettings):
     """Everything that defines a ``diff-bench`` run."""
 
     dataset: str = "digits"
@@ -137,13 +137,6 @@ class DiffBenchConfig:
     baselines: bool = True
     #: rows that get UnlearnDiffAtk (None: every row)
     attack_models: Sequence[str] | None = None
-    train_subset: int | None = None
-    data_dir: str | None = None
-    seed: int = 0
-    cache_dir: str | None = None
-    out_dir: str | None = None
-    device: str | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
         check_method_hparams(self.methods, self.hparams)

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..results import ResultTable
-from ..runtime import resolve_device, seed_everything
+from ..runtime import RunSettings, resolve_device, seed_everything
 from .bench import PeakMemory, check_method_hparams, miniature_hparams
 from .concepts import ConceptData, ConceptSpec, load_concept_data, parse_concept
 from .evaluate import SamplingConfig, generate
@@ -132,7 +132,7 @@ def answer_set(model: nn.Module, data: ConceptData, evaluators: Evaluators, samp
 
 
 @dataclass
-class GridConfig:
+class GridConfig(RunSettings):
     """An UnlearnCanvas-style grid on the miniature: ``methods`` × (``styles`` + ``objects``) erasures."""
 
     dataset: str = "digits"
@@ -144,13 +144,6 @@ class GridConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     #: score the original model's answer set against every target too (the "no unlearning" row)
     original: bool = True
-    train_subset: int | None = None
-    data_dir: str | None = None
-    seed: int = 0
-    cache_dir: str | None = None
-    out_dir: str | None = None
-    device: str | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
         if not self.styles and not self.objects:

@@ -14,7 +14,7 @@ import torch
 from ..diffusion.images import save_grid
 from ..errors import ConfigError
 from ..results import ResultTable
-from ..runtime import timed
+from ..runtime import RunSettings, timed
 from ..validation import check_results_folder
 from .adapt_unlearn import REPULSIONS, AdaptUnlearnConfig, adapt, negatives_of_class, select_positives, unlearn
 from .metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
@@ -37,7 +37,7 @@ COLUMNS = (
 
 
 @dataclass
-class GANBenchConfig:
+class GANBenchConfig(RunSettings):
     """What ``gan-bench`` runs. ``variants`` are repulsion names; ``"finetune"`` is the baseline."""
 
     dataset: str = "digits"
@@ -56,13 +56,6 @@ class GANBenchConfig:
     n_samples: int = 2000
     #: sample sets per model whose shares and FD are averaged (the FD's spread across them is reported)
     fd_draws: int = 1
-    train_subset: int | None = None
-    data_dir: str | None = None
-    seed: int = 0
-    cache_dir: str | None = None
-    out_dir: str | None = None
-    device: str | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
         bad = [v for v in self.variants if v != "finetune" and v not in REPULSIONS]
