@@ -195,6 +195,19 @@ def _indices(arg: str, y: np.ndarray, names: Sequence[str], seed: int) -> tuple[
     return validate_indices(read_index_file(arg), len(y), origin=f"indices:{arg}"), None
 
 
+def request_kind(forget_labels: torch.Tensor | np.ndarray, retain_labels: torch.Tensor | np.ndarray) -> str:
+    """``"class-wise"`` when no retain example has a label of the forget set (the request removes whole
+    classes: ``class:C``, ``worst:M:K:classes``, or an index file that happens to), else ``"examples"``."""
+    forget_classes = np.unique(_numpy(forget_labels))
+    if forget_classes.size and not np.isin(forget_classes, _numpy(retain_labels)).any():
+        return "class-wise"
+    return "examples"
+
+
+def _numpy(labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    return labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+
+
 def parse_forget(
     spec: str,
     train_labels: torch.Tensor | np.ndarray,

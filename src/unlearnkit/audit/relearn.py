@@ -37,6 +37,7 @@ from torch import nn
 from ..data.tensors import Batches, TensorData
 from ..engine import Hook, Phase, Recipe, StepContext, train
 from ..errors import ConfigError
+from ..forget import request_kind
 from ..losses import cross_entropy
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
@@ -100,15 +101,6 @@ class RelearnK:
     k: int
     kind: str
     reason: str
-
-
-def request_kind(forget_labels: torch.Tensor | np.ndarray, retain_labels: torch.Tensor | np.ndarray) -> str:
-    """``"class-wise"`` when no retain example has a label of the forget set (the request removes whole
-    classes: ``class:C``, ``worst:M:K:classes``, or an index file that happens to), else ``"examples"``."""
-    forget_classes = np.unique(np.asarray(forget_labels))
-    if forget_classes.size and not np.isin(forget_classes, np.asarray(retain_labels)).any():
-        return "class-wise"
-    return "examples"
 
 
 def check_k(k: int | None, steps: int) -> None:

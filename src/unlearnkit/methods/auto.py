@@ -14,6 +14,7 @@ from torch import nn
 from ..budget import budget_hparams
 from ..data.tensors import TensorData
 from ..errors import ConfigError, UnlearnkitError
+from ..forget import request_kind
 from ..guard import slice_accuracy
 from .base import Method, UnlearnRequest, get_method_class, hp, make_method, register
 
@@ -68,8 +69,7 @@ class ProxyRequest:
 
 def forget_kind(request: UnlearnRequest) -> str:
     """``"class"`` when D_f is one whole class (absent from D_r), else ``"random"``."""
-    labels = torch.unique(request.forget.y)
-    if len(labels) == 1 and not bool((request.retain.y == labels[0]).any()):
+    if len(torch.unique(request.forget.y)) == 1 and request_kind(request.forget.y, request.retain.y) == "class-wise":
         return "class"
     return "random"
 
