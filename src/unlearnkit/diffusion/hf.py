@@ -342,27 +342,27 @@ def word_level_clip_tokenizer(words: Sequence[str], folder: str | Path, max_leng
         vocab.setdefault(ch, len(vocab))
         vocab.setdefault(ch + "</w>", len(vocab))
     for w in words:
-        cur = w[0]
-        for i, ch in enumerate(w[1:]):
-            nxt = ch + "</w>" if i == len(w) - 2 else ch
-            merges.append(f"{cur} {nxt}")
-            cur += nxt
-            vocab.setdefault(cur, len(vocab))
+        _chain([*w[:-1], w[-1] + "</w>"], merges, vocab)
     while True:
         (folder / "vocab.json").write_text(json.dumps(vocab))
         (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
         tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
         known = set(merges)
         for w in words:
-            cur, *rest = pieces = tokenizer.tokenize(w) or [""]
-            if "".join(pieces) != w + "</w>":  # cut by the pre-tokenizer: no merge can join it
-                continue
-            for nxt in rest:
-                merges.append(f"{cur} {nxt}")
-                cur += nxt
-                vocab.setdefault(cur, len(vocab))
+            pieces = tokenizer.tokenize(w)
+            if "".join(pieces) == w + "</w>":  # else cut by the pre-tokenizer: no merge can join it
+                _chain(pieces, merges, vocab)
         if known.issuperset(merges):
             return tokenizer
+
+
+def _chain(pieces: Sequence[str], merges: list[str], vocab: dict[str, int]) -> None:
+    """Append the left-to-right merges that join ``pieces`` into one token, and each merged piece to ``vocab``."""
+    cur = pieces[0]
+    for nxt in pieces[1:]:
+        merges.append(f"{cur} {nxt}")
+        cur += nxt
+        vocab.setdefault(cur, len(vocab))
 
 
 def clip_text_encoder(tokenizer: Any, dim: int, layers: int = 1, heads: int = 4) -> nn.Module:
