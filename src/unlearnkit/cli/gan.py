@@ -25,6 +25,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--width", type=int, default=32, help="channels of the first layer (default 32)")
     g.add_argument("--z-dim", type=int, default=32)
+    g.add_argument(
+        "--original-ema-decay",
+        type=_decay,
+        default=0.5 ** (32 / 10_000),
+        help="decay of the generator's moving average the original is (the reference's g_ema), or 'none' for its "
+        "trained weights (default 0.5**(32/10000))",
+    )
 
 
 def _add_method(p: argparse.ArgumentParser) -> None:
@@ -70,7 +77,9 @@ def _train_config(args: argparse.Namespace):
     from ..gan.train import AdversarialRecipe, GANTrainConfig
 
     recipe = AdversarialRecipe(steps=args.steps, lr=args.lr, batch_size=args.batch_size)
-    return GANTrainConfig(z_dim=args.z_dim, width=args.width, recipe=recipe, seed=args.seed)
+    return GANTrainConfig(
+        z_dim=args.z_dim, width=args.width, recipe=recipe, seed=args.seed, ema_decay=args.original_ema_decay
+    )
 
 
 def _method_config(args: argparse.Namespace, repulsion: str | None):

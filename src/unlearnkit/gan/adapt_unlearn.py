@@ -59,7 +59,7 @@ from ..engine import Hook, StepContext
 from ..errors import ConfigError, DataError, require
 from ..runtime import timed
 from .models import GAN
-from .train import AdversarialRecipe, train_adversarial
+from .train import REFERENCE_EMA_DECAY, AdversarialRecipe, EMAHook, train_adversarial
 
 #: repulsion variants of the paper: name -> reference ``--loss_type``
 REPULSIONS = {"el2": "exp", "nl2": "l2", "il2": "reci"}
@@ -106,35 +106,6 @@ class RepulsionHook(Hook):
         val = repulsion_distance(ctx.model.generator, self.adapted)
         self.history.append(float(val.detach()))
         return None if self.kind is None else repulsion_loss(val, self.kind, self.gamma)
-
-
-class EMAHook(Hook):
-    """``accumulate(g_ema, generator, decay)`` after every generator step: ``g_ema ← decay · g_ema + (1 − decay)
-    · θ`` for each generator parameter, starting from the generator's weights when the hook is made."""
-
-    def __init__(self, generator: nn.Module, decay: float) -> None:
-        if not 0 <= decay < 1:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {decay}")
-        self.decay = decay
-        self.average = {n: p.detach().clone() for n, p in generator.named_parameters()}
-
-    def after_step(self, ctx: StepContext) -> None:
-        if ctx.phase != "g":
-            return
-        with torch.no_grad():
-            for n, p in ctx.model.generator.named_parameters():
-                avg = self.average[n]
-                avg.mul_(self.decay).add_(p.detach().to(avg.device), alpha=1 - self.decay)
-
-    def copy_to(self, generator: nn.Module) -> None:
-        """Write the average into ``generator``'s parameters."""
-        with torch.no_grad():
-            for n, p in generator.named_parameters():
-                p.copy_(self.average[n].to(p.device))
-
-
-#: the reference's ``accum``: the average's half-life is 10 000 images at batch 32
-REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
 
 
 def fisher_diagonal(gan: GAN, samples: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -11,8 +11,13 @@ on real images every ``d_reg_every`` discriminator steps (``d_r1_loss``), with A
 One engine run alternates a discriminator step and a generator step (``train(..., interleave=True)`` with a
 ``"d"`` and a ``"g"`` phase). Deviations, named: the R1 term is added to the discriminator step it falls on
 instead of taking a separate optimiser step; StyleGAN2's path-length regulariser and style mixing are not used
-(the DCGAN generator has no mapping network), and the bundled original is its trained weights, not an EMA copy
-(the two unlearning stages do keep the reference's EMA: :class:`unlearnkit.gan.adapt_unlearn.EMAHook`).
+(the DCGAN generator has no mapping network).
+
+Every run keeps the reference's moving average of the generator (:class:`EMAHook`, ``accumulate(g_ema,
+generator, 0.5 ** (32/10000))`` after each generator step). The bundled original's generator is that average,
+as the reference's pretrained checkpoints are sampled from ``g_ema`` (``GANTrainConfig.ema_decay``). A GAN here
+holds one generator, so both unlearning stages train from those averaged weights (deviation, named: the
+reference resumes training from the raw ``ckpt["g"]`` and only its average starts from ``ckpt["g_ema"]``).
 """
 
 from __future__ import annotations
@@ -189,6 +194,35 @@ class AdamBetas(Hook):
             group["betas"] = self.betas
 
 
+class EMAHook(Hook):
+    """``accumulate(g_ema, generator, decay)`` after every generator step: ``g_ema ← decay · g_ema + (1 − decay)
+    · θ`` for each generator parameter, starting from the generator's weights when the hook is made."""
+
+    def __init__(self, generator: nn.Module, decay: float) -> None:
+        if not 0 <= decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.average = {n: p.detach().clone() for n, p in generator.named_parameters()}
+
+    def after_step(self, ctx: StepContext) -> None:
+        if ctx.phase != "g":
+            return
+        with torch.no_grad():
+            for n, p in ctx.model.generator.named_parameters():
+                avg = self.average[n]
+                avg.mul_(self.decay).add_(p.detach().to(avg.device), alpha=1 - self.decay)
+
+    def copy_to(self, generator: nn.Module) -> None:
+        """Write the average into ``generator``'s parameters."""
+        with torch.no_grad():
+            for n, p in generator.named_parameters():
+                p.copy_(self.average[n].to(p.device))
+
+
+#: the reference's ``accum``: the average's half-life is 10 000 images at batch 32
+REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
+
+
 def adversarial_phases(gan: GAN, real: torch.Tensor, recipe: AdversarialRecipe, seed: int) -> list[Phase]:
     """The discriminator phase ``"d"`` (real images against generated ones, lazy R1) and the generator phase
     ``"g"`` (non-saturating loss through a frozen discriminator), ``recipe.steps`` batches each."""
@@ -252,12 +286,18 @@ def train_adversarial(
 
 @dataclass
 class GANTrainConfig:
-    """The bundled original: its architecture, its adversarial recipe and its seed."""
+    """The bundled original: its architecture, its adversarial recipe, its seed, and the decay of the generator's
+    moving average it hands back (the reference's ``g_ema`` checkpoint; ``None``: the trained weights)."""
 
     z_dim: int = 32
     width: int = 32
     recipe: AdversarialRecipe = field(default_factory=lambda: AdversarialRecipe(steps=3000, lr=1e-3))
     seed: int = 0
+    ema_decay: float | None = REFERENCE_EMA_DECAY
+
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
 
 
 def train_gan(
@@ -267,11 +307,24 @@ def train_gan(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> GAN:
-    """A new GAN trained on ``data``'s images, in eval mode."""
+    """A new GAN trained on ``data``'s images, in eval mode; its generator is the moving average of the trained
+    one (``config.ema_decay``, from the initial weights) unless that is ``None``."""
     cfg = config or GANTrainConfig()
     torch.manual_seed(cfg.seed)
     gan = GAN(GANConfig(data.image_shape, cfg.z_dim, cfg.width))
-    train_adversarial(gan, data.images, cfg.recipe, seed=cfg.seed, device=device, progress=progress, desc="gan")
+    ema = EMAHook(gan.generator, cfg.ema_decay) if cfg.ema_decay is not None else None
+    train_adversarial(
+        gan,
+        data.images,
+        cfg.recipe,
+        hooks=[ema] if ema else (),
+        seed=cfg.seed,
+        device=device,
+        progress=progress,
+        desc="gan",
+    )
+    if ema is not None:
+        ema.copy_to(gan.generator)
     return gan.eval()
 
 
