@@ -249,6 +249,32 @@ def test_ema_hook_is_the_reference_accumulate_and_stage2_hands_back_the_average(
         AdaptUnlearnConfig(ema_decay=1.0)
 
 
+def test_original_is_the_moving_average_of_its_training():
+    from unlearnkit.gan.train import REFERENCE_EMA_DECAY, GANTrainConfig, ImageData, cache_key, train_gan
+
+    torch.set_num_threads(1)
+    data = ImageData("digits", torch.rand(64, 1, 8, 8) * 2 - 1, torch.arange(64) % 10, [str(i) for i in range(10)])
+    recipe = AdversarialRecipe(steps=8, batch_size=16, lr=1e-2)
+
+    def trained(decay):
+        return train_gan(data, GANTrainConfig(z_dim=8, width=4, recipe=recipe, seed=3, ema_decay=decay), progress=False)
+
+    start = tiny_gan(3)  # train_gan's initial weights: the same seed and shapes
+    raw, last, average = trained(None), trained(0.0), trained(0.9)
+    assert all(torch.equal(a, b) for a, b in zip(raw.parameters(), last.parameters(), strict=True))
+
+    def dist(g: GAN, h: GAN) -> float:
+        return sum(float((p - q).pow(2).sum()) for p, q in zip(g.generator.parameters(), h.generator.parameters()))
+
+    # eight steps of decay 0.9 keep the average near the start; the discriminator is trained either way
+    assert 0 < dist(average, start) < 0.5 * dist(raw, start)
+    assert all(torch.equal(a, b) for a, b in zip(raw.discriminator.parameters(), average.discriminator.parameters()))
+    assert GANTrainConfig().ema_decay == REFERENCE_EMA_DECAY
+    assert cache_key(data, GANTrainConfig()) != cache_key(data, GANTrainConfig(ema_decay=None))
+    with pytest.raises(ConfigError, match="ema_decay"):
+        GANTrainConfig(ema_decay=1.0)
+
+
 class _Probe(nn.Module):
     """A stand-in evaluator: class = which quarter of the image is brightest, features = 4 quarter means."""
 
@@ -345,6 +371,7 @@ def _write_pngs(folder, images: torch.Tensor) -> None:
 
 
 def test_cli_train_and_unlearn_end_to_end(tmp_path, capsys):
+    from unlearnkit.checkpoint import read_meta
     from unlearnkit.gan.train import load_images
 
     torch.set_num_threads(1)
@@ -353,6 +380,9 @@ def test_cli_train_and_unlearn_end_to_end(tmp_path, capsys):
     small = ["--steps", "6", "--width", "4", "--z-dim", "8", "--batch-size", "16"]
     assert main(["gan-train", *common, *small]) == 0
     assert "GAN:" in capsys.readouterr().out
+    assert main(["gan-train", *common, *small, "--original-ema-decay", "none"]) == 0
+    folder = capsys.readouterr().out.split("GAN: ")[1].split()[0]
+    assert read_meta(folder)["train_config"]["ema_decay"] is None
     data = load_images("digits")
     negs = tmp_path / "negs"
     _write_pngs(negs, data.images[data.labels == 3][:6])
