@@ -1,13 +1,14 @@
 """Adapt-then-Unlearn on digits: the forgotten-class share against FD along one stage-2 run.
 
 The set-up is the one ``unlearnkit gan-bench --preset miniature --seed S`` builds: the seed's own original
-(``cached_gan``) and evaluator, 64 negatives, stage 1 as in the preset (λ = 5·10⁶, 300 steps, lr 2·10⁻⁴, batch
-64, the reference's moving average; cached in ``--work`` per seed), and positives screened from ``--pool``
-samples of the original (latent seed S + 2, as ``select_positives`` draws them). Then one stage 2 runs, and
-every ``--every`` generator steps a snapshot of what stage 2 hands back (the moving average ``g_ema``, or the
-trained weights with ``--ema none``) is measured as ``gan-bench --fd-draws`` measures a model: feature share
-and FD of the rest averaged over ``--draws`` sets of 2000 samples, precision and recall of the first. With
-the defaults, the last snapshot *is* the preset's ``adapt-unlearn-nl2`` row of ``gan-bench``.
+(``cached_gan``, the moving average of its training; ``--original-ema none``: its trained weights) and
+evaluator, 64 negatives, stage 1 as in the preset (λ = 5·10⁶, 300 steps, lr 2·10⁻⁴, batch 64, the reference's
+moving average; cached in ``--work`` per seed and original), and positives screened from ``--pool`` samples of
+the original (latent seed S + 2, as ``select_positives`` draws them). Then one stage 2 runs, and every
+``--every`` generator steps a snapshot of what stage 2 hands back (the moving average ``g_ema``, or the trained
+weights with ``--ema none``) is measured as ``gan-bench --fd-draws`` measures a model: feature share and FD of
+the rest averaged over ``--draws`` sets of 2000 samples, precision and recall of the first. With the defaults,
+the last snapshot *is* the preset's ``adapt-unlearn-nl2`` row of ``gan-bench``.
 
 The options are the knobs of the trade-off: the repulsion variant and γ, stage-2 lr / batch / length / R1
 weight / moving-average decay, and the positives (``--max-prob``, ``--no-balance``, ``--pool``). Two more
@@ -106,6 +107,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--r1", type=float, default=10.0, help="R1 weight of the stage-2 discriminator")
     ap.add_argument("--ema", type=decay, default=REFERENCE_EMA_DECAY, help="stage-2 average decay, or none")
+    ap.add_argument(
+        "--original-ema",
+        type=decay,
+        default=REFERENCE_EMA_DECAY,
+        help="the original's moving-average decay (as gan-bench --original-ema-decay), or none: its trained weights",
+    )
     ap.add_argument("--pool", type=int, default=20000, help="samples screened for positives")
     ap.add_argument("--max-prob", type=float, default=0.1, help="confident positives: p(feature) below this")
     ap.add_argument("--no-balance", action="store_true", help="do not class-balance the positives")
@@ -126,7 +133,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
 
     data, test = load_images("digits", seed=a.seed), load_images("digits", split="test", seed=a.seed)
-    original, _, _ = cached_gan(data, GANTrainConfig(seed=a.seed), progress=False)
+    original, _, _ = cached_gan(data, GANTrainConfig(seed=a.seed, ema_decay=a.original_ema), progress=False)
     ev = evaluator_for(data, test, seed=a.seed, progress=False)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +141,7 @@ def main() -> None:
 
     reference = real_reference(ev, data, a.feature, 2000, seed=a.seed)
     stage1 = AdaptUnlearnConfig(ewc_lambda=5e6, adapt=AdversarialRecipe(steps=300, batch_size=64, lr=2e-4), seed=a.seed)
-    cache = work / f"adapted-f{a.feature}-s{a.seed}.pt"
+    cache = work / f"adapted-f{a.feature}-s{a.seed}-original{a.original_ema}.pt"
     if cache.exists():
         adapted = []
         for state in torch.load(cache, weights_only=True):
