@@ -7,8 +7,9 @@ moving average; cached in ``--work`` per seed and original), and positives scree
 the original (latent seed S + 2, as ``select_positives`` draws them). Then one stage 2 runs, and every
 ``--every`` generator steps a snapshot of what stage 2 hands back (the moving average ``g_ema``, or the trained
 weights with ``--ema none``) is measured as ``gan-bench --fd-draws`` measures a model: feature share and FD of
-the rest averaged over ``--draws`` sets of 2000 samples, precision and recall of the first. With the defaults,
-the last snapshot *is* the preset's ``adapt-unlearn-nl2`` row of ``gan-bench``.
+the rest averaged over ``--draws`` sets of 2000 samples, precision and recall of the first. With the defaults
+(3000 steps, one stretch past the preset's 2000), the step-2000 snapshot *is* the preset's
+``adapt-unlearn-nl2`` row of ``gan-bench``.
 
 The options are the knobs of the trade-off: the repulsion variant and γ, stage-2 lr / batch / length / R1
 weight / moving-average decay, and the positives (``--max-prob``, ``--no-balance``, ``--pool``). Two more
@@ -24,7 +25,7 @@ One JSON line per snapshot goes to ``--work/tradeoff.jsonl``. ``--positives-fd``
 positives themselves (what a stage 2 that copied them exactly would reach) and the original's, both averaged
 over ``--draws`` sets of 2000.
 
-    python benchmarks/gan_tradeoff.py --seed 0                    # the preset's stage 2, snapshots every 500
+    python benchmarks/gan_tradeoff.py --seed 0                    # the preset's stage 2 and 1000 steps more
     python benchmarks/gan_tradeoff.py --seed 0 --anchor 0.1 --gamma 3
     python benchmarks/gan_tradeoff.py --seed 0 --positives-fd --max-prob 0.2
 """
