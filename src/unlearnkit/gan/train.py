@@ -14,10 +14,12 @@ instead of taking a separate optimiser step; StyleGAN2's path-length regulariser
 (the DCGAN generator has no mapping network).
 
 Every run keeps the reference's moving average of the generator (:class:`EMAHook`, ``accumulate(g_ema,
-generator, 0.5 ** (32/10000))`` after each generator step). The bundled original's generator is that average,
-as the reference's pretrained checkpoints are sampled from ``g_ema`` (``GANTrainConfig.ema_decay``). A GAN here
-holds one generator, so both unlearning stages train from those averaged weights (deviation, named: the
-reference resumes training from the raw ``ckpt["g"]`` and only its average starts from ``ckpt["g_ema"]``).
+generator, 0.5 ** (32/10000))`` after each generator step). The bundled original's generator is that average
+(``GANTrainConfig.ema_decay``), the ``g_ema`` of a StyleGAN2 checkpoint, from which the reference's stage 1
+loads the generator it adapts (``stylegan2_ewc.py``: ``generator.load_state_dict(ckpt["g_ema"])``). A GAN here
+holds one generator, so stage 2 also trains from, and draws its positives from, those averaged weights
+(deviation, named: the reference's stage 2 resumes from the raw ``ckpt["g"]``, samples its positives from it,
+and only its average starts from ``ckpt["g_ema"]``).
 """
 
 from __future__ import annotations
