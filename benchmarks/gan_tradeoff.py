@@ -43,9 +43,7 @@ import torch
 from unlearnkit.diffusion.metrics import frechet_distance
 from unlearnkit.engine import Hook, StepContext
 from unlearnkit.gan.adapt_unlearn import (
-    REFERENCE_EMA_DECAY,
     AdaptUnlearnConfig,
-    EMAHook,
     RepulsionHook,
     adapt,
     classify_samples,
@@ -54,7 +52,15 @@ from unlearnkit.gan.adapt_unlearn import (
 )
 from unlearnkit.gan.metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
 from unlearnkit.gan.models import GAN
-from unlearnkit.gan.train import AdversarialRecipe, GANTrainConfig, cached_gan, load_images, train_adversarial
+from unlearnkit.gan.train import (
+    REFERENCE_EMA_DECAY,
+    AdversarialRecipe,
+    EMAHook,
+    GANTrainConfig,
+    cached_gan,
+    load_images,
+    train_adversarial,
+)
 
 
 class Snapshots(Hook):

@@ -14,7 +14,6 @@ from unlearnkit.cli import main
 from unlearnkit.errors import CheckpointError, ConfigError, DataError, UnlearnkitError
 from unlearnkit.gan.adapt_unlearn import (
     AdaptUnlearnConfig,
-    EMAHook,
     RepulsionHook,
     adapt,
     load_negative_images,
@@ -28,7 +27,7 @@ from unlearnkit.gan.adapt_unlearn import (
 )
 from unlearnkit.gan.metrics import precision_recall
 from unlearnkit.gan.models import GAN, GANConfig
-from unlearnkit.gan.train import AdversarialRecipe, load_gan, save_gan, train_adversarial
+from unlearnkit.gan.train import AdversarialRecipe, EMAHook, load_gan, save_gan, train_adversarial
 
 
 def tiny_gan(seed: int = 0) -> GAN:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .options import add_common, run_settings
 
+#: the reference's ``accum`` (``gan.train.REFERENCE_EMA_DECAY``, not imported here to keep the parser free of torch)
+REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
+
 
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", choices=("digits", "fashion-mnist"))
@@ -28,7 +31,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--original-ema-decay",
         type=_decay,
-        default=0.5 ** (32 / 10_000),
+        default=REFERENCE_EMA_DECAY,
         help="decay of the generator's moving average the original is (the reference's g_ema), or 'none' for its "
         "trained weights (default 0.5**(32/10000))",
     )
@@ -42,7 +45,7 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ema-decay",
         type=_decay,
-        default=0.5 ** (32 / 10_000),
+        default=REFERENCE_EMA_DECAY,
         help="decay of the generator's moving average both stages hand back, or 'none' for the trained weights "
         "(default 0.5**(32/10000), the reference's)",
     )

@@ -59,7 +59,7 @@ from ..engine import Hook, StepContext
 from ..errors import ConfigError, DataError, require
 from ..runtime import timed
 from .models import GAN
-from .train import REFERENCE_EMA_DECAY, AdversarialRecipe, EMAHook, train_adversarial
+from .train import REFERENCE_EMA_DECAY, AdversarialRecipe, check_ema_decay, train_adversarial
 
 #: repulsion variants of the paper: name -> reference ``--loss_type``
 REPULSIONS = {"el2": "exp", "nl2": "l2", "il2": "reci"}
@@ -167,8 +167,7 @@ class AdaptUnlearnConfig:
             raise ConfigError(f"ewc_lambda must be a finite number >= 0, got {self.ewc_lambda}")
         if self.n_adapted < 1 or self.fisher_samples < 1:
             raise ConfigError("n_adapted and fisher_samples must be >= 1")
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
+        check_ema_decay(self.ema_decay)
 
     @property
     def name(self) -> str:
@@ -214,20 +213,17 @@ def adapt(
     for i in range(config.n_adapted):
         gan = copy.deepcopy(original).cpu()
         seed = config.seed + 1000 * (i + 1)
-        hooks: list[Hook] = [EWCHook(gan, config.ewc_lambda, config.fisher_samples, seed=seed)]
-        ema = EMAHook(gan.generator, config.ema_decay) if config.ema_decay is not None else None
         train_adversarial(
             gan,
             negatives,
             config.adapt,
-            hooks=hooks + ([ema] if ema else []),
+            hooks=[EWCHook(gan, config.ewc_lambda, config.fisher_samples, seed=seed)],
+            ema_decay=config.ema_decay,
             seed=seed,
             device=device,
             progress=progress,
             desc=f"adapt {i}",
         )
-        if ema is not None:
-            ema.copy_to(gan.generator)
         out.append(gan.eval())
     return out
 
@@ -248,19 +244,17 @@ def unlearn(
         raise ConfigError("stage 2 needs at least one adapted model (run stage 1 first)")
     gan = copy.deepcopy(original).cpu()
     hook = RepulsionHook(adapted, config.repulsion, config.gamma)
-    ema = EMAHook(gan.generator, config.ema_decay) if config.ema_decay is not None else None
     train_adversarial(
         gan,
         positives,
         config.unlearn,
-        hooks=[hook] + ([ema] if ema else []),
+        hooks=[hook],
+        ema_decay=config.ema_decay,
         seed=config.seed,
         device=device,
         progress=progress,
         desc="unlearn",
     )
-    if ema is not None:
-        ema.copy_to(gan.generator)
     return gan.eval(), hook.history
 
 

@@ -259,31 +259,44 @@ def train_adversarial(
     recipe: AdversarialRecipe,
     *,
     hooks: Sequence[Hook] = (),
+    ema_decay: float | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "gan",
 ) -> TrainLog:
     """Train ``gan`` in place on the images ``real`` for ``recipe.steps`` alternating D/G steps through the
-    engine (``hooks`` may add terms to the generator loss: they see ``ctx.phase == "g"``)."""
+    engine (``hooks`` may add terms to the generator loss: they see ``ctx.phase == "g"``). With ``ema_decay``,
+    the generator's moving average (:class:`EMAHook`, after ``hooks``, from the weights ``gan`` starts with)
+    replaces the trained generator weights at the end; the discriminator keeps its trained weights."""
     if real.ndim != 4 or tuple(real.shape[1:]) != tuple(gan.config.image_shape):
         raise DataError(
             f"the images are shaped {tuple(real.shape[1:])} but the GAN makes {tuple(gan.config.image_shape)}; "
             "resize them or use a GAN of that shape"
         )
+    ema = EMAHook(gan.generator, ema_decay) if ema_decay is not None else None
     engine_recipe = Recipe(epochs=1, lr=recipe.lr, optimizer="adam", weight_decay=0.0, batch_size=recipe.batch_size)
     phases = adversarial_phases(gan, real, recipe, seed)
-    return train(
+    log = train(
         gan,
         phases,
         engine_recipe,
-        hooks=[AdamBetas(recipe.betas), *hooks],
+        hooks=[AdamBetas(recipe.betas), *hooks, *([ema] if ema else [])],
         device=device,
         seed=seed,
         progress=progress,
         desc=desc,
         interleave=True,
     )
+    if ema is not None:
+        ema.copy_to(gan.generator)
+    return log
+
+
+def check_ema_decay(decay: float | None) -> None:
+    """Raise :class:`ConfigError` unless ``decay`` is None (no moving average) or in [0, 1)."""
+    if decay is not None and not 0 <= decay < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1) or None, got {decay}")
 
 
 @dataclass
@@ -298,8 +311,7 @@ class GANTrainConfig:
     ema_decay: float | None = REFERENCE_EMA_DECAY
 
     def __post_init__(self) -> None:
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
+        check_ema_decay(self.ema_decay)
 
 
 def train_gan(
@@ -314,19 +326,16 @@ def train_gan(
     cfg = config or GANTrainConfig()
     torch.manual_seed(cfg.seed)
     gan = GAN(GANConfig(data.image_shape, cfg.z_dim, cfg.width))
-    ema = EMAHook(gan.generator, cfg.ema_decay) if cfg.ema_decay is not None else None
     train_adversarial(
         gan,
         data.images,
         cfg.recipe,
-        hooks=[ema] if ema else (),
+        ema_decay=cfg.ema_decay,
         seed=cfg.seed,
         device=device,
         progress=progress,
         desc="gan",
     )
-    if ema is not None:
-        ema.copy_to(gan.generator)
     return gan.eval()
 
 
