@@ -198,6 +198,21 @@ def _eval_text(args: argparse.Namespace, data, sampling) -> int:
     return 0
 
 
+def cmd_diff_canvas(args: argparse.Namespace) -> int:
+    """``diff-canvas``: UnlearnCanvas' per-target UA / IRA / CRA and ranking table from the user's folders."""
+    from ..diffusion.clip_evaluator import ZeroShotCLIP
+    from ..diffusion.unlearncanvas import ClipCanvasJudge, read_grid, run_canvas
+
+    judge = ClipCanvasJudge(ZeroShotCLIP(args.evaluator_model, device=args.device), read_grid(args.canvas))
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    run = run_canvas(args.canvas, args.answers, judge, methods=methods, size=args.size, out_dir=args.out)
+    run.targets.print()
+    run.table.print()
+    if args.out:
+        print(f"results: {args.out}/results.json (ranking), {args.out}/targets.json (per target)")
+    return 0
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", choices=("digits", "fashion-mnist"))
     p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training images")
@@ -284,3 +299,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_data(p)
     add_common(p)
     p.set_defaults(func=cmd_diff_eval)
+
+    p = sub.add_parser("diff-canvas", help="UnlearnCanvas: per-target UA / IRA / CRA and the ranking of methods")
+    p.add_argument("--canvas", required=True, help="the UnlearnCanvas dataset folder (<Style>/<Object>/<n>.jpg)")
+    p.add_argument(
+        "--answers", required=True, help="answer sets: <answers>/<method>/<target>/<Style>_<Object>_seed<seed>.jpg"
+    )
+    p.add_argument("--evaluator-model", required=True, help="a transformers CLIPModel folder (zero-shot judge)")
+    p.add_argument("--methods", help="comma-separated method folders to score (default: all)")
+    p.add_argument("--size", type=int, default=224, help="images are resized to this square before judging")
+    p.add_argument("--out", help="write results.json/csv and targets.json/csv here")
+    add_common(p)
+    p.set_defaults(func=cmd_diff_canvas)

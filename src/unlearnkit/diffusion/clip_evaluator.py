@@ -165,3 +165,32 @@ def evaluate_text_erasure(
     metrics["asr_plain"] = 100.0 - metrics["ua"]
     kept = {prompts[i]: imgs for i, imgs in images.items() if i != concept.index}
     return TextErasureEval(metrics, erased, kept)
+
+
+def tiny_clip(
+    words: Sequence[str], folder: str | Path, *, width: int = 16, image_size: int = 16, seed: int = 0
+) -> Path:
+    """Write a randomly initialised miniature ``CLIPModel`` folder built from configs (nothing is downloaded):
+    a one-layer text tower over a word-level CLIP tokenizer of ``words`` (saved beside it) and a one-layer
+    vision tower on ``image_size`` images. It loads in :class:`ZeroShotCLIP`; its judgements are random, so it
+    serves to test the code path, not to measure erasure."""
+    require("transformers", extra="diffusion")
+    from transformers import CLIPConfig, CLIPModel
+
+    from .hf import word_level_clip_tokenizer
+
+    root = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = word_level_clip_tokenizer([w.lower() for w in words], root)
+    text = {
+        "vocab_size": len(tokenizer.get_vocab()), "hidden_size": width, "intermediate_size": 2 * width,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": tokenizer.model_max_length,
+        "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
+    }  # fmt: skip
+    vision = {
+        "hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "image_size": image_size, "patch_size": max(1, image_size // 2),
+    }  # fmt: skip
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return root
