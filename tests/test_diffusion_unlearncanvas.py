@@ -122,3 +122,23 @@ def test_cli_diff_canvas_with_a_zero_shot_clip_folder(canvas, tmp_path, capsys):
     assert sorted(r["model"] for r in rows) == ["good", "weak"]
     assert all(0 <= r["style_ua"] <= 100 and 1 <= r["mean_rank"] <= 2 for r in rows)
     assert "mean rank" in capsys.readouterr().out
+
+
+def test_diff_canvas_sample_writes_an_answer_set_that_diff_canvas_reads(canvas, tmp_path):
+    pytest.importorskip("diffusers")
+    from unlearnkit.cli import main
+    from unlearnkit.diffusion.hf import tiny_pipeline
+    from unlearnkit.diffusion.unlearncanvas import canvas_prompt, prompt_data
+
+    root, ans = canvas
+    grid = read_grid(root)
+    assert canvas_prompt("Red_Ink", "Dogs_Big") == "A Dogs_Big image in Red Ink style."
+    sd = tiny_pipeline(prompt_data(grid).vocab.words[1:], tmp_path / "sd", latent=True, width=8)
+    out = ans / "sampled" / "Red_Ink"
+    args = ["diff-canvas-sample", "--model", str(sd), "--canvas", str(root), "--out", str(out), "--seeds", "1,2"]
+    assert main([*args, "--ddim-steps", "1", "--no-progress"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{s}_{o}_seed{k}.jpg" for s in STYLES for o in OBJECTS for k in (1, 2))
+    row = run_canvas(root, ans, ColourJudge(), methods=["sampled"], size=16).targets.rows[0]
+    assert (row["model"], row["target"], row["axis"]) == ("sampled", "Red_Ink", "style")
+    assert main([*args, "--ddim-steps", "1", "--no-progress"]) == 2  # the answer set is never overwritten

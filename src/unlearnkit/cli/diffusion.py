@@ -213,6 +213,22 @@ def cmd_diff_canvas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff_canvas_sample(args: argparse.Namespace) -> int:
+    """``diff-canvas-sample``: one UnlearnCanvas answer set from a Stable Diffusion folder."""
+    from ..diffusion.io import load_model
+    from ..diffusion.text_concepts import check_text_model
+    from ..diffusion.unlearncanvas import prompt_data, read_grid, write_answer_set
+
+    check_text_model(args.model)
+    grid = read_grid(args.canvas)
+    data = prompt_data(grid)
+    model = load_model(args.model, data, device=args.device)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    out = write_answer_set(model, data, grid, args.out, seeds=seeds, steps=args.ddim_steps, guidance=args.guidance)
+    print(f"answer set: {len(grid.styles)} styles × {len(grid.objects)} objects × {len(seeds)} seeds in {out}")
+    return 0
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", choices=("digits", "fashion-mnist"))
     p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training images")
@@ -311,3 +327,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write results.json/csv and targets.json/csv here")
     add_common(p)
     p.set_defaults(func=cmd_diff_canvas)
+
+    p = sub.add_parser("diff-canvas-sample", help="generate one UnlearnCanvas answer set from a diffusers folder")
+    p.add_argument("--model", required=True, help="a diffusers Stable Diffusion folder (e.g. a diff-unlearn output)")
+    p.add_argument("--canvas", required=True, help="the UnlearnCanvas dataset folder (gives the styles and objects)")
+    p.add_argument("--out", required=True, help="new folder, by convention <answers>/<method>/<erased target>")
+    p.add_argument("--seeds", default="188,288,588,688,888", help="comma-separated seeds (UnlearnCanvas' five)")
+    p.add_argument("--ddim-steps", type=int, default=100, help="DDIM steps (UnlearnCanvas: 100)")
+    p.add_argument("--guidance", type=float, default=9.0, help="classifier-free guidance (UnlearnCanvas: 9.0)")
+    add_common(p)
+    p.set_defaults(func=cmd_diff_canvas_sample)

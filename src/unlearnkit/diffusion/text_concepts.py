@@ -136,10 +136,12 @@ def text_concept_data(
 
 
 @torch.no_grad()
-def with_images(data: TextConceptData, model: nn.Module, *, generate: bool = True, seed: int = 0) -> TextConceptData:
+def with_images(
+    data: TextConceptData, model: nn.Module, *, generate: bool = True, seed: int = 0, batch_size: int = 8
+) -> TextConceptData:
     """``data`` with images: ``data.images_per_prompt`` generations of ``model`` per prompt (DDIM,
-    ``image_steps``, guidance ``image_guidance``, decoded to pixels) when ``generate``, else one blank
-    placeholder per prompt (for methods that read only the prompts)."""
+    ``image_steps``, guidance ``image_guidance``, decoded to pixels; ``batch_size`` images at a time) when
+    ``generate``, else one blank placeholder per prompt (for methods that read only the prompts)."""
     from .schedule import ddim_sample
 
     k = len(data.object_names)
@@ -151,11 +153,13 @@ def with_images(data: TextConceptData, model: nn.Module, *, generate: bool = Tru
         model.eval()
         samples = ddim_sample(
             model, tokens, steps=data.image_steps, guidance=data.image_guidance,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), batch_size=batch_size,
         )  # fmt: skip
         model.train(was_training)
         decode = getattr(model, "from_latents", None)
-        images = (samples if decode is None else decode(samples)).cpu()
+        if decode is not None:
+            samples = torch.cat([decode(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)])
+        images = samples.cpu()
     else:
         n, tokens = 1, prompts
         shape = getattr(model, "data_shape", None) or model.sample_shape

@@ -14,11 +14,13 @@ Layouts read (nothing is downloaded):
   UnlearnCanvas' sampling scripts write them (prompt "A {Object} image in {Style with spaces} style.").
   The seeds are those of the first style × object pair; every pair must have them all.
 
-Each answer set is judged on both axes; for a style target UA = 100 − the target style's accuracy, IRA = the
-mean accuracy of the other styles, CRA = the mean accuracy of every object (all styles), and the axes swap for an
-object target (:func:`unlearnkit.diffusion.grid.canvas_scores`, as on the miniature grid). The main table
-averages each over the style targets and over the object targets per method, and ranks the methods on each of
-the six columns (1 = best; higher is better for all six) with their mean rank.
+:func:`write_answer_set` generates an answer set with any model the toolkit loads (UnlearnCanvas' prompt, DDIM
+100 steps, guidance 9, seeds 188, 288, 588, 688, 888). Each answer set is judged on both axes; for a style
+target UA = 100 − the target style's accuracy, IRA = the mean accuracy of the other styles, CRA = the mean
+accuracy of every object (all styles), and the axes swap for an object target
+(:func:`unlearnkit.diffusion.grid.canvas_scores`, as on the miniature grid). The main table averages each over
+the style targets and over the object targets per method, and ranks the methods on each of the six columns
+(1 = best; higher is better for all six) with their mean rank.
 
 The judge: UnlearnCanvas ships ViT-Large style and object classifiers as pickled training checkpoints, which
 this toolkit does not unpickle; here a zero-shot CLIP (:class:`ClipCanvasJudge`, the user's ``CLIPModel``
@@ -35,11 +37,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..results import ResultTable
 from .concepts import ConceptSpec
 from .grid import canvas_scores, summarise
+from .schedule import ddim_sample
+from .text_concepts import TextConceptData, text_concept_data
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 RANKED = ("style_ua", "style_ira", "style_cra", "object_ua", "object_ira", "object_cra")
@@ -238,6 +243,68 @@ def run_canvas(
         table.write(out_dir)
         targets.write(out_dir, stem="targets")
     return CanvasRun(table, targets, grid)
+
+
+#: UnlearnCanvas' sampling settings (``sampling_unlearned_models/esd.py``): DDIM steps, guidance, seeds
+CANVAS_STEPS = 100
+CANVAS_GUIDANCE = 9.0
+CANVAS_SEEDS = (188, 288, 588, 688, 888)
+
+
+def canvas_prompt(style: str, obj: str) -> str:
+    """UnlearnCanvas' generation prompt: "A {Object} image in {Style, underscores as spaces} style."."""
+    return f"A {obj} image in {style.replace('_', ' ')} style."
+
+
+def prompt_data(grid: CanvasGrid) -> TextConceptData:
+    """Every style × object prompt of the grid as prompt data (for loading a pipeline over those words)."""
+    prompts = [canvas_prompt(s, o) for s in grid.styles for o in grid.objects]
+    return text_concept_data(prompts[0], prompts[1:])
+
+
+@torch.no_grad()
+def write_answer_set(
+    model: nn.Module,
+    data: TextConceptData,
+    grid: CanvasGrid,
+    folder: str | Path,
+    *,
+    seeds: Sequence[int] = CANVAS_SEEDS,
+    steps: int = CANVAS_STEPS,
+    guidance: float = CANVAS_GUIDANCE,
+    batch_size: int = 8,
+) -> Path:
+    """Generate one answer set into the new folder ``folder``: every style × object prompt once per seed, named
+    ``<Style>_<Object>_seed<seed>.jpg`` as UnlearnCanvas' sampling scripts write them (DDIM with ``steps``,
+    guidance ``guidance``). ``model`` is loaded over :func:`prompt_data` of the grid. The noise of each image
+    comes from its seed and batch position, not from UnlearnCanvas' global seeding, so the images differ from
+    theirs for the same seed."""
+    from PIL import Image
+
+    root = Path(folder)
+    if root.exists() and any(root.iterdir()):
+        raise ConfigError(f"{root} exists and is not empty; choose a new folder for the answer set")
+    root.mkdir(parents=True, exist_ok=True)
+    pairs = [(s, o) for s in grid.styles for o in grid.objects]
+    index = {p: i for i, p in enumerate(data.object_names)}
+    missing = [canvas_prompt(s, o) for s, o in pairs if canvas_prompt(s, o) not in index]
+    if missing:
+        raise ConfigError(f"the prompt data lacks {missing[:2]}; build it with prompt_data(grid)")
+    model.eval()
+    decode = getattr(model, "from_latents", None)
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            tokens = torch.stack([data.prompt(index[canvas_prompt(s, o)]) for s, o in chunk])
+            x = ddim_sample(model, tokens, steps=steps, guidance=guidance, generator=gen)
+            x = (x if decode is None else decode(x)).cpu().clamp(-1, 1)
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            pixels = ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            for (s, o), img in zip(chunk, pixels):
+                Image.fromarray(img).save(root / f"{s}_{o}_seed{seed}.jpg", quality=95)
+    return root
 
 
 class ClipCanvasJudge:
