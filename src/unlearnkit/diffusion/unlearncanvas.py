@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, require
 from ..results import ResultTable
 from .concepts import ConceptSpec
 from .grid import canvas_scores, summarise
@@ -134,6 +134,7 @@ def answer_seeds(folder: Path, grid: CanvasGrid) -> list[str]:
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """An RGB image file → (3, size, size) in [-1, 1] (bicubic resize)."""
+    require("PIL", extra="diffusion")
     from PIL import Image
 
     with Image.open(path) as img:
@@ -279,6 +280,7 @@ def write_answer_set(
     guidance ``guidance``). ``model`` is loaded over :func:`prompt_data` of the grid. The noise of each image
     comes from its seed and batch position, not from UnlearnCanvas' global seeding, so the images differ from
     theirs for the same seed."""
+    require("PIL", extra="diffusion")
     from PIL import Image
 
     root = Path(folder)
