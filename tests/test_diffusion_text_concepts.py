@@ -135,3 +135,20 @@ def test_text_ua_counts_replaced_only_above_the_confidence(setup):
         m = evaluate_text_erasure(model, data, data.concept(0), _FixedJudge(pred, conf), sampling).metrics
         assert (m["ua"], m["ua_replaced"], m["ua_destroyed"]) == expected
         assert m["ira"] == pytest.approx(50.0 if pred == 1 else 0.0)  # only "a painting" (index 1) is right
+
+
+def test_only_methods_that_train_on_images_get_generated_images(setup, monkeypatch):
+    import unlearnkit.diffusion.request as request_module
+
+    data, sd, _ = setup
+    model = load_pipeline(sd, data)
+    calls = []
+
+    def spy(d, m, **kw):
+        calls.append(kw["generate"])
+        return with_images(d, m, **kw)
+
+    monkeypatch.setattr(request_module, "with_images", spy)
+    for method, extra in [("esd-x", {"ddim_steps": 1}), ("rl", {})]:
+        unlearn_concept(model, data, CONCEPT, method, progress=False, steps=1, batch_size=2, **extra)
+    assert calls == [False, True]  # ESD reads the prompts only; RL trains on generated images of them
