@@ -108,7 +108,11 @@ def cmd_diff_grid(args: argparse.Namespace) -> int:
 
 def _concept_data(args: argparse.Namespace):
     from ..diffusion import load_concept_data
+    from ..diffusion.text_concepts import check_text_model, is_text_concept, text_concept_data
 
+    if is_text_concept(args.concept):
+        check_text_model(args.model)
+        return text_concept_data(args.concept, args.contrast, images_per_prompt=getattr(args, "text_images", 8))
     return load_concept_data(args.dataset, train_subset=args.train_subset, data_dir=args.data_dir, seed=args.seed)
 
 
@@ -134,7 +138,6 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
 
 def cmd_diff_eval(args: argparse.Namespace) -> int:
     import hashlib
-    import json
 
     from ..diffusion import load_concept_data, parse_concept
     from ..diffusion.attacks import unlearndiffatk
@@ -142,8 +145,12 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     from ..diffusion.evaluators import cached_evaluators
     from ..diffusion.inception import InceptionFID
     from ..diffusion.io import describe, load_model
+    from ..diffusion.text_concepts import is_text_concept
 
     data = _concept_data(args)
+    sampling = SamplingConfig(steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed)
+    if is_text_concept(args.concept) or args.evaluator_model:
+        return _eval_text(args, data, sampling)
     test = load_concept_data(args.dataset, split="test", data_dir=args.data_dir, seed=args.seed)
     concept = parse_concept(args.concept, data)
     model = load_model(args.model, data, device=args.device)
@@ -151,7 +158,6 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     ev = cached_evaluators(
         data, test, key=key, cache_dir=args.cache_dir, seed=args.seed, device=args.device, progress=not args.no_progress
     )
-    sampling = SamplingConfig(steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed)
     inception = InceptionFID(args.inception, device=args.device) if args.inception else None
     metrics = dict(evaluate_erasure(model, data, concept, ev, sampling, inception=inception).metrics)
     if args.attack_rounds > 0:
@@ -161,10 +167,65 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
         )  # fmt: skip
         metrics.update(asr_attack_before=atk.asr_plain, asr_attack=atk.asr, attack_instances=atk.instances)
     print(f"{describe(args.model)}, concept {concept.axis}:{concept.word} (percent; FD in evaluator features)")
+    _print_metrics(metrics, args.json)
+    return 0
+
+
+def _print_metrics(metrics: dict, json_path: str | None) -> None:
+    import json
+
     for name, value in metrics.items():
         print(f"  {name:>18}: {value:.2f}" if isinstance(value, float) else f"  {name:>18}: {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps(metrics, indent=2))
+
+
+def _eval_text(args: argparse.Namespace, data, sampling) -> int:
+    """``diff-eval`` of a free-text concept: zero-shot CLIP over the concept and contrast prompts."""
+    from ..diffusion import parse_concept
+    from ..diffusion.clip_evaluator import ZeroShotCLIP, evaluate_text_erasure
+    from ..diffusion.io import describe, load_model
+    from ..diffusion.text_concepts import check_text_eval
+
+    check_text_eval(args.concept, args.evaluator_model, args.attack_rounds)
+    concept = parse_concept(args.concept, data)
+    model = load_model(args.model, data, device=args.device)
+    clip = ZeroShotCLIP(args.evaluator_model, device=args.device)
+    res = evaluate_text_erasure(model, data, concept, clip, sampling, min_confidence=args.min_confidence)
+    print(f"{describe(args.model)}, concept {concept.word!r} vs {len(data.object_names) - 1} contrast prompts "
+          "(percent; zero-shot CLIP)")  # fmt: skip
+    _print_metrics(res.metrics, args.json)
+    return 0
+
+
+def cmd_diff_canvas(args: argparse.Namespace) -> int:
+    """``diff-canvas``: UnlearnCanvas' per-target UA / IRA / CRA and ranking table from the user's folders."""
+    from ..diffusion.clip_evaluator import ZeroShotCLIP
+    from ..diffusion.unlearncanvas import ClipCanvasJudge, read_grid, run_canvas
+
+    judge = ClipCanvasJudge(ZeroShotCLIP(args.evaluator_model, device=args.device), read_grid(args.canvas))
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    run = run_canvas(args.canvas, args.answers, judge, methods=methods, size=args.size, out_dir=args.out)
+    run.targets.print()
+    run.table.print()
+    if args.out:
+        print(f"results: {args.out}/results.json (ranking), {args.out}/targets.json (per target)")
+    return 0
+
+
+def cmd_diff_canvas_sample(args: argparse.Namespace) -> int:
+    """``diff-canvas-sample``: one UnlearnCanvas answer set from a Stable Diffusion folder."""
+    from ..diffusion.io import load_model
+    from ..diffusion.text_concepts import check_text_model
+    from ..diffusion.unlearncanvas import prompt_data, read_grid, write_answer_set
+
+    check_text_model(args.model)
+    grid = read_grid(args.canvas)
+    data = prompt_data(grid)
+    model = load_model(args.model, data, device=args.device)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    out = write_answer_set(model, data, grid, args.out, seeds=seeds, steps=args.ddim_steps, guidance=args.guidance)
+    print(f"answer set: {len(grid.styles)} styles × {len(grid.objects)} objects × {len(seeds)} seeds in {out}")
     return 0
 
 
@@ -173,6 +234,14 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, help="keep a fixed class-stratified subset of the training images")
     p.add_argument("--data-dir", help="folder with the dataset's files")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _add_text(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--contrast", action="append", metavar="PROMPT",
+        help="text:PROMPT concepts: a prompt of what is kept (repeatable; the first is the anchor; default: "
+        "'a photo', 'a painting', 'a drawing', 'a photo of a person', 'a photo of an animal', 'a landscape')",
+    )  # fmt: skip
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -205,17 +274,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("diff-unlearn", help="erase a concept from a saved miniature or a diffusers pipeline folder")
     p.add_argument("--model", required=True, help="diffusers pipeline folder (save_pretrained) or diff-train folder")
-    p.add_argument("--concept", required=True, help="object:NAME|INDEX or style:NAME, e.g. object:three")
+    p.add_argument(
+        "--concept", required=True, help="object:NAME|INDEX, style:NAME, or text:PROMPT (a diffusers folder)"
+    )
     p.add_argument("--method", default="esd-x", help="a diffusion method (default esd-x)")
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
     p.add_argument("--out", required=True, help="new folder for the unlearned model (same format as --model)")
+    _add_text(p)
+    p.add_argument(
+        "--text-images", type=int, default=8,
+        help="text:PROMPT with rl/salun/ga/concept-correction: images the original generates per prompt (default 8)",
+    )  # fmt: skip
     _add_data(p)
     add_common(p)
     p.set_defaults(func=cmd_diff_unlearn)
 
     p = sub.add_parser("diff-eval", help="UA (replaced/destroyed), IRA, CRA, FD with its noise floor, attack success")
     p.add_argument("--model", required=True, help="diffusers pipeline folder or diff-train / diff-unlearn folder")
-    p.add_argument("--concept", default="object:three", help="the erased concept (default object:three)")
+    p.add_argument(
+        "--concept", default="object:three", help="the erased concept: object:NAME, style:NAME or text:PROMPT"
+    )
     p.add_argument("--ddim-steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--per-prompt", type=int, default=6)
@@ -225,6 +303,37 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="evaluator cache (default ~/.cache/unlearnkit/diffusion)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
+    _add_text(p)
+    p.add_argument(
+        "--evaluator-model",
+        help="a transformers CLIPModel folder (e.g. clip-vit-large-patch14): zero-shot judge of a text:PROMPT concept",
+    )
+    p.add_argument(
+        "--min-confidence", type=float, default=0.5,
+        help="text:PROMPT: CLIP probability a non-concept image needs to count as replaced (default 0.5)",
+    )  # fmt: skip
     _add_data(p)
     add_common(p)
     p.set_defaults(func=cmd_diff_eval)
+
+    p = sub.add_parser("diff-canvas", help="UnlearnCanvas: per-target UA / IRA / CRA and the ranking of methods")
+    p.add_argument("--canvas", required=True, help="the UnlearnCanvas dataset folder (<Style>/<Object>/<n>.jpg)")
+    p.add_argument(
+        "--answers", required=True, help="answer sets: <answers>/<method>/<target>/<Style>_<Object>_seed<seed>.jpg"
+    )
+    p.add_argument("--evaluator-model", required=True, help="a transformers CLIPModel folder (zero-shot judge)")
+    p.add_argument("--methods", help="comma-separated method folders to score (default: all)")
+    p.add_argument("--size", type=int, default=224, help="images are resized to this square before judging")
+    p.add_argument("--out", help="write results.json/csv and targets.json/csv here")
+    add_common(p)
+    p.set_defaults(func=cmd_diff_canvas)
+
+    p = sub.add_parser("diff-canvas-sample", help="generate one UnlearnCanvas answer set from a diffusers folder")
+    p.add_argument("--model", required=True, help="a diffusers Stable Diffusion folder (e.g. a diff-unlearn output)")
+    p.add_argument("--canvas", required=True, help="the UnlearnCanvas dataset folder (gives the styles and objects)")
+    p.add_argument("--out", required=True, help="new folder, by convention <answers>/<method>/<erased target>")
+    p.add_argument("--seeds", default="188,288,588,688,888", help="comma-separated seeds (UnlearnCanvas' five)")
+    p.add_argument("--ddim-steps", type=int, default=100, help="DDIM steps (UnlearnCanvas: 100)")
+    p.add_argument("--guidance", type=float, default=9.0, help="classifier-free guidance (UnlearnCanvas: 9.0)")
+    add_common(p)
+    p.set_defaults(func=cmd_diff_canvas_sample)

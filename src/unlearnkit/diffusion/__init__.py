@@ -17,6 +17,7 @@ UnlearnDiffAtk attack, :func:`run_diff_bench`, and diffusers Stable Diffusion pi
 from . import methods  # noqa: F401  (registers the diffusion methods)
 from .attacks import AttackResult, unlearndiffatk
 from .bench import DEFAULT_DIFF_METHODS, MINIATURE_HPARAMS, DiffBenchConfig, DiffBenchRun, run_diff_bench
+from .clip_evaluator import TextErasureEval, ZeroShotCLIP, evaluate_text_erasure
 from .concepts import ConceptData, ConceptSpec, Vocabulary, build_concept_data, load_concept_data, parse_concept
 from .evaluate import GenerationEval, SamplingConfig, evaluate_erasure
 from .evaluators import Evaluators, cached_evaluators, train_evaluators
@@ -27,7 +28,9 @@ from .metrics import attack_success_rate, frechet_distance, retain_accuracy, unl
 from .model import ModelConfig, TextToImage
 from .request import DiffusionRequest, concept_request, unlearn_concept
 from .schedule import ddim_sample, diffusion_loss
+from .text_concepts import TextConceptData, text_concept_data
 from .training import DiffusionTrainConfig, cached_model, load_diffusion, train_diffusion
+from .unlearncanvas import read_grid, run_canvas, write_answer_set
 
 __all__ = [
     "DEFAULT_DIFF_METHODS",
@@ -44,8 +47,11 @@ __all__ = [
     "GenerationEval",
     "ModelConfig",
     "SamplingConfig",
+    "TextConceptData",
+    "TextErasureEval",
     "TextToImage",
     "Vocabulary",
+    "ZeroShotCLIP",
     "attack_success_rate",
     "build_concept_data",
     "cached_evaluators",
@@ -54,6 +60,7 @@ __all__ = [
     "ddim_sample",
     "diffusion_loss",
     "evaluate_erasure",
+    "evaluate_text_erasure",
     "frechet_distance",
     "from_pipeline",
     "load_concept_data",
@@ -61,15 +68,19 @@ __all__ = [
     "load_model",
     "load_pipeline",
     "parse_concept",
+    "read_grid",
+    "run_canvas",
     "retain_accuracy",
     "run_diff_bench",
     "save_grid",
     "save_model",
     "save_pipeline",
+    "text_concept_data",
     "tiny_pipeline",
     "train_diffusion",
     "train_evaluators",
     "unlearn_concept",
     "unlearndiffatk",
     "unlearning_accuracy",
+    "write_answer_set",
 ]

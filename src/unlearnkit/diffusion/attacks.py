@@ -149,7 +149,10 @@ class AttackResult:
 def attack_vocabulary(data: ConceptData, concept: ConceptSpec, exclude_concept: bool = True) -> torch.Tensor:
     """Token ids the attack may use: everything but padding and, by default, the erased concept's own words."""
     banned = {0}
-    if exclude_concept:
+    own_words = getattr(data, "own_words", None)
+    if exclude_concept and own_words is not None:  # a free-text concept: the words only its prompt uses
+        banned.update(data.vocab.index[w] for w in own_words(concept.index))
+    elif exclude_concept:
         banned.add(data.vocab.index[concept.word])
         syn = data.synonyms.get(concept.word)
         if syn:

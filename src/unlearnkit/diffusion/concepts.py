@@ -214,12 +214,21 @@ class ConceptSpec:
 
 
 def parse_concept(spec: str, data: ConceptData) -> ConceptSpec:
-    """``"object:3"``, ``"object:three"`` or ``"style:inverted"`` → :class:`ConceptSpec`."""
+    """``"object:3"``, ``"object:three"`` or ``"style:inverted"`` → :class:`ConceptSpec`; ``"text:PROMPT"`` on
+    the :class:`~unlearnkit.diffusion.text_concepts.TextConceptData` built for that prompt."""
+    if spec.startswith("text:"):
+        concept = getattr(data, "concept", None)
+        if concept is None or " ".join(spec[5:].split()) != data.object_names[0]:
+            raise ConfigError(
+                f"free-text concept {spec!r} needs its own concept data: build it with "
+                "unlearnkit.diffusion.text_concept_data(spec) (the CLI does this for --concept text:...)"
+            )
+        return concept(0)
     if ":" not in spec:
         raise ConfigError(f"bad concept {spec!r}; write object:NAME_OR_INDEX or style:NAME (e.g. object:3)")
     axis, value = spec.split(":", 1)
     if axis not in ("object", "style"):
-        raise ConfigError(f"bad concept axis {axis!r}; use 'object' or 'style'")
+        raise ConfigError(f"bad concept axis {axis!r}; use 'object', 'style' or 'text' (text:PROMPT)")
     names = data.names(axis)
     if value.isdigit() and int(value) < len(names):
         idx = int(value)

@@ -33,17 +33,26 @@ def unlearn_text_to_image(
 ):
     """Erase the concept ``forget`` (``"object:three"``, ``"style:inverted"`` or a :class:`ConceptSpec`) from
     ``model``; ``retain`` is the :class:`ConceptData` (images with prompts — everything not of the concept is
-    retained). A diffusers pipeline is wrapped with :func:`from_pipeline`; the result's ``model`` is the edited
+    retained). For a free-text ``forget="text:PROMPT"``, ``retain`` is a list of contrast prompts (``None``: the
+    defaults of :mod:`unlearnkit.diffusion.text_concepts`). A diffusers pipeline is wrapped with
+    :func:`from_pipeline`; the result's ``model`` is the edited
     :class:`DiffusersTextToImage` (write it with ``save_pipeline``)."""
     from .request import unlearn_concept
+    from .text_concepts import TextConceptData, is_text_concept, text_concept_data
 
+    if is_text_concept(forget) and not isinstance(retain, TextConceptData):
+        if retain is not None and (isinstance(retain, str) or not all(isinstance(r, str) for r in retain)):
+            raise ConfigError("with forget='text:PROMPT' pass retain=None or a list of contrast prompts (strings)")
+        retain = text_concept_data(forget, None if retain is None else list(retain))
     if not isinstance(retain, ConceptData):
         raise ConfigError(
             "for a text-to-image model pass retain=<ConceptData> (e.g. unlearnkit.diffusion.load_concept_data"
             "('digits')): the images and prompts whose concepts are kept"
         )
     if not isinstance(forget, (str, ConceptSpec)):
-        raise ConfigError("for a text-to-image model pass forget='object:NAME' or 'style:NAME' (the concept to erase)")
+        raise ConfigError(
+            "for a text-to-image model pass forget='object:NAME', 'style:NAME' or 'text:PROMPT' (the concept to erase)"
+        )
     if not isinstance(model, nn.Module):
         model = from_pipeline(model, retain)
     return unlearn_concept(model, retain, forget, method, device=device, progress=progress, **hparams)

@@ -16,6 +16,7 @@ from ..errors import ConfigError, ModelError
 from ..methods.base import Method, UnlearnRequest, make_method
 from ..runtime import resolve_device, timed
 from .concepts import ConceptData, ConceptSpec, parse_concept
+from .text_concepts import TextConceptData, with_images
 
 
 @dataclass
@@ -105,7 +106,8 @@ def unlearn_concept(
     progress: bool = True,
     **hparams: Any,
 ) -> UnlearnResult:
-    """Erase ``concept`` (``"object:three"``, ``"style:inverted"``) from a text-to-image ``model`` with a
+    """Erase ``concept`` (``"object:three"``, ``"style:inverted"``, or ``"text:PROMPT"`` with ``data`` from
+    :func:`~unlearnkit.diffusion.text_concepts.text_concept_data`) from a text-to-image ``model`` with a
     registered diffusion method; the model passed in is never modified."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -117,6 +119,8 @@ def unlearn_concept(
         algo = make_method(method, domain="diffusion", **hparams)
     if algo.domain != "diffusion":
         raise ConfigError(f"method {algo.name!r} is for {algo.domain} models; pick a diffusion method")
+    if isinstance(data, TextConceptData) and not data.has_images:
+        data = with_images(data, model, generate=getattr(algo, "needs_images", True), seed=algo.seed)
     request = concept_request(model, data, concept, device=device, progress=progress, seed=algo.seed)
     algo.check(request)
     work = copy.deepcopy(model).to(request.device)

@@ -111,6 +111,7 @@ class AdvUnlearn(DiffusionMethod):
     (README), 5 retain prompts per step, η = 1, start guidance 3, 50 DDIM steps, prefix refreshed every step."""
 
     name = "advunlearn"
+    needs_images = False
 
     k: int = hp(1, low=1, doc="adversarial prefix tokens (adv_prompt_num)")
     attack_steps: int = hp(30, low=1)

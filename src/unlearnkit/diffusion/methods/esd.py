@@ -55,6 +55,7 @@ class ESD(DiffusionMethod):
     1000 iterations."""
 
     name = "esd"
+    needs_images = False
 
     params: str = hp("xattn", choices=("xattn", "xattn-kv", "noxattn"))
     eta: float = hp(1.0, low=0, doc="negative guidance")
