@@ -158,6 +158,12 @@ def test_an_old_checkpoint_left_in_the_store_fails_the_audit_until_resume(model,
     assert main(["exact-audit", "--model", str(folder)]) == 0
     assert not (folder / "store" / gone[0].name).exists()
 
+    shutil.copytree(gone[0], folder / "store" / gone[0].name)  # a new fit into the folder purges too
+    args = ["exact-train", "--dataset", "digits", "--train-subset", "300", "--model-kw", "hidden=[16]"]
+    args += ["--shards", "2", "--slices", "2", "--epochs", "1", "--executor", "serial", "--seed", "1"]
+    assert main([*args, "--out", str(folder), "--overwrite", "--no-progress"]) == 0
+    assert not (folder / "store" / gone[0].name).exists() and audit_folder(folder).ok
+
 
 def test_a_crash_mid_purge_is_listed_as_pending_and_finished_on_open(model, tmp_path, monkeypatch):
     folder, key = model

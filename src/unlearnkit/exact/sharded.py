@@ -302,6 +302,8 @@ class ShardedModel:
                 obj.state["ledger_head"] = entry["hash"]
                 obj.save_state()
                 obj._train(range(scheme.shards), executor, workers, progress=progress)
+                if deleted:  # checkpoints an earlier model in this folder trained on now-deleted ids
+                    obj.purge()
             finally:
                 obj._locked = False
         return obj
