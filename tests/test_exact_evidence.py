@@ -266,6 +266,12 @@ def test_a_rollback_to_an_older_signed_snapshot_is_detected(model, tmp_path, cap
     verify = ["ledger", "verify", "--model", str(folder), "--public-key", pub, "--strict"]
     assert main([*verify, "--anchor", str(anchor), "--certificate", str(held)]) == 0
 
+    shutil.copy(snapshot / "ledger.head.json", folder / "ledger.head.json")  # only the older signed head
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub]) == 0  # "not yet covered"
+    assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub, "--anchor", str(anchor)]) == 1
+    assert "an older signed head was restored" in capsys.readouterr().out
+
     for name in ("exact.json", "ledger.jsonl", "ledger.head.json"):  # roll back to the older signed snapshot
         shutil.copy(snapshot / name, folder / name)
     assert main(verify) == 0  # every hash and signature of the old snapshot still verifies on its own
