@@ -54,7 +54,7 @@ def test_delete_verify_and_audit(trained, tmp_path, capsys):
     assert "deleted 3 ids" in out and "test accuracy" in out
     sm = ShardedModel.open(trained)
     assert {4, 8, 15} <= sm.deleted
-    record = sm.ledger.entries()[-1]["record"]
+    record = [e["record"] for e in sm.ledger.entries() if e["record"]["type"] == "committed"][-1]
     assert record["ids"] == [4, 8, 15]
     # the prior grouped the likely ids into one shard's last slice: one shard, one step retrained
     assert [(r["shard"], r["slices"], r["retrained_steps"]) for r in record["shards"]] == [(0, [1], [2])]
@@ -66,9 +66,10 @@ def test_delete_verify_and_audit(trained, tmp_path, capsys):
     # tamper with the ledger: change which ids a request deleted
     ledger = trained / "ledger.jsonl"
     lines = ledger.read_text().splitlines()
-    entry = json.loads(lines[-1])
+    at = max(n for n, line in enumerate(lines) if json.loads(line)["record"]["type"] == "committed")
+    entry = json.loads(lines[at])
     entry["record"]["ids"] = [4]
-    ledger.write_text("\n".join([*lines[:-1], json.dumps(entry)]) + "\n")
+    ledger.write_text("\n".join([*lines[:at], json.dumps(entry), *lines[at + 1 :]]) + "\n")
     assert main(["ledger", "verify", "--model", str(trained)]) == 1
     assert "TAMPERED" in capsys.readouterr().out
     assert main(["delete", "--model", str(trained), "--ids", str(ids), "--executor", "serial"]) == 2

@@ -79,9 +79,8 @@ def test_exactness_is_proven_from_the_keys(sisa):
         seen = {i for sl in meta["history"] for i in sl}
         assert not seen & set(ids)
         assert chain_keys(meta["root"], meta["history"])[-1] == sel.key
-    # the stale checkpoint is still cached, but its key is no longer derivable from the plan
-    stale = sisa.store.meta(old)
-    assert ids[0] in {i for sl in stale["history"] for i in sl}
+    # the checkpoint trained on ids[0] was purged from the store, and its key is no longer derivable
+    assert old not in sisa.store.stored_keys() and not sisa.store.has(old)
     assert old not in sisa.chain(0, 0) and old not in {s.key for s in sisa.selection()}
 
 
@@ -150,8 +149,10 @@ def test_deletion_requests_are_validated_and_recorded(sisa):
         ("fit", None),
         ("pending", "ticket-1"),
         ("committed", "ticket-1"),
+        ("purge", None),  # the checkpoints trained on a were listed, then removed
+        ("purged", None),
         ("pending", "req-00001"),
-        ("committed", "req-00001"),
+        ("committed", "req-00001"),  # nothing new deleted: nothing to purge
     ]
     assert entries[1]["record"]["ids"] == [a] and entries[2]["record"]["seconds"] > 0
     with pytest.raises(uk.ForgetSpecError, match="already in the ledger"):

@@ -52,6 +52,12 @@ def _add_signing(p: argparse.ArgumentParser) -> None:
         help="Ed25519 private key (from `unlearnkit keygen`; default $UNLEARNKIT_SIGNING_KEY) "
         "to sign a certificate per request and the ledger head",
     )
+    p.add_argument(
+        "--anchor",
+        metavar="PATH",
+        help="append-only file, kept outside the model folder, that receives each new signed head "
+        "(`ledger verify --anchor PATH` then detects a rollback; see docs/exact.md)",
+    )
 
 
 def cmd_exact_train(args: argparse.Namespace) -> int:
@@ -133,6 +139,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             signer=_signer(args),
             watch=args.watch,
+            anchor=args.anchor,
         )
     finally:
         _close(executor)
@@ -146,7 +153,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     executor = _executor(args)
     try:
         reports, cancelled = resume_folder(
-            args.model, rollback=args.rollback, executor=executor, workers=args.workers, signer=_signer(args)
+            args.model,
+            rollback=args.rollback,
+            executor=executor,
+            workers=args.workers,
+            signer=_signer(args),
+            progress=not args.no_progress,
+            anchor=args.anchor,
         )
     finally:
         _close(executor)
@@ -172,6 +185,10 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
     bad = 0
     for cert in args.certificates:
         ok, why = verify_certificate(cert, args.public_key)
+        if ok and args.ledger:
+            from ..exact.workflow import certificate_in_ledger_check
+
+            ok, why = certificate_in_ledger_check(cert, args.ledger, args.public_key)
         print(f"{cert}: {'valid' if ok else 'INVALID'} ({why})")
         bad += not ok
     return 1 if bad else 0
@@ -180,7 +197,13 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from ..exact.workflow import verify_ledger
 
-    check = verify_ledger(args.model, public_key=args.public_key, strict=args.strict)
+    check = verify_ledger(
+        args.model,
+        public_key=args.public_key,
+        strict=args.strict,
+        anchor=args.anchor,
+        certificates=args.certificate or (),
+    )
     if check.ok:
         print(f"ledger ok: {check.entries} entries, head {check.head[:16]}")
         for note in check.notes:
@@ -202,6 +225,8 @@ def cmd_exact_audit(args: argparse.Namespace) -> int:
         print(f"  shards {report.missing_shards} hold ids but have no usable model: run `unlearnkit resume`")
     if report.ledger_problem:
         print(f"  ledger: {report.ledger_problem}")
+    if report.purge_problem:
+        print(f"  store: {report.purge_problem}")
     print(f"exact: {'yes' if report.ok else 'NO'} ({report.deleted} deleted ids)")
     return 0 if report.ok else 1
 
@@ -282,6 +307,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rollback", action="store_true", help="cancel open requests instead: their ids are NOT deleted")
     _add_executor(p)
     _add_signing(p)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing deletion certificates")
@@ -295,6 +321,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v = csub.add_parser("verify", help="check certificates' signatures (exit 1 when any does not verify)")
     v.add_argument("certificates", nargs="+", metavar="CERT")
     v.add_argument("--public-key", required=True, help="the signer's public key (PEM)")
+    v.add_argument(
+        "--ledger", metavar="DIR", help="also check that each certificate is in this model folder's ledger at its place"
+    )
     v.set_defaults(func=cmd_certificate_verify)
 
     p = sub.add_parser("ledger", help="deletion-ledger tools")
@@ -303,6 +332,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--model", required=True, help="model folder (or a ledger.jsonl file)")
     v.add_argument("--public-key", help="also check the signed ledger head with this public key (PEM)")
     v.add_argument("--strict", action="store_true", help="with --public-key: fail when entries follow the signed head")
+    v.add_argument(
+        "--anchor", metavar="PATH", help="anchor file from `delete --anchor`: fail when the ledger is older than it"
+    )
+    v.add_argument(
+        "--certificate",
+        nargs="+",
+        metavar="CERT",
+        help="certificates issued earlier: fail when the ledger no longer holds them at their place (rollback)",
+    )
     v.set_defaults(func=cmd_ledger_verify)
 
     p = sub.add_parser("exact-audit", help="prove from the checkpoint keys that no deleted id is in use")

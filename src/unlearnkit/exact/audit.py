@@ -10,7 +10,8 @@ For every constituent used for prediction, :func:`audit` checks that
    deleted slice;
 4. every shard that still holds ids has a usable constituent (none is silently left out of the ensemble);
 5. ``exact.json`` agrees with the ledger: its digest is the one the ledger's last entry implies, its deleted
-   ids are the ledger's, and no deletion request is left open.
+   ids are the ledger's, and no deletion request is left open;
+6. no stored checkpoint, in use or not, was trained on a deleted id, and no purge is pending.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class ExactnessReport:
     plan_clean: bool
     missing_shards: list[int] = field(default_factory=list)
     ledger_problem: str = ""
+    #: stored checkpoints (in use or not) trained on a deleted id, or a purge left pending ("" when none)
+    purge_problem: str = ""
 
     @property
     def ok(self) -> bool:
@@ -65,6 +68,7 @@ class ExactnessReport:
             and all(c.ok for c in used)
             and not self.missing_shards
             and not self.ledger_problem
+            and not self.purge_problem
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,8 +99,27 @@ def audit(model: ShardedModel) -> ExactnessReport:
     missing = [c.shard for c in checks if c.key is None and model.plan.shard_ids(c.shard)]
     status, message = model._reconcile()
     return ExactnessReport(
-        len(deleted), checks, not (model.plan.all_ids() & deleted), missing, "" if status == "ok" else message
+        len(deleted),
+        checks,
+        not (model.plan.all_ids() & deleted),
+        missing,
+        "" if status == "ok" else message,
+        _purge_problem(model),
     )
+
+
+def _purge_problem(model: ShardedModel) -> str:
+    """What the store still holds of deleted data: checkpoints trained on a deleted id, a pending purge."""
+    stale = model.stale_checkpoints()
+    if stale:
+        shown = ", ".join(f"{k[:12]}… (ids {ids[:3]})" for k, ids in list(stale.items())[:3])
+        return (
+            f"{len(stale)} stored checkpoint(s) were trained on deleted ids: {shown}; "
+            "run `unlearnkit resume --model DIR` to purge them"
+        )
+    if model.ledger.open_purges():
+        return "a purge of deleted data is pending in the ledger; run `unlearnkit resume --model DIR`"
+    return ""
 
 
 def _inactive_at_init(model: ShardedModel, shard: int, depth: int, key: str) -> bool:

@@ -7,7 +7,9 @@ after, the affected shards, the ledger head after the request and the time. :fun
 fails on any change to the file that alters the signed content, the signature or the key.
 
 The ledger head is signed too (``DIR/ledger.head.json``): whoever rewrites the ledger wholesale, even with
-every hash recomputed, cannot produce a head signature that verifies with the owner's public key.
+every hash recomputed, cannot produce a head signature that verifies with the owner's public key. Each
+signed head carries a counter (one more than the previous head's) and the previous head's hash, so copies
+kept elsewhere (:mod:`.anchors`) reveal a ledger rolled back to an older signed snapshot.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError, ConfigError, require
+from ..identifiers import file_name
 from .ledger import canonical
 
 HEAD_FILE = "ledger.head.json"
@@ -138,10 +141,16 @@ def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
+def certificate_path(folder: Path, request_id: str) -> Path:
+    """``folder/certificates/<request id>.json``; an id that is not a safe identifier is hashed into the name,
+    so no request id can name a file outside ``certificates/``."""
+    return Path(folder) / CERT_DIR / file_name(str(request_id), ".json")
+
+
 def write_certificate(folder: Path, body: dict[str, Any], signer: Signer) -> Path:
     """Sign ``body`` and write it to ``folder/certificates/<request id>.json``."""
     doc = {"certificate": body, **signer.sign(body)}
-    path = folder / CERT_DIR / f"{body['request_id']}.json"
+    path = certificate_path(folder, body["request_id"])
     atomic_write_text(path, render(doc))
     return path
 
@@ -184,8 +193,50 @@ def certificate_body(
     }
 
 
+def read_head(folder_or_file: str | Path) -> dict[str, Any] | None:
+    """The signed head document in ``DIR/ledger.head.json`` (or the file given); ``None`` when absent or
+    unreadable."""
+    p = Path(folder_or_file)
+    p = p / HEAD_FILE if p.is_dir() else p
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("head"), dict) else None
+
+
+def signed_head_entries(folder: str | Path) -> int | None:
+    """How many ledger entries the signed head covers (``None`` without a readable signed head)."""
+    doc = read_head(folder)
+    try:
+        return int(doc["head"]["entries"]) if doc else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def head_hash(doc: dict[str, Any]) -> str:
+    """SHA-256 of a signed head document (its canonical JSON): what the next head names as ``previous``."""
+    return hashlib.sha256(canonical(doc)).hexdigest()
+
+
 def sign_head(folder: Path, head: str, entries: int, signer: Signer) -> Path:
-    body = {"ledger_head": head, "entries": entries, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    """Sign the ledger head: the last entry's hash, the number of entries, a counter one above the previous
+    signed head's and that head's hash (``previous``), so heads form a chain an anchor can pin."""
+    old = read_head(folder)
+    counter, previous = 1, None
+    if old is not None:
+        try:
+            counter = int(old["head"].get("counter", 0)) + 1
+        except (TypeError, ValueError):
+            counter = 1
+        previous = head_hash(old)
+    body = {
+        "ledger_head": head,
+        "entries": entries,
+        "counter": counter,
+        "previous": previous,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     path = folder / HEAD_FILE
     atomic_write_text(path, render({"head": body, **signer.sign(body)}))
     return path

@@ -13,6 +13,9 @@ Records carry a ``type``:
   before and after removing the ids). Written *before* anything else changes (write-ahead).
 * ``committed`` — the request's retraining finished; the resulting constituent keys and state digest.
 * ``rolled_back`` — a pending request that could not be carried out was cancelled.
+* ``purge`` — stored checkpoints trained on a deleted id, listed (by key) before they are removed: until a
+  ``purged`` entry closes it, the purge is pending.
+* ``purged`` — those checkpoints were removed from the store (``purge_seqs`` names the ``purge`` entries).
 
 Lines are only ever appended (``open(..., "a")`` + ``fsync``), under an exclusive ``fcntl`` lock.
 """
@@ -76,6 +79,17 @@ class LedgerCheck:
         return asdict(self)
 
 
+def open_purges(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``purge`` entries of ``entries`` not closed by a later ``purged`` entry."""
+    closed = {int(s) for e in entries if record_type(e["record"]) == "purged" for s in e["record"]["purge_seqs"]}
+    return [e for e in entries if record_type(e["record"]) == "purge" and e["seq"] not in closed]
+
+
+def _fingerprint(stat: os.stat_result | None) -> tuple[int, int, int]:
+    """What identifies one version of the ledger file: inode, size, modification time (zeros when absent)."""
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns) if stat is not None else (0, 0, 0)
+
+
 def record_type(record: dict[str, Any]) -> str:
     """``type`` of a record (entries written before types existed were committed deletions)."""
     return str(record.get("type", "committed"))
@@ -87,6 +101,8 @@ class Ledger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        #: (file fingerprint, byte size, entries, head hash) of the chain as last verified by this object
+        self._tail: tuple[tuple[int, int, int], int, int, str] | None = None
 
     def _text(self) -> str:
         return self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
@@ -103,53 +119,138 @@ class Ledger:
         return out
 
     def verify(self, expected_head: str | None = None) -> LedgerCheck:
-        """Re-hash every entry and check the chain (and, with ``expected_head``, that nothing was cut off)."""
-        prev, count = GENESIS, 0
-        text = self._text()
-        if text and not text.endswith("\n"):
-            n = text.count("\n") + 1
-            return LedgerCheck(False, text.count("\n"), prev, "the last line is incomplete (a torn write)", n)
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                return LedgerCheck(False, count, prev, "blank line inside the ledger", n)
+        """Re-hash every entry and check the chain (and, with ``expected_head``, that nothing was cut off).
+        A chain that verifies becomes the verified tail :meth:`append` continues from."""
+        stat, data = self._read()
+        check, _ = self._scan(data, 0, 0, GENESIS)
+        self._tail = (_fingerprint(stat), len(data), check.entries, check.head) if check.ok else None
+        if check.ok and expected_head is not None and check.head != expected_head:
+            return LedgerCheck(
+                False, check.entries, check.head, "the last entry is not the recorded head: entries were removed"
+            )
+        return check
+
+    def _read(self) -> tuple[os.stat_result | None, bytes]:
+        try:
+            with open(self.path, "rb") as fh:
+                return os.fstat(fh.fileno()), fh.read()
+        except FileNotFoundError:
+            return None, b""
+
+    @staticmethod
+    def _scan(data: bytes, offset: int, count: int, prev: str) -> tuple[LedgerCheck, int]:
+        """Check the lines of ``data[offset:]`` as entries ``count, count+1, …`` continuing from hash ``prev``."""
+        chunk = data[offset:]
+        line0 = data[:offset].count(b"\n")
+        if chunk and not chunk.endswith(b"\n"):
+            n = line0 + chunk.count(b"\n") + 1
+            torn = "the last line is incomplete (a torn write)"
+            return LedgerCheck(False, count + chunk.count(b"\n"), prev, torn, n), 0
+        for n, raw in enumerate(chunk.splitlines(), line0 + 1):
+            if not raw.strip():
+                return LedgerCheck(False, count, prev, "blank line inside the ledger", n), 0
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                return LedgerCheck(False, count, prev, "line is not valid JSON", n)
+                entry = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return LedgerCheck(False, count, prev, "line is not valid JSON", n), 0
             if not isinstance(entry, dict) or entry.get("seq") != count:
-                return LedgerCheck(False, count, prev, f"sequence number is not {count}", n)
+                return LedgerCheck(False, count, prev, f"sequence number is not {count}", n), 0
             if entry.get("prev") != prev:
-                return LedgerCheck(False, count, prev, "prev does not match the previous entry's hash", n)
+                return LedgerCheck(False, count, prev, "prev does not match the previous entry's hash", n), 0
             if entry.get("hash") != entry_hash(entry):
-                return LedgerCheck(False, count, prev, "entry was modified: its hash does not match its content", n)
+                return LedgerCheck(False, count, prev, "entry was modified: its hash does not match its content", n), 0
             prev, count = entry["hash"], count + 1
-        if expected_head is not None and prev != expected_head:
-            return LedgerCheck(False, count, prev, "the last entry is not the recorded head: entries were removed")
-        return LedgerCheck(True, count, prev)
+        return LedgerCheck(True, count, prev), len(data)
+
+    def _verified_tail(self) -> LedgerCheck:
+        """The chain's state for an append, without re-reading what was verified: the cached tail when the
+        file is as this object last saw it (same inode, size and modification time), only the bytes added
+        since when it grew (another writer appended), otherwise a full :meth:`verify`. This keeps an append
+        O(1) in the ledger's length; edits that keep the file's size and time are left to the full
+        verification every open and ``ledger verify`` do."""
+        if self._tail is None:
+            return self.verify()
+        fp, size, count, head = self._tail
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            stat = None
+        if _fingerprint(stat) == fp:
+            return LedgerCheck(True, count, head)
+        if stat is None or stat.st_size < size or stat.st_ino != fp[0]:
+            return self.verify()
+        with open(self.path, "rb") as fh:
+            fh.seek(max(size - 1, 0))
+            data = fh.read()
+        if size and not data.startswith(b"\n"):
+            return self.verify()
+        offset = 1 if size else 0
+        check, _ = self._scan(data, offset, count, head)
+        if check.ok:
+            stat = os.stat(self.path)
+            self._tail = (_fingerprint(stat), size - offset + len(data), check.entries, check.head)
+        else:
+            return self.verify()  # report the problem with whole-file line numbers
+        return check
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Add ``record`` as a new line (refuses when the existing chain does not verify). The file is opened
-        for appending and synced to disk before returning: earlier lines are never rewritten."""
+        """Add ``record`` as a new line; see :meth:`append_many`."""
+        return self.append_many([record])[0]
+
+    def append_many(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add ``records`` as new lines, written together and synced to disk once before returning (refuses
+        when the chain does not verify). The file is opened for appending: earlier lines are never rewritten.
+
+        The chain is verified in full once per :class:`Ledger` object (and by :meth:`verify`); later appends
+        only check what other writers added since, so a queue of ``n`` requests costs O(n), not O(n²)."""
+        if not records:
+            return []
         with file_lock(self.lock_path):
-            check = self.verify()
+            check = self._verified_tail()
             if not check.ok:
                 raise CheckpointError(
                     f"{self.path} fails verification at line {check.line} ({check.problem}); "
                     "investigate before appending (`unlearnkit ledger verify`)"
                 )
-            entry: dict[str, Any] = {
-                "seq": check.entries,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "prev": check.head,
-                "record": json.loads(json.dumps(record, default=str)),
-            }
-            entry["hash"] = entry_hash(entry)
+            size = self._tail[1] if self._tail is not None else 0
+            seq, prev = check.entries, check.head
+            entries, lines = [], []
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            for record in records:
+                entry: dict[str, Any] = {
+                    "seq": seq,
+                    "time": now,
+                    "prev": prev,
+                    "record": json.loads(json.dumps(record, default=str)),
+                }
+                entry["hash"] = entry_hash(entry)
+                entries.append(entry)
+                lines.append(json.dumps(entry, sort_keys=True) + "\n")
+                seq, prev = seq + 1, entry["hash"]
+            data = "".join(lines).encode("utf-8")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            with open(self.path, "ab") as fh:
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        return entry
+                stat = os.fstat(fh.fileno())
+            size += len(data)
+            # nobody else appends under the lock: a size that differs means a full verify next time
+            self._tail = (_fingerprint(stat), size, seq, prev) if stat.st_size == size else None
+        return entries
+
+    def tail(self) -> tuple[int, str]:
+        """``(entries, head hash)`` of the chain, from the verified tail (a full verify the first time).
+        Raises :class:`CheckpointError` when the chain does not verify."""
+        with file_lock(self.lock_path):
+            check = self._verified_tail()
+        if not check.ok:
+            raise CheckpointError(f"{self.path} fails verification at line {check.line} ({check.problem})")
+        return check.entries, check.head
+
+    def open_purges(self) -> list[dict[str, Any]]:
+        """``purge`` entries (checkpoints to remove) not yet closed by a ``purged`` entry, in ledger order."""
+        return open_purges(self.entries())
 
     def drop_torn_tail(self) -> bool:
         """Cut an incomplete last line (a write interrupted by a crash, never acknowledged to anyone).

@@ -41,14 +41,22 @@ from ..checkpoint import atomic_write_text
 from ..data.tensors import TensorData, as_tensor_data
 from ..engine import Recipe
 from ..errors import CheckpointError, ConfigError, ForgetSpecError
+from ..identifiers import check_identifier
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
-from .certificates import Signer, certificate_body, sign_head, write_certificate
+from .certificates import (
+    Signer,
+    certificate_body,
+    certificate_path,
+    sign_head,
+    signed_head_entries,
+    write_certificate,
+)
 from .chains import ChainJob, ChainResult, ModelSpec, ensure_root, key_seed, run_chain
 from .ensemble import ShardEnsemble
 from .executors import Executor, make_executor
 from .faults import fault_point
-from .ledger import Ledger, file_lock, record_type, sha256_hex
+from .ledger import Ledger, file_lock, open_purges, record_type, sha256_hex
 from .s3t import S3T
 from .sharding import ShardPlan, chain_keys, make_plan, root_key
 from .sisa import SISA
@@ -93,6 +101,10 @@ class DeletionRequest:
     ids: list[int]
     request_id: str | None = None
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.request_id is not None:  # checked before anything is written: an id is never a path
+            check_identifier(self.request_id, "request id")
 
 
 SCHEMES: dict[str, type[SISA]] = {"sisa": SISA, "s3t": S3T}
@@ -290,6 +302,8 @@ class ShardedModel:
                 obj.state["ledger_head"] = entry["hash"]
                 obj.save_state()
                 obj._train(range(scheme.shards), executor, workers, progress=progress)
+                if deleted:  # checkpoints an earlier model in this folder trained on now-deleted ids
+                    obj.purge()
             finally:
                 obj._locked = False
         return obj
@@ -442,7 +456,12 @@ class ShardedModel:
                 self.state["ledger_head"] = self.ledger.verify().head
                 self.save_state()
             self.problem = ""
-            return self._complete(opens, executor, workers, progress, evaluate, signer) if opens else []
+            reports = self._complete(opens, executor, workers, progress, evaluate, signer) if opens else []
+            if self._purge_due():  # a crash after a commit or during a purge: finish the purge
+                self.purge()
+            if signer is not None:
+                self.repair_signing(signer)
+            return reports
 
     def rollback(self, signer: Signer | None = None) -> list[str]:
         """Cancel every open deletion request instead of finishing it: its ids go back into their slices and
@@ -657,7 +676,11 @@ class ShardedModel:
         interrupted fit). Returns the reports of the requests it finished."""
         with self.locked():
             reports = self.recover(executor, workers, signer, progress)
-            self._train([s for s in range(self.plan.num_shards) if self._needs_training(s)], executor, workers)
+            self._train(
+                [s for s in range(self.plan.num_shards) if self._needs_training(s)], executor, workers, progress
+            )
+            if self.purge() and signer is not None:  # e.g. checkpoints from before purging existed
+                self.repair_signing(signer)
             return reports
 
     def accuracy(self, test: object | None = None) -> float | None:
@@ -750,7 +773,7 @@ class ShardedModel:
             checked = []
             taken: set[int] = set()
             for n, req in enumerate(requests):
-                rid = req.request_id or f"req-{len(known) + n:05d}"
+                rid = check_identifier(req.request_id or f"req-{len(known) + n:05d}", "request id")
                 if rid in known or rid in names:
                     raise ForgetSpecError(f"request id {rid!r} is already in the ledger; give each request a new id")
                 new, already, where = self._validate(req, taken)
@@ -760,7 +783,7 @@ class ShardedModel:
             before = self.selection()
             keys_before = [s.key for s in before]
             model_before = self.model_hash(before)
-            pendings = []
+            records = []
             for rid, req, new, already, where in checked:
                 state_before = state_digest(self.state)
                 self.plan = self.plan.without(new)
@@ -780,8 +803,12 @@ class ShardedModel:
                     "depth_before": [s.depth for s in before],
                     "keys_before": keys_before,
                     "model_before": model_before,
+                    "signed": signer is not None,
                 }
-                pendings.append(self.ledger.append(record))
+                records.append(record)
+            # one write and one fsync for the whole round: durable before exact.json changes
+            pendings = self.ledger.append_many(records)
+            for _ in pendings:
                 fault_point("pending")
             # from here on the ids are gone from exact.json, even if retraining is interrupted
             self.state["ledger_head"] = pendings[-1]["hash"]
@@ -824,46 +851,149 @@ class ShardedModel:
         for e in pendings:
             rec = e["record"]
             shards = self._rows(rec, after, results)
-            report = DeletionReport(
-                request_id=rec["request_id"],
-                scheme=self.scheme.name,
-                ids=list(rec["ids"]),
-                already_deleted=list(rec["already_deleted"]),
-                shards=shards,
-                seconds=seconds,
-                accuracy=acc,
-                constituents=sum(1 for s in after if s.key is not None),
-                keys_before=list(rec["keys_before"]),
-                keys_after=keys_after,
-                model_before=rec["model_before"],
-                model_after=model_after,
-            )
-            committed = self.ledger.append(
-                {**report.to_dict(), "type": "committed", "pending_seq": e["seq"], "state": state_digest(self.state)}
-            )
-            if signer is not None:
-                body = certificate_body(
-                    report.request_id,
-                    report.ids,
-                    report.model_before,
-                    report.model_after,
-                    [r["shard"] for r in shards],
-                    committed["hash"],
-                    committed["seq"] + 1,
+            reports.append(
+                DeletionReport(
+                    request_id=rec["request_id"],
+                    scheme=self.scheme.name,
+                    ids=list(rec["ids"]),
+                    already_deleted=list(rec["already_deleted"]),
+                    shards=shards,
+                    seconds=seconds,
+                    accuracy=acc,
+                    constituents=sum(1 for s in after if s.key is not None),
+                    keys_before=list(rec["keys_before"]),
+                    keys_after=keys_after,
+                    model_before=rec["model_before"],
+                    model_after=model_after,
                 )
-                report.certificate = str(write_certificate(self.path, body, signer))
+            )
+        digest = state_digest(self.state)
+        committed = self.ledger.append_many(
+            [
+                {**r.to_dict(), "type": "committed", "pending_seq": e["seq"], "state": digest}
+                for r, e in zip(reports, pendings, strict=True)
+            ]
+        )
+        for _ in committed:
             fault_point("committed")
-            reports.append(report)
-        self.state["ledger_head"] = committed["hash"]
-        self.save_state()
+        self.purge()
         if signer is not None:
-            sign_head(self.path, committed["hash"], committed["seq"] + 1, signer)
+            entries = self.ledger.entries()
+            for r, e in zip(reports, committed, strict=True):
+                r.certificate = str(self._certify(e, signer, entries))
+        self._finish_head(signer)
         fault_point("done")
         if background and todo:
             self.wait()
             self._background = _Background(lambda: self._train(todo, executor, workers, False))
             self._background.start()
         return reports
+
+    # ---- purge and signatures --------------------------------------------------------------------------------
+    def stale_checkpoints(self) -> dict[str, list[int]]:
+        """Every stored checkpoint (in use or not) whose recorded training history contains a deleted id,
+        with those ids: what :meth:`purge` removes and what ``exact-audit`` refuses."""
+        deleted = self.deleted | self.ledger.deleted_ids()
+        out: dict[str, list[int]] = {}
+        for key in self.store.stored_keys():
+            try:
+                history = self.store.meta(key).get("history", [])
+            except (OSError, ValueError) as exc:
+                where = f"checkpoint {key[:12]}… in {self.store.url}"
+                raise CheckpointError(f"{where} has no readable meta.json ({exc}); remove that folder") from exc
+            bad = sorted({int(i) for sl in history for i in sl} & deleted)
+            if bad:
+                out[key] = bad
+        return out
+
+    def _purge_due(self) -> bool:
+        """Whether a deletion was committed after the last completed purge, or a purge is pending."""
+        entries = self.ledger.entries()
+        kinds = [record_type(e["record"]) for e in entries]
+        last_commit = max((n for n, k in enumerate(kinds) if k == "committed"), default=-1)
+        last_purged = max((n for n, k in enumerate(kinds) if k == "purged"), default=-1)
+        return last_commit > last_purged or bool(open_purges(entries))
+
+    def purge(self) -> list[str]:
+        """Remove every stored checkpoint trained on a deleted id (local and fsspec stores alike). A ``purge``
+        ledger entry lists the keys first (pending purge), a ``purged`` entry records that they are gone; a
+        crash in between is finished by :meth:`recover`. Returns the removed keys."""
+        with self.locked():
+            self.wait()  # background retraining must not write a checkpoint of an older plan after the purge
+            opened = self.ledger.open_purges()
+            keys = sorted({k for e in opened for k in e["record"]["keys"]} | set(self.stale_checkpoints()))
+            if not keys and not opened:
+                return []
+            entry = self.ledger.append(
+                {"type": "purge", "keys": keys, "deleted_sha256": ids_digest(self.deleted), "reason": "deleted ids"}
+            )
+            fault_point("purge")
+            for key in keys:
+                self.store.remove(key)
+            left = sorted(set(self.stale_checkpoints()))
+            if left:
+                raise CheckpointError(f"checkpoints {[k[:12] for k in left]} could not be purged from {self.store.url}")
+            seqs = [e["seq"] for e in opened] + [entry["seq"]]
+            done = self.ledger.append({"type": "purged", "purge_seqs": seqs, "keys": keys, "removed": len(keys)})
+            self.state["ledger_head"] = done["hash"]
+            self.save_state()
+            return keys
+
+    def _certify(self, committed: dict[str, Any], signer: Signer, entries: list[dict[str, Any]] | None = None) -> Path:
+        """Sign the certificate of the request committed in ledger entry ``committed``: its ledger head is the
+        ledger's current last entry, and it states how many checkpoints the purge that followed removed."""
+        rec = committed["record"]
+        entries = entries if entries is not None else self.ledger.entries()
+        purged = [e for e in entries[committed["seq"] :] if record_type(e["record"]) == "purged"]
+        pending_purge = bool(open_purges(entries))
+        count, head = self.ledger.tail()
+        body = certificate_body(
+            rec["request_id"],
+            [int(i) for i in rec["ids"]],
+            rec["model_before"],
+            rec["model_after"],
+            [int(r["shard"]) for r in rec["shards"]],
+            head,
+            count,
+        )
+        body["committed_entry"] = committed["seq"]
+        body["purge"] = {
+            "complete": not pending_purge,
+            "removed_checkpoints": sum(int(e["record"].get("removed", 0)) for e in purged),
+        }
+        return write_certificate(self.path, body, signer)
+
+    def _finish_head(self, signer: Signer | None) -> None:
+        """Record the ledger's last entry in ``exact.json`` and, with ``signer``, sign it as the new head."""
+        count, head = self.ledger.tail()
+        self.state["ledger_head"] = head
+        self.save_state()
+        if signer is not None:
+            sign_head(self.path, head, count, signer)
+
+    def repair_signing(self, signer: Signer) -> list[str]:
+        """After a crash between ``committed`` and signing: issue the certificate of every committed request
+        that was made with a signer and has none, and sign the head when the signed head does not cover the
+        whole ledger. Returns the request ids certified."""
+        with self.locked():
+            entries = self.ledger.entries()
+            signed = {
+                e["record"]["request_id"]
+                for e in entries
+                if record_type(e["record"]) == "pending" and e["record"].get("signed")
+            }
+            issued = []
+            for e in entries:
+                rid = e["record"].get("request_id")
+                if record_type(e["record"]) != "committed" or rid not in signed:
+                    continue
+                if not certificate_path(self.path, rid).is_file():
+                    self._certify(e, signer, entries)
+                    issued.append(rid)
+            count, head = self.ledger.tail()
+            if issued or signed_head_entries(self.path) != count:
+                self._finish_head(signer)
+            return issued
 
     def _rows(self, rec: dict[str, Any], after: list[Selection], results: list[ChainResult]) -> list[dict[str, Any]]:
         where = {int(i): (int(s), int(r)) for i, s, r in rec["locations"]}

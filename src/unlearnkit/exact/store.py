@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,20 @@ class CheckpointStore:
     def meta(self, key: str) -> dict[str, Any]:
         return read_meta(self.path(key))
 
+    def stored_keys(self) -> list[str]:
+        """Every key with a ``meta.json`` in the store (complete or not), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _is_key(p.name) and (p / META).is_file())
+
+    def remove(self, key: str) -> None:
+        """Delete checkpoint ``key``: ``meta.json`` first (from then on it no longer counts as present), then
+        the weights and the folder. Removing a key that is not there does nothing."""
+        folder = self.path(key)
+        (folder / META).unlink(missing_ok=True)
+        if folder.is_dir():
+            shutil.rmtree(folder)
+
     def check(self, key: str) -> tuple[bool, str]:
         """Whether the checkpoint stored as ``key`` has a recorded history that hashes to ``key``."""
         if not self.has(key):
@@ -73,8 +88,12 @@ class CheckpointStore:
         return True, "ok"
 
 
+def _is_key(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
 def _check_key(key: str) -> None:
-    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+    if not _is_key(key):
         raise CheckpointError(f"{key!r} is not a checkpoint key (64 hex digits)")
 
 
@@ -104,6 +123,20 @@ class FsspecStore(CheckpointStore):
         with self.fs.open(self._p(key, META), "wb") as fh:
             fh.write((json.dumps({**meta, "key": key}, indent=2, default=str) + "\n").encode())
         return Path(self._p(key, ""))
+
+    def stored_keys(self) -> list[str]:
+        base = self.base.rstrip("/")
+        if not self.fs.exists(base):
+            return []
+        names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)]
+        return sorted(n for n in names if _is_key(n) and self.fs.exists(self._p(n, META)))
+
+    def remove(self, key: str) -> None:
+        if self.fs.exists(self._p(key, META)):
+            self.fs.rm(self._p(key, META))
+        folder = f"{self.base.rstrip('/')}/{key}"
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
 
     def get(self, key: str, model: nn.Module) -> nn.Module:
         from safetensors.torch import load as from_bytes

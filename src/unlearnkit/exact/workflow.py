@@ -14,9 +14,11 @@ from ..data.registry import load_dataset
 from ..engine import Recipe
 from ..errors import CheckpointError, ConfigError
 from ..forget import read_index_file, validate_indices
+from ..identifiers import check_identifier
 from ..training import default_recipe
+from .anchors import append_anchor, check_anchor, check_certificate_file
 from .audit import ExactnessReport, audit
-from .certificates import Signer
+from .certificates import Signer, read_head
 from .chains import ModelSpec
 from .executors import Executor
 from .ledger import Ledger, LedgerCheck
@@ -113,11 +115,17 @@ def delete_ids(
     progress: bool = True,
     signer: Signer | None = None,
     watch: bool = False,
+    anchor: str | Path | None = None,
 ) -> list[DeletionReport]:
     """Process deletion requests: every ids file given (or found in a folder given) is one request; all are
     batched into one retraining round, each with its own ledger entries and certificate. With ``watch``,
     request files that appear in the folders while a round retrains are processed in the next round, until
-    a round finds nothing new (files already in the ledger, by request id, are skipped)."""
+    a round finds nothing new (files already in the ledger, by request id, are skipped). ``anchor``: an
+    append-only file kept elsewhere that receives the new signed head (see :mod:`.anchors`)."""
+    if request_id is not None:  # before the folder is opened (opening may finish an earlier request)
+        check_identifier(request_id, "request id")
+    if anchor is not None and signer is None:
+        raise ConfigError("--anchor records signed heads: give --signing-key (or $UNLEARNKIT_SIGNING_KEY) too")
     paths = [ids_file] if isinstance(ids_file, str | Path) else list(ids_file)
     # requests from a queue (several files, a folder) are named by their file names; a single file by req-NNNNN
     named = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
@@ -137,6 +145,8 @@ def delete_ids(
         reports += sm.delete_many(reqs, executor=executor, workers=workers, progress=progress, signer=signer)
         if not watch:
             break
+    if anchor is not None:
+        append_anchor(anchor, model_dir)
     return reports
 
 
@@ -147,21 +157,75 @@ def resume_folder(
     executor: str | Executor = "process",
     workers: int | None = None,
     signer: Signer | None = None,
+    progress: bool = True,
+    anchor: str | Path | None = None,
 ) -> tuple[list[DeletionReport], list[str]]:
-    """Finish (or, with ``rollback``, cancel) the deletion requests a crash left open and train whatever the
-    plan lacks. Returns the finished reports and the cancelled request ids."""
+    """Finish (or, with ``rollback``, cancel) the deletion requests a crash left open, purge stored
+    checkpoints trained on deleted ids and train whatever the plan lacks. With ``signer``, also issue the
+    certificates and sign the head a crash after ``committed`` left out (:meth:`ShardedModel.repair_signing`);
+    ``anchor`` then receives the signed head. Returns the finished reports and the cancelled request ids."""
+    if anchor is not None and signer is None:
+        raise ConfigError("--anchor records signed heads: give --signing-key (or $UNLEARNKIT_SIGNING_KEY) too")
     sm = ShardedModel.open(model_dir, recover=False)
+    cancelled: list[str] = []
     if rollback:
         cancelled = sm.rollback(signer=signer)
-        sm.resume(executor, workers, signer)
-        return [], cancelled
-    return sm.resume(executor, workers, signer), []
+    reports = sm.resume(executor, workers, signer, progress)
+    if anchor is not None:
+        append_anchor(anchor, model_dir)
+    return ([] if rollback else reports), cancelled
 
 
-def verify_ledger(model_dir: str | Path, public_key: str | Path | None = None, *, strict: bool = False) -> LedgerCheck:
+def verify_ledger(
+    model_dir: str | Path,
+    public_key: str | Path | None = None,
+    *,
+    strict: bool = False,
+    anchor: str | Path | None = None,
+    certificates: Sequence[str | Path] = (),
+) -> LedgerCheck:
     """Verify the hash chain of a ledger, that its head is the one the model folder recorded (also when the
     ledger file itself is given: ``exact.json`` beside it is read), and, with ``public_key``, the signed head
-    (``strict``: every entry must be covered by the signature, see :func:`~.certificates.verify_head`)."""
+    (``strict``: every entry must be covered by the signature, see :func:`~.certificates.verify_head`).
+
+    Against rollback to an older snapshot (:mod:`.anchors`): every signed head in the ``anchor`` file and
+    every certificate in ``certificates`` must still be in the ledger at its place."""
+    check = _verify_chain(model_dir, public_key, strict)
+    if not check.ok or (anchor is None and not certificates):
+        return check
+    folder = Path(model_dir)
+    ledger_path = folder if folder.is_file() else folder / LEDGER
+    entries = Ledger(ledger_path).entries()
+    if anchor is not None:
+        ok, why = check_anchor(anchor, [e["hash"] for e in entries], read_head(ledger_path.parent), public_key)
+        if not ok:
+            return LedgerCheck(False, check.entries, check.head, why)
+        check.notes.append(why)
+    for cert in certificates:
+        ok, why = check_certificate_file(cert, entries, public_key)
+        if not ok:
+            return LedgerCheck(False, check.entries, check.head, f"certificate {cert}: {why}")
+    if certificates:
+        check.notes.append(f"{len(certificates)} certificate(s) are in the ledger at their place")
+    return check
+
+
+def certificate_in_ledger_check(
+    certificate: str | Path, model_dir: str | Path, public_key: str | Path | None = None
+) -> tuple[bool, str]:
+    """Whether ``certificate`` is in the ledger of ``model_dir`` (a folder or its ``ledger.jsonl``) at its
+    place; the ledger's hash chain must verify first."""
+    folder = Path(model_dir)
+    ledger = Ledger(folder if folder.is_file() else folder / LEDGER)
+    if not ledger.path.is_file():
+        raise CheckpointError(f"no ledger at {ledger.path}; pass the model folder the certificate was issued for")
+    check = ledger.verify()
+    if not check.ok:
+        return False, f"the ledger does not verify at line {check.line} ({check.problem})"
+    return check_certificate_file(certificate, ledger.entries(), public_key)
+
+
+def _verify_chain(model_dir: str | Path, public_key: str | Path | None, strict: bool) -> LedgerCheck:
     folder = Path(model_dir)
     ledger_path = folder if folder.is_file() else folder / LEDGER
     folder = ledger_path.parent
