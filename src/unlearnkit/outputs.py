@@ -38,12 +38,27 @@ from .errors import CheckpointError
 KILL_ENV = "UNLEARNKIT_OUTPUTS_KILL_AT"
 STAGES = ("ready", "aside", "swapped")
 
+#: what every writing command's ``--help`` says about its output (the README's "Outputs" section says more)
+HELP_NOTE = (
+    "staged and swapped in atomically; never an input, inside an input or inside a model; see 'Outputs' in README.md"
+)
+
 #: files whose presence makes a folder a model: classifier/GAN/diffusion checkpoints, Hugging Face models,
 #: diffusers pipelines, exact-unlearning models
-MODEL_FILES = ("meta.json", "model.safetensors", "config.json", "model_index.json", "unlearnkit.json", "state.json")
+MODEL_FILES = (
+    "meta.json",
+    "model.safetensors",
+    "config.json",
+    "model_index.json",
+    "unlearnkit.json",
+    "exact.json",
+    "ledger.jsonl",
+)
 
 #: files whose presence makes a folder an earlier unlearnkit results folder (replaced as a whole)
 RESULT_FILES = (
+    "qa.jsonl",
+    "people.jsonl",
     "results.json",
     "audit.json",
     "tune.json",
@@ -275,6 +290,11 @@ def _resolved(p: str | Path) -> Path:
     return Path(os.path.expanduser(str(p))).resolve()
 
 
+def same_place(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same place once symlinks are resolved."""
+    return _resolved(a) == _resolved(b)
+
+
 def holds_model(folder: Path) -> bool:
     """Whether ``folder`` holds a model of any family (see :data:`MODEL_FILES`)."""
     return folder.is_dir() and any((folder / name).is_file() for name in MODEL_FILES)
@@ -407,6 +427,7 @@ __all__ = [
     "fault_point",
     "holds_model",
     "recover",
+    "same_place",
     "staged_folder",
     "stored_kind",
     "writable_parent",

@@ -116,7 +116,9 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
     from ..diffusion import parse_concept, unlearn_concept
     from ..diffusion.io import describe, load_model, save_model
     from ..diffusion.metrics import changed_storage_mb
+    from ..outputs import check_output_folder
 
+    check_output_folder(args.out, overwrite=False, inputs=[args.model, args.data_dir])
     data = _concept_data(args)
     concept = parse_concept(args.concept, data)
     model = load_model(args.model, data, device=args.device)
@@ -134,7 +136,6 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
 
 def cmd_diff_eval(args: argparse.Namespace) -> int:
     import hashlib
-    import json
 
     from ..diffusion import load_concept_data, parse_concept
     from ..diffusion.attacks import unlearndiffatk
@@ -142,7 +143,10 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     from ..diffusion.evaluators import cached_evaluators
     from ..diffusion.inception import InceptionFID
     from ..diffusion.io import describe, load_model
+    from ..outputs import check_output_file, write_json
 
+    if args.json:
+        check_output_file(args.json, overwrite=args.overwrite, inputs=[args.model, args.data_dir, args.cache_dir])
     data = _concept_data(args)
     test = load_concept_data(args.dataset, split="test", data_dir=args.data_dir, seed=args.seed)
     concept = parse_concept(args.concept, data)
@@ -164,7 +168,7 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     for name, value in metrics.items():
         print(f"  {name:>18}: {value:.2f}" if isinstance(value, float) else f"  {name:>18}: {value}")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        write_json(args.json, metrics)
     return 0
 
 
@@ -224,6 +228,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-seeds", type=int, default=4)
     p.add_argument("--cache-dir", help="evaluator cache (default ~/.cache/unlearnkit/diffusion)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
     _add_data(p)
     add_common(p)

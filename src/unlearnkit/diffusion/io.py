@@ -50,9 +50,7 @@ def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None =
     if isinstance(model, OneStepGenerator):
         record = {"t_init": model.t_init}
         if isinstance(model.net, DiffusersTextToImage):
-            root = save_pipeline(model.net, path)
-            (root / ONE_STEP_FILE).write_text(json.dumps(record))
-            return root
+            return save_pipeline(model.net, path, extra={ONE_STEP_FILE: json.dumps(record)})
         return save_model(model.net, path, {**(meta or {}), "one_step": record})
     if isinstance(model, DiffusersTextToImage):
         return save_pipeline(model, path)
