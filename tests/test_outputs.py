@@ -237,3 +237,59 @@ def test_every_writing_command_points_to_the_output_discipline():
     } <= writers
     for name in writers:
         assert "README.md" in (sub.choices[name].epilog or ""), name
+
+
+LM_SCRIPT = """
+import os, sys
+from unlearnkit.lm import TinyLMConfig, build_tiny_lm, save_causal_lm, train_tokenizer
+from unlearnkit.outputs import KILL_ENV
+stage = os.environ.pop(KILL_ENV)
+tok = train_tokenizer(["Question: who is Ada? Answer: a tiny fictitious person."], vocab_size=300)
+model = build_tiny_lm(TinyLMConfig(d_model=16, n_layers=1, n_heads=2, max_length=32), tok)
+save_causal_lm(model, tok, sys.argv[1], meta={"v": "old"})
+os.environ[KILL_ENV] = stage
+save_causal_lm(model, tok, sys.argv[1], meta={"v": "new"}, overwrite=True)
+"""
+
+
+@pytest.mark.slow  # the subprocess imports torch and transformers (10-30 s); the swap itself is tested above
+def test_kill_9_during_lm_overwrite_keeps_a_loadable_model(tmp_path):
+    """lm-unlearn --overwrite used to delete the old folder and then rename the new one in: a kill between the
+    two left nothing at --out. Now the next run finds the new model, complete and loadable."""
+    pytest.importorskip("transformers")
+    from unlearnkit.lm import load_causal_lm
+    from unlearnkit.lm.model import check_lm_output
+
+    out = tmp_path / "lm"
+    _run_killed([str(out)], "aside", script=LM_SCRIPT)
+    assert not out.exists()  # killed with the old folder set aside and the new one ready beside it
+    check_lm_output(out, overwrite=True)  # the next run's check recovers the interrupted swap
+    assert json.loads((out / "unlearnkit.json").read_text()) == {"v": "new"}
+    load_causal_lm(out)
+    assert _leftovers(tmp_path, "lm") == []
+
+
+PIPELINE_SCRIPT = """
+import os, signal, sys
+import torch
+from unlearnkit.diffusion import build_concept_data
+from unlearnkit.diffusion.hf import load_pipeline, save_pipeline, tiny_pipeline
+data = build_concept_data(torch.rand(4, 1, 8, 8), torch.arange(4) % 2, ["ant", "bee"], styles=("plain",), synonyms={})
+model = load_pipeline(tiny_pipeline(data.vocab.words[1:], sys.argv[2], latent=False, width=8), data)
+model.text_encoder.save_pretrained = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # dies mid-write
+save_pipeline(model, sys.argv[1])
+"""
+
+
+@pytest.mark.slow  # the subprocess imports torch and diffusers (10-30 s)
+def test_kill_9_while_writing_a_diffusers_pipeline_leaves_no_partial_folder(tmp_path):
+    """The pipeline used to be written in place, so a kill left unet/ without text_encoder/ at --out."""
+    pytest.importorskip("diffusers")
+    from unlearnkit.diffusion.hf import is_pipeline_folder
+
+    out = tmp_path / "erased"
+    _run_killed([str(out), str(tmp_path / "src")], "never", script=PIPELINE_SCRIPT)
+    assert not out.exists() and not is_pipeline_folder(out)
+    assert _leftovers(tmp_path, "erased")  # the dead writer's staging folder, with unet/ only ...
+    check_output_folder(out, overwrite=False)  # ... which the next run removes
+    assert _leftovers(tmp_path, "erased") == []
