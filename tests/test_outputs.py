@@ -293,3 +293,19 @@ def test_kill_9_while_writing_a_diffusers_pipeline_leaves_no_partial_folder(tmp_
     assert _leftovers(tmp_path, "erased")  # the dead writer's staging folder, with unet/ only ...
     check_output_folder(out, overwrite=False)  # ... which the next run removes
     assert _leftovers(tmp_path, "erased") == []
+
+
+def test_bench_into_an_earlier_run_keeps_no_stale_artefact(tmp_path, capsys):
+    """An earlier run's predictions.npz (and report) used to survive a new bench into the same --out, and
+    report then drew methods that were not in the table."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text('{"rows": []}')
+    (out / "predictions.npz").write_bytes(b"stale")
+    (out / "report.html").write_text("stale")
+    argv = ["bench", "--train-subset", "200", "--epochs", "1", "--methods", "ft", "--hp", "ft.epochs=1"]
+    argv += ["--forget", "class:2", "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json"]
+    assert [r["method"] for r in json.loads((out / "results.json").read_text())["rows"]][-1] == "ft"
+    assert _leftovers(tmp_path, "run") == []
