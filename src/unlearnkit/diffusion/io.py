@@ -12,6 +12,7 @@ from torch import nn
 
 from ..checkpoint import read_meta, save
 from ..errors import CheckpointError
+from ..outputs import recover
 from .concepts import ConceptData
 from .hf import DiffusersTextToImage, is_pipeline_folder, load_pipeline, save_pipeline
 from .one_step import OneStepGenerator
@@ -26,6 +27,7 @@ def load_model(path: str | Path, data: ConceptData, *, device: str | torch.devic
     """The model in ``path``: a diffusers pipeline folder (``model_index.json`` / ``unet/`` + ``text_encoder/``)
     bound to ``data``'s vocabulary, or a miniature checkpoint (``meta.json`` of kind ``unlearnkit.diffusion``)."""
     root = Path(path)
+    recover(root)  # a save that a crash interrupted is finished (or undone) before reading
     if not root.exists():
         raise CheckpointError(f"{root} does not exist; pass a diffusers pipeline folder or a diff-train checkpoint")
     if is_pipeline_folder(root):

@@ -85,8 +85,11 @@ def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
 
 def load_causal_lm(path: str | Path, device=None):
     """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
+    from ..outputs import recover
+
     transformers = require("transformers", extra="lm")
     p = Path(path)
+    recover(p)  # a save that a crash interrupted is finished (or undone) before reading
     if not (p / "config.json").is_file():
         raise CheckpointError(
             f"{p} is not a Hugging Face model folder (no config.json); pass a folder saved with save_pretrained "
