@@ -309,3 +309,9 @@ def test_bench_into_an_earlier_run_keeps_no_stale_artefact(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json"]
     assert [r["method"] for r in json.loads((out / "results.json").read_text())["rows"]][-1] == "ft"
     assert _leftovers(tmp_path, "run") == []
+
+
+def test_a_project_folder_with_a_config_json_is_not_a_model(tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # many projects keep one at their root
+    (tmp_path / "meta.json").write_text('{"title": "notes"}')
+    assert check_output_folder(tmp_path / "runs" / "x", overwrite=False) == tmp_path / "runs" / "x"

@@ -43,12 +43,13 @@ HELP_NOTE = (
     "staged and swapped in atomically; never an input, inside an input or inside a model; see 'Outputs' in README.md"
 )
 
-#: files whose presence makes a folder a model: classifier/GAN/diffusion checkpoints, Hugging Face models,
-#: diffusers pipelines, exact-unlearning models
+#: files whose presence makes a folder a model: weights (classifier/GAN/diffusion checkpoints, Hugging Face
+#: models), diffusers pipelines, unlearnkit's LM record, exact-unlearning models; a ``meta.json`` counts when it
+#: records a ``kind`` (a ``config.json`` alone does not: many projects keep one at their root)
 MODEL_FILES = (
-    "meta.json",
     "model.safetensors",
-    "config.json",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
     "model_index.json",
     "unlearnkit.json",
     "exact.json",
@@ -155,6 +156,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _mtime(p: Path) -> float:
+    try:
+        return p.lstat().st_mtime
+    except OSError:  # removed meanwhile
+        return 0.0
+
+
 def _leftovers(path: Path) -> dict[str, list[Path]]:
     """Temporaries of ``path`` left by processes that are gone, by kind (``tmp``, ``new``, ``old``)."""
     found: dict[str, list[Path]] = {"tmp": [], "new": [], "old": []}
@@ -164,7 +172,7 @@ def _leftovers(path: Path) -> dict[str, list[Path]]:
     tagged = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[^/]*\.(tmp|new|old)$")
     legacy_tmp = re.compile(re.escape(f".{path.name}.") + r"[^/]*\.tmp$")
     legacy_old = re.compile(re.escape(f".{path.name}.old-") + r"[^/]*$")
-    for entry in sorted(parent.iterdir(), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+    for entry in sorted(parent.iterdir(), key=_mtime):
         m = tagged.match(entry.name)
         if m:
             if not _pid_alive(int(m.group(1))):
@@ -297,7 +305,9 @@ def same_place(a: str | Path, b: str | Path) -> bool:
 
 def holds_model(folder: Path) -> bool:
     """Whether ``folder`` holds a model of any family (see :data:`MODEL_FILES`)."""
-    return folder.is_dir() and any((folder / name).is_file() for name in MODEL_FILES)
+    if not folder.is_dir():
+        return False
+    return any((folder / name).is_file() for name in MODEL_FILES) or stored_kind(folder) is not None
 
 
 def stored_kind(path: str | Path) -> str | None:
