@@ -325,7 +325,7 @@ def _check_inputs(out: str | Path, target: Path, inputs: Iterable[str | Path | N
             continue
         src = _resolved(given)
         if target == src:
-            raise CheckpointError(f"--out {out} is the input {given}; choose another --out (inputs are never modified)")
+            raise CheckpointError(f"--out {out} is the input {given}; choose another --out (inputs are never replaced)")
         if target in src.parents:
             raise CheckpointError(
                 f"--out {out} contains the input {given}, which writing it would remove; choose another --out"
