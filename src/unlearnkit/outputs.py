@@ -172,7 +172,11 @@ def _leftovers(path: Path) -> dict[str, list[Path]]:
     tagged = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[^/]*\.(tmp|new|old)$")
     legacy_tmp = re.compile(re.escape(f".{path.name}.") + r"[^/]*\.tmp$")
     legacy_old = re.compile(re.escape(f".{path.name}.old-") + r"[^/]*$")
-    for entry in sorted(parent.iterdir(), key=_mtime):
+    try:
+        entries = sorted(parent.iterdir(), key=_mtime)
+    except OSError:  # an unreadable folder: nothing to recover here (writing will say what is wrong)
+        return found
+    for entry in entries:
         m = tagged.match(entry.name)
         if m:
             if not _pid_alive(int(m.group(1))):
