@@ -75,19 +75,20 @@ def test_kill_9_during_an_overwrite_swap_leaves_one_complete_version(tmp_path, s
 def test_recovery_undoes_a_swap_whose_new_folder_was_not_ready(tmp_path):
     """Old folder set aside, new one still a staging folder (not fsynced and marked ready): put the old back."""
     out = tmp_path / "out"
-    _folder(tmp_path / ".out.999999999-ab.old", "old")
-    _folder(tmp_path / ".out.999999999-cd.tmp", "half", n=3)
+    _folder(tmp_path / ".out.999999999-abcdefgh.old", "old")
+    _folder(tmp_path / ".out.999999999-cdefghij.tmp", "half", n=3)
     recover(out)
     assert _content(out) == {"old"} and _leftovers(tmp_path, "out") == []
 
 
 def test_recovery_leaves_temporaries_of_running_processes_and_removes_legacy_ones(tmp_path):
     out = _folder(tmp_path / "out", "old")
-    live = _folder(tmp_path / f".out.{os.getpid()}-ab.tmp", "mine", n=1)  # this process: still writing
-    _folder(tmp_path / ".out.k2j3h4.tmp", "legacy", n=1)  # an older release's staging folder
-    (tmp_path / ".out.999999999-ef.new").mkdir()  # a dead process's ready folder, out already present
+    live = _folder(tmp_path / f".out.{os.getpid()}-abcdefgh.tmp", "mine", n=1)  # this process: still writing
+    _folder(tmp_path / ".out.k2j3h4x9.tmp", "legacy", n=1)  # an older release's staging folder
+    (tmp_path / ".out.999999999-efghijkl.new").mkdir()  # a dead process's ready folder, out already present
+    (tmp_path / ".out.json.k2j3h4x9.tmp").write_text("another file's temporary")  # not out's
     recover(out)
-    assert _leftovers(tmp_path, "out") == [live.name] and _content(out) == {"old"}
+    assert _leftovers(tmp_path, "out") == sorted([live.name, ".out.json.k2j3h4x9.tmp"]) and _content(out) == {"old"}
 
 
 def test_a_crash_inside_the_block_keeps_the_old_folder(tmp_path):

@@ -169,8 +169,9 @@ def _leftovers(path: Path) -> dict[str, list[Path]]:
     parent = path.parent
     if not parent.is_dir():
         return found
-    tagged = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[^/]*\.(tmp|new|old)$")
-    legacy_tmp = re.compile(re.escape(f".{path.name}.") + r"[^/]*\.tmp$")
+    rand = r"[a-z0-9_]{8}"  # tempfile's random part
+    tagged = re.compile(re.escape(f".{path.name}.") + r"(\d+)-" + rand + r"\.(tmp|new|old)$")
+    legacy_tmp = re.compile(re.escape(f".{path.name}.") + rand + r"\.tmp$")
     legacy_old = re.compile(re.escape(f".{path.name}.old-") + r"[^/]*$")
     try:
         entries = sorted(parent.iterdir(), key=_mtime)
@@ -292,6 +293,9 @@ def _swap_in(tmp: Path, ready: Path, path: Path, replace: bool) -> None:
             fsync_dir(path)
         fsync_dir(parent)
     except OSError as exc:
+        aside = tmp.with_name(tmp.name[: -len(".tmp")] + ".old")
+        if not os.path.lexists(path) and aside.exists():
+            os.replace(aside, path)  # the new folder could not be renamed in: put the old one back
         raise CheckpointError(f"could not write {path}: {exc}; free space or choose another --out") from exc
 
 
