@@ -401,10 +401,12 @@ def check_output_folder(
                 raise CheckpointError(
                     f"--out {out} holds an original checkpoint, which is never replaced; choose another --out"
                 )
-            if not overwrite:
-                raise CheckpointError(f"--out {out} already holds a model; choose a new folder or pass --overwrite")
             if results:
                 raise CheckpointError(f"--out {out} holds a model, not results; choose another --out")
+            if not overwrite:
+                raise CheckpointError(
+                    f"--out {out} already holds a checkpoint (a model); choose a new folder or pass --overwrite"
+                )
         elif any(path.iterdir()):
             if not results:
                 raise CheckpointError(
