@@ -153,7 +153,8 @@ def test_cli_unlearn_checks_its_output_before_training(byo, tmp_path, capsys, mo
     data = ["--forget", str(root / "forget.json"), "--retain", str(root / "retain.json"), "--no-progress"]
     base = ["lm-unlearn", "--model", str(root / "gpt2"), "--method", "npo", *data]
     for out, extra, why in [
-        (taken, [], "--overwrite"),
+        (taken, [], "not a checkpoint or model"),
+        (taken, ["--overwrite"], "not a checkpoint or model"),  # a folder of other files is never replaced
         (root / "gpt2", ["--overwrite"], "never replaced"),
         (tmp_path / "x", ["--hp", "ga.lr=1"], "names method 'ga'"),
     ]:

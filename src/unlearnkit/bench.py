@@ -158,7 +158,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     if recipe.epochs < 1:
         raise ConfigError(f"bench trains an original model; epochs must be >= 1, got {recipe.epochs}")
     if cfg.out_dir is not None:
-        check_results_folder(cfg.out_dir)
+        check_results_folder(cfg.out_dir, inputs=[cfg.data_dir, cfg.cache_dir or cache_root()])
     bundle = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_subset, subset_seed=0)
     task = bundle.task
     device = resolve_device(cfg.device)
@@ -301,7 +301,7 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     )
     out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None:
-        with staged_folder(out) as staging:  # every result file appears at once, or none does
+        with staged_folder(out, replace=True) as staging:  # the whole folder at once: no stale file survives
             table.write(staging)
             if cfg.save_predictions:
                 from .report.predictions import write_predictions

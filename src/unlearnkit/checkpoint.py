@@ -7,139 +7,25 @@ anything else worth keeping (dataset, recipe, seed, metrics). Loading never exec
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import CheckpointError, UnlearnkitError
+from .outputs import (  # noqa: F401  (re-exported: the writers live in outputs.py, the one output discipline)
+    _json_default,
+    atomic_write_bytes,
+    atomic_write_text,
+    recover,
+    staged_folder,
+    stored_kind,
+    write_json,
+)
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temp_file(folder: Path, name: str) -> tuple[int, str]:
-    """A temporary file beside the final one, with the permissions a plain ``open`` would give it."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path | torch.device):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _backups(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
-
-
-def recover(path: str | Path) -> None:
-    """Finish an interrupted replacement: when ``path`` is missing but the copy set aside while replacing it
-    is there, put that copy back; stale set-aside copies next to an existing ``path`` are removed."""
-    path = Path(path)
-    backups = _backups(path)
-    if not backups:
-        return
-    if not path.exists():
-        os.replace(backups[-1], path)
-        backups = backups[:-1]
-    for b in backups:
-        shutil.rmtree(b, ignore_errors=True)
-
-
-@contextmanager
-def staged_folder(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
-    """Write a folder atomically: yield an empty temporary folder beside ``path``; when the block succeeds,
-    its files are fsynced and the folder takes the name ``path`` in one rename. On any error (Ctrl-C
-    included) the temporary folder is removed and ``path`` is left as it was.
-
-    An existing ``path`` is swapped out (set aside, the new folder renamed in, the old one deleted) when
-    ``replace`` is true; otherwise the new files are moved into it one by one, each with an atomic rename.
-    """
-    path = Path(path)
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp"))
-        os.chmod(tmp, 0o777 & ~_umask())
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc}; choose a folder you can write to") from exc
-    try:
-        yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        recover(path)
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            os.replace(tmp, path)  # an empty folder is replaced in the same rename
-        elif replace:
-            aside = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.old-"))
-            os.replace(path, aside)
-            os.replace(tmp, path)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, path / f.name)
-        _fsync_dir(parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None, *, overwrite: bool = False) -> Path:
@@ -172,15 +58,6 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
         save_file(state, str(tmp / WEIGHTS))
         (tmp / META).write_text(json.dumps(meta or {}, indent=2, default=_json_default) + "\n")
     return path
-
-
-def stored_kind(path: str | Path) -> str | None:
-    """The ``kind`` recorded in an existing checkpoint's meta.json, or None when it has none or is unreadable."""
-    try:
-        data = json.loads((Path(path) / META).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data.get("kind") if isinstance(data, dict) else None
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

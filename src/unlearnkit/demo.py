@@ -89,7 +89,7 @@ def run_demo(
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     if out_dir is not None:
-        check_results_folder(out_dir)
+        check_results_folder(out_dir, inputs=[cache_dir])
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -98,7 +98,7 @@ def run_demo(
         torch.set_num_threads(previous)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        with staged_folder(out) as staging:
+        with staged_folder(out, replace=True) as staging:
             for spec, table in zip(requests, tables):
                 table.write(staging, stem="demo-" + spec.replace(":", "-").replace(".", "_"))
     return DemoResult(tables, out)

@@ -36,11 +36,12 @@ class ResultTable:
             w.writerow({k: r.get(k, "") for k in keys})
         return buf.getvalue()
 
-    def write(self, out_dir: str | Path, stem: str = "results") -> tuple[Path, Path]:
+    def write(self, out_dir: str | Path, stem: str = "results", *, replace: bool = False) -> tuple[Path, Path]:
         """Write ``STEM.json`` and ``STEM.csv`` into ``out_dir``: staged in a temporary folder, so a new
-        ``out_dir`` appears with both files or not at all, and each file replaces an older one atomically."""
+        ``out_dir`` appears with both files or not at all, and each file replaces an older one atomically.
+        With ``replace``, the two files replace the whole folder (nothing written there before survives)."""
         out = Path(out_dir)
-        with staged_folder(out) as staging:
+        with staged_folder(out, replace=replace) as staging:
             write_json(staging / f"{stem}.json", self.to_dict())
             atomic_write_text(staging / f"{stem}.csv", self.to_csv())
         return out / f"{stem}.json", out / f"{stem}.csv"

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .checkpoint import stored_kind
+from . import outputs
 from .data.tensors import TensorData
-from .errors import CheckpointError, ConfigError, DataError, ForgetSpecError, ModelError
+from .errors import ConfigError, DataError, ForgetSpecError, ModelError
 
 #: rows compared at once when looking for examples present in both the forget and the retain set
 _CHUNK = 4096
@@ -184,65 +183,17 @@ def prepare_request_data(
 
 
 def check_output_folder(out: str | Path | None, *, overwrite: bool, protect: str | Path | None = None) -> Path:
-    """Validate a checkpoint folder to be created *before* any work: not empty, not the checkpoint ``protect``,
-    never an original checkpoint, no other non-empty folder, an existing checkpoint only with ``overwrite``,
+    """Validate a checkpoint folder to be created *before* any work (see :mod:`unlearnkit.outputs`): never
+    the checkpoint ``protect`` nor a folder containing or inside it, never an original checkpoint unless this
+    writes an original (``protect`` is None) with ``overwrite``, an existing model only with ``overwrite``,
     and a parent folder that can be written."""
-    if out is None or not str(out).strip():
-        raise CheckpointError("the output folder is empty; give a new folder name, e.g. --out ckpt/unlearned")
-    path = Path(out)
-    if protect is not None and path.resolve() == Path(protect).resolve():
-        raise CheckpointError(f"{out} is the input checkpoint; choose another --out (originals are never modified)")
-    if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"{out} exists and is not a folder; choose another --out")
-        meta = path / "meta.json"
-        if meta.is_file():
-            kind = stored_kind(path)
-            if kind == "original" and protect is not None:
-                raise CheckpointError(
-                    f"{out} holds an original checkpoint, which unlearning never replaces; choose another --out"
-                )
-            if not overwrite:
-                raise CheckpointError(f"{out} already holds a checkpoint; choose a new folder or pass --overwrite")
-        elif any(path.iterdir()):
-            raise CheckpointError(f"{out} is a non-empty folder that is not a checkpoint; choose a new folder")
-    writable_parent(path)
-    return path
+    return outputs.check_output_folder(out, overwrite=overwrite, inputs=[protect], original=protect is None)
 
 
-def writable_parent(path: Path) -> None:
-    """Raise :class:`CheckpointError` unless ``path`` can be created: its nearest existing ancestor is writable."""
-    parent = path.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not _writable(parent):
-        raise CheckpointError(f"cannot create {path}: {parent} is not writable; choose a folder you can write to")
+def check_results_folder(out: str | Path, *, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Validate a results folder *before* any work: a name, not a file, not a model folder nor inside one, not
+    an input, either new, empty or an earlier results folder (which the new results replace as a whole)."""
+    return outputs.check_output_folder(out, overwrite=False, inputs=inputs, results=True)
 
 
-def _writable(folder: Path) -> bool:
-    """Whether a folder can be created in ``folder`` (tried for real: permission bits do not tell for root,
-    read-only mounts or special file systems)."""
-    if not folder.is_dir():
-        return False
-    try:
-        probe = tempfile.mkdtemp(dir=folder, prefix=".unlearnkit-write-test-")
-    except OSError:
-        return False
-    os.rmdir(probe)
-    return True
-
-
-def check_results_folder(out: str | Path) -> Path:
-    """Validate a results folder *before* any work: a name that is not empty, not a file, and a place that
-    can be written."""
-    if not str(out).strip():
-        raise ConfigError("the results folder is empty; give a folder name, e.g. --out runs/my-bench")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder; choose another --out")
-    existing = path if path.exists() else path.resolve().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not _writable(existing):
-        raise ConfigError(f"cannot write results to {out}: {existing} is not writable; choose another --out")
-    return path
+writable_parent = outputs.writable_parent

@@ -22,9 +22,9 @@ from .metrics.evaluate import Evaluation, evaluate
 from .metrics.predict import predict_outputs
 from .metrics.regression import mean_absolute_error
 from .models import create_model
+from .outputs import check_output_folder
 from .runtime import seed_everything
 from .training import default_recipe, train_model
-from .validation import check_output_folder
 
 
 def _bundle(meta: dict[str, Any], data_dir: str | None = None) -> DatasetBundle:
@@ -103,7 +103,7 @@ def train_checkpoint(
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Train an original model and save it (safetensors + meta with dataset, model, recipe, seed, metrics)."""
-    check_output_folder(out, overwrite=overwrite)
+    check_output_folder(out, overwrite=overwrite, inputs=[data_dir], original=True)
     bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
     recipe = recipe or default_recipe(dataset)
     seed_everything(seed)
@@ -145,7 +145,7 @@ def unlearn_checkpoint(
         raise CheckpointError("the output folder is empty; give a new folder name, e.g. --out ckpt/unlearned")
     if same_path(model_dir, out):
         raise CheckpointError("the output folder is the original checkpoint; choose another --out (originals are kept)")
-    check_output_folder(out, overwrite=overwrite, protect=model_dir)
+    check_output_folder(out, overwrite=overwrite, inputs=[model_dir, data_dir])
     original, meta = load(model_dir)
     bundle = _bundle(meta, data_dir)
     split = _split(bundle, forget, seed)

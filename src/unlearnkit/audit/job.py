@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,12 +16,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import write_json
 from ..data.tensors import TensorData
 from ..engine import Recipe
 from ..errors import ConfigError
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
+from ..outputs import staged_folder, write_json
 from ..results import ResultTable
 from ..runtime import resolve_device
 from .common import ORIGINAL, ModelFactory, registry_factory, run_method, train_fresh
@@ -340,7 +339,8 @@ def run_audit(cfg: AuditConfig) -> ResultTable:
     table = ResultTable(
         f"audit · {run.table.title}", list(rows.values()), columns, {"bench": run.table.meta, "notes": notes}
     )
-    out = Path(bc.out_dir)
-    write_json(out / AUDIT_JSON, report)
-    table.write(out, stem="audit_results")
+    # the bench run above replaced the folder as a whole; the audit files join it together
+    with staged_folder(bc.out_dir) as staging:
+        write_json(staging / AUDIT_JSON, report)
+        table.write(staging, stem="audit_results")
     return table

@@ -394,8 +394,11 @@ def tune_request(
     meta = {"tune": result.to_dict(), "warnings": warnings, "validation_size": len(validation)}
     table = ResultTable(f"tuning {method} against retrain · {run.table.title}", rows, cols, meta)
     if cfg.out_dir:
-        table.write(cfg.out_dir, stem="tune_results")
-        write_json(f"{cfg.out_dir}/tune.json", result.to_dict() | {"warnings": warnings, "rows": rows})
+        from ..outputs import staged_folder
+
+        with staged_folder(cfg.out_dir) as staging:  # both files join the bench folder together
+            table.write(staging, stem="tune_results")
+            write_json(staging / "tune.json", result.to_dict() | {"warnings": warnings, "rows": rows})
     return TuneReport(result, table, warnings)
 
 

@@ -35,7 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
+    _point_to_outputs(sub)
     return parser
+
+
+def _point_to_outputs(sub: argparse._SubParsersAction) -> None:
+    """Every command that writes (has ``--out``/``--json``) says in its help how outputs are written."""
+    from ..outputs import HELP_NOTE
+
+    for command in sub.choices.values():
+        writes = [a for a in command._actions if {"--out", "--json"} & set(a.option_strings)]
+        for action in writes:
+            action.help = f"{action.help or 'output'} ({HELP_NOTE})"
+        if writes and not command.epilog:
+            command.epilog = f"Outputs: {HELP_NOTE}."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,10 @@ def cmd_expose(args: argparse.Namespace) -> int:
     from ..checkpoint import load, save
     from ..data.registry import load_dataset
     from ..methods.clean_unlearning import expose_backdoor
+    from ..outputs import check_output_folder
 
+    if args.out:
+        check_output_folder(args.out, overwrite=False, inputs=[args.model, args.data_dir])
     model, meta = load(args.model)
     bundle = load_dataset(
         meta["dataset"], data_dir=args.data_dir or meta.get("data_dir"), train_subset=meta.get("train_subset")

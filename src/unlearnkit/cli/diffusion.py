@@ -120,7 +120,9 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
     from ..diffusion import parse_concept, unlearn_concept
     from ..diffusion.io import describe, load_model, save_model
     from ..diffusion.metrics import changed_storage_mb
+    from ..outputs import check_output_folder
 
+    check_output_folder(args.out, overwrite=False, inputs=[args.model, args.data_dir])
     data = _concept_data(args)
     concept = parse_concept(args.concept, data)
     model = load_model(args.model, data, device=args.device)
@@ -146,7 +148,10 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
     from ..diffusion.inception import InceptionFID
     from ..diffusion.io import describe, load_model
     from ..diffusion.text_concepts import is_text_concept
+    from ..outputs import check_output_file
 
+    if args.json:
+        check_output_file(args.json, overwrite=args.overwrite, inputs=[args.model, args.data_dir, args.cache_dir])
     data = _concept_data(args)
     sampling = SamplingConfig(steps=args.ddim_steps, guidance=args.guidance, per_prompt=args.per_prompt, seed=args.seed)
     if is_text_concept(args.concept) or args.evaluator_model:
@@ -172,12 +177,12 @@ def cmd_diff_eval(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(metrics: dict, json_path: str | None) -> None:
-    import json
+    from ..outputs import write_json
 
     for name, value in metrics.items():
         print(f"  {name:>18}: {value:.2f}" if isinstance(value, float) else f"  {name:>18}: {value}")
     if json_path:
-        Path(json_path).write_text(json.dumps(metrics, indent=2))
+        write_json(json_path, metrics)
 
 
 def _eval_text(args: argparse.Namespace, data, sampling) -> int:
@@ -302,6 +307,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-seeds", type=int, default=4)
     p.add_argument("--cache-dir", help="evaluator cache (default ~/.cache/unlearnkit/diffusion)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--inception", help="also report Inception FID: a local inception-2015-12-05.pt TorchScript file")
     _add_text(p)
     p.add_argument(

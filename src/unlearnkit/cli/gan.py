@@ -133,12 +133,13 @@ def cmd_gan_unlearn(args: argparse.Namespace) -> int:
     from ..gan.adapt_unlearn import adapt_then_unlearn, resolve_negatives, select_positives
     from ..gan.metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
     from ..gan.train import cached_gan, load_gan, save_gan
-    from ..validation import check_output_folder
+    from ..outputs import check_output_folder
 
     _preset(args)
     repulsion = None if args.repulsion == "none" else args.repulsion
     cfg = _method_config(args, repulsion)
-    out = check_output_folder(args.out, overwrite=args.overwrite, protect=args.model)
+    inputs = [args.model, args.negatives, args.data_dir, args.cache_dir]
+    out = check_output_folder(args.out, overwrite=args.overwrite, inputs=inputs)
     data, progress = _data(args), not args.no_progress
     if args.model:
         gan, _ = load_gan(args.model)

@@ -104,9 +104,17 @@ def _config(args: argparse.Namespace, **extra):
     )
 
 
+def _data_inputs(args: argparse.Namespace) -> list[str | None]:
+    """The data files a command reads (an ``--out`` may be none of them)."""
+    names = ("forget_jsonl", "retain_jsonl", "holdout_jsonl", "neighbour_jsonl", "world_jsonl", "forget_qa")
+    return [getattr(args, n, None) for n in (*names, "retain_qa", "verbmem")]
+
+
 def cmd_lm_data(args: argparse.Namespace) -> int:
     from ..lm import make_benchmark
+    from ..validation import check_results_folder
 
+    check_results_folder(args.out)
     paths = make_benchmark(args.people, args.holdout, args.seed).to_jsonl(args.out)
     print(f"wrote {len(paths)} JSONL files to {args.out}")
     return 0
@@ -165,7 +173,7 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
     from ..lm.model import check_lm_output
     from ..runtime import resolve_device
 
-    check_lm_output(args.out, overwrite=args.overwrite, source=args.model)  # before any training
+    check_lm_output(args.out, overwrite=args.overwrite, source=args.model, inputs=_data_inputs(args))
     device = resolve_device(args.device)
     model, tokenizer = load_causal_lm(args.model, device=device)
     split = _split_from_args(args)
@@ -205,6 +213,11 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     from ..lm import compare_to_retain_only, load_causal_lm, measure_lm
     from ..runtime import resolve_device
 
+    if args.out:
+        from ..outputs import check_output_file
+
+        inputs = [args.model, args.retain_model, args.intrinsic, *_data_inputs(args)]
+        check_output_file(args.out, overwrite=args.overwrite, inputs=inputs)
     device = resolve_device(args.device)
     split = _split_from_args(args)
     model, tokenizer = load_causal_lm(args.model, device=device)
@@ -289,5 +302,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retain-eval", type=int, default=200, help="retain questions scored (default 200)")
     p.add_argument("--intrinsic", metavar="ORIGINAL", help="model folder before unlearning: adds concept-vector drift")
     p.add_argument("--out", help="write the metrics as JSON to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_common(p)
     p.set_defaults(func=cmd_lm_eval)

@@ -20,6 +20,10 @@ def cmd_lm_concepts(args: argparse.Namespace) -> int:
         raise ConfigError("give --concept WORD[,WORD...] or --forget F --retain R (one concept per forgotten person)")
     if bool(args.forget) != bool(args.retain):
         raise ConfigError("--forget and --retain go together (the retain QA is the background of the concept tokens)")
+    if args.out:
+        from ..outputs import check_output_file
+
+        check_output_file(args.out, overwrite=args.overwrite, inputs=[args.model, args.forget, args.retain])
     device = resolve_device(args.device)
     model, tok = load_causal_lm(args.model, device=device)
     split = split_from_files(args.forget, args.retain) if args.forget else None
@@ -66,5 +70,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-std", type=float, default=0.1, help="std of the validation noise (paper: 0.1)")
     p.add_argument("--unrelated", type=int, default=40, help="retain questions used as unrelated QA")
     p.add_argument("--out", help="write the located vectors (and validation) as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_common(p)
     p.set_defaults(func=cmd_lm_concepts)

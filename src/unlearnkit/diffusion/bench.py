@@ -19,8 +19,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..methods.base import get_method_class
+from ..outputs import staged_folder
 from ..results import ResultTable
 from ..runtime import RunSettings, resolve_device, seed_everything
+from ..validation import check_results_folder
 from .attacks import unlearndiffatk
 from .concepts import ConceptData, ConceptSpec, load_concept_data, parse_concept
 from .evaluate import GenerationEval, SamplingConfig, evaluate_erasure
@@ -223,6 +225,8 @@ def grid_rows(ev: GenerationEval, data: ConceptData, concept: ConceptSpec, neigh
 
 def run_diff_bench(cfg: DiffBenchConfig) -> DiffBenchRun:
     """Train (or load from cache) the original and the retrained model, apply every method, evaluate all."""
+    if cfg.out_dir:
+        check_results_folder(cfg.out_dir, inputs=[cfg.data_dir, cfg.cache_dir])
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_concept_data(cfg.dataset, train_subset=cfg.train_subset, data_dir=cfg.data_dir, seed=cfg.seed)
@@ -291,13 +295,16 @@ def run_diff_bench(cfg: DiffBenchConfig) -> DiffBenchRun:
     grids: dict[str, Path] = {}
     if cfg.out_dir:
         out = Path(cfg.out_dir)
-        table.write(out)
-        overview = []
-        for name, ev in evals.items():
-            rows_ = grid_rows(ev, data, concept)
-            grids[name] = save_grid(out / f"samples-{name}.png", rows_)
-            overview.append(torch.cat([rows_[0], rows_[-3]]))
-        grids["overview"] = save_grid(out / "samples-overview.png", overview)
+        with staged_folder(out, replace=True) as staging:  # the whole folder at once, nothing stale
+            table.write(staging)
+            overview = []
+            for name, ev in evals.items():
+                rows_ = grid_rows(ev, data, concept)
+                save_grid(staging / f"samples-{name}.png", rows_)
+                grids[name] = out / f"samples-{name}.png"
+                overview.append(torch.cat([rows_[0], rows_[-3]]))
+            save_grid(staging / "samples-overview.png", overview)
+            grids["overview"] = out / "samples-overview.png"
     return DiffBenchRun(table, models, grids)
 
 

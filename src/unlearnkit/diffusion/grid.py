@@ -27,7 +27,6 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -182,6 +181,10 @@ def summarise(name: str, per_target: Sequence[dict[str, Any]]) -> dict[str, Any]
 
 def run_diff_grid(cfg: GridConfig) -> GridRun:
     """Erase every target with every method from the cached original miniature and score each answer set."""
+    if cfg.out_dir:
+        from ..validation import check_results_folder
+
+        check_results_folder(cfg.out_dir, inputs=[cfg.data_dir, cfg.cache_dir])
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_concept_data(cfg.dataset, train_subset=cfg.train_subset, data_dir=cfg.data_dir, seed=cfg.seed)
@@ -246,6 +249,9 @@ def run_diff_grid(cfg: GridConfig) -> GridRun:
                    ("seconds", "seconds"))  # fmt: skip
     targets_table = ResultTable(f"{title} — per target", per_target, target_cols, meta=meta)
     if cfg.out_dir:
-        table.write(Path(cfg.out_dir))
-        targets_table.write(Path(cfg.out_dir), stem="targets")
+        from ..outputs import staged_folder
+
+        with staged_folder(cfg.out_dir, replace=True) as staging:  # the whole folder at once, nothing stale
+            table.write(staging)
+            targets_table.write(staging, stem="targets")
     return GridRun(table, targets_table)

@@ -288,15 +288,29 @@ def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | N
     return model.to(device or "cpu").eval()
 
 
-def save_pipeline(model: DiffusersTextToImage, path: str | Path) -> Path:
+def save_pipeline(
+    model: DiffusersTextToImage, path: str | Path, *, extra: dict[str, str] | None = None, replace: bool = False
+) -> Path:
     """Write the (edited) model as a diffusers folder that :func:`load_pipeline` and
-    ``StableDiffusionPipeline.from_pretrained`` read; refuses to overwrite a non-empty folder."""
+    ``StableDiffusionPipeline.from_pretrained`` read, with the text files ``extra`` (name -> content) beside it.
+    The whole folder is staged and swapped in (:func:`unlearnkit.outputs.staged_folder`), so a crash never
+    leaves a partial pipeline; refuses to overwrite a non-empty folder unless ``replace``."""
+    from ..outputs import staged_folder
+
     if not isinstance(model, DiffusersTextToImage):
         raise ModelError("save_pipeline writes diffusers models; save the miniature with checkpoint.save")
     root = Path(path)
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and (not root.is_dir() or any(root.iterdir())) and not replace:
         raise CheckpointError(f"{root} exists and is not empty; choose a new folder")
-    root.mkdir(parents=True, exist_ok=True)
+    with staged_folder(root, replace=True) as staging:
+        _write_pipeline(model, staging)
+        for name, text in (extra or {}).items():
+            (staging / name).write_text(text)
+    return root
+
+
+def _write_pipeline(model: DiffusersTextToImage, root: Path) -> None:
+    """The files of a diffusers pipeline folder, written into the (staging) folder ``root``."""
     model.unet.save_pretrained(root / "unet")
     model.text_encoder.save_pretrained(root / "text_encoder")
     if model.tokenizer is not None:
@@ -317,7 +331,6 @@ def save_pipeline(model: DiffusersTextToImage, path: str | Path) -> Path:
         model.vae.save_pretrained(root / "vae")
         index["vae"] = ["diffusers", "AutoencoderKL"]
     (root / "model_index.json").write_text(json.dumps(index, indent=2))
-    return root
 
 
 def word_level_clip_tokenizer(words: Sequence[str], folder: str | Path, max_length: int = 16) -> Any:

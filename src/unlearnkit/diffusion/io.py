@@ -12,6 +12,7 @@ from torch import nn
 
 from ..checkpoint import read_meta, save
 from ..errors import CheckpointError
+from ..outputs import recover
 from .concepts import ConceptData
 from .hf import DiffusersTextToImage, is_pipeline_folder, load_pipeline, save_pipeline
 from .one_step import OneStepGenerator
@@ -26,6 +27,7 @@ def load_model(path: str | Path, data: ConceptData, *, device: str | torch.devic
     """The model in ``path``: a diffusers pipeline folder (``model_index.json`` / ``unet/`` + ``text_encoder/``)
     bound to ``data``'s vocabulary, or a miniature checkpoint (``meta.json`` of kind ``unlearnkit.diffusion``)."""
     root = Path(path)
+    recover(root)  # a save that a crash interrupted is finished (or undone) before reading
     if not root.exists():
         raise CheckpointError(f"{root} does not exist; pass a diffusers pipeline folder or a diff-train checkpoint")
     if is_pipeline_folder(root):
@@ -50,9 +52,7 @@ def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None =
     if isinstance(model, OneStepGenerator):
         record = {"t_init": model.t_init}
         if isinstance(model.net, DiffusersTextToImage):
-            root = save_pipeline(model.net, path)
-            (root / ONE_STEP_FILE).write_text(json.dumps(record))
-            return root
+            return save_pipeline(model.net, path, extra={ONE_STEP_FILE: json.dumps(record)})
         return save_model(model.net, path, {**(meta or {}), "one_step": record})
     if isinstance(model, DiffusersTextToImage):
         return save_pipeline(model, path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,9 +211,7 @@ def cached_model(
     if diffusers:
         from .hf import save_pipeline
 
-        shutil.rmtree(path, ignore_errors=True)
-        save_pipeline(model.cpu(), path)
-        (path / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        save_pipeline(model.cpu(), path, extra={META: json.dumps(meta, indent=2, default=str) + "\n"}, replace=True)
         model.to(resolve_device(device))
     else:
         save(model, path, meta, overwrite=True)

@@ -209,7 +209,12 @@ def run_canvas(
 ) -> CanvasRun:
     """Score every ``<answers>/<method>/<target>/`` answer set (``methods``: a subset of the method folders) on
     the grid of the UnlearnCanvas folder ``canvas``; write ``results.json/csv`` (ranking) and
-    ``targets.json/csv`` (per target) to ``out_dir`` when given."""
+    ``targets.json/csv`` (per target) to ``out_dir`` when given, as one staged set that replaces an earlier
+    results folder whole (:mod:`unlearnkit.outputs`)."""
+    if out_dir is not None:
+        from ..validation import check_results_folder
+
+        check_results_folder(out_dir, inputs=[canvas, answers])
     grid = read_grid(canvas)
     root = Path(answers)
     if not root.is_dir():
@@ -241,8 +246,12 @@ def run_canvas(
     table = ResultTable(title, rows, list(CANVAS_COLUMNS))
     targets = ResultTable(f"{title}, per target", per_target, list(TARGET_COLUMNS))
     if out_dir is not None:
-        table.write(out_dir)
-        targets.write(out_dir, stem="targets")
+        from ..outputs import atomic_write_text, staged_folder, write_json
+
+        with staged_folder(out_dir, replace=True) as staging:  # both tables at once, nothing stale
+            for stem, t in (("results", table), ("targets", targets)):
+                write_json(staging / f"{stem}.json", t.to_dict())
+                atomic_write_text(staging / f"{stem}.csv", t.to_csv())
     return CanvasRun(table, targets, grid)
 
 

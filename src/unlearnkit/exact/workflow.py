@@ -15,6 +15,7 @@ from ..engine import Recipe
 from ..errors import CheckpointError, ConfigError
 from ..forget import read_index_file, validate_indices
 from ..identifiers import check_identifier
+from ..outputs import check_output_folder
 from ..training import default_recipe
 from .anchors import append_anchor, check_anchor, check_certificate_file
 from .audit import ExactnessReport, audit
@@ -54,6 +55,8 @@ def train_exact(
     """
     if scheme not in SCHEMES:
         raise ConfigError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    # never into (or inside) an original checkpoint, another model or an input (unlearnkit.outputs)
+    check_output_folder(out, overwrite=overwrite, inputs=[data_dir, prior_file, protected_file])
     bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
     if bundle.task != "classification":
         raise ConfigError(f"exact unlearning aggregates classifiers; {dataset!r} is a {bundle.task} dataset")

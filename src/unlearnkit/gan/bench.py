@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import torch
 
 from ..diffusion.images import save_grid
 from ..errors import ConfigError
+from ..outputs import staged_folder
 from ..results import ResultTable
 from ..runtime import RunSettings, timed
 from ..validation import check_results_folder
@@ -85,7 +85,7 @@ def _mean_distance(gan: GAN, adapted: Sequence[GAN]) -> float:
 def run_gan_bench(cfg: GANBenchConfig) -> GANBenchRun:
     """Train (or load) the original and the evaluator, adapt once, unlearn with every variant, measure."""
     if cfg.out_dir:
-        check_results_folder(cfg.out_dir)
+        check_results_folder(cfg.out_dir, inputs=[cfg.data_dir, cfg.cache_dir])
     data = load_images(cfg.dataset, train_subset=cfg.train_subset, data_dir=cfg.data_dir, seed=cfg.seed)
     test = load_images(cfg.dataset, split="test", data_dir=cfg.data_dir, seed=cfg.seed)
     if not 0 <= cfg.feature < len(data.class_names):
@@ -151,9 +151,9 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
         },
     )
     if cfg.out_dir:
-        table.write(cfg.out_dir)
-        out = Path(cfg.out_dir)
         grid = [m.sample(16, seed=cfg.seed + 99) for m in models.values()]
-        save_grid(out / "samples.png", grid)
-        save_grid(out / "negatives.png", [negatives[:16]])
+        with staged_folder(cfg.out_dir, replace=True) as staging:  # the whole folder at once, nothing stale
+            table.write(staging)
+            save_grid(staging / "samples.png", grid)
+            save_grid(staging / "negatives.png", [negatives[:16]])
     return GANBenchRun(table, models)

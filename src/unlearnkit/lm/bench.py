@@ -128,6 +128,12 @@ class LMBenchConfig:
     device: str | None = None
     progress: bool = True
 
+    def input_paths(self) -> list[str | None]:
+        """Every file or folder this run reads (an output may be none of them, nor contain or sit in one)."""
+        files = (self.forget_jsonl, self.retain_jsonl, self.holdout_jsonl, self.neighbour_jsonl, self.world_jsonl)
+        files += (self.forget_qa, self.retain_qa, self.verbmem)
+        return [*files, self.model_path, self.target_path, self.retain_model_path, self.cache_dir]
+
     def __post_init__(self) -> None:
         if bool(self.forget_jsonl) != bool(self.retain_jsonl):
             raise ConfigError("give both forget_jsonl and retain_jsonl (or neither, for the built-in benchmark)")
@@ -317,7 +323,12 @@ def attack_row(model: nn.Module, tokenizer, split: LMSplit, cfg: LMBenchConfig, 
 
 
 def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
-    """Run the LM benchmark described by ``cfg``; the table is also written to ``cfg.out_dir``."""
+    """Run the LM benchmark described by ``cfg``; the table is also written to ``cfg.out_dir`` (each write
+    replaces the whole folder: nothing from an earlier run survives)."""
+    if cfg.out_dir:
+        from ..validation import check_results_folder
+
+        check_results_folder(cfg.out_dir, inputs=cfg.input_paths())
     split = load_split(cfg)
     device = resolve_device(cfg.device)
     pair = train_pair(cfg, split)
@@ -378,7 +389,7 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         row["peak_rss_mb"] = peak_rss_mb()
         rows.append(row)
         if out is not None and name != jobs[-1]:  # the rows so far survive an interrupted run
-            ResultTable(title, rows, columns, {"partial": True, "peak_rss_mb": peak_rss_mb()}).write(out)
+            ResultTable(title, rows, columns, {"partial": True, "peak_rss_mb": peak_rss_mb()}).write(out, replace=True)
     meta = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("hparams",)},
         "split": split.name,
@@ -393,5 +404,5 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         meta["concept_vectors"] = {c.name: [v.to_dict() for v in c.vectors] for c in concepts}
     table = ResultTable(title, rows, columns, meta)
     if out is not None:
-        table.write(out)
+        table.write(out, replace=True)
     return LMBenchRun(table, models, evals, split, out)

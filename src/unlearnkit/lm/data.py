@@ -532,7 +532,10 @@ class FictitiousBenchmark:
         )
 
     def to_jsonl(self, out_dir: str | Path) -> list[Path]:
-        """Write people, biographies, QA, probes and splits as JSONL files into ``out_dir``."""
+        """Write people, biographies, QA, probes and splits as JSONL files into ``out_dir``, which they replace
+        as a whole (staged and swapped: :func:`unlearnkit.outputs.staged_folder`)."""
+        from ..outputs import staged_folder
+
         out = Path(out_dir)
         files = {
             "people.jsonl": [p.to_dict() for p in self.people],
@@ -549,11 +552,10 @@ class FictitiousBenchmark:
             files[f"{name}_forget.jsonl"] = s.forget
             files[f"{name}_retain.jsonl"] = s.retain
             files[f"{name}_neighbour.jsonl"] = s.neighbour
-        paths = []
-        for fname, rows in files.items():
-            write_jsonl(out / fname, rows)
-            paths.append(out / fname)
-        return paths
+        with staged_folder(out, replace=True) as staging:
+            for fname, rows in files.items():
+                write_jsonl(staging / fname, rows)
+        return [out / fname for fname in files]
 
 
 def make_benchmark(n_people: int = 100, n_holdout: int = 20, seed: int = 0, n_readers: int = 0) -> FictitiousBenchmark:

@@ -7,10 +7,7 @@ The embedded default is a small Llama-style model trained from scratch; any caus
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +85,11 @@ def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
 
 def load_causal_lm(path: str | Path, device=None):
     """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
+    from ..outputs import recover
+
     transformers = require("transformers", extra="lm")
     p = Path(path)
+    recover(p)  # a save that a crash interrupted is finished (or undone) before reading
     if not (p / "config.json").is_file():
         raise CheckpointError(
             f"{p} is not a Hugging Face model folder (no config.json); pass a folder saved with save_pretrained "
@@ -107,40 +107,16 @@ def load_causal_lm(path: str | Path, device=None):
     return model, tokenizer
 
 
-def check_lm_output(path: str | Path, *, overwrite: bool, source: str | Path | None = None) -> Path:
-    """Validate the folder a causal LM is to be saved in, *before* any work: a name, never the ``source`` model
-    folder (the model unlearning started from is never replaced), an existing non-empty folder only with
-    ``overwrite``, and a parent that can be written."""
-    from ..validation import writable_parent
+def check_lm_output(
+    path: str | Path, *, overwrite: bool, source: str | Path | None = None, inputs: Iterable[str | Path | None] = ()
+) -> Path:
+    """Validate the folder a causal LM is to be saved in, *before* any work (:mod:`unlearnkit.outputs`): never
+    the ``source`` model folder or another input, nor a folder containing or inside one (the model unlearning
+    started from is never replaced), an existing model only with ``overwrite``, and a parent that can be
+    written."""
+    from ..outputs import check_output_folder
 
-    if path is None or not str(path).strip():
-        raise CheckpointError("the output folder is empty; give a new folder name, e.g. --out runs/unlearned-lm")
-    p = Path(path)
-    if source is not None and p.resolve() == Path(source).resolve():
-        raise CheckpointError(f"{path} is the model being unlearned; choose another --out (it is never replaced)")
-    if p.exists() and not p.is_dir():
-        raise CheckpointError(f"{path} exists and is not a folder; choose another --out")
-    if p.exists() and any(p.iterdir()) and not overwrite:
-        raise CheckpointError(f"{path} already exists; choose a new folder or pass --overwrite (overwrite=True)")
-    writable_parent(p)
-    return p
-
-
-@contextmanager
-def _staged_folder(path: Path, overwrite: bool):
-    """Yield a temporary folder next to ``path``; on success it replaces ``path`` by a rename."""
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise CheckpointError(f"{path} already exists; choose a new folder or pass --overwrite (overwrite=True)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return check_output_folder(path, overwrite=overwrite, inputs=[source, *inputs])
 
 
 def save_causal_lm(
@@ -152,9 +128,14 @@ def save_causal_lm(
     overwrite: bool = False,
 ) -> Path:
     """Save model (if given), tokenizer and ``meta`` (as ``unlearnkit.json``) with ``save_pretrained`` into a
-    temporary folder, then rename it to ``path``."""
+    temporary folder, then rename it to ``path``; with ``overwrite`` an existing folder is swapped out
+    (:func:`unlearnkit.outputs.staged_folder`: a crash leaves the old or the new model, never none)."""
+    from ..outputs import staged_folder
+
     p = Path(path)
-    with _staged_folder(p, overwrite) as tmp:
+    if p.exists() and (not p.is_dir() or any(p.iterdir())) and not overwrite:
+        raise CheckpointError(f"{path} already exists; choose a new folder or pass --overwrite (overwrite=True)")
+    with staged_folder(p, replace=True) as tmp:
         if model is not None:
             model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))

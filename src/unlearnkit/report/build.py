@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..errors import DataError
+from ..outputs import atomic_write_bytes, atomic_write_text, same_place, staged_folder
 from ..results import fmt
+from ..validation import check_results_folder
 from . import figures as F
 from .predictions import read_predictions
 
@@ -77,6 +78,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     if not results_path.is_file():
         raise DataError(f"{run} has no results.json; run `unlearnkit bench --out {run}` (or `unlearnkit audit`) first")
     out = Path(out_dir) if out_dir else run
+    if out_dir and not same_place(out, run):  # a separate folder: checked first, then replaced as a whole
+        check_results_folder(out, inputs=[run])
     results = _read_json(results_path)
     rows: list[dict[str, Any]] = results.get("rows", [])
     columns = [tuple(c) for c in results.get("columns", [])] or [(k, k) for k in (rows[0] if rows else {})]
@@ -162,12 +165,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     if audit is None and tune is None:
         notes.append("No audit.json: run `unlearnkit audit` for U-LiRA, the ε score and the relearning attack.")
 
-    out.mkdir(parents=True, exist_ok=True)
-    fig_dir = out / "figures"
-    images: dict[str, bytes] = {}
-    for fid, _, fig in figs:
-        images[fid] = F.png_bytes(fig)
-        atomic_write_bytes(fig_dir / f"{fid}.png", images[fid])
+    images = {fid: F.png_bytes(fig) for fid, _, fig in figs}
 
     title = results.get("title", run.name)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -233,6 +231,10 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n"
     )
-    atomic_write_text(out / "report.html", page)
-    atomic_write_text(out / "report.md", "\n".join(md))
+    # staged as one set; into the run folder they join the results (figures/ replaced whole), else they are it
+    with staged_folder(out, replace=not same_place(out, run)) as staging:
+        for fid, data in images.items():
+            atomic_write_bytes(staging / "figures" / f"{fid}.png", data)
+        atomic_write_text(staging / "report.html", page)
+        atomic_write_text(staging / "report.md", "\n".join(md))
     return Report(out / "report.html", out / "report.md", [fid for fid, _, _ in figs], notes)

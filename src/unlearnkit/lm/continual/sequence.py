@@ -245,6 +245,11 @@ def run_continual_bench(cfg: ContinualBenchConfig) -> tuple[ResultTable, list[Co
     from ..training import LMTrainConfig
     from .requests import benchmark_requests, file_requests
 
+    if cfg.out_dir:
+        from ...validation import check_results_folder
+
+        inputs = [*cfg.request_files, cfg.retain_file, cfg.neighbour_file, cfg.world_file, cfg.model_path]
+        check_results_folder(cfg.out_dir, inputs=[*inputs, cfg.cache_dir])
     device = resolve_device(cfg.device)
     rows: list[dict[str, Any]] = []
     runs: list[ContinualRun] = []
@@ -301,8 +306,11 @@ def run_continual_bench(cfg: ContinualBenchConfig) -> tuple[ResultTable, list[Co
     meta["requests"] = {n: len(q) for n, q in zip(seq.names, seq.requests)}
     table = ResultTable(title, rows, columns(seq), meta)
     if cfg.out_dir:
-        table.write(cfg.out_dir)
-        plot_continual(table, Path(cfg.out_dir) / "continual.png")
+        from ...outputs import staged_folder
+
+        with staged_folder(cfg.out_dir, replace=True) as staging:  # the whole folder at once, nothing stale
+            table.write(staging)
+            plot_continual(table, staging / "continual.png")
     return table, runs
 
 
