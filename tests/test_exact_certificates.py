@@ -182,3 +182,24 @@ def test_killed_delete_command_then_resume_command(model, tmp_path, capsys):
         == 0
     )
     assert main(["ledger", "verify", "--model", str(folder), "--public-key", str(key) + ".pub"]) == 0
+
+
+def test_private_key_is_never_readable_by_others(tmp_path, monkeypatch):
+    """The private key file has mode 0600 from the moment it holds the key, before it is renamed into place."""
+    import os
+    import stat
+
+    pytest.importorskip("cryptography")
+    from unlearnkit.exact.certificates import keygen
+
+    modes: dict[str, int] = {}
+    real_replace = os.replace
+
+    def spy(src, dst, *a, **k):
+        modes[os.path.basename(dst)] = stat.S_IMODE(os.stat(src).st_mode)
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", spy)
+    keygen(tmp_path / "k.pem")
+    assert modes["k.pem"] == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "k.pem").st_mode) == 0o600

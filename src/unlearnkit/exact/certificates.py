@@ -59,8 +59,7 @@ def keygen(private_path: str | Path, public_path: str | Path | None = None, *, o
             raise ConfigError(f"{p} exists; choose another path (keys are never overwritten silently)")
     key = ed.Ed25519PrivateKey.generate()
     pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
-    atomic_write_bytes(private_path, pem)
-    os.chmod(private_path, 0o600)
+    atomic_write_bytes(private_path, pem, mode=0o600)  # never readable by others, not even before the rename
     pub = key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
     atomic_write_bytes(public_path, pub)
     return public_path
