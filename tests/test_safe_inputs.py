@@ -1,0 +1,212 @@
+"""Inputs are validated up front and never executed: no pickle anywhere in the source, malformed arrays,
+results files and settings end in one ``UnlearnkitError`` line, and every family's public entry points raise
+that one error family for bad inputs."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.cli import main
+from unlearnkit.engine import Recipe
+from unlearnkit.errors import ConfigError, DataError, UnlearnkitError
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "unlearnkit"
+
+#: the one file allowed to use the pickle module: the CIFAR reader, whose unpickler builds only numpy arrays
+#: and plain containers (tested in test_bad_inputs.test_cifar_pickle_refused)
+PICKLE_ALLOWED = {"data/cifar.py"}
+PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+
+
+def _keyword(call: ast.Call, name: str) -> object:
+    for kw in call.keywords:
+        if kw.arg == name and isinstance(kw.value, ast.Constant):
+            return kw.value.value
+    return None
+
+
+def pickle_uses(source: str, rel: str) -> list[str]:
+    """Every way ``source`` could unpickle: ``torch.load`` without ``weights_only=True``, ``np.load`` without
+    ``allow_pickle=False``, a pickle-family import (outside :data:`PICKLE_ALLOWED`), ``from torch import load``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+            owner = node.func.value
+            name = owner.id if isinstance(owner, ast.Name) else None
+            if name == "torch" and _keyword(node, "weights_only") is not True:
+                found.append(f"{rel}:{node.lineno}: torch.load without weights_only=True")
+            if name in ("np", "numpy") and _keyword(node, "allow_pickle") is not False:
+                found.append(f"{rel}:{node.lineno}: np.load without allow_pickle=False")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("read_pickle", "from_pickle"):
+                found.append(f"{rel}:{node.lineno}: {node.func.attr}")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(m.split(".")[0] in PICKLE_MODULES for m in mods) and rel not in PICKLE_ALLOWED:
+                found.append(f"{rel}:{node.lineno}: imports {', '.join(mods)}")
+            from_load = isinstance(node, ast.ImportFrom) and any(a.name == "load" for a in node.names)
+            if from_load and node.module in ("torch", "numpy"):
+                found.append(f"{rel}:{node.lineno}: from {node.module} import load")
+    return found
+
+
+def test_no_pickle_anywhere_in_the_source():
+    files = sorted(SRC.rglob("*.py"))
+    assert len(files) > 50
+    found = [u for f in files for u in pickle_uses(f.read_text(encoding="utf-8"), f.relative_to(SRC).as_posix())]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import torch\nx = torch.load(p)",
+        "import torch\nx = torch.load(p, weights_only=False)",
+        "import numpy as np\nx = np.load(p)",
+        "import numpy\nx = numpy.load(p, allow_pickle=True)",
+        "import pickle",
+        "from joblib import load",
+        "from torch import load",
+    ],
+)
+def test_the_pickle_scan_catches(code):
+    assert pickle_uses(code, "x.py")
+
+
+def test_the_pickle_scan_accepts_safe_loads():
+    code = "import torch, numpy as np\na = torch.load(p, weights_only=True)\nb = np.load(p, allow_pickle=False)"
+    assert pickle_uses(code, "x.py") == []
+
+
+# ---- GAN negatives from a file -----------------------------------------------------------------------------
+def _write_npy(path: Path, how: str) -> None:
+    good = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32)
+    if how == "empty-array":
+        np.save(path, good[:0])
+    elif how == "empty-file":
+        path.write_bytes(b"")
+    elif how == "object":
+        np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    elif how == "truncated":
+        np.save(path, good)
+        path.write_bytes(path.read_bytes()[:200])
+    elif how == "header-only":
+        np.save(path, good)
+        path.write_bytes(path.read_bytes()[:20])
+    elif how == "strings":
+        np.save(path, np.array(["a", "b"]))
+    elif how == "nan":
+        np.save(path, np.full((4, 1, 8, 8), np.nan, dtype=np.float32))
+
+
+NPY_CASES = {
+    "empty-array": "empty array",
+    "empty-file": "empty or unreadable",
+    "object": "object array",
+    "truncated": "not a complete .npy",
+    "header-only": "not a complete .npy",
+    "strings": "not numbers",
+    "nan": "NaN",
+}
+
+
+@pytest.mark.parametrize("how", list(NPY_CASES))
+def test_gan_negatives_npy_refused(tmp_path, how):
+    from unlearnkit.gan.adapt_unlearn import load_negative_images
+
+    path = tmp_path / "neg.npy"
+    _write_npy(path, how)
+    with pytest.raises(DataError, match=NPY_CASES[how]) as info:
+        load_negative_images(path, (1, 8, 8))
+    assert "\n" not in str(info.value)
+
+
+def test_gan_negatives_good_npy_and_pt_are_read(tmp_path):
+    from unlearnkit.gan.adapt_unlearn import load_negative_images
+
+    x = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "neg.npy", x)
+    torch.save(torch.from_numpy(x), tmp_path / "neg.pt")
+    a = load_negative_images(tmp_path / "neg.npy", (1, 8, 8))
+    b = load_negative_images(tmp_path / "neg.pt", (1, 8, 8))
+    assert a.shape == (4, 1, 8, 8) and torch.equal(a, b) and float(a.min()) == -1.0 and float(a.max()) == 1.0
+
+
+class _Evil:
+    """An object whose unpickling creates a file: proof that loading ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_gan_negatives_pickled_code_never_runs(tmp_path, monkeypatch):
+    """Even with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (which turns pickle back on wherever weights_only is
+    not passed), a ``.pt`` of negatives holding code is refused without running it."""
+    from unlearnkit.gan.adapt_unlearn import load_negative_images
+
+    marker = tmp_path / "ran"
+    torch.save({"x": _Evil(marker)}, tmp_path / "evil.pt")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(DataError, match="weights_only=True"):
+        load_negative_images(tmp_path / "evil.pt", (1, 8, 8))
+    assert not marker.exists()
+
+
+def test_indices_npy_empty_file_is_a_forget_spec_error(tmp_path, digits):
+    (tmp_path / "ids.npy").write_bytes(b"")
+    with pytest.raises(uk.ForgetSpecError, match="could not read indices"):
+        uk.parse_forget(f"indices:{tmp_path / 'ids.npy'}", digits.train.y)
+
+
+# ---- nonsense settings --------------------------------------------------------------------------------------
+def test_training_an_original_with_zero_epochs_is_refused(tmp_path, digits):
+    model = uk.create_model("mlp", digits.input_shape, digits.num_classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConfigError, match="epochs >= 1"):
+        uk.train_model(model, digits.train, Recipe(epochs=0), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    from unlearnkit.workflow import train_checkpoint
+
+    with pytest.raises(ConfigError, match="epochs >= 1"):
+        train_checkpoint(tmp_path / "orig", recipe=Recipe(epochs=0), progress=False)
+    assert not (tmp_path / "orig").exists()
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
+def _one_line(rc: int, err: str) -> None:
+    assert rc == 2, err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--epochs", "0"], "epochs >= 1"),
+        (["--train-subset", "5", "--epochs", "1"], "smaller than the 10 classes"),
+    ],
+)
+def test_cli_train_refuses_nonsense(tmp_path, capsys, extra, match):
+    rc, err = _cli(["train", "--model", "mlp", "--out", str(tmp_path / "o"), "--no-progress"] + extra, capsys)
+    _one_line(rc, err)
+    assert match in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_subset_smaller_than_the_classes_is_refused():
+    with pytest.raises(DataError, match="10 classes of digits"):
+        uk.load_dataset("digits", train_subset=9)
+    assert len(uk.load_dataset("digits", train_subset=10).train) == 10
