@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,40 @@ def test_train_subset_smaller_than_the_classes_is_refused():
     with pytest.raises(DataError, match="10 classes of digits"):
         uk.load_dataset("digits", train_subset=9)
     assert len(uk.load_dataset("digits", train_subset=10).train) == 10
+
+
+# ---- report on a malformed results.json ---------------------------------------------------------------------
+RESULTS_CASES = {
+    "a-list": ([{"method": "ft"}], "not an object with 'rows'"),
+    "rows-an-object": ({"rows": {"ft": {"ua": 1.0}}}, "field 'rows'"),
+    "row-a-string": ({"rows": ["ft"]}, r"rows\[0\] is a str"),
+    "row-without-method": ({"rows": [{"ua": 1.0}]}, "field 'method'"),
+    "metric-a-string": ({"rows": [{"method": "ft", "ua": 1.0}, {"method": "rl", "ua": "high"}]}, "field 'ua'"),
+    "columns-flat": ({"rows": [{"method": "ft", "ua": 1.0}], "columns": ["method", "ua"]}, "field 'columns'"),
+    "meta-a-list": ({"rows": [{"method": "ft", "ua": 1.0}], "meta": [1]}, "field 'meta'"),
+    "title-a-list": ({"rows": [{"method": "ft", "ua": 1.0}], "title": ["x"]}, "field 'title'"),
+    "not-utf8": (None, "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(RESULTS_CASES))
+def test_report_refuses_malformed_results(tmp_path, capsys, case):
+    content, match = RESULTS_CASES[case]
+    run = tmp_path / "run"
+    run.mkdir()
+    if content is None:
+        (run / "results.json").write_bytes(b'{"rows": [{"method": "\xff\xfe"}]}')
+    else:
+        (run / "results.json").write_text(json.dumps(content))
+    rc, err = _cli(["report", str(run)], capsys)
+    _one_line(rc, err)
+    assert re.search(match, err), err
+    assert sorted(p.name for p in run.iterdir()) == ["results.json"]
+
+
+def test_report_reads_a_well_formed_results_file(tmp_path):
+    from unlearnkit.report.schema import check_results
+
+    obj = {"rows": [{"method": "retrain", "ua": 1.0, "mia": None}], "columns": [["method", "method"]], "meta": {}}
+    res = check_results(obj, "results.json")
+    assert res.rows == obj["rows"] and res.columns == [("method", "method")] and res.title is None

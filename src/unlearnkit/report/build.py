@@ -19,6 +19,7 @@ from ..errors import DataError
 from ..results import fmt
 from . import figures as F
 from .predictions import read_predictions
+from .schema import check_results
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -43,9 +44,9 @@ class Report:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"could not read {path}: {exc}") from exc
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"could not read {path}: {exc}; write it again (UTF-8 JSON)") from exc
 
 
 def _table_html(rows: list[dict[str, Any]], columns: list[tuple[str, str]], first: str) -> str:
@@ -77,10 +78,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     if not results_path.is_file():
         raise DataError(f"{run} has no results.json; run `unlearnkit bench --out {run}` (or `unlearnkit audit`) first")
     out = Path(out_dir) if out_dir else run
-    results = _read_json(results_path)
-    rows: list[dict[str, Any]] = results.get("rows", [])
-    columns = [tuple(c) for c in results.get("columns", [])] or [(k, k) for k in (rows[0] if rows else {})]
-    meta = results.get("meta", {})
+    results = check_results(_read_json(results_path), results_path)
+    rows, columns, meta = results.rows, results.columns, results.meta
     audit = _read_json(run / "audit.json") if (run / "audit.json").is_file() else None
     audit_table = _read_json(run / "audit_results.json") if (run / "audit_results.json").is_file() else None
     preds = read_predictions(run)
@@ -169,7 +168,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         images[fid] = F.png_bytes(fig)
         atomic_write_bytes(fig_dir / f"{fid}.png", images[fid])
 
-    title = results.get("title", run.name)
+    title = results.title or run.name
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     parts = [
         f"<h1>unlearnkit report · {html.escape(title)}</h1>",
