@@ -16,7 +16,7 @@ import torch
 import unlearnkit as uk
 from unlearnkit.cli import main
 from unlearnkit.engine import Recipe
-from unlearnkit.errors import ConfigError, DataError, UnlearnkitError
+from unlearnkit.errors import ConfigError, DataError, ModelError, UnlearnkitError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "unlearnkit"
 
@@ -248,3 +248,40 @@ def test_report_reads_a_well_formed_results_file(tmp_path):
     obj = {"rows": [{"method": "retrain", "ua": 1.0, "mia": None}], "columns": [["method", "method"]], "meta": {}}
     res = check_results(obj, "results.json")
     assert res.rows == obj["rows"] and res.columns == [("method", "method")] and res.title is None
+
+
+# ---- evaluate ------------------------------------------------------------------------------------------------
+def _eval_sets(digits):
+    tr, te = digits.train, digits.test
+    return {"forget": (tr.x[:40], tr.y[:40]), "retain": (tr.x[40:200], tr.y[40:200]), "test": (te.x[:80], te.y[:80])}
+
+
+@pytest.mark.parametrize("where", ["forget", "retain", "test"])
+def test_evaluate_refuses_nan_inputs(digits, where):
+    sets = _eval_sets(digits)
+    x, y = sets[where]
+    x = x.clone()
+    x[2, 0] = float("nan")
+    sets[where] = (x, y)
+    model = uk.create_model("mlp", digits.input_shape, digits.num_classes)
+    with pytest.raises(DataError, match=f"{where}: the inputs of 1 example"):
+        uk.evaluate(model, **sets)
+
+
+def test_evaluate_refuses_nan_regression_targets(digits):
+    sets = _eval_sets(digits)
+    x, y = sets["retain"]
+    sets["retain"] = (x, torch.where(torch.arange(len(y)) == 5, float("nan"), y.float()))
+    with pytest.raises(DataError, match="retain: the labels or targets"):
+        uk.evaluate(uk.create_model("mlp", digits.input_shape, 1), **sets, task="regression")
+
+
+def test_evaluate_a_diverged_model_is_a_model_error(digits):
+    model = uk.create_model("mlp", digits.input_shape, digits.num_classes)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ModelError, match="NaN or infinite outputs on the forget set"):
+        uk.evaluate(model, **_eval_sets(digits))
+    with pytest.raises(ModelError, match="torch.nn.Module"):
+        uk.evaluate("model.safetensors", **_eval_sets(digits))

@@ -65,6 +65,16 @@ def infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -
     return int(out.shape[1])
 
 
+def check_finite_data(data: TensorData, name: str) -> None:
+    """Refuse NaN or infinite inputs or targets in ``data`` (named ``name`` in the message)."""
+    for part, t in (("inputs", data.x), ("labels or targets", data.y)):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).reshape(len(t), -1).any(1).sum()) if t.ndim else 1
+            raise DataError(
+                f"{name}: the {part} of {bad} example(s) hold NaN or infinite values; clean or drop those examples"
+            )
+
+
 def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torch.Tensor:
     x = data.x
     if x.is_floating_point():
