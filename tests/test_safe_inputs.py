@@ -285,3 +285,50 @@ def test_evaluate_a_diverged_model_is_a_model_error(digits):
         uk.evaluate(model, **_eval_sets(digits))
     with pytest.raises(ModelError, match="torch.nn.Module"):
         uk.evaluate("model.safetensors", **_eval_sets(digits))
+
+
+# ---- a meta.json that lies about the model's sizes ----------------------------------------------------------
+def _mlp_checkpoint(tmp_path: Path, hidden: list[int]) -> Path:
+    model = uk.create_model("mlp", (1, 8, 8), 10, hidden=(16,))
+    spec = {"name": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "kwargs": {"hidden": hidden}}
+    return uk.save(model, tmp_path / "ckpt", {"kind": "unlearned", "model": spec})
+
+
+@pytest.mark.parametrize(
+    "hidden, match",
+    [([4096], r"shaped \(4096, 64\) but the weights hold \(16, 64\)"), ([16, 16], "unexpected|lacks")],
+)
+def test_meta_sizes_are_checked_against_the_weights_before_building(tmp_path, monkeypatch, hidden, match):
+    """The lying model is only ever built on the ``meta`` device: nothing of its size is allocated."""
+    import unlearnkit.models as models
+
+    ckpt = _mlp_checkpoint(tmp_path, hidden)
+    built: list[str] = []
+    real = models.create_model
+
+    def recording(*a, **k):
+        m = real(*a, **k)
+        built.append(next(m.parameters()).device.type)
+        return m
+
+    monkeypatch.setattr(models, "create_model", recording)
+    with pytest.raises(uk.CheckpointError, match=match) as info:
+        uk.load(ckpt)
+    assert "meta.json does not describe these weights" in str(info.value) and "\n" not in str(info.value)
+    assert built == ["meta"]
+
+
+def test_an_honest_meta_still_loads(tmp_path):
+    model, meta = uk.load(_mlp_checkpoint(tmp_path, [16]))
+    assert meta["model"]["kwargs"]["hidden"] == [16] and next(model.parameters()).device.type == "cpu"
+
+
+# ---- empty sets ---------------------------------------------------------------------------------------------
+def test_unlearn_with_an_empty_forget_set_is_a_project_error(digits):
+    """``forget=(X[:0], y[:0])`` used to end in a raw RuntimeError from the overlap check."""
+    model = uk.create_model("mlp", digits.input_shape, digits.num_classes)
+    x, y = digits.train.x, digits.train.y
+    with pytest.raises(uk.ForgetSpecError, match="forget set is empty"):
+        uk.unlearn(model, (x[:0], y[:0]), (x[100:], y[100:]), "ga", progress=False)
+    res = uk.unlearn(model, (x[:50], y[:50]), (x[:0], y[:0]), "ga", epochs=1, progress=False)  # empty retain: GA
+    assert not torch.equal(next(res.model.parameters()), next(model.parameters()))

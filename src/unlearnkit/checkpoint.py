@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .checkpoint_shapes import check_declared_shapes
 from .errors import CheckpointError, UnlearnkitError
 
 WEIGHTS = "model.safetensors"
@@ -229,14 +230,18 @@ def _build_model(path: Path, meta: dict[str, Any]) -> nn.Module:
 
 def load(path: str | Path, model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint folder. Without ``model``, rebuild it from the registry entry in ``meta.json``;
-    with ``model`` (your own ``nn.Module``), load the weights into it. Returns ``(model, meta)``.
+    with ``model`` (your own ``nn.Module``), load the weights into it. Returns ``(model, meta)``. The model
+    ``meta.json`` describes is first checked against the weights' header without allocating anything
+    (:mod:`unlearnkit.checkpoint_shapes`), so a meta that lies about sizes cannot make the loader allocate them.
     A damaged checkpoint (truncated, empty or foreign weights, malformed meta.json) raises
     :class:`CheckpointError`."""
     path = Path(path)
     meta = read_meta(path)
-    if model is None:
-        model = _build_model(path, meta)
     weights = path / WEIGHTS
+    if model is None:
+        if weights.is_file():  # a meta.json that lies about sizes is refused before anything is allocated
+            check_declared_shapes(lambda: _build_model(path, meta), weights)
+        model = _build_model(path, meta)
     if not weights.is_file():
         raise CheckpointError(f"{path} has no {WEIGHTS}")
     try:

@@ -127,6 +127,8 @@ def _fingerprints(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Te
 def overlap(forget: TensorData, retain: TensorData) -> list[int]:
     """Positions in ``forget`` of examples (same input and target) that are also in ``retain``."""
     fx, rx = forget.x, retain.x
+    if len(fx) == 0 or len(rx) == 0:
+        return []
     if fx.shape[1:] != rx.shape[1:]:
         raise DataError(
             f"forget inputs are shaped {tuple(fx.shape[1:])} but retain inputs {tuple(rx.shape[1:])}; "
@@ -163,6 +165,8 @@ def prepare_request_data(
     None); with ``check_overlap``, an example present in both sets is refused. With ``labels=False`` (a
     label-agnostic method) the targets are passed on unread.
     """
+    if len(forget) == 0:
+        raise ForgetSpecError("the forget set is empty; give at least one example to forget")
     dtype = model_dtype(model)
     fx, rx = _cast_inputs(forget, dtype, "forget"), _cast_inputs(retain, dtype, "retain")
     if task == "classification":
