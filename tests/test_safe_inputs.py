@@ -5,6 +5,7 @@ that one error family for bad inputs."""
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import re
 from pathlib import Path
@@ -332,3 +333,82 @@ def test_unlearn_with_an_empty_forget_set_is_a_project_error(digits):
         uk.unlearn(model, (x[:0], y[:0]), (x[100:], y[100:]), "ga", progress=False)
     res = uk.unlearn(model, (x[:50], y[:50]), (x[:0], y[:0]), "ga", epochs=1, progress=False)  # empty retain: GA
     assert not torch.equal(next(res.model.parameters()), next(model.parameters()))
+
+
+# ---- a full disk or a file-size limit -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_unlearn_under_a_file_size_limit_is_one_line(tmp_path):
+    """A real ``ulimit -f`` in a subprocess: safetensors fails with EFBIG (as its own error type) while writing
+    the unlearned model; the command prints one line, exits 2, and leaves no temporary folder behind."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from unlearnkit.workflow import train_checkpoint
+
+    orig = tmp_path / "orig"
+    train_checkpoint(orig, model="mlp", recipe=Recipe(epochs=1, lr=0.05, batch_size=64), progress=False)
+    limit = (orig / "model.safetensors").stat().st_size // 2
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent), "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    args = ["unlearn", "--model", str(orig), "--forget", "class:3", "--method", "ga", "--out", str(tmp_path / "u")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlearnkit.cli", *args, "--hp", "epochs=1", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: could not write") and "File too large" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orig"]
+
+
+def _no_space(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["cache", "results"])
+def test_bench_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch, where):
+    import unlearnkit.checkpoint as checkpoint
+    import unlearnkit.results as results
+
+    if where == "cache":  # the cached original is the first thing bench writes
+        monkeypatch.setattr(checkpoint, "save_file", _no_space)
+    else:
+        monkeypatch.setattr(results, "write_json", _no_space)
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    args = ["bench", "--train-subset", "100", "--epochs", "1", "--methods", "ft", "--hp", "ft.epochs=1"]
+    rc, err = _cli(args + ["--cache-dir", str(cache), "--out", str(run), "--no-progress"], capsys)
+    _one_line(rc, err)
+    assert "No space left on device" in err and "free disk space" in err
+    assert not run.exists()
+    left = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+    assert left == []
+
+
+def test_unlearn_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    """safetensors reports a full disk as its own error type, with the errno only in the text."""
+    from safetensors import SafetensorError
+
+    import unlearnkit.checkpoint as checkpoint
+    from unlearnkit.workflow import train_checkpoint
+
+    orig = tmp_path / "orig"
+    train_checkpoint(orig, model="mlp", recipe=Recipe(epochs=1, lr=0.05, batch_size=64), progress=False)
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    args = ["unlearn", "--model", str(orig), "--forget", "class:3", "--method", "ga", "--out", str(tmp_path / "u")]
+    rc, err = _cli(args + ["--hp", "epochs=1", "--no-progress"], capsys)
+    _one_line(rc, err)
+    assert f"could not write {tmp_path / 'u'}: No space left on device" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orig"]

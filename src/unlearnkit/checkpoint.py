@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .checkpoint_shapes import check_declared_shapes
-from .errors import CheckpointError, UnlearnkitError
+from .errors import CheckpointError, UnlearnkitError, storage_errno, storage_error
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -50,6 +50,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if storage_errno(exc) is None:
+            raise
+        raise storage_error(exc, path) from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -138,6 +142,10 @@ def staged_folder(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
             for f in sorted(tmp.iterdir()):
                 os.replace(f, path / f.name)
         _fsync_dir(parent)
+    except Exception as exc:  # a full disk or a file-size limit is one line; anything else is passed on
+        if storage_errno(exc) is None:
+            raise
+        raise storage_error(exc, path) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
