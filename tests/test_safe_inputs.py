@@ -412,3 +412,156 @@ def test_unlearn_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     _one_line(rc, err)
     assert f"could not write {tmp_path / 'u'}: No space left on device" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["orig"]
+
+
+# ---- one error family across every family's public entry points ----------------------------------------------
+def _digits_xy():
+    d = uk.load_dataset("digits")
+    return d.train.x[:120], d.train.y[:120]
+
+
+def _mlp(outputs: int = 10):
+    return uk.create_model("mlp", (1, 8, 8), outputs, hidden=(16,))
+
+
+def _with_nan(x):
+    x = x.clone()
+    x[0, 0, 0, 0] = float("nan")
+    return x
+
+
+def _classifier_cases():
+    x, y = _digits_xy()
+    sets = {"forget": (x[:20], y[:20]), "retain": (x[20:], y[20:]), "test": (x[:40], y[:40])}
+    return {
+        "clf-unlearn-empty-forget": lambda t: uk.unlearn(_mlp(), (x[:0], y[:0]), (x, y), "ga", progress=False),
+        "clf-unlearn-nan": lambda t: uk.unlearn(_mlp(), (_with_nan(x[:20]), y[:20]), (x[20:], y[20:]), "ga"),
+        "clf-unlearn-1d-inputs": lambda t: uk.unlearn(_mlp(), (torch.zeros(5), y[:5]), (x, y), "ga", progress=False),
+        "clf-unlearn-labels": lambda t: uk.unlearn(_mlp(), (x[:20], y[:20] + 10), (x[20:], y[20:]), "ga"),
+        "clf-unlearn-method": lambda t: uk.unlearn(_mlp(), (x[:20], y[:20]), (x[20:], y[20:]), "nope"),
+        "clf-evaluate-labels": lambda t: uk.evaluate(_mlp(), **{**sets, "test": (x[:40], y[:40] + 10)}),
+        "clf-evaluate-nan": lambda t: uk.evaluate(_mlp(), **{**sets, "retain": (_with_nan(x[20:]), y[20:])}),
+        "clf-evaluate-reference": lambda t: uk.evaluate(_mlp(), **sets, reference={"ua": "high"}),
+        "clf-train-empty": lambda t: uk.train_model(_mlp(), (x[:0], y[:0]), Recipe(epochs=1), progress=False),
+        "clf-train-labels": lambda t: uk.train_model(_mlp(), (x, y + 10), Recipe(epochs=1), progress=False),
+        "clf-train-epochs-0": lambda t: uk.train_model(_mlp(), (x, y), Recipe(epochs=0), progress=False),
+        "clf-create-model-option": lambda t: uk.create_model("mlp", (1, 8, 8), 10, widht=3),
+        "clf-save-meta": lambda t: uk.save(_mlp(), t / "m", {"seed": object()}),
+        "clf-load-missing": lambda t: uk.load(t / "nothing"),
+        "clf-forget-spec": lambda t: uk.parse_forget("class:99", y),
+    }
+
+
+def _regression_cases():
+    x, y = _digits_xy()
+    yr = y.float()
+    nan_targets = torch.where(torch.arange(20) == 3, float("nan"), yr[:20])
+    return {
+        "reg-unlearn-nan-targets": lambda t: uk.unlearn(
+            _mlp(1), (x[:20], nan_targets), (x[20:], yr[20:]), "ga", task="regression", progress=False
+        ),
+        "reg-unlearn-empty-forget": lambda t: uk.unlearn(
+            _mlp(1), (x[:0], yr[:0]), (x, yr), "ft", task="regression", progress=False
+        ),
+        "reg-unlearn-classifier-method": lambda t: uk.unlearn(
+            _mlp(1), (x[:20], yr[:20]), (x[20:], yr[20:]), "rl", task="regression", progress=False
+        ),
+        "reg-evaluate-nan": lambda t: uk.evaluate(
+            _mlp(1), forget=(_with_nan(x[:20]), yr[:20]), retain=(x, yr), test=(x, yr), task="regression"
+        ),
+    }
+
+
+def _exact_cases():
+    from unlearnkit import exact
+
+    x, y = _digits_xy()
+    spec = exact.ModelSpec("mlp", (1, 8, 8), 10, {"hidden": (16,)})
+
+    def fit(t, data, recipe):
+        return exact.ShardedModel.fit(
+            t / "sm", data, exact.SISA(shards=2, slices=1), model=spec, recipe=recipe, executor="serial", progress=False
+        )
+
+    return {
+        "exact-sisa-shards": lambda t: exact.SISA(shards=0),
+        "exact-fit-epochs-0": lambda t: fit(t, (x, y), Recipe(epochs=0)),
+        "exact-fit-empty": lambda t: fit(t, (x[:0], y[:0]), Recipe(epochs=1)),
+        "exact-open-missing": lambda t: exact.ShardedModel.open(t / "nothing"),
+    }
+
+
+def _lm_cases():
+    """Validation that fails before any model or tokenizer loads."""
+    from unlearnkit import lm
+
+    def jsonl(t, data: bytes):
+        (t / "f.jsonl").write_bytes(data)
+        return t / "f.jsonl"
+
+    return {
+        "lm-load-missing": lambda t: lm.load_causal_lm(t / "nothing"),
+        "lm-jsonl-not-utf8": lambda t: lm.read_jsonl(jsonl(t, b'{"question": "\xff"}\n')),
+        "lm-jsonl-bad-row": lambda t: lm.split_from_jsonl(jsonl(t, b"[1, 2]\n"), jsonl(t, b"[1, 2]\n")),
+        "lm-unlearn-no-split": lambda t: lm.unlearn_lm(torch.nn.Linear(1, 1), None, [{"q": 1}], "npo"),
+        "lm-bench-method": lambda t: lm.LMBenchConfig(methods=["nope"]),
+    }
+
+
+def _diffusion_cases():
+    """Validation that fails before any pipeline loads."""
+    from unlearnkit import diffusion as ud
+
+    return {
+        "diff-dataset": lambda t: ud.load_concept_data("nope"),
+        "diff-bench-method": lambda t: ud.DiffBenchConfig(methods=["nope"]),
+        "diff-unlearn-not-a-model": lambda t: ud.unlearn_concept("model.bin", None, "object:three"),
+        "diff-load-missing": lambda t: ud.load_diffusion(t / "nothing"),
+    }
+
+
+def _gan_cases():
+    from unlearnkit.gan.adapt_unlearn import AdaptUnlearnConfig, load_negative_images
+    from unlearnkit.gan.train import AdversarialRecipe, load_images
+
+    def empty_npy(t):
+        np.save(t / "n.npy", np.zeros((0, 1, 8, 8), np.float32))
+        return load_negative_images(t / "n.npy", (1, 8, 8))
+
+    return {
+        "gan-config-gamma": lambda t: AdaptUnlearnConfig(gamma=0.0),
+        "gan-recipe-steps": lambda t: AdversarialRecipe(steps=0),
+        "gan-negatives-empty": empty_npy,
+        "gan-negatives-missing": lambda t: load_negative_images(t / "nothing.npy", (1, 8, 8)),
+        "gan-images-dataset": lambda t: load_images("nope"),
+    }
+
+
+FAMILY_CASES = {
+    "classifier": _classifier_cases,
+    "regression": _regression_cases,
+    "exact": _exact_cases,
+    "lm": _lm_cases,
+    "diffusion": _diffusion_cases,
+    "gan": _gan_cases,
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CASES))
+def test_bad_inputs_raise_unlearnkit_errors_in_every_family(tmp_path, family):
+    """Every bad input given to a family's public entry points ends in an ``UnlearnkitError`` with a one-line
+    message, never in a raw ``RuntimeError`` / ``IndexError`` / ``TypeError`` from inside."""
+    raw = {}
+    for name, call in FAMILY_CASES[family]().items():
+        where = tmp_path / name
+        where.mkdir()
+        try:
+            call(where)
+        except UnlearnkitError as exc:
+            if "\n" in str(exc):
+                raw[name] = f"multi-line message: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the point is to see what escapes
+            raw[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            raw[name] = "no error"
+    assert raw == {}

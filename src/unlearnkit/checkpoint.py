@@ -176,10 +176,14 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
             raise CheckpointError(f"{path} is a non-empty folder that is not a checkpoint; choose a new folder")
         elif not path.is_dir():
             raise CheckpointError(f"{path} exists and is not a folder; choose a new path")
+    try:
+        meta_text = json.dumps(meta or {}, indent=2, default=_json_default) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"meta cannot be saved as JSON ({exc}); keep to numbers, strings, lists, dicts") from exc
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with staged_folder(path, replace=True) as tmp:
         save_file(state, str(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps(meta or {}, indent=2, default=_json_default) + "\n")
+        (tmp / META).write_text(meta_text)
     return path
 
 

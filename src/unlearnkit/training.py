@@ -9,6 +9,7 @@ from .data.tensors import Batches, as_tensor_data
 from .engine import Phase, Recipe, TrainLog, train
 from .errors import ConfigError
 from .losses import task_loss
+from .validation import check_training_data
 
 #: original-training recipes that fit each bundled dataset (train accuracy ≥ 98 %) in CPU minutes
 DEFAULT_RECIPES: dict[str, Recipe] = {
@@ -50,6 +51,7 @@ def train_model(
     (at least one epoch: :func:`check_training_recipe`)."""
     check_training_recipe(recipe)
     data = as_tensor_data(train_data, "train")
+    check_training_data(model, data, task, device)
     batches = Batches(data, recipe.batch_size, shuffle=True, seed=seed)
     return train(
         model, Phase("train", batches, task_loss(task)), recipe, device=device, seed=seed, progress=progress, desc=desc

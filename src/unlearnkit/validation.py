@@ -54,7 +54,7 @@ def infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -
     try:
         with torch.no_grad():
             out = probe(x[:1].to(device))
-    except RuntimeError as exc:
+    except (RuntimeError, IndexError, ValueError, TypeError) as exc:  # what a module raises for a wrong shape
         raise ModelError(
             f"the model could not run on the inputs (shape {tuple(x.shape[1:])}, dtype {x.dtype}): {exc}; "
             "pass inputs shaped and typed as the model expects"
@@ -75,6 +75,16 @@ def check_finite_data(data: TensorData, name: str) -> None:
             )
 
 
+def check_training_data(model: nn.Module, data: TensorData, task: str, device: torch.device | str | None) -> None:
+    """Refuse data a model cannot be trained on: no examples, NaN or infinite values, or (classification)
+    labels that are not class indices of the model's outputs."""
+    if len(data) == 0:
+        raise DataError("the training set is empty; give at least one example to train on")
+    check_finite_data(data, "train")
+    if task == "classification":
+        class_labels(data, infer_num_classes(model, data.x, torch.device(device or "cpu")), "train")
+
+
 def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torch.Tensor:
     x = data.x
     if x.is_floating_point():
@@ -85,7 +95,7 @@ def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torc
     return x
 
 
-def _class_labels(data: TensorData, num_classes: int, name: str) -> torch.Tensor:
+def class_labels(data: TensorData, num_classes: int, name: str) -> torch.Tensor:
     y = data.y
     if y.ndim != 1:
         raise DataError(
@@ -178,7 +188,7 @@ def prepare_request_data(
             )
         num_classes = outputs
         if labels:
-            fy, ry = _class_labels(forget, outputs, "forget"), _class_labels(retain, outputs, "retain")
+            fy, ry = class_labels(forget, outputs, "forget"), class_labels(retain, outputs, "retain")
         else:
             fy, ry = forget.y, retain.y
     elif labels:

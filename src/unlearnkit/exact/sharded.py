@@ -221,6 +221,9 @@ class ShardedModel:
         ``out/store``), so workers on other machines need no shared filesystem. ``protected``: ids declared
         non-deletable (S3T with a backbone pre-trains on them; they are never sharded and cannot be deleted).
         """
+        from ..training import check_training_recipe
+
+        check_training_recipe(recipe)
         out = Path(out)
         if (out / STATE).is_file() and not overwrite:
             raise CheckpointError(f"{out} already holds an exact-unlearning model; choose a new folder or overwrite")

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data.tensors import TensorData, as_tensor_data
 from ..errors import ConfigError, ModelError
-from ..validation import check_finite_data
+from ..validation import check_finite_data, class_labels
 from .accuracy import accuracy, true_class_confidence
 from .gap import HEADLINE, avg_gap, gaps
 from .mia import mia_efficacy
@@ -44,6 +44,9 @@ class Evaluation:
 
     def with_reference(self, reference: Evaluation | Mapping[str, float]) -> Evaluation:
         ref = reference.metrics if isinstance(reference, Evaluation) else dict(reference)
+        bad = {k: v for k, v in ref.items() if isinstance(v, bool) or not isinstance(v, int | float | None)}
+        if bad:
+            raise ConfigError(f"reference metrics must be numbers; got {bad}; pass a model, an Evaluation or numbers")
         keys = HEADLINES.get(self.task, tuple(self.metrics))
         return Evaluation(self.task, self.metrics, gaps(self.metrics, ref, keys), avg_gap(self.metrics, ref, keys))
 
@@ -55,8 +58,10 @@ def classification_metrics(
     f_logits = predict_outputs(model, forget)
     r_logits = predict_outputs(model, retain)
     t_logits = predict_outputs(model, test)
-    for logits, name in ((f_logits, "forget"), (r_logits, "retain"), (t_logits, "test")):
+    for logits, data, name in ((f_logits, forget, "forget"), (r_logits, retain, "retain"), (t_logits, test, "test")):
         check_finite_outputs(logits, name)
+        if len(data):
+            class_labels(data, logits.shape[1], name)
     out = {
         "ua": 100.0 - accuracy(f_logits, forget.y),
         "ra": accuracy(r_logits, retain.y),
