@@ -82,7 +82,9 @@ def check_training_data(model: nn.Module, data: TensorData, task: str, device: t
         raise DataError("the training set is empty; give at least one example to train on")
     check_finite_data(data, "train")
     if task == "classification":
-        class_labels(data, infer_num_classes(model, data.x, torch.device(device or "cpu")), "train")
+        from .runtime import resolve_device
+
+        class_labels(data, infer_num_classes(model, data.x, resolve_device(device)), "train")
 
 
 def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torch.Tensor:
