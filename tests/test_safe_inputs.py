@@ -565,3 +565,40 @@ def test_bad_inputs_raise_unlearnkit_errors_in_every_family(tmp_path, family):
         else:
             raw[name] = "no error"
     assert raw == {}
+
+
+def _evil_pt(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "ran"
+    torch.save({"x": _Evil(marker)}, tmp_path / "evil.pt")
+    return tmp_path / "evil.pt", marker
+
+
+def test_cli_gan_unlearn_refuses_pickled_negatives_before_training(tmp_path, capsys, monkeypatch):
+    """The file is refused before any GAN is trained or loaded (the cache stays empty), and its code never runs."""
+    evil, marker = _evil_pt(tmp_path)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    args = ["gan-unlearn", "--negatives", str(evil), "--out", str(tmp_path / "out"), "--no-progress"]
+    rc, err = _cli(args + ["--cache-dir", str(tmp_path / "cache")], capsys)
+    _one_line(rc, err)
+    assert "weights_only=True" in err and not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
+
+
+@pytest.mark.slow
+def test_gan_unlearn_subprocess_never_runs_pickled_negatives(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    evil, marker = _evil_pt(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
+    args = ["gan-unlearn", "--negatives", str(evil), "--out", str(tmp_path / "out"), "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlearnkit.cli", *args, "--cache-dir", str(tmp_path / "cache")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not marker.exists()
