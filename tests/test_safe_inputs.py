@@ -602,3 +602,23 @@ def test_gan_unlearn_subprocess_never_runs_pickled_negatives(tmp_path):
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("bad", ["nan-inputs", "labels-out-of-range", "epochs-0"])
+def test_exact_fit_checks_its_data_before_writing_anything(tmp_path, bad):
+    from unlearnkit import exact
+
+    x, y = _digits_xy()
+    recipe = Recipe(epochs=0 if bad == "epochs-0" else 1)
+    data = {"nan-inputs": (_with_nan(x), y), "labels-out-of-range": (x, y + 10), "epochs-0": (x, y)}[bad]
+    with pytest.raises(UnlearnkitError):
+        exact.ShardedModel.fit(
+            tmp_path / "sm",
+            data,
+            exact.SISA(shards=2, slices=1),
+            model=exact.ModelSpec("mlp", (1, 8, 8), 10, {"hidden": (16,)}),
+            recipe=recipe,
+            executor="serial",
+            progress=False,
+        )
+    assert not (tmp_path / "sm").exists()
