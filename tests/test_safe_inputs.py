@@ -505,6 +505,7 @@ def _lm_cases():
         "lm-jsonl-bad-row": lambda t: lm.split_from_jsonl(jsonl(t, b"[1, 2]\n"), jsonl(t, b"[1, 2]\n")),
         "lm-unlearn-no-split": lambda t: lm.unlearn_lm(torch.nn.Linear(1, 1), None, [{"q": 1}], "npo"),
         "lm-bench-method": lambda t: lm.LMBenchConfig(methods=["nope"]),
+        "lm-empty-forget": lambda t: lm.LMSplit("mine", [], [{"question": "q", "answer": "a"}]),
     }
 
 
@@ -521,7 +522,8 @@ def _diffusion_cases():
 
 
 def _gan_cases():
-    from unlearnkit.gan.adapt_unlearn import AdaptUnlearnConfig, load_negative_images
+    from unlearnkit.gan.adapt_unlearn import AdaptUnlearnConfig, adapt, load_negative_images
+    from unlearnkit.gan.models import GAN, GANConfig
     from unlearnkit.gan.train import AdversarialRecipe, load_images
 
     def empty_npy(t):
@@ -534,6 +536,8 @@ def _gan_cases():
         "gan-negatives-empty": empty_npy,
         "gan-negatives-missing": lambda t: load_negative_images(t / "nothing.npy", (1, 8, 8)),
         "gan-images-dataset": lambda t: load_images("nope"),
+        "gan-config-channels": lambda t: GANConfig(image_shape=(0, 8, 8)),
+        "gan-adapt-no-negatives": lambda t: adapt(GAN(GANConfig()), torch.zeros(0, 1, 8, 8), AdaptUnlearnConfig()),
     }
 
 
