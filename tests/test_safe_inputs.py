@@ -506,6 +506,8 @@ def _lm_cases():
         "lm-unlearn-no-split": lambda t: lm.unlearn_lm(torch.nn.Linear(1, 1), None, [{"q": 1}], "npo"),
         "lm-bench-method": lambda t: lm.LMBenchConfig(methods=["nope"]),
         "lm-empty-forget": lambda t: lm.LMSplit("mine", [], [{"question": "q", "answer": "a"}]),
+        "lm-bench-epochs-0": lambda t: lm.LMBenchConfig(train=lm.LMTrainConfig(epochs=0)),
+        "lm-train-epochs-0": lambda t: lm.train_lm(torch.nn.Linear(1, 1), None, lm.LMTrainConfig(epochs=0)),
     }
 
 
