@@ -628,3 +628,15 @@ def test_exact_fit_checks_its_data_before_writing_anything(tmp_path, bad):
             progress=False,
         )
     assert not (tmp_path / "sm").exists()
+
+
+def test_cli_evaluate_a_checkpoint_with_nan_weights_is_one_line(tmp_path, capsys):
+    model = uk.create_model("mlp", (1, 8, 8), 10, hidden=(16,))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    spec = {"name": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "kwargs": {"hidden": [16]}}
+    uk.save(model, tmp_path / "nan", {"kind": "original", "dataset": "digits", "model": spec})
+    rc, err = _cli(["evaluate", "--model", str(tmp_path / "nan"), "--forget", "class:3"], capsys)
+    _one_line(rc, err)
+    assert "NaN or infinite outputs" in err
