@@ -640,3 +640,14 @@ def test_cli_evaluate_a_checkpoint_with_nan_weights_is_one_line(tmp_path, capsys
     rc, err = _cli(["evaluate", "--model", str(tmp_path / "nan"), "--forget", "class:3"], capsys)
     _one_line(rc, err)
     assert "NaN or infinite outputs" in err
+
+
+@pytest.mark.parametrize("name", ["audit_results.json", "tune_results.json"])
+def test_report_refuses_malformed_audit_and_tune_tables(tmp_path, capsys, name):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"rows": [{"method": "ft", "ua": 1.0}]}))
+    (run / name).write_text(json.dumps([{"method": "ft"}]))
+    rc, err = _cli(["report", str(run)], capsys)
+    _one_line(rc, err)
+    assert name in err and "not an object with 'rows'" in err

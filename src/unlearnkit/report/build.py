@@ -81,7 +81,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     results = check_results(_read_json(results_path), results_path)
     rows, columns, meta = results.rows, results.columns, results.meta
     audit = _read_json(run / "audit.json") if (run / "audit.json").is_file() else None
-    audit_table = _read_json(run / "audit_results.json") if (run / "audit_results.json").is_file() else None
+    audit_path = run / "audit_results.json"
+    audit_table = check_results(_read_json(audit_path), audit_path) if audit_path.is_file() else None
     preds = read_predictions(run)
     notes: list[str] = []
 
@@ -149,7 +150,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
             )
         )
     tune = _read_json(run / "tune.json") if (run / "tune.json").is_file() else None
-    tune_table = _read_json(run / "tune_results.json") if (run / "tune_results.json").is_file() else None
+    tune_path = run / "tune_results.json"
+    tune_table = check_results(_read_json(tune_path), tune_path, key="setting") if tune_path.is_file() else None
     if tune:
         figs.append(
             (
@@ -180,8 +182,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         md += [f"> {n}", ""]
     parts += ["<h2>Results</h2>", _table_html(rows, columns, "method")]
     md += ["## Results", "", _table_md(rows, columns), ""]
-    if audit_table:
-        a_rows, a_cols = audit_table.get("rows", []), [tuple(c) for c in audit_table.get("columns", [])]
+    if audit_table is not None:
+        a_rows, a_cols = audit_table.rows, audit_table.columns
         explain = (
             "U-LiRA AUC 50 % = the attack cannot tell the method from retraining. The ε forget quality of "
             "perfect unlearning is not 1 with finitely many runs: two independent samples of one distribution "
@@ -192,8 +194,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         parts += ["<h2>Audit</h2>", f"<p>{html.escape(explain)}</p>", _table_html(a_rows, a_cols, "method")]
         parts += [f'<p class="note">{html.escape(n)}</p>' for n in audit_notes]
         md += ["## Audit", "", explain, "", _table_md(a_rows, a_cols), ""] + [f"> {n}\n" for n in audit_notes]
-    if tune_table:
-        t_rows, t_cols = tune_table.get("rows", []), [tuple(c) for c in tune_table.get("columns", [])]
+    if tune_table is not None:
+        t_rows, t_cols = tune_table.rows, tune_table.columns
         warnings = (tune or {}).get("warnings", [])
         explain = (
             f"Tuned on a proxy forget set drawn from the retain data, scored on a {tune.get('validation_size', '?')}"

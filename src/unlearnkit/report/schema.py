@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import DataError
 from .figures import HEADLINE_LABELS
 
-_FIX = "write it again with `unlearnkit bench --out RUN_DIR`"
+_FIX = "write it again with the command that made it (unlearnkit bench, audit or tune --out RUN_DIR)"
 
 
 @dataclass
@@ -25,10 +25,11 @@ class ResultsFile:
     title: str | None = None
 
 
-def check_results(obj: Any, path: str | Path) -> ResultsFile:
-    """Validate the parsed ``results.json`` at ``path``: an object whose ``rows`` is a list of objects, each
-    with a string ``method`` and numbers (or null) for the headline metrics; ``columns`` a list of
-    ``[key, label]`` string pairs; ``meta`` an object; ``title`` a string."""
+def check_results(obj: Any, path: str | Path, key: str = "method") -> ResultsFile:
+    """Validate the parsed ``results.json`` at ``path`` (or another table: ``audit_results.json`` and, with
+    ``key="setting"``, ``tune_results.json``): an object whose ``rows`` is a list of objects, each with a string
+    ``key`` and numbers (or null) for the headline metrics; ``columns`` a list of ``[key, label]`` string pairs;
+    ``meta`` an object; ``title`` a string."""
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a JSON {type(obj).__name__}, not an object with 'rows'; {_FIX}")
     rows = obj.get("rows", [])
@@ -37,20 +38,20 @@ def check_results(obj: Any, path: str | Path) -> ResultsFile:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataError(f"{path}: rows[{i}] is a {type(row).__name__}, not an object; {_FIX}")
-        if not isinstance(row.get("method"), str) or not row["method"]:
-            raise DataError(f"{path}: rows[{i}] has no string field 'method' (got {row.get('method')!r}); {_FIX}")
-        for key in HEADLINE_LABELS:
-            v = row.get(key)
+        if not isinstance(row.get(key), str) or not row[key]:
+            raise DataError(f"{path}: rows[{i}] has no string field {key!r} (got {row.get(key)!r}); {_FIX}")
+        for metric in HEADLINE_LABELS:
+            v = row.get(metric)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or math.isinf(v)):
                 raise DataError(
-                    f"{path}: rows[{i}] ({row['method']}) field {key!r} is {v!r}, not a finite number or null; {_FIX}"
+                    f"{path}: rows[{i}] ({row[key]}) field {metric!r} is {v!r}, not a finite number or null; {_FIX}"
                 )
     raw_columns = obj.get("columns", [])
     if not isinstance(raw_columns, list) or not all(
         isinstance(c, list | tuple) and len(c) == 2 and all(isinstance(s, str) for s in c) for c in raw_columns
     ):
         raise DataError(f"{path}: field 'columns' must be a list of [key, label] string pairs; {_FIX}")
-    columns = [(str(k), str(label)) for k, label in raw_columns] or [(k, k) for k in (rows[0] if rows else {})]
+    columns = [(str(c), str(label)) for c, label in raw_columns] or [(c, c) for c in (rows[0] if rows else {})]
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise DataError(f"{path}: field 'meta' is a {type(meta).__name__}, not an object; {_FIX}")
