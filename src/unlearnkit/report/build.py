@@ -49,6 +49,13 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"could not read {path}: {exc}; write it again (UTF-8 JSON)") from exc
 
 
+def _read_object(path: Path) -> dict[str, Any]:
+    obj = _read_json(path)
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a JSON {type(obj).__name__}, not an object; write it again with its command")
+    return obj
+
+
 def _table_html(rows: list[dict[str, Any]], columns: list[tuple[str, str]], first: str) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
     body = []
@@ -80,7 +87,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     out = Path(out_dir) if out_dir else run
     results = check_results(_read_json(results_path), results_path)
     rows, columns, meta = results.rows, results.columns, results.meta
-    audit = _read_json(run / "audit.json") if (run / "audit.json").is_file() else None
+    audit = _read_object(run / "audit.json") if (run / "audit.json").is_file() else None
     audit_path = run / "audit_results.json"
     audit_table = check_results(_read_json(audit_path), audit_path) if audit_path.is_file() else None
     preds = read_predictions(run)
@@ -149,7 +156,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
                 F.relearn_plot(audit["relearn"], audit.get("relearn_k")),
             )
         )
-    tune = _read_json(run / "tune.json") if (run / "tune.json").is_file() else None
+    tune = _read_object(run / "tune.json") if (run / "tune.json").is_file() else None
     tune_path = run / "tune_results.json"
     tune_table = check_results(_read_json(tune_path), tune_path, key="setting") if tune_path.is_file() else None
     if tune:
