@@ -18,6 +18,7 @@ from .errors import (
     ForgetSpecError,
     MissingDependencyError,
     ModelError,
+    StorageError,
     UnlearnkitError,
 )
 from .forget import ForgetSplit, parse_forget
@@ -42,6 +43,7 @@ __all__ = [
     "ModelError",
     "Phase",
     "Recipe",
+    "StorageError",
     "TensorData",
     "UnlearnResult",
     "UnlearnkitError",

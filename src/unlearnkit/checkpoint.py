@@ -13,6 +13,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .checkpoint_shapes import check_declared_shapes
 from .errors import CheckpointError, UnlearnkitError
 from .outputs import (  # noqa: F401  (re-exported: the writers live in outputs.py, the one output discipline)
     _json_default,
@@ -53,10 +54,14 @@ def save(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None,
             raise CheckpointError(f"{path} is a non-empty folder that is not a checkpoint; choose a new folder")
         elif not path.is_dir():
             raise CheckpointError(f"{path} exists and is not a folder; choose a new path")
+    try:
+        meta_text = json.dumps(meta or {}, indent=2, default=_json_default) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"meta cannot be saved as JSON ({exc}); keep to numbers, strings, lists, dicts") from exc
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with staged_folder(path, replace=True) as tmp:
         save_file(state, str(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps(meta or {}, indent=2, default=_json_default) + "\n")
+        (tmp / META).write_text(meta_text)
     return path
 
 
@@ -106,14 +111,18 @@ def _build_model(path: Path, meta: dict[str, Any]) -> nn.Module:
 
 def load(path: str | Path, model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint folder. Without ``model``, rebuild it from the registry entry in ``meta.json``;
-    with ``model`` (your own ``nn.Module``), load the weights into it. Returns ``(model, meta)``.
+    with ``model`` (your own ``nn.Module``), load the weights into it. Returns ``(model, meta)``. The model
+    ``meta.json`` describes is first checked against the weights' header without allocating anything
+    (:mod:`unlearnkit.checkpoint_shapes`), so a meta that lies about sizes cannot make the loader allocate them.
     A damaged checkpoint (truncated, empty or foreign weights, malformed meta.json) raises
     :class:`CheckpointError`."""
     path = Path(path)
     meta = read_meta(path)
-    if model is None:
-        model = _build_model(path, meta)
     weights = path / WEIGHTS
+    if model is None:
+        if weights.is_file():  # a meta.json that lies about sizes is refused before anything is allocated
+            check_declared_shapes(lambda: _build_model(path, meta), weights)
+        model = _build_model(path, meta)
     if not weights.is_file():
         raise CheckpointError(f"{path} has no {WEIGHTS}")
     try:

@@ -6,6 +6,9 @@ one type. Messages say what was wrong *and* how to fix it.
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class UnlearnkitError(Exception):
     """Base class of every error unlearnkit raises on purpose."""
@@ -31,6 +34,11 @@ class CheckpointError(UnlearnkitError, OSError):
     """A checkpoint could not be read or written, or writing would overwrite data."""
 
 
+class StorageError(CheckpointError):
+    """The disk filled up, a quota or a file-size limit was reached while writing (``ENOSPC``, ``EDQUOT``,
+    ``EFBIG``); what was being written was not kept."""
+
+
 class DivergenceError(UnlearnkitError, ArithmeticError):
     """Training diverged: the loss or the weights became non-finite (or exploded); the message names the run,
     the step and a smaller learning rate to try."""
@@ -51,3 +59,31 @@ def require(module: str, extra: str):
             f"'{module}' is needed for this feature but is not installed. "
             f"Install it with: pip install 'unlearnkit[{extra}]'"
         ) from exc
+
+
+#: the ``errno`` values of a full disk, an exhausted quota and a file-size limit (``ulimit -f``)
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def storage_errno(exc: BaseException) -> int | None:
+    """The errno of ``exc`` when it says the disk is full or a file-size limit was reached, else None.
+    Libraries that write from Rust or C++ (safetensors) raise their own types with ``os error N`` in the text."""
+    if isinstance(exc, UnlearnkitError):
+        return None
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    return code if code in STORAGE_ERRNOS else None
+
+
+def storage_error(exc: BaseException, path: object) -> StorageError:
+    """A one-line :class:`StorageError` for ``exc`` (see :func:`storage_errno`) raised while writing ``path``."""
+    import os
+
+    code = storage_errno(exc)
+    reason = os.strerror(code) if code is not None else str(exc)
+    return StorageError(
+        f"could not write {path}: {reason}; free disk space (or raise the file-size limit) and run again — "
+        "nothing half-written was kept"
+    )

@@ -186,7 +186,7 @@ def read_index_file(path: str | Path) -> object:
             return json.loads(text)
         tokens = text.replace(",", " ").split()
         return [float(t) if any(ch in t for ch in ".eE") else int(t) for t in tokens]
-    except (ValueError, json.JSONDecodeError, OSError) as exc:
+    except (ValueError, json.JSONDecodeError, OSError, EOFError) as exc:
         raise ForgetSpecError(f"could not read indices from {p}: {exc}; write integers (txt/json) or a .npy") from exc
 
 

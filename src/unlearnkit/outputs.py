@@ -32,7 +32,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, storage_errno, storage_error
 
 #: ``STAGE`` (``ready``, ``aside``, ``swapped``): kill the process with SIGKILL when a swap reaches it (tests)
 KILL_ENV = "UNLEARNKIT_OUTPUTS_KILL_AT"
@@ -109,6 +109,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk or a file-size limit is one line; anything else is passed on
+        if storage_errno(exc) is None:
+            raise
+        raise storage_error(exc, path) from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -258,7 +262,12 @@ def staged_folder(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
         raise CheckpointError(f"cannot write {path}: {exc}; choose a folder you can write to") from exc
     ready = tmp.with_name(tmp.name[: -len(".tmp")] + ".new")
     try:
-        yield tmp  # errors of the block propagate as they are; the temporary folder goes in ``finally``
+        try:
+            yield tmp  # errors of the block propagate as they are; the temporary folder goes in ``finally``
+        except Exception as exc:  # except a full disk or a file-size limit, which is one line
+            if storage_errno(exc) is None:
+                raise
+            raise storage_error(exc, path) from exc
         _swap_in(tmp, ready, path, replace)
     finally:
         for p in (tmp, ready):
@@ -296,6 +305,8 @@ def _swap_in(tmp: Path, ready: Path, path: Path, replace: bool) -> None:
         aside = tmp.with_name(tmp.name[: -len(".tmp")] + ".old")
         if not os.path.lexists(path) and aside.exists():
             os.replace(aside, path)  # the new folder could not be renamed in: put the old one back
+        if storage_errno(exc) is not None:
+            raise storage_error(exc, path) from exc
         raise CheckpointError(f"could not write {path}: {exc}; free space or choose another --out") from exc
 
 

@@ -7,7 +7,9 @@ from torch import nn
 
 from .data.tensors import Batches, as_tensor_data
 from .engine import Phase, Recipe, TrainLog, train
+from .errors import ConfigError
 from .losses import task_loss
+from .validation import check_training_data
 
 #: original-training recipes that fit each bundled dataset (train accuracy ≥ 98 %) in CPU minutes
 DEFAULT_RECIPES: dict[str, Recipe] = {
@@ -25,6 +27,15 @@ def default_recipe(dataset: str) -> Recipe:
     return Recipe(**base.to_dict())
 
 
+def check_training_recipe(recipe: Recipe) -> None:
+    """Refuse a recipe that would hand back an untrained model as if it were trained (``epochs=0``)."""
+    if recipe.epochs < 1:
+        raise ConfigError(
+            f"training a model needs epochs >= 1, got {recipe.epochs}; zero epochs would keep the random "
+            "initialisation — give --epochs 1 or more"
+        )
+
+
 def train_model(
     model: nn.Module,
     train_data: object,
@@ -36,8 +47,11 @@ def train_model(
     progress: bool = True,
     desc: str = "train",
 ) -> TrainLog:
-    """Train ``model`` in place on ``train_data`` (Dataset, DataLoader or ``(X, y)``) with ``recipe``."""
+    """Train ``model`` in place on ``train_data`` (Dataset, DataLoader or ``(X, y)``) with ``recipe``
+    (at least one epoch: :func:`check_training_recipe`)."""
+    check_training_recipe(recipe)
     data = as_tensor_data(train_data, "train")
+    check_training_data(model, data, task, device)
     batches = Batches(data, recipe.batch_size, shuffle=True, seed=seed)
     return train(
         model, Phase("train", batches, task_loss(task)), recipe, device=device, seed=seed, progress=progress, desc=desc

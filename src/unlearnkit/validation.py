@@ -53,7 +53,7 @@ def infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -
     try:
         with torch.no_grad():
             out = probe(x[:1].to(device))
-    except RuntimeError as exc:
+    except (RuntimeError, IndexError, ValueError, TypeError) as exc:  # what a module raises for a wrong shape
         raise ModelError(
             f"the model could not run on the inputs (shape {tuple(x.shape[1:])}, dtype {x.dtype}): {exc}; "
             "pass inputs shaped and typed as the model expects"
@@ -62,6 +62,28 @@ def infer_num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"a classifier must return logits shaped (batch, classes); got {shape}")
     return int(out.shape[1])
+
+
+def check_finite_data(data: TensorData, name: str) -> None:
+    """Refuse NaN or infinite inputs or targets in ``data`` (named ``name`` in the message)."""
+    for part, t in (("inputs", data.x), ("labels or targets", data.y)):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).reshape(len(t), -1).any(1).sum()) if t.ndim else 1
+            raise DataError(
+                f"{name}: the {part} of {bad} example(s) hold NaN or infinite values; clean or drop those examples"
+            )
+
+
+def check_training_data(model: nn.Module, data: TensorData, task: str, device: torch.device | str | None) -> None:
+    """Refuse data a model cannot be trained on: no examples, NaN or infinite values, or (classification)
+    labels that are not class indices of the model's outputs."""
+    if len(data) == 0:
+        raise DataError("the training set is empty; give at least one example to train on")
+    check_finite_data(data, "train")
+    if task == "classification":
+        from .runtime import resolve_device
+
+        class_labels(data, infer_num_classes(model, data.x, resolve_device(device)), "train")
 
 
 def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torch.Tensor:
@@ -74,7 +96,7 @@ def _cast_inputs(data: TensorData, dtype: torch.dtype | None, name: str) -> torc
     return x
 
 
-def _class_labels(data: TensorData, num_classes: int, name: str) -> torch.Tensor:
+def class_labels(data: TensorData, num_classes: int, name: str) -> torch.Tensor:
     y = data.y
     if y.ndim != 1:
         raise DataError(
@@ -116,6 +138,8 @@ def _fingerprints(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Te
 def overlap(forget: TensorData, retain: TensorData) -> list[int]:
     """Positions in ``forget`` of examples (same input and target) that are also in ``retain``."""
     fx, rx = forget.x, retain.x
+    if len(fx) == 0 or len(rx) == 0:
+        return []
     if fx.shape[1:] != rx.shape[1:]:
         raise DataError(
             f"forget inputs are shaped {tuple(fx.shape[1:])} but retain inputs {tuple(rx.shape[1:])}; "
@@ -152,6 +176,8 @@ def prepare_request_data(
     None); with ``check_overlap``, an example present in both sets is refused. With ``labels=False`` (a
     label-agnostic method) the targets are passed on unread.
     """
+    if len(forget) == 0:
+        raise ForgetSpecError("the forget set is empty; give at least one example to forget")
     dtype = model_dtype(model)
     fx, rx = _cast_inputs(forget, dtype, "forget"), _cast_inputs(retain, dtype, "retain")
     if task == "classification":
@@ -163,7 +189,7 @@ def prepare_request_data(
             )
         num_classes = outputs
         if labels:
-            fy, ry = _class_labels(forget, outputs, "forget"), _class_labels(retain, outputs, "retain")
+            fy, ry = class_labels(forget, outputs, "forget"), class_labels(retain, outputs, "retain")
         else:
             fy, ry = forget.y, retain.y
     elif labels:

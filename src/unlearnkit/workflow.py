@@ -24,7 +24,7 @@ from .metrics.regression import mean_absolute_error
 from .models import create_model
 from .outputs import check_output_folder
 from .runtime import seed_everything
-from .training import default_recipe, train_model
+from .training import check_training_recipe, default_recipe, train_model
 
 
 def _bundle(meta: dict[str, Any], data_dir: str | None = None) -> DatasetBundle:
@@ -103,9 +103,10 @@ def train_checkpoint(
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Train an original model and save it (safetensors + meta with dataset, model, recipe, seed, metrics)."""
+    recipe = recipe or default_recipe(dataset)
+    check_training_recipe(recipe)
     check_output_folder(out, overwrite=overwrite, inputs=[data_dir], original=True)
     bundle = load_dataset(dataset, data_dir=data_dir, train_subset=train_subset)
-    recipe = recipe or default_recipe(dataset)
     seed_everything(seed)
     net = create_model(model, bundle.input_shape, bundle.output_dim, **(model_kwargs or {}))
     log = train_model(net, bundle.train, recipe, task=bundle.task, seed=seed, device=device, progress=progress)

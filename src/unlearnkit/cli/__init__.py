@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import UnlearnkitError
+from ..errors import UnlearnkitError, storage_errno, storage_error
 
 COMMAND_MODULES = [
     "unlearnkit.cli.core",
@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UnlearnkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a full disk or file-size limit in a writer no project code wraps: still one line
+        if storage_errno(exc) is None:
+            raise
+        print(f"error: {storage_error(exc, getattr(exc, 'filename', None) or 'the output')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outputs are written atomically, so nothing half-written is left behind
         print("interrupted; nothing half-written was kept", file=sys.stderr)

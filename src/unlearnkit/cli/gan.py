@@ -130,6 +130,7 @@ def _preset(args: argparse.Namespace) -> None:
 
 
 def cmd_gan_unlearn(args: argparse.Namespace) -> int:
+    from ..data.arrays import read_array_file
     from ..gan.adapt_unlearn import adapt_then_unlearn, resolve_negatives, select_positives
     from ..gan.metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
     from ..gan.train import cached_gan, load_gan, save_gan
@@ -140,6 +141,8 @@ def cmd_gan_unlearn(args: argparse.Namespace) -> int:
     cfg = _method_config(args, repulsion)
     inputs = [args.model, args.negatives, args.data_dir, args.cache_dir]
     out = check_output_folder(args.out, overwrite=args.overwrite, inputs=inputs)
+    if Path(args.negatives).is_file():  # a file of negatives is checked before any GAN is trained or loaded
+        read_array_file(args.negatives, what="negative images")
     data, progress = _data(args), not args.no_progress
     if args.model:
         gan, _ = load_gan(args.model)

@@ -77,8 +77,16 @@ def load_dataset(
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(available_datasets())}")
     bundle = _DATASETS[name](data_dir=data_dir, download=download)
     if train_subset is not None:
+        if isinstance(train_subset, bool) or not isinstance(train_subset, int | np.integer):
+            raise DataError(f"train_subset must be a whole number of examples, got {train_subset!r}")
         if train_subset < 2:
             raise DataError(f"train_subset must be >= 2, got {train_subset}")
+        classes = len(np.unique(bundle.train.y.numpy())) if bundle.task == "classification" else 0
+        if train_subset < classes:
+            raise DataError(
+                f"train_subset={train_subset} is smaller than the {classes} classes of {name}; a class-stratified "
+                f"subset needs one example of each — give --train-subset {classes} or more"
+            )
         stratify = bundle.train.y.numpy() if bundle.task == "classification" else np.zeros(len(bundle.train))
         bundle.train = bundle.train.subset(stratified_subset(stratify, train_subset, subset_seed))
     return bundle

@@ -233,12 +233,17 @@ class ShardedModel:
         ``out/store``), so workers on other machines need no shared filesystem. ``protected``: ids declared
         non-deletable (S3T with a backbone pre-trains on them; they are never sharded and cannot be deleted).
         """
+        from ..training import check_training_recipe
+        from ..validation import check_training_data
+
+        check_training_recipe(recipe)
+        train = as_tensor_data(data, "train")
+        check_training_data(model.build(seed), train, "classification", "cpu")  # before anything is written
         out = Path(out)
         if (out / STATE).is_file() and not overwrite:
             raise CheckpointError(f"{out} already holds an exact-unlearning model; choose a new folder or overwrite")
         out.mkdir(parents=True, exist_ok=True)
         with file_lock(out / LOCK):
-            train = as_tensor_data(data, "train")
             ledger = Ledger(out / LEDGER)
             deleted: set[int] = set()
             if ledger.path.is_file():

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.arrays import read_array_file
 from ..engine import Hook, StepContext
 from ..errors import ConfigError, DataError, require
 from ..runtime import timed
@@ -402,9 +403,7 @@ def load_negative_images(path: str | Path, image_shape: Sequence[int]) -> torch.
     root = Path(path)
     c, h, w = (int(v) for v in image_shape)
     if root.is_file() and root.suffix in (".pt", ".npy"):
-        arr = torch.load(root, map_location="cpu") if root.suffix == ".pt" else torch.from_numpy(np.load(root))
-        if not isinstance(arr, torch.Tensor):
-            raise DataError(f"{root} does not hold a tensor; save an (N, C, H, W) tensor of images")
+        arr = torch.from_numpy(read_array_file(root, what="negative images"))
         x = arr.float()
         if x.ndim == 3:
             x = x.unsqueeze(1)

@@ -31,6 +31,8 @@ class GANConfig:
         if len(self.image_shape) != 3:
             raise ModelError(f"image_shape must be (C, H, W), got {self.image_shape}")
         c, h, w = self.image_shape
+        if c < 1:
+            raise ModelError(f"image_shape needs at least one channel, got {self.image_shape}; use (1, H, W) for grey")
         if h != w or h % 4 or h < 8:
             raise ModelError(f"the GAN needs square images with a side divisible by 4 and >= 8, got {h}×{w}")
         if self.z_dim < 1 or self.width < 1:

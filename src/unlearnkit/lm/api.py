@@ -104,6 +104,11 @@ def unlearn_lm(
     as the frozen reference of the methods that need one, so at most two copies are in memory). With an
     ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
     over its processes on its device; ``batch_size`` stays the global batch."""
+    if not isinstance(split, LMSplit):
+        raise ConfigError(
+            f"split must be an LMSplit (forget and retain records), got {type(split).__name__}; build one with "
+            "unlearnkit.lm.split_from_jsonl or make_benchmark(...).split(...)"
+        )
     m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
     if accelerator is not None:
         device = accelerator.device

@@ -23,6 +23,7 @@ from ..errors import ConfigError, require
 from ..methods.base import get_method_class
 from ..results import ResultTable
 from ..runtime import cache_root, resolve_device, timed
+from ..training import check_training_recipe
 from .api import unlearn_lm
 from .attacks import in_context_probe, probe_scores, relearn_attack
 from .data import LMSplit, make_benchmark
@@ -143,6 +144,8 @@ class LMBenchConfig:
             raise ConfigError(
                 "--model trains from a starting checkpoint, --target/--retain-model skip training; pick one"
             )
+        if not self.target_path:  # the original and the retain-only model are trained: at least one epoch
+            check_training_recipe(self.train.recipe())
         for name in self.methods:
             get_method_class(name, domain="lm")
         for name, hps in self.hparams.items():

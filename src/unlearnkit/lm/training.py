@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from ..engine import Phase, Recipe, TrainLog, train
+from ..training import check_training_recipe
 from .encode import LMBatches, LMData, split_by_length
 from .losses import nll
 
@@ -48,8 +49,10 @@ def train_lm(
 ) -> TrainLog:
     """Minimise next-token NLL on ``data`` (labelled tokens only) in place. Long rows (e.g. biographies) are
     batched apart from short ones (QA), one engine phase per length group, to avoid padding."""
+    recipe = cfg.recipe()
+    check_training_recipe(recipe)
     phases = [
         Phase(f"lm{i}", LMBatches(group, cfg.batch_size, seed=seed + i), nll)
         for i, group in enumerate(split_by_length(data))
     ]
-    return train(model, phases, cfg.recipe(), device=device, seed=seed, progress=progress, desc=desc)
+    return train(model, phases, recipe, device=device, seed=seed, progress=progress, desc=desc)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from ..data.tensors import TensorData, as_tensor_data
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
+from ..validation import check_finite_data, class_labels
 from .accuracy import accuracy, true_class_confidence
 from .gap import HEADLINE, avg_gap, gaps
 from .mia import mia_efficacy
@@ -43,6 +44,9 @@ class Evaluation:
 
     def with_reference(self, reference: Evaluation | Mapping[str, float]) -> Evaluation:
         ref = reference.metrics if isinstance(reference, Evaluation) else dict(reference)
+        bad = {k: v for k, v in ref.items() if isinstance(v, bool) or not isinstance(v, int | float | None)}
+        if bad:
+            raise ConfigError(f"reference metrics must be numbers; got {bad}; pass a model, an Evaluation or numbers")
         keys = HEADLINES.get(self.task, tuple(self.metrics))
         return Evaluation(self.task, self.metrics, gaps(self.metrics, ref, keys), avg_gap(self.metrics, ref, keys))
 
@@ -54,6 +58,10 @@ def classification_metrics(
     f_logits = predict_outputs(model, forget)
     r_logits = predict_outputs(model, retain)
     t_logits = predict_outputs(model, test)
+    for logits, data, name in ((f_logits, forget, "forget"), (r_logits, retain, "retain"), (t_logits, test, "test")):
+        check_finite_outputs(logits, name)
+        if len(data):
+            class_labels(data, logits.shape[1], name)
     out = {
         "ua": 100.0 - accuracy(f_logits, forget.y),
         "ra": accuracy(r_logits, retain.y),
@@ -77,6 +85,14 @@ def classification_metrics(
 TASK_METRICS["classification"] = classification_metrics
 
 
+def check_finite_outputs(outputs: torch.Tensor, name: str) -> None:
+    if outputs.is_floating_point() and not bool(torch.isfinite(outputs).all()):
+        raise ModelError(
+            f"the model returns NaN or infinite outputs on the {name} set; its weights have diverged — train or "
+            "unlearn it again with a smaller learning rate"
+        )
+
+
 def evaluate(
     model: nn.Module,
     *,
@@ -95,7 +111,11 @@ def evaluate(
     """
     if task not in TASK_METRICS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(sorted(TASK_METRICS))}")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     f, r, t = (as_tensor_data(d, n) for d, n in ((forget, "forget"), (retain, "retain"), (test, "test")))
+    for data, name in ((f, "forget"), (r, "retain"), (t, "test")):
+        check_finite_data(data, name)
     result = Evaluation(task, TASK_METRICS[task](model, f, r, t, mia))
     if reference is None:
         return result

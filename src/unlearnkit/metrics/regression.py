@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.tensors import TensorData
-from .evaluate import HEADLINES, TASK_METRICS
+from .evaluate import HEADLINES, TASK_METRICS, check_finite_outputs
 from .mia import mia_efficacy
 from .predict import predict_outputs
 
@@ -52,6 +52,8 @@ def regression_metrics(
     forgotten).
     """
     preds = {k: predict_outputs(model, d) for k, d in (("forget", forget), ("retain", retain), ("test", test))}
+    for k, p in preds.items():
+        check_finite_outputs(p, k)
     data = {"forget": forget, "retain": retain, "test": test}
     out: dict[str, float] = {}
     for k in ("forget", "retain", "test"):

@@ -8,6 +8,7 @@ models here are conveniences for benchmarks. Models that expose ``features`` (in
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 from torch import nn
@@ -46,7 +47,12 @@ def create_model(name: str, input_shape: Sequence[int], num_classes: int, **kwar
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
     if num_classes < 1:
         raise ModelError(f"num_classes must be >= 1, got {num_classes}")
-    return _REGISTRY[name](tuple(int(s) for s in input_shape), int(num_classes), **kwargs)
+    factory = _REGISTRY[name]
+    try:
+        inspect.signature(factory).bind(tuple(input_shape), num_classes, **kwargs)
+    except TypeError as exc:
+        raise ModelError(f"model {name!r} does not take these options ({exc}); check the keyword names") from exc
+    return factory(tuple(int(s) for s in input_shape), int(num_classes), **kwargs)
 
 
 __all__ = [

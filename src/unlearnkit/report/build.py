@@ -20,6 +20,7 @@ from ..results import fmt
 from ..validation import check_results_folder
 from . import figures as F
 from .predictions import read_predictions
+from .schema import check_results
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -44,9 +45,16 @@ class Report:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"could not read {path}: {exc}") from exc
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"could not read {path}: {exc}; write it again (UTF-8 JSON)") from exc
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    obj = _read_json(path)
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a JSON {type(obj).__name__}, not an object; write it again with its command")
+    return obj
 
 
 def _table_html(rows: list[dict[str, Any]], columns: list[tuple[str, str]], first: str) -> str:
@@ -80,12 +88,11 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     out = Path(out_dir) if out_dir else run
     if out_dir and not same_place(out, run):  # a separate folder: checked first, then replaced as a whole
         check_results_folder(out, inputs=[run])
-    results = _read_json(results_path)
-    rows: list[dict[str, Any]] = results.get("rows", [])
-    columns = [tuple(c) for c in results.get("columns", [])] or [(k, k) for k in (rows[0] if rows else {})]
-    meta = results.get("meta", {})
-    audit = _read_json(run / "audit.json") if (run / "audit.json").is_file() else None
-    audit_table = _read_json(run / "audit_results.json") if (run / "audit_results.json").is_file() else None
+    results = check_results(_read_json(results_path), results_path)
+    rows, columns, meta = results.rows, results.columns, results.meta
+    audit = _read_object(run / "audit.json") if (run / "audit.json").is_file() else None
+    audit_path = run / "audit_results.json"
+    audit_table = check_results(_read_json(audit_path), audit_path) if audit_path.is_file() else None
     preds = read_predictions(run)
     notes: list[str] = []
 
@@ -152,8 +159,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
                 F.relearn_plot(audit["relearn"], audit.get("relearn_k")),
             )
         )
-    tune = _read_json(run / "tune.json") if (run / "tune.json").is_file() else None
-    tune_table = _read_json(run / "tune_results.json") if (run / "tune_results.json").is_file() else None
+    tune = _read_object(run / "tune.json") if (run / "tune.json").is_file() else None
+    tune_path = run / "tune_results.json"
+    tune_table = check_results(_read_json(tune_path), tune_path, key="setting") if tune_path.is_file() else None
     if tune:
         figs.append(
             (
@@ -167,7 +175,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
 
     images = {fid: F.png_bytes(fig) for fid, _, fig in figs}
 
-    title = results.get("title", run.name)
+    title = results.title or run.name
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     parts = [
         f"<h1>unlearnkit report · {html.escape(title)}</h1>",
@@ -179,8 +187,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         md += [f"> {n}", ""]
     parts += ["<h2>Results</h2>", _table_html(rows, columns, "method")]
     md += ["## Results", "", _table_md(rows, columns), ""]
-    if audit_table:
-        a_rows, a_cols = audit_table.get("rows", []), [tuple(c) for c in audit_table.get("columns", [])]
+    if audit_table is not None:
+        a_rows, a_cols = audit_table.rows, audit_table.columns
         explain = (
             "U-LiRA AUC 50 % = the attack cannot tell the method from retraining. The ε forget quality of "
             "perfect unlearning is not 1 with finitely many runs: two independent samples of one distribution "
@@ -191,8 +199,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         parts += ["<h2>Audit</h2>", f"<p>{html.escape(explain)}</p>", _table_html(a_rows, a_cols, "method")]
         parts += [f'<p class="note">{html.escape(n)}</p>' for n in audit_notes]
         md += ["## Audit", "", explain, "", _table_md(a_rows, a_cols), ""] + [f"> {n}\n" for n in audit_notes]
-    if tune_table:
-        t_rows, t_cols = tune_table.get("rows", []), [tuple(c) for c in tune_table.get("columns", [])]
+    if tune_table is not None:
+        t_rows, t_cols = tune_table.rows, tune_table.columns
         warnings = (tune or {}).get("warnings", [])
         explain = (
             f"Tuned on a proxy forget set drawn from the retain data, scored on a {tune.get('validation_size', '?')}"
