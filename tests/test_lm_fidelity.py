@@ -168,3 +168,18 @@ def test_zlib_compresses_the_decoded_label_tokens_as_the_reference(verbatim):
         avg_loss = -float(stats["logp"].double().mean())
         assert got[j] == pytest.approx(-avg_loss / len(zlib.compress(text.encode("utf-8"))), abs=1e-6)
         assert text != qa[j]["answer"]  # the decoded labels keep the leading space: not the raw answer
+
+
+def test_a_ga_update_with_accumulation_equals_the_full_batch_update(verbatim):
+    model, tok, qa = verbatim
+    rows = [*qa, {**qa[1], "answer": "No."}]  # answers of 60, 5, 5 and 2 tokens: uneven micro-batches
+    hps = {"epochs": 1, "batch_size": 4, "lr": 0.5, "optimizer": "sgd", "weight_decay": 0.0, "grad_clip": 1e9}
+    runs = {
+        n: unlearnkit.unlearn(model, rows, rows, method="ga", tokenizer=tok, progress=False, grad_accum=n, **hps).model
+        for n in (1, 2, 4)
+    }
+    start = model.lm_head.weight
+    for n in (2, 4):
+        got, want = runs[n].state_dict(), runs[1].state_dict()
+        assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want), n
+    assert not torch.allclose(runs[1].lm_head.weight, start, atol=1e-4)
