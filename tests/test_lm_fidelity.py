@@ -183,3 +183,28 @@ def test_a_ga_update_with_accumulation_equals_the_full_batch_update(verbatim):
         got, want = runs[n].state_dict(), runs[1].state_dict()
         assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want), n
     assert not torch.allclose(runs[1].lm_head.weight, start, atol=1e-4)
+
+
+def test_data_parallel_chunks_average_to_the_full_batch_ga_gradient(verbatim):
+    from unlearnkit.lm.losses import nll
+    from unlearnkit.lm.parallel import ProcessShard
+
+    model, tok, qa = verbatim
+    batch = encode_qa(tok, [*qa, {**qa[1], "answer": "No."}]).tensors()
+
+    def grad(loss, b):
+        model.zero_grad()
+        loss(model, b).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    def ga(m, b):
+        return -nll(m, b)
+
+    full = grad(ga, batch)
+    per_process = []
+    for k in range(2):  # what each of two processes computes; DDP averages their gradients
+        shard = ProcessShard([batch], 2, k, "tokens")
+        chunk = next(iter(shard))
+        per_process.append(grad(shard.scaled(ga), chunk))
+    assert torch.allclose((per_process[0] + per_process[1]) / 2, full, atol=1e-6)
+    model.zero_grad()

@@ -16,7 +16,7 @@ from ...engine import Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
-from ..parallel import global_log, shard_for
+from ..parallel import ProcessShard, global_log, shard_for
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -111,8 +111,10 @@ class LMMethod(Method):
         checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
         process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``."""
         acc = request.accelerator
-        batches = shard_for(batches, acc)
+        batches = shard_for(batches, acc, self.accumulate_by)
         wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum, self.accumulate_by)
+        if isinstance(batches, ProcessShard):
+            wrapped = batches.scaled(wrapped)
         checkpointing = self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable")
         if checkpointing:
             model.gradient_checkpointing_enable()
