@@ -100,6 +100,8 @@ def test_rows_beyond_the_models_positions_are_a_project_error_and_max_length_is_
         measure_lm(small, tok, split)
     with pytest.raises(DataError, match="48 positions"):
         unlearnkit.unlearn(small, qa[:1], qa[1:], method="ga", tokenizer=tok, progress=False)
+    with pytest.raises(DataError, match="training rows of .* exceed the model's 48 positions"):
+        train_lm(small, encode_qa(tok, qa), LMTrainConfig(epochs=1), progress=False)
     with pytest.warns(UserWarning):
         ev = measure_lm(small, tok, split, max_length=48)
     assert ev.settings["max_length"] == 48 and 0 <= ev.metrics["forget_rouge"] <= 1

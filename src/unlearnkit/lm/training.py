@@ -9,6 +9,7 @@ from torch import nn
 from ..engine import Phase, Recipe, TrainLog, train
 from .encode import LMBatches, LMData, split_by_length
 from .losses import nll
+from .positions import check_width
 
 
 @dataclass
@@ -47,7 +48,9 @@ def train_lm(
     desc: str = "lm-train",
 ) -> TrainLog:
     """Minimise next-token NLL on ``data`` (labelled tokens only) in place. Long rows (e.g. biographies) are
-    batched apart from short ones (QA), one engine phase per length group, to avoid padding."""
+    batched apart from short ones (QA), one engine phase per length group, to avoid padding. Rows wider than the
+    model's positions raise :class:`~unlearnkit.errors.DataError` before any step."""
+    check_width(model, int(data.input_ids.shape[1]), "training rows")
     phases = [
         Phase(f"lm{i}", LMBatches(group, cfg.batch_size, seed=seed + i), nll)
         for i, group in enumerate(split_by_length(data))
