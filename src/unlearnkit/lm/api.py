@@ -16,7 +16,6 @@ from ..runtime import resolve_device, timed
 from .data import IDK_ANSWERS, LMSplit
 from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
 from .methods import LMRequest
-from .positions import check_width
 
 
 @dataclass
@@ -112,9 +111,6 @@ def unlearn_lm(
         model, tokenizer, split, device=device, progress=progress, max_length=max_length, accelerator=accelerator
     )
     m.check(request)
-    for name, data in (("forget", request.forget), ("retain", request.retain), ("forget_alt", request.forget_alt)):
-        if data is not None:
-            check_width(model, int(data.input_ids.shape[1]), f"{name} rows")
     work = copy.deepcopy(model).to(request.device)
     with timed() as t:
         out = m.run(work, request)

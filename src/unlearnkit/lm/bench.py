@@ -61,6 +61,7 @@ COLUMNS = (
     ("forget_acc", "forget acc"),
     ("retain_acc", "retain acc"),
     ("world_acc", "world acc"),
+    ("forget_es", "forget ES"),
     ("forget_quality", "forget quality"),
     ("utility", "utility"),
     ("mia_mink", "MIA AUC (Min-K%)"),

@@ -17,6 +17,7 @@ from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
 from ..parallel import ProcessShard, global_log, shard_for
+from ..positions import check_width
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -110,6 +111,9 @@ class LMMethod(Method):
         """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
         checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
         process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``."""
+        for name, data in (("forget", request.forget), ("retain", request.retain), ("forget_alt", request.forget_alt)):
+            if data is not None:  # before any step: a position table indexed past its end fails deep in the model
+                check_width(model, int(data.input_ids.shape[1]), f"{name} rows")
         acc = request.accelerator
         batches = shard_for(batches, acc, self.accumulate_by)
         wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum, self.accumulate_by)
