@@ -72,9 +72,11 @@ def verbatim():
 def test_a_verbatim_60_token_answer_scores_rouge_1(verbatim):
     model, tok, qa = verbatim
     assert tok.pad_token_id is None and len(token_ids(tok, " " + qa[0]["answer"])) >= 60
-    split = LMSplit("t", qa[:1], qa[1:])
+    verbmem = [{"prompt": "Question: Who is Alma Brightwater?\nAnswer:", "gt": " " + qa[0]["answer"]}]
+    split = LMSplit("t", qa[:1], qa[1:], verbmem=verbmem)
     with pytest.warns(UserWarning, match="no perturbed answers"):
         ev = measure_lm(model, tok, split)
+    assert ev.metrics["forget_verbmem_es"] == 1.0 and ev.metrics["forget_verbmem"] == 1.0  # MUSE's ES and VerbMem
     assert ev.generations["forget"] == [qa[0]["answer"]]
     assert ev.metrics["forget_rouge"] == 1.0 and ev.metrics["forget_acc"] == 1.0
     assert ev.metrics["forget_es"] == 1.0
