@@ -170,8 +170,9 @@ def test_cli_bench_on_target_and_retain_model_skips_training(byo, tmp_path):
     args = ["lm-bench", "--target", str(root / "gpt2"), "--retain-model", str(root / "gpt2-retain")]
     args += ["--forget", str(root / "forget.json"), "--retain", str(root / "retain.json"), "--methods", "ga"]
     args += ["--hp", "ga.epochs=1", "--relearn-steps", "2", "--relearn-lr", "0.01", "--no-progress", "--out", str(out)]
-    assert main(args) == 0
+    assert main([*args, "--max-new-tokens", "40"]) == 0
     result = json.loads((out / "results.json").read_text())
+    assert result["meta"]["generation"] == {"max_new_tokens": 40, "max_length": 256, "stop": "eos"}
     rows = result["rows"]
     assert [r["method"] for r in rows] == ["retain-only", "original", "ga"]
     assert result["meta"]["train"]["original_path"] == str(root / "gpt2")

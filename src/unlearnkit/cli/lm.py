@@ -36,6 +36,16 @@ def _add_data(p: argparse.ArgumentParser, builtin: bool = True) -> None:
     g.add_argument("--max-length", type=int, default=256, help="tokens per encoded row; longer rows are cut (warned)")
 
 
+def _add_generation(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=200,
+        help="greedy answer length cap in tokens; answers stop at EOS and are scored whole (default 200, as "
+        "open-unlearning)",
+    )
+
+
 def _add_scale(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("large models (applied to every method; --hp overrides)")
     g.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast dtype of the forward passes")
@@ -92,6 +102,7 @@ def _config(args: argparse.Namespace, **extra):
         retain_qa=args.retain_qa,
         verbmem=args.verbmem,
         max_length=args.max_length,
+        max_new_tokens=getattr(args, "max_new_tokens", 200),
         model_path=args.model,
         tiny=TinyLMConfig(
             arch=args.arch, d_model=args.d_model, n_layers=args.layers, max_length=max(256, args.max_length)
@@ -221,12 +232,14 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     split = _split_from_args(args)
     model, tokenizer = load_causal_lm(args.model, device=device)
-    ev = measure_lm(model, tokenizer, split, retain_eval=args.retain_eval, device=device)
+    lengths = {"max_length": args.max_length, "max_new_tokens": args.max_new_tokens}
+    ev = measure_lm(model, tokenizer, split, retain_eval=args.retain_eval, device=device, **lengths)
     metrics = dict(ev.metrics)
+    ref = None
     if args.retain_model:
         ref_model, _ = load_causal_lm(args.retain_model, device=device)
-        ref = measure_lm(ref_model, tokenizer, split, retain_eval=args.retain_eval, device=device)
-        metrics.update(compare_to_retain_only(ev, ref))
+        ref = measure_lm(ref_model, tokenizer, split, retain_eval=args.retain_eval, device=device, **lengths)
+    metrics.update(compare_to_retain_only(ev, ref))
     if args.intrinsic:  # concept-vector drift against the model before unlearning (lm/concepts/report.py)
         from ..lm.concepts.report import intrinsic_metrics
 
@@ -239,7 +252,7 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     if args.out:
         from ..checkpoint import write_json
 
-        payload = {"model": args.model, "retain_model": args.retain_model, "metrics": metrics}
+        payload = {"model": args.model, "retain_model": args.retain_model, "settings": ev.settings, "metrics": metrics}
         write_json(Path(args.out), json.loads(json.dumps(payload, default=float)))
         print(f"metrics: {args.out}")
     return 0
@@ -272,6 +285,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--relearn-lr", type=float, help="relearning attack lr (default 1e-3 tiny model, 1e-5 own model)")
     p.add_argument("--relearn-steps", type=int, default=10, help="relearning attack steps (default 10)")
     p.add_argument("--out", help="results folder (default runs/lm-bench-TIME)")
+    _add_generation(p)
     add_common(p)
     p.set_defaults(func=cmd_lm_bench)
 
@@ -303,5 +317,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--intrinsic", metavar="ORIGINAL", help="model folder before unlearning: adds concept-vector drift")
     p.add_argument("--out", help="write the metrics as JSON to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_generation(p)
     add_common(p)
     p.set_defaults(func=cmd_lm_eval)

@@ -30,7 +30,7 @@ from .data import LMSplit, make_benchmark
 from .encode import encode_texts
 from .evaluate import LMEvaluation, compare_to_retain_only, measure_lm
 from .formats import split_from_options
-from .generate import answer_questions
+from .generate import MAX_NEW_TOKENS, answer_questions
 from .methods import LM_METHODS
 from .metrics import answer_accuracy
 from .model import META_FILE, TinyLMConfig, build_tiny_lm, load_causal_lm, save_causal_lm
@@ -62,6 +62,7 @@ COLUMNS = (
     ("forget_acc", "forget acc"),
     ("retain_acc", "retain acc"),
     ("world_acc", "world acc"),
+    ("forget_es", "forget ES"),
     ("forget_quality", "forget quality"),
     ("utility", "utility"),
     ("mia_mink", "MIA AUC (Min-K%)"),
@@ -93,7 +94,8 @@ class LMBenchConfig:
     ``verbmem``). Models: the tiny config, or ``model_path`` (a local Hugging Face folder, fine-tuned on the data as
     in TOFU), or ``target_path`` + ``retain_model_path`` (already trained; nothing is trained).
     ``relearn_lr``/``relearn_steps`` set the relearning attack (default lr 1e-3 for the tiny model, 1e-5 for a
-    user's checkpoint); ``max_length`` is the token budget of every encoded row."""
+    user's checkpoint); ``max_length`` is the token budget of every encoded row and ``max_new_tokens`` that of a
+    generated answer (greedy, to EOS)."""
 
     n_people: int = 100
     n_holdout: int = 20
@@ -112,6 +114,7 @@ class LMBenchConfig:
     target_path: str | None = None
     retain_model_path: str | None = None
     max_length: int = 256
+    max_new_tokens: int = MAX_NEW_TOKENS
     relearn_lr: float | None = None
     relearn_steps: int = 10
     keep_models: bool = False
@@ -341,7 +344,8 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
     models: dict[str, nn.Module] = {"retain-only": pair.retain_only, "original": pair.original}
 
     def measure(m: nn.Module) -> LMEvaluation:
-        return measure_lm(m, tok, split, retain_eval=cfg.retain_eval, device=device)
+        lengths = {"max_length": cfg.max_length, "max_new_tokens": cfg.max_new_tokens}
+        return measure_lm(m, tok, split, retain_eval=cfg.retain_eval, device=device, **lengths)
 
     bad = [name for name in cfg.methods if name == "idk-dpo" and split.forget_corpus]
     if bad:
@@ -401,6 +405,7 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         "n_neighbour": len(split.neighbour),
         "n_holdout": len(split.holdout),
         "train": pair.info,
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "max_length": cfg.max_length, "stop": "eos"},
         "peak_rss_mb": peak_rss_mb(),
     }
     if concepts:

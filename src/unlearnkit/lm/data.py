@@ -599,16 +599,25 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def read_utf8(path: Path) -> str:
+    """The text of ``path``; bytes that are not UTF-8 raise :class:`DataError` naming the line and byte."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line} is not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); re-save the file "
+            "as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p} does not exist; pass the path of a JSONL file with one JSON object per line")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     rows = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(read_utf8(p).splitlines(), 1):
         if not line.strip():
             continue
         try:

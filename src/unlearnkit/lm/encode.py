@@ -17,6 +17,7 @@ import torch
 
 from ..data.tensors import Batches, Cycle, TensorData
 from ..errors import DataError
+from .tokenizer import pad_id
 
 IGNORE = -100
 
@@ -108,7 +109,25 @@ def _pack(rows: list[tuple[list[int], list[int]]], pad_id: int, max_length: int)
     return LMData(ids, mask, labels)
 
 
-def _ids(tokenizer, text: str) -> list[int]:
+#: a text longer than this many characters per token of the budget is cut to a character prefix before it is
+#: tokenised (a token of a byte-level or SentencePiece vocabulary rarely spans more than a few characters)
+CHARS_PER_TOKEN = 16
+
+
+def token_ids(tokenizer, text: str, limit: int | None = None) -> list[int]:
+    """Token ids of ``text``; with ``limit``, a long text is tokenised from a prefix only: the first
+    ``CHARS_PER_TOKEN · limit`` characters, cut back to a space, doubled until the prefix yields more than
+    ``limit`` tokens. Only tokens past the first ``limit`` can differ from tokenising the whole text, and a
+    10 MB answer costs what a short one does instead of a tokenisation of all of it."""
+    if limit is not None:
+        cut = CHARS_PER_TOKEN * max(limit, 8)
+        while len(text) > cut:
+            head = text[:cut]
+            space = head.rfind(" ", cut // 2)
+            ids = tokenizer(head[:space] if space > 0 else head, add_special_tokens=False)["input_ids"]
+            if len(ids) > limit:
+                return ids[: limit + 1]
+            cut *= 2
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -121,9 +140,24 @@ def encode_pairs(
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     rows = []
     for p, t in zip(prompts, targets):
-        pi, ti = _ids(tokenizer, p), _ids(tokenizer, " " + t) + eos
+        pi, ti = token_ids(tokenizer, p, max_length), token_ids(tokenizer, " " + t, max_length) + eos
         rows.append((pi + ti, [IGNORE] * len(pi) + ti))
-    return _pack(rows, tokenizer.pad_token_id, max_length)
+    return _pack(rows, pad_id(tokenizer), max_length)
+
+
+def encode_raw_pairs(
+    tokenizer, prompts: Sequence[str], targets: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH
+) -> LMData:
+    """Encode ``prompt + target + EOS`` as written (no template, no space between), the loss on the target and
+    EOS: a text prefix and its true continuation (MUSE's VerbMem rows)."""
+    if len(prompts) != len(targets):
+        raise DataError(f"{len(prompts)} prompts but {len(targets)} targets; give one target per prompt")
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows = []
+    for p, t in zip(prompts, targets):
+        pi, ti = token_ids(tokenizer, p, max_length), token_ids(tokenizer, t, max_length) + eos
+        rows.append((pi + ti, [IGNORE] * len(pi) + ti))
+    return _pack(rows, pad_id(tokenizer), max_length)
 
 
 def encode_qa(
@@ -140,12 +174,13 @@ def encode_texts(tokenizer, texts: Sequence[dict[str, str]], max_length: int = D
     rows = []
     for t in texts:
         if "text" in t:
-            ids = _ids(tokenizer, t["text"]) + eos
+            ids = token_ids(tokenizer, t["text"], max_length) + eos
             rows.append((ids, list(ids)))
         else:
-            pi, ti = _ids(tokenizer, prompt_text(t["prompt"], tokenizer)), _ids(tokenizer, " " + t["target"]) + eos
+            prompt = prompt_text(t["prompt"], tokenizer)
+            pi, ti = token_ids(tokenizer, prompt, max_length), token_ids(tokenizer, " " + t["target"], max_length) + eos
             rows.append((pi + ti, [IGNORE] * len(pi) + ti))
-    return _pack(rows, tokenizer.pad_token_id, max_length)
+    return _pack(rows, pad_id(tokenizer), max_length)
 
 
 def split_by_length(data: LMData, factor: float = 2.0) -> list[LMData]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError, require
-from .data import LMSplit, read_jsonl
+from .data import LMSplit, read_jsonl, read_utf8
 
 #: QA fields read by unlearnkit (beyond ``question`` and ``answer``)
 QA_OPTIONAL = ("value", "paraphrased_answer", "perturbed_answer", "perturbed_answers", "person", "pid", "attribute")
@@ -53,7 +53,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise DataError(f"{p} does not exist; pass a .jsonl/.json file or a folder saved with datasets' save_to_disk")
     if p.suffix == ".json":
-        text = p.read_text(encoding="utf-8").lstrip()
+        text = read_utf8(p).lstrip()
         if text.startswith("["):
             try:
                 rows = json.loads(text)
@@ -101,14 +101,27 @@ def _string_list(value: Any, where: str, i: int, key: str) -> list[str]:
     raise DataError(f"{where} record {i}: {key!r} must be a string or a list of strings, got {type(value).__name__}")
 
 
+def _text_field(row: dict[str, Any], i: int, where: str, key: str) -> None:
+    value = row.get(key)
+    if key in row and not isinstance(value, str):
+        got = "null" if value is None else type(value).__name__
+        raise DataError(
+            f"{where} record {i}: {key!r} must be a string, got {got}; write it as one JSON string (quote numbers)"
+        )
+
+
 def normalise_qa(rows: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     """QA records (TOFU or the generated benchmark) in the form every LM function reads: ``question``,
     ``answer``, ``value`` (what a correct answer contains; default the answer), ``paraphrased_answer`` (default
     the answer), ``perturbed_answers`` (from TOFU's ``perturbed_answer`` list or ``perturbed_answers``),
-    ``person`` (who the fact is about; default one id per record), ``pid``, ``attribute``."""
+    ``person`` (who the fact is about; default one id per record), ``pid``, ``attribute``. A question, answer,
+    value or paraphrased answer that is not a string (a list, a number, null) raises :class:`DataError` naming
+    the record and the field."""
     out = []
     for i, r in enumerate(rows):
         _check_fields(r, i, where, ("question", "answer"), QA_OPTIONAL + QA_IGNORED)
+        for key in ("question", "answer", "value", "paraphrased_answer"):
+            _text_field(r, i, where, key)
         if "perturbed_answer" in r and "perturbed_answers" in r:
             raise DataError(f"{where} record {i} has both 'perturbed_answer' and 'perturbed_answers'; keep one")
         pert = r.get("perturbed_answer", r.get("perturbed_answers", []))

@@ -6,8 +6,10 @@ optimiser with it (DDP over the launched processes) and each process trains on i
 
 ``batch_size`` stays the *global* batch: each batch is cut into one row chunk per process exactly as gradient
 accumulation cuts it into micro-batches (:func:`unlearnkit.lm.methods.base.micro_batches`), and DDP averages the
-chunks' gradients. ``N`` processes therefore take the same steps as one process with ``grad_accum=N`` (same
-batches, same chunks, same averaged gradient), only faster. Run it with, e.g.::
+chunks' gradients. Each process scales its chunk's loss by ``N`` × its share of the batch (rows, or GA's scored
+tokens: the method's ``accumulate_by``), so the average is the weighted sum that gradient accumulation takes. ``N``
+processes therefore take the same steps as one process with ``grad_accum=N`` (same batches, same chunks, same
+weighted gradient), only faster. Run it with, e.g.::
 
     accelerate launch --multi_gpu --num_processes 2 -m unlearnkit.cli lm-unlearn --accelerate --device cpu ...
 
@@ -20,7 +22,7 @@ The classifier counterpart, with a per-process batch, is :mod:`unlearnkit.exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -34,23 +36,39 @@ class ProcessShard:
     :func:`~unlearnkit.lm.methods.base.micro_batches` would cut, so the chunks of all processes together are the
     batch. Batches of any number of ``(ids, mask, labels)`` groups (paired forget/retain batches too)."""
 
-    def __init__(self, batches: Iterable[tuple[torch.Tensor, ...]], processes: int, index: int) -> None:
+    def __init__(
+        self, batches: Iterable[tuple[torch.Tensor, ...]], processes: int, index: int, unit: str = "rows"
+    ) -> None:
         if not 0 <= index < processes:
             raise ValueError(f"process index {index} outside 0..{processes - 1}")
         self.batches = batches
         self.processes = processes
         self.index = index
+        self.unit = unit
+        #: ``processes`` × this chunk's share of the current batch's ``unit``: what its loss is multiplied by
+        self.scale = 1.0
 
     def __len__(self) -> int:
         return len(self.batches)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        from .methods.base import micro_batches
+        from .methods.base import batch_units, micro_batches
 
         for batch in self.batches:
             if min(t.shape[0] for t in batch) < self.processes:
                 continue  # every process sees the same batch, so all skip it
-            yield micro_batches(batch, self.processes)[self.index]
+            chunks = micro_batches(batch, self.processes)
+            units = [batch_units(c, self.unit) for c in chunks]
+            self.scale = self.processes * units[self.index] / sum(units) if sum(units) else 1.0
+            yield chunks[self.index]
+
+    def scaled(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``loss`` times :attr:`scale` of the chunk last yielded (the engine calls it on that chunk)."""
+
+        def run(model: Any, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return loss(model, batch) * self.scale
+
+        return run
 
 
 def make_lm_accelerator(cpu: bool = False) -> Any:
@@ -61,11 +79,11 @@ def make_lm_accelerator(cpu: bool = False) -> Any:
     return accelerate.Accelerator(cpu=cpu, kwargs_handlers=[ddp])
 
 
-def shard_for(batches: Any, accelerator: Any | None) -> Any:
+def shard_for(batches: Any, accelerator: Any | None, unit: str = "rows") -> Any:
     """``batches`` as this process's shard when ``accelerator`` runs several processes, else unchanged."""
     if accelerator is None or accelerator.num_processes <= 1:
         return batches
-    return ProcessShard(batches, accelerator.num_processes, accelerator.process_index)
+    return ProcessShard(batches, accelerator.num_processes, accelerator.process_index, unit)
 
 
 def global_log(log: TrainLog, accelerator: Any | None) -> TrainLog:

@@ -41,3 +41,13 @@ def ensure_pad_token(tokenizer) -> None:
         if tokenizer.eos_token is None:
             raise ConfigError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first")
         tokenizer.pad_token = tokenizer.eos_token
+
+
+def pad_id(tokenizer) -> int:
+    """The id that pads rows: the tokenizer's pad token, else its EOS (GPT-2's tokenizer as loaded has no pad
+    token), else 0. Padding is masked out of attention and labels, so its id never reaches a score; the
+    tokenizer itself is left unchanged."""
+    for token_id in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if token_id is not None:
+            return int(token_id)
+    return 0

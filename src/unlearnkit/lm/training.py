@@ -10,6 +10,7 @@ from ..engine import Phase, Recipe, TrainLog, train
 from ..training import check_training_recipe
 from .encode import LMBatches, LMData, split_by_length
 from .losses import nll
+from .positions import check_width
 
 
 @dataclass
@@ -48,9 +49,11 @@ def train_lm(
     desc: str = "lm-train",
 ) -> TrainLog:
     """Minimise next-token NLL on ``data`` (labelled tokens only) in place. Long rows (e.g. biographies) are
-    batched apart from short ones (QA), one engine phase per length group, to avoid padding."""
+    batched apart from short ones (QA), one engine phase per length group, to avoid padding. Rows wider than the
+    model's positions raise :class:`~unlearnkit.errors.DataError` before any step."""
     recipe = cfg.recipe()
     check_training_recipe(recipe)
+    check_width(model, int(data.input_ids.shape[1]), "training rows")
     phases = [
         Phase(f"lm{i}", LMBatches(group, cfg.batch_size, seed=seed + i), nll)
         for i, group in enumerate(split_by_length(data))

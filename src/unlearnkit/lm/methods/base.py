@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -15,8 +15,9 @@ from torch import nn
 from ...engine import Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
-from ..encode import LMBatches, LMData, PairedBatches, _trim
-from ..parallel import global_log, shard_for
+from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
+from ..parallel import ProcessShard, global_log, shard_for
+from ..positions import check_width
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -57,6 +58,9 @@ class LMMethod(Method):
     domain = "lm"
     tasks = ("lm",)
     reference_epochs = 5
+    #: what the method's forget loss averages over, so that gradient accumulation weighs each micro-batch by its
+    #: share of the batch (:func:`accumulated`): ``"tokens"`` (a token-mean NLL) or ``"rows"`` (a mean over rows)
+    accumulate_by: ClassVar[str] = "rows"
 
     epochs: int = hp(5, low=1)
     lr: float = hp(1e-5, low=0, low_open=True)
@@ -107,9 +111,14 @@ class LMMethod(Method):
         """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
         checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
         process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``."""
+        for name, data in (("forget", request.forget), ("retain", request.retain), ("forget_alt", request.forget_alt)):
+            if data is not None:  # before any step: a position table indexed past its end fails deep in the model
+                check_width(model, int(data.input_ids.shape[1]), f"{name} rows")
         acc = request.accelerator
-        batches = shard_for(batches, acc)
-        wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum)
+        batches = shard_for(batches, acc, self.accumulate_by)
+        wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum, self.accumulate_by)
+        if isinstance(batches, ProcessShard):
+            wrapped = batches.scaled(wrapped)
         checkpointing = self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable")
         if checkpointing:
             model.gradient_checkpointing_enable()
@@ -156,21 +165,38 @@ def micro_batches(batch: tuple[torch.Tensor, ...], n: int) -> list[tuple[torch.T
     return out
 
 
-def accumulated(loss: LossFn, n: int) -> LossFn:
-    """Gradient accumulation inside one engine step: the loss of each of ``n`` micro-batches is divided by ``n``
-    and back-propagated at once (only one micro-batch's activations live at a time); the last one is returned for
-    the engine's ``backward``, plus the others' detached values, so the logged loss is the mean over micro-batches.
-    The gradient equals that of the full batch when the losses are per-row means and the batch divides evenly."""
+def batch_units(batch: tuple[torch.Tensor, ...], unit: str) -> int:
+    """Rows of a batch's first ``(ids, mask, labels)`` group, or its scored tokens (labels after the first
+    position that are not ignored: what a token-mean next-token loss averages over)."""
+    if unit == "tokens":
+        return int((batch[2][:, 1:] != IGNORE).sum())
+    if unit == "rows":
+        return int(batch[0].shape[0])
+    raise ValueError(f"unknown accumulation unit {unit!r}; use 'tokens' or 'rows'")
+
+
+def accumulated(loss: LossFn, n: int, unit: str = "rows") -> LossFn:
+    """Gradient accumulation inside one engine step: the loss of each of ``n`` micro-batches is weighted by its
+    share of the batch's ``unit`` (:func:`batch_units` of the first group: rows, or scored tokens) and
+    back-propagated at once (only one micro-batch's activations live at a time); the last one is returned for the
+    engine's ``backward``, plus the others' detached values, so the logged loss is the weighted sum. The gradient
+    is that of the full batch for a loss that averages over ``unit`` of the first group (GA's token-mean NLL with
+    ``"tokens"``; NPO's, SimNPO's, IdkDPO's and RMU's row means with ``"rows"``); a second term averaged over
+    another unit (a retain NLL, a KL over every padded position) takes the same weights and is exact only when the
+    micro-batches hold equal shares of that unit too."""
     if n <= 1:
         return loss
 
     def run(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         parts = micro_batches(batch, n)
+        units = [batch_units(part, unit) for part in parts]
+        total = sum(units)
+        weights = [u / total for u in units] if total else [1 / len(parts)] * len(parts)
         done = torch.zeros(())
-        for part in parts[:-1]:
-            value = loss(model, part) / len(parts)
+        for part, w in zip(parts[:-1], weights[:-1]):
+            value = loss(model, part) * w
             value.backward()
             done = done + value.detach().cpu()
-        return loss(model, parts[-1]) / len(parts) + done.to(batch[0].device)
+        return loss(model, parts[-1]) * weights[-1] + done.to(batch[0].device)
 
     return run

@@ -19,6 +19,7 @@ class LMGradientAscent(LMMethod):
     Published TOFU setting: AdamW, lr 1e-5, batch 32, 5 epochs."""
 
     name = "ga"
+    accumulate_by = "tokens"  # the token-mean NLL: accumulation gives the full-batch gradient
 
     def unlearn(self, model: nn.Module, request: LMRequest) -> None:
         self.fit_loss(model, request, self.forget_batches(request), lambda m, b: -nll(m, b))

@@ -1,7 +1,8 @@
 """Language-model unlearning metrics: pure functions of generations, token log-probabilities and scores."""
 
+from .extraction import extraction_strength, mean_extraction_strength
 from .fluency import mean_ngram_entropy, ngram_entropy
-from .mia import auc, loss_score, min_k_plus_plus_score, min_k_score, privleak, zlib_score
+from .mia import PRIVLEAK_REFERENCE_AUC, auc, loss_score, min_k_plus_plus_score, min_k_score, privleak, zlib_score
 from .probability import (
     choice_probability,
     mean_answer_probability,
@@ -13,14 +14,17 @@ from .quality import forget_quality, harmonic_mean, model_utility
 from .rouge import answer_accuracy, contains_answer, mean_rouge_l_f1, mean_rouge_l_recall, rouge_l_f1, rouge_l_recall
 
 __all__ = [
+    "PRIVLEAK_REFERENCE_AUC",
     "answer_accuracy",
     "auc",
     "choice_probability",
     "contains_answer",
+    "extraction_strength",
     "forget_quality",
     "harmonic_mean",
     "loss_score",
     "mean_answer_probability",
+    "mean_extraction_strength",
     "mean_ngram_entropy",
     "mean_rouge_l_f1",
     "mean_rouge_l_recall",
