@@ -110,7 +110,8 @@ class AdvUnlearn(DiffusionMethod):
     ``params="text_encoder_full"`` (the default) is the reference's set, its transformer layers and final layer
     norm without the token and position embeddings (``param_choices`` in ``train-scripts/AdvUnlearn.py``);
     ``params="text_encoder"`` trains the whole encoder, embeddings included. Published: lr 1e-5, 1000
-    iterations, 200 warm-up, k = 1 (script default), γ = 0.3 (README), 5 retain prompts per step, η = 1, start guidance 3, 50 DDIM steps, prefix refreshed every step."""
+    iterations, 200 warm-up, k = 1 (script default), γ = 0.3 (README), 5 retain prompts per step, η = 1, start
+    guidance 3, 50 DDIM steps, prefix refreshed every step."""
 
     name = "advunlearn"
 
