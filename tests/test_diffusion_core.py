@@ -105,6 +105,18 @@ def test_changed_storage_counts_only_edited_tensors(model):
     assert changed_storage_mb(model, edited) == pytest.approx(edited.unet.conv_in.weight.numel() * 4 / 2**20)
 
 
+def test_changed_storage_of_a_one_step_generator_is_keyed_by_the_original_names(model):
+    import copy
+
+    from unlearnkit.diffusion.one_step import OneStepGenerator
+
+    gen = OneStepGenerator(copy.deepcopy(model), t_init=10)
+    assert changed_storage_mb(model, gen) == 0.0  # the ``net.`` prefix is not a change
+    with torch.no_grad():
+        gen.net.unet.conv_in.weight.add_(1.0)
+    assert changed_storage_mb(model, gen) == pytest.approx(gen.net.unet.conv_in.weight.numel() * 4 / 2**20)
+
+
 def test_png_grid_is_a_valid_png(tmp_path):
     rows = [torch.linspace(-1, 1, 2 * 64).view(2, 1, 8, 8), torch.zeros(1, 1, 8, 8)]
     path = save_grid(tmp_path / "g.png", rows, scale=2)

@@ -83,11 +83,20 @@ def fd_noise_floor(real: torch.Tensor | np.ndarray, n: int, draws: int = 5, seed
 
 
 def changed_storage_mb(original: torch.nn.Module, edited: torch.nn.Module) -> float:
-    """Megabytes of the parameter tensors that differ between two models (what an edit must ship)."""
-    ref = dict(original.named_parameters())
+    """Megabytes of the parameter tensors that differ between two models (what an edit must ship), matched by the
+    *original's* parameter names: a one-step generator (``sfd``) is compared through the network it wraps, so
+    its ``net.`` prefix does not make every tensor look new."""
+    ref = dict(_network(original).named_parameters())
     total = 0
-    for n, p in edited.named_parameters():
+    for n, p in _network(edited).named_parameters():
         q = ref.get(n)
         if q is None or q.shape != p.shape or not torch.equal(q.detach().cpu(), p.detach().cpu()):
             total += p.numel() * p.element_size()
     return total / 2**20
+
+
+def _network(model: torch.nn.Module) -> torch.nn.Module:
+    """The text-to-image network under any one-step wrapper (``OneStepGenerator.net``)."""
+    while getattr(model, "one_step", False) and isinstance(getattr(model, "net", None), torch.nn.Module):
+        model = model.net
+    return model
