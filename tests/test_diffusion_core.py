@@ -183,7 +183,8 @@ def test_cli_diff_train_and_bench(tmp_path, capsys):
     assert names == ["original", "ga", "esd-x"]  # --no-retrain: no retrain reference is trained
     for r in res["rows"]:
         assert {"ua", "ua_replaced", "ua_destroyed", "ira", "cra", "fd_eval", "fd_floor", "asr_attack"} <= set(r)
-        assert r["ua"] == pytest.approx(r["ua_replaced"] + r["ua_destroyed"])
+        assert r["ua"] == r["ua_replaced"] and r["quality"] in ("ok", "degraded", "broken")
+        assert r["ua_any"] == pytest.approx(r["ua_replaced"] + r["ua_destroyed"])
         assert r["asr_attack_before"] <= r["asr_attack"] and r["attack_instances"] == len(STYLES)
     assert (out / "samples-overview.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["diff-bench", "--concept", "object:eleven", *common, "--out", str(out)]) == 2

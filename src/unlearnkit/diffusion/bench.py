@@ -76,13 +76,13 @@ MINIATURE_HPARAMS: dict[str, dict[str, Any]] = {
 
 COLUMNS = (
     ("model", "model"),
-    ("ua", "UA↑"),
-    ("ua_replaced", "UA repl"),
+    ("ua", "UA↑ (replaced)"),
     ("ua_destroyed", "UA destr"),
     ("ira", "IRA↑"),
     ("cra", "CRA↑"),
     ("fd_eval", "FD(eval)↓"),
     ("fd_floor", "FD floor"),
+    ("quality", "quality"),
     ("fid_inception", "FID"),
     ("asr_synonym", "ASR syn↓"),
     ("asr_attack_before", "ASR pre↓"),
