@@ -21,7 +21,7 @@ SMALL = DiffusionTrainConfig(steps=40, batch_size=32, base=8, text_dim=16, lr=3e
 def setting():
     torch.manual_seed(0)
     data = load_concept_data("digits", train_subset=300)
-    evaluators = train_evaluators(data, epochs=4, progress=False)
+    evaluators = train_evaluators(data, epochs=10, progress=False)
     trained = train_diffusion(data, SMALL, device="cpu", progress=False)
     return data, evaluators, trained
 
@@ -41,9 +41,10 @@ def _broken(trained, data):
 def test_broken_models_score_no_replaced_ua_and_are_flagged(setting):
     data, evaluators, trained = setting
     concept = parse_concept("object:three", data)
-    sampling = SamplingConfig(steps=5, per_prompt=2)
+    sampling = SamplingConfig(steps=5, per_prompt=3)
     for name, model in _broken(trained, data).items():
         m = evaluate_erasure(model, data, concept, evaluators, sampling).metrics
+        assert m["recognised_real"] >= 50, "the evaluator recognises real images: the test is not vacuous"
         assert m["ua"] == m["ua_replaced"] <= 10, f"{name}: UA {m['ua']:.1f} credits a broken model"
         assert m["ua_replaced"] + m["ua_destroyed"] == pytest.approx(m["ua_any"])
         assert m["quality"] == "broken", f"{name}: IRA {m['ira']:.1f} / {m['ira_real']:.1f}, FD {m['fd_eval']:.1f}"

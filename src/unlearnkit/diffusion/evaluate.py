@@ -12,8 +12,8 @@ from .concepts import ConceptData, ConceptSpec
 from .evaluators import Evaluators
 from .inception import InceptionFID
 from .metrics import (
-    CONFIDENCE,
     attack_success_rate,
+    confidence_threshold,
     fd_noise_floor,
     frechet_distance,
     quality_flag,
@@ -80,9 +80,13 @@ def evaluate_erasure(
 
     UA (``ua`` = ``ua_replaced``): erased-concept generations *replaced* — classified as another concept and
     recognised as it (:func:`~unlearnkit.diffusion.metrics.recognised`: the evaluator's probability at least its
-    ``confidence_threshold``, default :data:`~unlearnkit.diffusion.metrics.CONFIDENCE`, and features within
-    the radius of that concept's real images); ``ua_destroyed``: the other generations not classified as the
-    concept (*unrecognisable*, or recognised as nothing); ``ua_any`` their sum (the former UA);
+    ``confidence_threshold`` — the evaluator's attribute, else
+    :func:`~unlearnkit.diffusion.metrics.confidence_threshold` of its probabilities on the real images of the
+    other concepts, reported as ``confidence_threshold`` — and features within the radius of that concept's real
+    images) *and* still in the setting the prompt asked for (the other axis's evaluator agrees: a replacement is
+    a coherent image of another concept, a broken model's image is not); ``ua_destroyed``: the other
+    generations not classified as the concept (*unrecognisable*, or recognised as nothing); ``ua_any`` their sum
+    (the former UA);
     ``recognised_real``: the share of real images of the other concepts recognised as their own concept (the
     ceiling of ``ua``). IRA: generations for the other concepts of the
     same axis classified correctly; ``ira_real``: the same on as many real images; CRA: the other axis classified
@@ -116,15 +120,22 @@ def evaluate_erasure(
     pick = torch.randperm(len(real), generator=gen)[: max(len(kept_imgs), 2)]
     real_feats = evaluators.features(axis, real.images)
     real_labels = real.labels(axis)
-    threshold = float(getattr(evaluators, "confidence_threshold", CONFIDENCE))
+    real_probs = _probabilities(evaluators, axis, real.images)
+    threshold = getattr(evaluators, "confidence_threshold", None)
+    if threshold is None:
+        threshold = confidence_threshold(real_probs, real_labels)
 
     def judged(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = _probabilities(evaluators, axis, images)
         return recognised(probs, evaluators.features(axis, images), real_feats, real_labels, threshold=threshold)
 
     erased_pred, erased_ok = judged(erased_imgs)
+    # a replacement is a coherent image of another concept: the other axis is still the one the prompt asked for
+    erased_cross = erased_sty if axis == "object" else erased_obj
+    erased_ok = erased_ok & (evaluators.predict(other, erased_imgs) == erased_cross)
     replaced, destroyed = unlearning_split(erased_pred, concept.index, evaluators.unrecognisable(axis), erased_ok)
     real_pred, real_ok = judged(real.images[pick])
+    real_ok = real_ok & (evaluators.predict(other, real.images[pick]) == real.labels(other)[pick])
     floor, floor_sd = fd_noise_floor(real_feats, len(kept_imgs), draws=5, seed=sc.seed)
     metrics = {
         "ua": replaced,
@@ -138,6 +149,7 @@ def evaluate_erasure(
         "fd_eval": frechet_distance(evaluators.features(axis, kept_imgs), real_feats[pick]),
         "fd_floor": floor,
         "fd_floor_sd": floor_sd,
+        "confidence_threshold": float(threshold),
         "asr_synonym": attack_success_rate(evaluators.predict(axis, syn_imgs), concept.index),
     }
     metrics["asr_plain"] = 100.0 - metrics["ua_any"]

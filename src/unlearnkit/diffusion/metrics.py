@@ -22,8 +22,12 @@ def unlearning_accuracy(pred: torch.Tensor, concept: int) -> float:
     return 100.0 * float((pred != concept).float().mean())
 
 
-#: an image is *recognised* as a concept when the evaluator gives that concept at least this probability ...
-CONFIDENCE = 0.9
+#: an image is *recognised* as a concept when the evaluator gives that concept at least its confidence threshold:
+#: an evaluator's ``confidence_threshold`` when it has one, else this quantile of its top probability on the real
+#: images it classifies correctly (:func:`confidence_threshold`) ...
+CONFIDENCE_QUANTILE = 0.1
+#: ... and never below this probability (an evaluator unsure of real images cannot certify a replacement)
+CONFIDENCE_FLOOR = 0.5
 #: ... and its evaluator features lie within this quantile of the distances of that concept's real images to their
 #: mean (a classifier is confident on images unlike any it was trained on; a broken model's are such images)
 TYPICAL_QUANTILE = 0.95
@@ -35,13 +39,22 @@ BROKEN_IRA_SHARE = 0.5
 DEGRADED_DESTROYED = 20.0
 
 
+def confidence_threshold(real_probs: torch.Tensor, real_labels: torch.Tensor, q: float = CONFIDENCE_QUANTILE) -> float:
+    """The evaluator's own confidence on real images: the ``q`` quantile of its top probability over the real
+    images it classifies correctly, at least :data:`CONFIDENCE_FLOOR` (1.0 — nothing recognised — when it
+    classifies none correctly)."""
+    conf, pred = torch.as_tensor(real_probs).float().max(1)
+    right = conf[pred == torch.as_tensor(real_labels)]
+    return max(float(torch.quantile(right, q)), CONFIDENCE_FLOOR) if len(right) else 1.0
+
+
 def recognised(
     probs: torch.Tensor,
     feats: torch.Tensor,
     real_feats: torch.Tensor,
     real_labels: torch.Tensor,
     *,
-    threshold: float = CONFIDENCE,
+    threshold: float,
     quantile: float = TYPICAL_QUANTILE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted label, recognised?) per image: recognised when the top probability is at least ``threshold``
