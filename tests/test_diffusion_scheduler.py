@@ -41,6 +41,8 @@ def _files(folder):
 @pytest.mark.parametrize("kind", sorted(CLASSES))
 def test_scheduler_class_and_config_survive_unlearning_byte_for_byte(data, tmp_path, kind):
     folder = _folder(data, tmp_path, kind)
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()), indent=1) + "\n")  # as a user may have it
     model = load_pipeline(folder, data)
     assert type(model.scheduler).__name__ == CLASSES[kind]
     assert model.clip_sample is False, "no clamping the folder did not configure"
