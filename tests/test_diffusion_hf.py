@@ -126,7 +126,7 @@ def test_cli_diff_unlearn_and_diff_eval_on_a_pipeline_folder(tmp_path, capsys):
             "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "m.json"), *common]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    for key in ("ua_replaced", "ua_destroyed", "fd_floor", "cra"):
+    for key in ("ua_replaced", "ua_destroyed", "ua_any", "quality", "fd_floor", "cra"):
         assert key in out
     assert main(["diff-unlearn", "--model", str(tmp_path / "nope"), "--concept", "object:three", "--out", "x"]) == 2
 

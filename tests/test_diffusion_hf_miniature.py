@@ -37,12 +37,12 @@ def mini(tmp_path_factory):
 
 def test_diffusers_miniature_is_built_from_configs_with_the_miniature_schedule(mini):
     data, model, meta, _, _ = mini
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     assert isinstance(model, DiffusersTextToImage)
     assert isinstance(model.unet, UNet2DConditionModel) and isinstance(model.text_encoder, CLIPTextModel)
-    assert isinstance(model.scheduler, DDPMScheduler) and model.vae is None
+    assert isinstance(model.scheduler, DDIMScheduler) and model.vae is None
     assert model.sample_shape == data.image_shape and tuple(model.unet.config.block_out_channels) == (8, 16)
     assert model.unet.mid_block is None and meta["arch"] == "diffusers"
     own = TextToImage(ModelConfig(vocab_size=len(data.vocab), base=8, text_dim=16))

@@ -207,6 +207,37 @@ def test_advunlearn_trains_text_encoder_only(tiny):
     old, new = dict(model.named_parameters()), dict(res.model.named_parameters())
     changed = {n for n in old if not torch.equal(old[n], new[n])}
     assert changed and all(n.startswith("text_encoder.") for n in changed)
+    # the reference's text_encoder_full: transformer layers + final norm, never the embeddings
+    assert all(n.startswith(("text_encoder.layers.", "text_encoder.norm.")) for n in changed)
+    assert any(n.startswith("text_encoder.layers.") for n in changed)
+    assert res.hparams["params"] == "text_encoder_full"
+
+
+def test_advunlearn_whole_encoder_set_keeps_its_name(tiny):
+    data, model = tiny
+    res = unlearn_concept(
+        model, data, "object:three", "advunlearn", device="cpu", progress=False,
+        steps=2, lr=1e-3, ddim_steps=3, attack_steps=3, warmup=1, params="text_encoder",
+    )  # fmt: skip
+    old, new = dict(model.named_parameters()), dict(res.model.named_parameters())
+    changed = {n for n in old if not torch.equal(old[n], new[n])}
+    assert "text_encoder.token_embedding.weight" in changed
+
+
+def test_text_encoder_full_is_the_reference_set_on_clip():
+    """OPTML-Group/AdvUnlearn ``param_choices('text_encoder_full', component='all')``: the names of
+    ``text_encoder.text_model`` that start with ``encoder`` or ``final_layer_norm``."""
+    from unlearnkit.diffusion.hf import miniature_pipeline
+
+    model = miniature_pipeline(["<pad>", "zero", "one"], (1, 8, 8), base=8, mults=(1,), text_dim=8, heads=2)
+    got = {n for n, _ in named_group(model, "text_encoder_full")}
+    want = {
+        f"text_encoder.{n}"
+        for n, _ in model.text_encoder.named_parameters()
+        if n.removeprefix("text_model.").startswith(("encoder.", "final_layer_norm."))
+    }
+    assert got == want and want
+    assert not any("embeddings" in n for n in got)
 
 
 def test_bad_requests_raise_helpful_errors(tiny):

@@ -164,6 +164,7 @@ def test_short_sfd_run_moves_the_erased_concept_to_the_safe_one_and_samples_in_o
         g_forget_coef=1.0,
         sg_forget_coef=1.0,
         anchor=0,
+        ema_decay=0.0,  # the last iterate: a 30-step average at the reference's 0.9999 barely moves
     )
     gen = res.model
     assert isinstance(gen, OneStepGenerator)
@@ -266,6 +267,23 @@ def test_losses_agree_with_the_reference_code():
     forget = torch.tensor([False, False, False, True, True, True])
     assert float(loss.sid_loss(x0, t, eps, tokens, forget)) == pytest.approx(-1.8738977909088135, rel=1e-4)
     assert float(loss.fake_loss(x0, t, eps, tokens, forget)) == pytest.approx(13.49979305267334, rel=1e-4)
+
+
+def test_generator_is_the_references_moving_average(mini):
+    """tqch/score-forgetting-distillation: ``model.ema_rate`` 0.9999 and ``FixedEMAHelper`` registered on the
+    generator's starting weights, ``shadow = param.lerp(shadow, mu)`` after each generator step; the result is
+    the average. After one step: mu·θ_0 + (1 − mu)·θ_1."""
+    data, teacher = mini
+    assert SFD().ema_decay == 0.9999
+    kw = dict(device="cpu", progress=False, steps=1, batch_size=2, lr=1e-2, seed=3)
+    last = unlearn_concept(teacher, data, "object:bright", "sfd", ema_decay=0.0, **kw).model
+    avg = unlearn_concept(teacher, data, "object:bright", "sfd", **kw).model
+    start, moved = dict(teacher.unet.named_parameters()), dict(last.net.unet.named_parameters())
+    assert any(not torch.equal(start[n], moved[n]) for n in start), "the step moved the generator"
+    mu = 0.9999
+    for n, p in avg.net.unet.named_parameters():
+        want = moved[n].detach().lerp(start[n].detach(), mu)
+        torch.testing.assert_close(p.detach(), want, rtol=0, atol=1e-6)
 
 
 def test_timestep_range_is_checked():

@@ -92,9 +92,10 @@ def test_diff_unlearn_then_diff_eval_with_a_free_text_concept(setup, tmp_path, c
     args += ["--ddim-steps", "2", "--per-prompt", "2", "--json", str(report), "--no-progress"]
     assert main(args) == 0
     metrics = json.loads(report.read_text())
-    assert set(metrics) >= {"ua", "ua_replaced", "ua_destroyed", "ira", "clip_score", "clip_score_kept", "asr_plain"}
-    assert metrics["ua"] == pytest.approx(metrics["ua_replaced"] + metrics["ua_destroyed"])
-    assert metrics["ua"] in (0.0, 50.0, 100.0)  # two concept images
+    keys = {"ua", "ua_destroyed", "ua_any", "ira", "clip_score", "clip_score_kept", "asr_plain", "quality"}
+    assert set(metrics) >= keys
+    assert metrics["ua_any"] == pytest.approx(metrics["ua"] + metrics["ua_destroyed"])
+    assert metrics["ua_any"] in (0.0, 50.0, 100.0)  # two concept images
     capsys.readouterr()
     # no zero-shot judge: refused with one line that says what to pass
     assert main(args[: args.index("--evaluator-model")] + ["--no-progress"]) == 2
@@ -128,12 +129,12 @@ def test_text_ua_counts_replaced_only_above_the_confidence(setup):
     model = load_pipeline(sd, data)
     sampling = SamplingConfig(steps=1, per_prompt=2)
     for pred, conf, expected in [
-        (0, 0.9, (0.0, 0.0, 0.0)),
-        (1, 0.9, (100.0, 100.0, 0.0)),
-        (1, 0.3, (100.0, 0.0, 100.0)),
+        (0, 0.9, (0.0, 0.0, 0.0, "ok")),
+        (1, 0.9, (100.0, 0.0, 100.0, "ok")),
+        (1, 0.3, (0.0, 100.0, 100.0, "degraded")),
     ]:
         m = evaluate_text_erasure(model, data, data.concept(0), _FixedJudge(pred, conf), sampling).metrics
-        assert (m["ua"], m["ua_replaced"], m["ua_destroyed"]) == expected
+        assert (m["ua"], m["ua_destroyed"], m["ua_any"], m["quality"]) == expected
         assert m["ira"] == pytest.approx(50.0 if pred == 1 else 0.0)  # only "a painting" (index 1) is right
 
 

@@ -106,6 +106,9 @@ def cmd_diff_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+STEPS_HELP = "sampling steps for evaluation: DDIM, or a diffusers pipeline's own scheduler (<= 50)"
+
+
 def _concept_data(args: argparse.Namespace):
     from ..diffusion import load_concept_data
     from ..diffusion.text_concepts import check_text_model, is_text_concept, text_concept_data
@@ -261,7 +264,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concept", default="object:three", help="object:NAME|INDEX or style:NAME (default object:three)")
     p.add_argument("--methods", help="comma-separated (default: ga,rl,salun,esd-x,esd-u,concept-correction,advunlearn)")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
-    p.add_argument("--ddim-steps", type=int, default=25, help="DDIM steps for evaluation samples (<= 50)")
+    p.add_argument("--ddim-steps", type=int, default=25, help=STEPS_HELP)
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance w")
     p.add_argument("--per-prompt", type=int, default=6, help="images generated per prompt")
     p.add_argument("--attack-rounds", type=int, default=5, help="UnlearnDiffAtk rounds (timesteps) per prompt")
@@ -299,7 +302,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--concept", default="object:three", help="the erased concept: object:NAME, style:NAME or text:PROMPT"
     )
-    p.add_argument("--ddim-steps", type=int, default=25)
+    p.add_argument("--ddim-steps", type=int, default=25, help=STEPS_HELP)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--per-prompt", type=int, default=6)
     p.add_argument("--attack-rounds", type=int, default=0, help="UnlearnDiffAtk rounds per prompt (0 = no attack)")

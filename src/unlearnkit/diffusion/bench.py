@@ -60,6 +60,8 @@ MINIATURE_HPARAMS: dict[str, dict[str, Any]] = {
         "g_forget_coef": 0.3,
         "sg_forget_coef": 0.3,
         "teacher_guidance": 2.0,
+        # the last iterate: at the reference's EMA 0.9999, 400 steps would leave the average at the original
+        "ema_decay": 0.0,
     },
     # AdvUnlearn: the published 200 warm-up steps of 1000 scaled to 40 of 200; 5 attack steps every 4 steps
     "advunlearn": {
@@ -76,13 +78,13 @@ MINIATURE_HPARAMS: dict[str, dict[str, Any]] = {
 
 COLUMNS = (
     ("model", "model"),
-    ("ua", "UA↑"),
-    ("ua_replaced", "UA repl"),
+    ("ua", "UA↑ (replaced)"),
     ("ua_destroyed", "UA destr"),
     ("ira", "IRA↑"),
     ("cra", "CRA↑"),
     ("fd_eval", "FD(eval)↓"),
     ("fd_floor", "FD floor"),
+    ("quality", "quality"),
     ("fid_inception", "FID"),
     ("asr_synonym", "ASR syn↓"),
     ("asr_attack_before", "ASR pre↓"),

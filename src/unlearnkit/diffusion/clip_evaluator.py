@@ -25,6 +25,7 @@ from ..errors import ConfigError, ModelError, require
 from ..runtime import resolve_device
 from .concepts import ConceptSpec
 from .evaluate import SamplingConfig, generate
+from .metrics import DEGRADED_DESTROYED
 from .text_concepts import TextConceptData
 
 #: OpenAI CLIP's image normalisation (used when the folder has no preprocessor_config.json)
@@ -129,11 +130,15 @@ def evaluate_text_erasure(
     """Generate ``sampling.per_prompt`` images for the concept prompt and for each contrast prompt and classify
     them zero-shot among all the prompts.
 
-    ``ua``: concept images not classified as the concept; ``ua_replaced``: of those, the ones classified as a
-    contrast prompt with probability ≥ ``min_confidence``; ``ua_destroyed`` = ``ua`` − ``ua_replaced``;
+    As for the bundled concepts (:func:`unlearnkit.diffusion.metrics.replaced_and_destroyed`), only a *replaced*
+    image counts as erased: ``ua``: concept images classified as a contrast prompt with probability ≥
+    ``min_confidence``; ``ua_destroyed``: the other concept images not classified as the concept; ``ua_any`` their
+    sum; ``quality``: ``degraded`` when at least
+    :data:`~unlearnkit.diffusion.metrics.DEGRADED_DESTROYED` % are destroyed, else ``ok`` (without real images
+    there is no FD or real-image IRA floor, so ``broken`` is not judged here);
     ``ira``: contrast images classified as their own prompt; ``clip_score``: CLIP score of the concept images
     against the concept prompt (lower after erasure), ``clip_score_kept`` of the contrast images against their
-    own prompts (should hold); ``asr_plain`` = 100 − ``ua``. There is no CRA (a free-text concept has one axis)
+    own prompts (should hold); ``asr_plain`` = 100 − ``ua_any``. There is no CRA (a free-text concept has one axis)
     and no Fréchet distance (no real images)."""
     if not isinstance(data, TextConceptData):
         raise ConfigError("evaluate_text_erasure scores free-text concepts; build the data with text_concept_data")
@@ -155,14 +160,16 @@ def evaluate_text_erasure(
         kept_ok.append(p == i)
         kept_scores.append(clip.score(imgs, prompts[i]))
     metrics = {
-        "ua": _pct(missed),
+        "ua": _pct(missed & (conf >= min_confidence)),
         "ua_replaced": _pct(missed & (conf >= min_confidence)),
         "ua_destroyed": _pct(missed & (conf < min_confidence)),
+        "ua_any": _pct(missed),
         "ira": _pct(torch.cat(kept_ok)),
         "clip_score": clip.score(erased, prompts[concept.index]),
         "clip_score_kept": sum(kept_scores) / len(kept_scores),
     }
-    metrics["asr_plain"] = 100.0 - metrics["ua"]
+    metrics["asr_plain"] = 100.0 - metrics["ua_any"]
+    metrics["quality"] = "degraded" if metrics["ua_destroyed"] >= DEGRADED_DESTROYED else "ok"
     kept = {prompts[i]: imgs for i, imgs in images.items() if i != concept.index}
     return TextErasureEval(metrics, erased, kept)
 

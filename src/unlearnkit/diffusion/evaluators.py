@@ -53,6 +53,15 @@ class Evaluators:
         )
 
     @torch.no_grad()
+    def probabilities(self, axis: str, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Softmax over the classes (the *unrecognisable* outcome last): the evaluator's confidence."""
+        clf = self.classifier(axis).eval()
+        dev = next(clf.parameters()).device
+        return torch.cat(
+            [clf(images[i : i + batch_size].to(dev)).softmax(1).cpu() for i in range(0, len(images), batch_size)]
+        )
+
+    @torch.no_grad()
     def features(self, axis: str, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Penultimate-layer features (the space of the Fréchet distance)."""
         clf = self.classifier(axis).eval()

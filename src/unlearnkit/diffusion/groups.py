@@ -12,7 +12,11 @@ named ``attn2`` (``attn2.to_q``, ``attn2.to_k``, ``attn2.to_v``, ``attn2.to_out`
 - ``noxattn``: the UNet minus ``attn2``, ``time_embed*`` and the output head — ESD-u, ``train_method ==
   'noxattn'`` in ``train-esd.py``;
 - ``unet``: the whole UNet — GA / RL / SalUn (OPTML-Group/Unlearn-Saliency ``SD/train-scripts``, ``full``);
-- ``text_encoder``: the whole text encoder — AdvUnlearn ``train_method == 'text_encoder_full'``.
+- ``text_encoder_full``: the text encoder's transformer layers and final layer norm, not its token and
+  position embeddings — AdvUnlearn ``train_method == 'text_encoder_full'`` with ``component='all'``
+  (OPTML-Group/AdvUnlearn ``train-scripts/AdvUnlearn.py``, ``param_choices``: names starting with
+  ``encoder`` or ``final_layer_norm`` of ``text_encoder.text_model``); on the miniature ``layers.`` and ``norm.``;
+- ``text_encoder``: the whole text encoder, embeddings included.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def _xattn_kv(name: str) -> bool:
     return "attn2.to_k" in name or "attn2.to_v" in name
 
 
+#: the text encoder's transformer layers and final norm: ``CLIPTextModel`` names (under ``text_model.`` in
+#: older transformers releases), then the miniature's
+TEXT_LAYERS = ("encoder.", "final_layer_norm.", "layers.", "norm.")
+
+
+def _text_layers(name: str) -> bool:
+    return name.removeprefix("text_model.").startswith(TEXT_LAYERS)
+
+
 def _noxattn(name: str) -> bool:
     return not ("attn2" in name or "time_embed" in name or name.startswith(OUTPUT_HEAD))
 
@@ -44,6 +57,7 @@ GROUPS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "xattn-kv": ("unet", _xattn_kv),
     "noxattn": ("unet", _noxattn),
     "unet": ("unet", lambda name: True),
+    "text_encoder_full": ("text_encoder", _text_layers),
     "text_encoder": ("text_encoder", lambda name: True),
 }
 

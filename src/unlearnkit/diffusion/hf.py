@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelError, require
 from .model import text_context
+from .scheduler import copy_scheduler, load_scheduler, noise_schedule
 
 
 class TokenizerCodec:
@@ -93,6 +94,7 @@ class DiffusersTextToImage(nn.Module):
         clip_sample: bool = False,
         tokenizer: Any = None,
         scheduler: Any = None,
+        scheduler_source: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.unet = unet
@@ -106,6 +108,8 @@ class DiffusersTextToImage(nn.Module):
         self.scaling_factor = float(scaling_factor)
         self.clip_sample = bool(clip_sample)
         self.tokenizer, self.scheduler = tokenizer, scheduler
+        #: the ``scheduler/`` folder the scheduler was read from: :func:`save_pipeline` copies it byte for byte
+        self.scheduler_source = Path(scheduler_source) if scheduler_source is not None else None
         cfg = unet.config
         size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
         self._sample_shape = (int(cfg.in_channels), int(size), int(size))
@@ -217,21 +221,20 @@ def from_components(
     *,
     vae: nn.Module | None = None,
     data_shape: Sequence[int] | None = None,
+    scheduler_source: str | Path | None = None,
 ) -> DiffusersTextToImage:
     """Wrap diffusers/transformers components; ``words`` is the concept data's vocabulary
-    (``data.vocab.words``). ᾱ_t comes from the diffusers ``scheduler`` (DDPM, DDIM, …)."""
-    pred = scheduler.config.get("prediction_type", "epsilon")
-    if pred != "epsilon":
-        raise ModelError(f"the pipeline predicts {pred!r}; the methods need an ε-prediction (epsilon) model")
-    alphas = getattr(scheduler, "alphas_cumprod", None)
-    if alphas is None:
-        raise ModelError(f"{type(scheduler).__name__} has no alphas_cumprod; use a DDPM/DDIM-type scheduler")
+    (``data.vocab.words``). The ``scheduler`` is kept as given (evaluation samples with it); ᾱ_t, which the
+    training losses and DDIM steps need, is that scheduler's own noise schedule (``alphas_cumprod``, from its
+    ``beta_schedule`` / ``trained_betas`` config), and predicted samples are clamped only where its config sets
+    ``clip_sample``."""
+    alphas = noise_schedule(scheduler)
     sf = float(getattr(vae.config, "scaling_factor", 0.18215)) if vae is not None else 1.0
     codec = TokenizerCodec(tokenizer, words)
     return DiffusersTextToImage(
         unet,
         text_encoder,
-        torch.as_tensor(alphas),
+        alphas,
         codec,
         vae=vae,
         scaling_factor=sf,
@@ -239,6 +242,7 @@ def from_components(
         clip_sample=bool(scheduler.config.get("clip_sample", False)),
         tokenizer=tokenizer,
         scheduler=scheduler,
+        scheduler_source=scheduler_source,
     )
 
 
@@ -264,26 +268,56 @@ def is_pipeline_folder(path: str | Path) -> bool:
     return (p / "model_index.json").is_file() or ((p / "unet").is_dir() and (p / "text_encoder").is_dir())
 
 
-def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | None = None) -> DiffusersTextToImage:
-    """Load a Stable Diffusion folder in the ``save_pretrained`` layout (``unet/``, ``text_encoder/``,
-    ``tokenizer/``, ``scheduler/``, optional ``vae/``) — nothing is downloaded."""
-    require("diffusers", extra="diffusion")
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+#: the parts :func:`load_pipeline` reads, each with the file that must be there
+REQUIRED_PARTS = {
+    "unet": "unet/config.json",
+    "text_encoder": "text_encoder/config.json",
+    "tokenizer": "tokenizer/",
+    "scheduler": "scheduler/scheduler_config.json",
+}
 
-    root = Path(path)
+
+def check_pipeline_folder(root: Path) -> None:
+    """One-line :class:`CheckpointError` naming the first missing part of a diffusers folder."""
     if not is_pipeline_folder(root):
         raise CheckpointError(
             f"{root} is not a diffusers pipeline folder (no model_index.json, unet/ and text_encoder/); "
             "save one with StableDiffusionPipeline.save_pretrained(DIR)"
         )
+    for part, rel in REQUIRED_PARTS.items():
+        target = root / rel
+        present = target.is_dir() and any(target.iterdir()) if rel.endswith("/") else target.is_file()
+        if not present:
+            raise CheckpointError(
+                f"{root} has no {rel} (the pipeline's {part}); copy that part from the pipeline it was saved "
+                "from, or save the whole pipeline with StableDiffusionPipeline.save_pretrained(DIR)"
+            )
+
+
+def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | None = None) -> DiffusersTextToImage:
+    """Load a Stable Diffusion folder in the ``save_pretrained`` layout (``unet/``, ``text_encoder/``,
+    ``tokenizer/``, ``scheduler/``, optional ``vae/``) — nothing is downloaded. The scheduler keeps its own
+    class and config (:func:`load_scheduler`)."""
+    require("diffusers", extra="diffusion")
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    root = Path(path)
+    check_pipeline_folder(root)
     unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
     text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder")
     tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
-    scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
+    scheduler = load_scheduler(root / "scheduler")
     vae = AutoencoderKL.from_pretrained(root, subfolder="vae") if (root / "vae").is_dir() else None
     model = from_components(
-        unet, text_encoder, tokenizer, scheduler, data.vocab.words, vae=vae, data_shape=data.image_shape
+        unet,
+        text_encoder,
+        tokenizer,
+        scheduler,
+        data.vocab.words,
+        vae=vae,
+        data_shape=data.image_shape,
+        scheduler_source=root / "scheduler",
     )
     return model.to(device or "cpu").eval()
 
@@ -315,7 +349,10 @@ def _write_pipeline(model: DiffusersTextToImage, root: Path) -> None:
     model.text_encoder.save_pretrained(root / "text_encoder")
     if model.tokenizer is not None:
         model.tokenizer.save_pretrained(root / "tokenizer")
-    if model.scheduler is not None:
+    source = model.scheduler_source
+    if source is not None and (source / "scheduler_config.json").is_file():
+        copy_scheduler(source, root / "scheduler")
+    elif model.scheduler is not None:
         model.scheduler.save_pretrained(root / "scheduler")
     index: dict[str, Any] = {
         "_class_name": "StableDiffusionPipeline",
@@ -416,12 +453,12 @@ def miniature_pipeline(
     diffusers``): a pixel-space ``UNet2DConditionModel`` with widths ``base × mults``, cross-attention at the
     first level and no mid block (the fastest layout of ``benchmarks/diffusion_unet_speed.py``), a
     ``CLIPTextModel`` over ``words`` (the concept vocabulary, ``<pad>`` first) with a one-token-per-word
-    tokenizer, and a ``DDPMScheduler`` with the miniature's linear β schedule. Train it with
+    tokenizer, and a ``DDIMScheduler`` with the miniature's linear β schedule. Train it with
     :func:`unlearnkit.diffusion.training.train_diffusion`; :func:`save_pipeline` writes it as a pipeline folder."""
     require("diffusers", extra="diffusion")
     import tempfile
 
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
 
     channels, size = int(image_shape[0]), int(image_shape[-1])
     if int(image_shape[-2]) != size:
@@ -446,12 +483,16 @@ def miniature_pipeline(
         attention_head_dim=heads,
         norm_num_groups=8,
     )
-    scheduler = DDPMScheduler(
+    # the evaluation's DDIM sampler as a diffusers scheduler: "trailing" timesteps T−1, T−1−T/n, … each stepping
+    # to the next one, the last to ᾱ = 1; images in [-1, 1], so the predicted sample is clamped
+    scheduler = DDIMScheduler(
         num_train_timesteps=timesteps,
         beta_schedule="linear",
         beta_start=beta_start,
         beta_end=beta_end,
         clip_sample=True,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
         prediction_type="epsilon",
     )
     return from_components(unet, text_encoder, tokenizer, scheduler, words, data_shape=image_shape)
@@ -466,18 +507,23 @@ def tiny_pipeline(
     channels: int = 1,
     width: int = 16,
     seed: int = 0,
+    scheduler: str = "ddpm",
 ) -> Path:
     """Write a randomly initialised miniature Stable Diffusion pipeline built from configs (nothing is
     downloaded) in the ``save_pretrained`` layout: a 2-level ``UNet2DConditionModel`` with cross-attention,
-    a 1-layer ``CLIPTextModel`` over ``words``, a DDPM scheduler and — when ``latent`` — a 2-level
+    a 1-layer ``CLIPTextModel`` over ``words``, a scheduler (``scheduler``: one of :data:`TINY_SCHEDULERS`, all
+    on Stable Diffusion's scaled-linear β schedule) and — when ``latent`` — a 2-level
     ``AutoencoderKL`` (4 latent channels, ``sample_size`` latents for 2×-larger RGB images). Returns ``folder``.
     Used to test that every method runs on diffusers models; train it before expecting sensible images."""
     require("diffusers", extra="diffusion")
     import tempfile
 
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    import diffusers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    if scheduler not in TINY_SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(TINY_SCHEDULERS)}")
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = word_level_clip_tokenizer(words, tmp)
@@ -508,8 +554,11 @@ def tiny_pipeline(
         attention_head_dim=4,
         norm_num_groups=8,
     )
-    scheduler = DDPMScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=not latent, steps_offset=1
+    cls_name, extra = TINY_SCHEDULERS[scheduler]
+    if cls_name in ("DDPMScheduler", "DDIMScheduler"):
+        extra = {**extra, "clip_sample": not latent}
+    sched = getattr(diffusers, cls_name)(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1, **extra
     )
     vae = None
     if latent:
@@ -525,6 +574,17 @@ def tiny_pipeline(
         )
     codec = TokenizerCodec(tokenizer, ["<pad>", *words])
     model = DiffusersTextToImage(
-        unet, text_encoder, scheduler.alphas_cumprod, codec, vae=vae, tokenizer=tokenizer, scheduler=scheduler
+        unet, text_encoder, sched.alphas_cumprod, codec, vae=vae, tokenizer=tokenizer, scheduler=sched
     )
     return save_pipeline(model, folder)
+
+
+#: the schedulers :func:`tiny_pipeline` can write: name -> (diffusers class, extra config), as Stable Diffusion
+#: folders ship them (PNDM with ``skip_prk_steps``, the ``set_alpha_to_one=False`` of SD 1.x)
+TINY_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddpm": ("DDPMScheduler", {}),
+    "ddim": ("DDIMScheduler", {"set_alpha_to_one": False}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True, "set_alpha_to_one": False}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "dpm-solver": ("DPMSolverMultistepScheduler", {}),
+}

@@ -1,6 +1,17 @@
-"""DDPM training loss, classifier-free guidance and the DDIM sampler, as functions of a :class:`TextToImage`."""
+"""DDPM training loss, classifier-free guidance and the samplers, as functions of a :class:`TextToImage`.
+
+A model that carries a diffusers scheduler (``model.scheduler``, a pipeline loaded with
+:func:`unlearnkit.diffusion.hf.load_pipeline`) is sampled with *that* scheduler, its class and config as given
+(PNDM, Euler, DPM-Solver, DDIM, DDPM, …), as ``StableDiffusionPipeline`` samples it. Where a method needs
+DDIM steps (ESD's x_t, prompt attacks), they run over the ᾱ_t of the same config (``model.alphas_cumprod``), with
+the predicted sample clamped only when that config sets ``clip_sample``.
+"""
 
 from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,10 +82,13 @@ def ddim_sample(
     [-1, 1] for a pixel model, latents for a VAE pipeline: decode with ``model.from_latents``).
 
     ``stop_at`` returns x_t after that many steps instead of the final image (ESD samples x_t this way).
-    A one-step generator (``model.one_step``, :mod:`unlearnkit.diffusion.one_step`) samples in one evaluation.
+    A one-step generator (``model.one_step``, :mod:`unlearnkit.diffusion.one_step`) samples in one evaluation;
+    a model with a diffusers ``scheduler`` samples the final image with that scheduler (:func:`scheduler_steps`)
+    and ``steps`` of it.
     """
     if getattr(model, "one_step", False) and stop_at is None:
         return model.sample(tokens, context=context, generator=generator, batch_size=batch_size)
+    scheduler = getattr(model, "scheduler", None) if stop_at is None else None
     dev = model.alphas_cumprod.device
     if context is None:
         context = model.encode(tokens.to(dev))
@@ -83,8 +97,35 @@ def ddim_sample(
     noise = torch.randn((n, *shape), generator=generator).to(dev)
     outs = []
     for i in range(0, n, batch_size):
-        outs.append(_ddim(model, noise[i : i + batch_size], context[i : i + batch_size], steps, guidance, stop_at))
+        x, cond = noise[i : i + batch_size], context[i : i + batch_size]
+        if scheduler is not None:
+            outs.append(scheduler_steps(model, scheduler, x, cond, steps, guidance, generator))
+        else:
+            outs.append(_ddim(model, x, cond, steps, guidance, stop_at))
     return torch.cat(outs)
+
+
+def scheduler_steps(
+    model: nn.Module,
+    scheduler: Any,
+    x: torch.Tensor,
+    cond: torch.Tensor,
+    steps: int,
+    guidance: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample from noise ``x`` with a copy of the diffusers ``scheduler`` (its state is per run):
+    ``set_timesteps(steps)``, x ← x·``init_noise_sigma``, then per timestep the guided ε of
+    ``scale_model_input(x, t)`` and ``step(ε, t, x)`` — the loop of diffusers' ``StableDiffusionPipeline``."""
+    sched = copy.deepcopy(scheduler)
+    sched.set_timesteps(steps, device=x.device)
+    uncond = model.encode(model.null_tokens(x.shape[0], cond.shape[1]))
+    extra = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
+    x = x * sched.init_noise_sigma
+    for t in sched.timesteps:
+        eps = guided_eps(model, sched.scale_model_input(x, t), t.expand(x.shape[0]), cond, uncond, guidance)
+        x = sched.step(eps, t, x, **extra, return_dict=False)[0]
+    return x
 
 
 def _ddim(

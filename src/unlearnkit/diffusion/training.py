@@ -58,7 +58,7 @@ class DiffusionTrainConfig:
     text_layers: int = 1
     seed: int = 0
     #: "unlearnkit": the toolkit's own UNet and text encoder (a checkpoint folder); "diffusers": a
-    #: ``UNet2DConditionModel`` + ``CLIPTextModel`` + ``DDPMScheduler`` built from configs, kept as a diffusers
+    #: ``UNet2DConditionModel`` + ``CLIPTextModel`` + ``DDIMScheduler`` built from configs, kept as a diffusers
     #: pipeline folder (see :func:`unlearnkit.diffusion.hf.miniature_pipeline`)
     arch: str = "unlearnkit"
     extra: dict = field(default_factory=dict)

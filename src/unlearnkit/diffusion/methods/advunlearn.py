@@ -106,9 +106,12 @@ class AdvUnlearn(DiffusionMethod):
     ``retain_train='reg'`` (see :class:`AdvUnlearnLoss`): bi-level — the inner attack fits a k-token prefix of
     word embeddings (``attack_step`` 30 Adam steps at ``attack_lr`` 1e-3, warm-started) so the current model
     regenerates the concept; the outer step is the ESD loss on the adversarial prompt plus γ × the distillation
-    loss on retain prompts, after ``warmup`` plain-prompt steps. Only the **text encoder** is trained
-    (``text_encoder_full``). Published: lr 1e-5, 1000 iterations, 200 warm-up, k = 1 (script default), γ = 0.3
-    (README), 5 retain prompts per step, η = 1, start guidance 3, 50 DDIM steps, prefix refreshed every step."""
+    loss on retain prompts, after ``warmup`` plain-prompt steps. Only the **text encoder** is trained:
+    ``params="text_encoder_full"`` (the default) is the reference's set, its transformer layers and final layer
+    norm without the token and position embeddings (``param_choices`` in ``train-scripts/AdvUnlearn.py``);
+    ``params="text_encoder"`` trains the whole encoder, embeddings included. Published: lr 1e-5, 1000
+    iterations, 200 warm-up, k = 1 (script default), γ = 0.3 (README), 5 retain prompts per step, η = 1, start
+    guidance 3, 50 DDIM steps, prefix refreshed every step."""
 
     name = "advunlearn"
     needs_images = False
@@ -127,9 +130,14 @@ class AdvUnlearn(DiffusionMethod):
     steps: int = hp(1000, low=1)
     batch_size: int = hp(1, low=1)
     lr: float = hp(1e-5, low=0, low_open=True)
+    params: str = hp(
+        "text_encoder_full",
+        choices=("text_encoder_full", "text_encoder"),
+        doc="text-encoder tensors trained: the reference's layers + final norm, or all (embeddings too)",
+    )
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
         loss = AdvUnlearnLoss(self, request, request.frozen_original())
-        params = self.trainable(model, "text_encoder")
+        params = self.trainable(model, self.params)
         self.fit_steps(model, Phase("advunlearn", self.stream(request.forget), loss), request, params=params)
         return model
