@@ -172,9 +172,19 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
     bad = 0
     for cert in args.certificates:
         ok, why = verify_certificate(cert, args.public_key)
-        print(f"{cert}: {'valid' if ok else 'INVALID'} ({why})")
+        problems = _certificate_model(cert, args.model) if ok and args.model else []
+        ok = ok and not problems
+        print(f"{cert}: {'valid' if ok else 'INVALID'} ({why if not problems else problems[0]})")
+        for extra in problems[1:]:
+            print(f"  {extra}")
         bad += not ok
     return 1 if bad else 0
+
+
+def _certificate_model(cert: str, model: str) -> list[str]:
+    from ..exact.weights import certificate_model_problems
+
+    return certificate_model_problems(cert, model)
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
@@ -295,6 +305,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v = csub.add_parser("verify", help="check certificates' signatures (exit 1 when any does not verify)")
     v.add_argument("certificates", nargs="+", metavar="CERT")
     v.add_argument("--public-key", required=True, help="the signer's public key (PEM)")
+    v.add_argument("--model", help="also check that this model folder's weights in use are the committed ones")
     v.set_defaults(func=cmd_certificate_verify)
 
     p = sub.add_parser("ledger", help="deletion-ledger tools")
