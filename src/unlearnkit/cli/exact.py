@@ -218,6 +218,11 @@ def cmd_exact_audit(args: argparse.Namespace) -> int:
 
 def cmd_dp_train(args: argparse.Namespace) -> int:
     from ..exact.data_parallel import train_checkpoint_data_parallel
+    from ..exact.launch import own_arguments, relaunch_count, run_processes
+
+    count = relaunch_count(args.processes)
+    if count is not None:  # `accelerate launch --cpu --num_processes N` started one process: start N
+        return run_processes(count, own_arguments("dp-train"))
 
     path = train_checkpoint_data_parallel(
         args.out,
@@ -324,7 +329,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dp-train", help="data-parallel training of one model with Accelerate (`accelerate launch`)")
     _add_training(p)
     p.add_argument("--cpu", action="store_true", help="force CPU processes")
-    p.add_argument("--processes", type=int, help="processes the launcher must have started (error otherwise)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="processes the launcher must have started (error otherwise; default: the launcher's --num_processes)",
+    )
     p.add_argument("--scale-lr", action="store_true", help="multiply --lr by the number of processes (linear rule)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_dp_train)
