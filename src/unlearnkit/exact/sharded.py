@@ -46,7 +46,7 @@ from ..metrics.predict import predict_outputs
 from .certificates import Signer, certificate_body, sign_head, write_certificate
 from .chains import ChainJob, ChainResult, ModelSpec, ensure_root, key_seed, run_chain
 from .ensemble import ShardEnsemble
-from .executors import Executor, make_executor
+from .executors import Executor, make_executor, warn_if_store_is_local
 from .faults import fault_point
 from .ledger import Ledger, file_lock, record_type, sha256_hex
 from .s3t import S3T
@@ -622,6 +622,7 @@ class ShardedModel:
         if not jobs:
             return []
         ex = make_executor(executor, workers)
+        warn_if_store_is_local(ex, self.store.url)
         try:
             return ex.map(run_chain, jobs, desc=f"{self.scheme.name} chains" if progress else "")
         finally:
