@@ -133,11 +133,21 @@ def cmd_delete(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             signer=_signer(args),
             watch=args.watch,
+            background=args.background,
+            committed=None if args.json or not args.background else _print_committed,
         )
     finally:
         _close(executor)
-    _print_reports(reports, args.json)
+    if args.json or not args.background:
+        _print_reports(reports, args.json)
+    else:
+        print("background retraining finished")
     return 0
+
+
+def _print_committed(reports: list) -> None:
+    _print_reports(reports, False)
+    print("committed; retraining shards below --min-depth in the background (interrupted: `unlearnkit resume`)")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -287,6 +297,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--watch", action="store_true", help="after each round, process request files that arrived meanwhile"
     )
     p.add_argument("--json", action="store_true", help="print the full reports as JSON")
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="s3t: commit (and sign) once the affected groups are deactivated, then retrain shards below "
+        "--min-depth in the background before exiting",
+    )
     _add_executor(p)
     _add_signing(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

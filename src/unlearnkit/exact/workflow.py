@@ -4,7 +4,7 @@ commands: a registered dataset and model in, a model folder out."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +113,25 @@ def delete_ids(
     progress: bool = True,
     signer: Signer | None = None,
     watch: bool = False,
+    background: bool = False,
+    committed: Callable[[list[DeletionReport]], None] | None = None,
 ) -> list[DeletionReport]:
     """Process deletion requests: every ids file given (or found in a folder given) is one request; all are
     batched into one retraining round, each with its own ledger entries and certificate. With ``watch``,
     request files that appear in the folders while a round retrains are processed in the next round, until
-    a round finds nothing new (files already in the ledger, by request id, are skipped)."""
+    a round finds nothing new (files already in the ledger, by request id, are skipped).
+
+    ``background`` (S3T): each round commits (and signs) as soon as the affected groups are deactivated,
+    hands its reports to ``committed``, then retrains the shards that fell below ``min_depth`` in a background
+    thread and waits for it before the next round; if that is interrupted, :func:`resume_folder` finishes it."""
     paths = [ids_file] if isinstance(ids_file, str | Path) else list(ids_file)
     # requests from a queue (several files, a folder) are named by their file names; a single file by req-NNNNN
     named = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
     sm = ShardedModel.open(model_dir, executor=executor, workers=workers, signer=signer)
+    if background and sm.scheme.name != "s3t":
+        raise ConfigError(
+            "--background belongs to s3t models (a deactivated group falls back to its prefix); SISA must retrain"
+        )
     n_train = int(sm.state.get("n_train", 0))
     reports: list[DeletionReport] = []
     seen: set[Path] = set()
@@ -134,7 +144,13 @@ def delete_ids(
             break
         seen |= set(files)
         reqs = _requests(files, n_train, request_id, named)
-        reports += sm.delete_many(reqs, executor=executor, workers=workers, progress=progress, signer=signer)
+        done = sm.delete_many(
+            reqs, executor=executor, workers=workers, progress=progress, signer=signer, background=background
+        )
+        if committed is not None:
+            committed(done)
+        sm.wait()
+        reports += done
         if not watch:
             break
     return reports
