@@ -91,3 +91,27 @@ def test_certificate_checked_against_a_folder_that_is_no_model_fails(folder, tmp
     cert = str(m / "certificates" / "alice.json")
     assert main(["certificate", "verify", cert, "--public-key", pub, "--model", str(tmp_path / "nope")]) == 1
     assert "INVALID (cannot compare with" in capsys.readouterr().out
+
+
+def test_a_ledger_without_per_shard_digests_is_checked_against_model_after(signed, tmp_path, monkeypatch, capsys):
+    """Entries written before ``weights_after`` existed: the whole model is compared with ``model_after``."""
+    from dataclasses import asdict
+
+    from unlearnkit.exact import sharded
+
+    out, _, _ = signed
+    m = tmp_path / "legacy"
+    shutil.copytree(out, m)
+    sm = ShardedModel.open(m)
+    old = sm.selection()[1].key
+    legacy = lambda self: {k: v for k, v in asdict(self).items() if k != "weights_after"}  # noqa: E731
+    monkeypatch.setattr(sharded.DeletionReport, "to_dict", legacy)
+    sm.delete([sm.plan.shards[1][1][0]], executor="serial", progress=False, request_id="bob")
+    monkeypatch.undo()
+    assert "weights_after" not in ShardedModel.open(m).ledger.entries()[-1]["record"]
+    assert main(["exact-audit", "--model", str(m)]) == 0
+    in_use = ShardedModel.open(m).selection()[1].key
+    shutil.copy(m / "store" / old / "model.safetensors", m / "store" / in_use / "model.safetensors")
+    capsys.readouterr()
+    assert main(["exact-audit", "--model", str(m)]) == 1
+    assert "do not hash to model_after committed in ledger entry" in capsys.readouterr().out
