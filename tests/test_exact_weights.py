@@ -15,7 +15,7 @@ pytest.importorskip("cryptography")
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory):
-    """A SISA model with one signed deletion from slice 1 of shard 0, and the key in use before it."""
+    """A SISA model with one signed deletion from slice 1 of shard 0, and the weights in use before it."""
     root = tmp_path_factory.mktemp("weights")
     out = root / "m"
     args = ["exact-train", "--dataset", "digits", "--train-subset", "200", "--model-kw", "hidden=[8]"]
@@ -24,7 +24,9 @@ def signed(tmp_path_factory):
     key = root / "owner.pem"
     assert main(["keygen", "--out", str(key)]) == 0
     sm = ShardedModel.open(out)
-    old = sm.selection()[0].key
+    # the weights in use before the deletion, kept aside (a store may purge checkpoints of deleted ids)
+    old = root / "before.safetensors"
+    shutil.copy(out / "store" / sm.selection()[0].key / "model.safetensors", old)
     (root / "req.txt").write_text(f"{sm.plan.shards[0][1][0]}\n")
     cmd = ["delete", "--model", str(out), "--ids", str(root / "req.txt"), "--request-id", "alice"]
     assert main([*cmd, "--executor", "serial", "--no-progress", "--signing-key", str(key)]) == 0
@@ -70,9 +72,9 @@ def test_untouched_model_passes_audit_and_certificate_check(folder, capsys):
 
 def test_pre_deletion_weights_copied_over_the_checkpoint_in_use_fail_naming_the_shard(folder, capsys):
     m, pub, old = folder
-    in_use = ShardedModel.open(m).selection()[0].key
-    assert in_use != old
-    shutil.copy(m / "store" / old / "model.safetensors", m / "store" / in_use / "model.safetensors")
+    in_use = m / "store" / ShardedModel.open(m).selection()[0].key / "model.safetensors"
+    assert in_use.read_bytes() != old.read_bytes()
+    shutil.copy(old, in_use)
     # the ledger, its signed head and the keys are untouched: only the weights give it away
     assert main(["ledger", "verify", "--model", str(m), "--public-key", pub, "--strict"]) == 0
     capsys.readouterr()
@@ -103,15 +105,14 @@ def test_a_ledger_without_per_shard_digests_is_checked_against_model_after(signe
     m = tmp_path / "legacy"
     shutil.copytree(out, m)
     sm = ShardedModel.open(m)
-    old = sm.selection()[1].key
+    before = (m / "store" / sm.selection()[1].key / "model.safetensors").read_bytes()
     legacy = lambda self: {k: v for k, v in asdict(self).items() if k != "weights_after"}  # noqa: E731
     monkeypatch.setattr(sharded.DeletionReport, "to_dict", legacy)
     sm.delete([sm.plan.shards[1][1][0]], executor="serial", progress=False, request_id="bob")
     monkeypatch.undo()
     assert "weights_after" not in ShardedModel.open(m).ledger.entries()[-1]["record"]
     assert main(["exact-audit", "--model", str(m)]) == 0
-    in_use = ShardedModel.open(m).selection()[1].key
-    shutil.copy(m / "store" / old / "model.safetensors", m / "store" / in_use / "model.safetensors")
+    (m / "store" / ShardedModel.open(m).selection()[1].key / "model.safetensors").write_bytes(before)
     capsys.readouterr()
     assert main(["exact-audit", "--model", str(m)]) == 1
     assert "do not hash to model_after committed in ledger entry" in capsys.readouterr().out
