@@ -94,3 +94,57 @@ def test_warns_when_a_multi_node_cluster_would_use_a_local_store(monkeypatch, tm
         assert not warn_if_store_is_local(ex, "s3://bucket/ckpts")  # a store every node reaches
         assert not warn_if_store_is_local(_executor(monkeypatch, FakeRay(nodes=1)), str(tmp_path / "store"))
         assert not warn_if_store_is_local(executors.SerialExecutor(), str(tmp_path / "store"))
+
+
+@pytest.mark.slow
+def test_a_token_auth_cluster_gives_one_error_line_naming_ray_auth_mode(tmp_path):
+    """A real head started with RAY_AUTH_MODE=token; a client without its token (Ray 2.60 raises only a
+    generic ConnectionError after its timeout)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    port = int(_closed_port().rpartition(":")[2])
+    temp = tempfile.mkdtemp(prefix="ukra")  # short: Ray's socket paths must stay under 108 characters
+    (tmp_path / "head").mkdir()
+    (tmp_path / "client").mkdir()
+    token = "0123456789abcdef0123456789abcdef"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    head = {**env, "HOME": str(tmp_path / "head"), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address", "127.0.0.1"]
+    cmd += ["--port", str(port), "--num-cpus", "1", "--include-dashboard", "false", "--temp-dir", temp]
+    proc = subprocess.Popen(
+        [*cmd, "--disable-usage-stats"],
+        env=head,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not executors._accepts_connections(f"127.0.0.1:{port}", 1.0):
+            time.sleep(0.5)
+        time.sleep(2)
+        client = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+        client["HOME"] = str(tmp_path / "client")
+        args = [sys.executable, "-m", "unlearnkit.cli", "exact-train", "--dataset", "digits", "--train-subset", "60"]
+        args += ["--shards", "2", "--slices", "1", "--epochs", "1", "--out", str(tmp_path / "m"), "--no-progress"]
+        run = subprocess.run(
+            [*args, "--ray-address", f"127.0.0.1:{port}"], env=client, capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 2, run.stderr[-2000:]
+        errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "RAY_AUTH_MODE" in errors[0] and f"127.0.0.1:{port}" in errors[0]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # only the `ray start --block` session this test started
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
