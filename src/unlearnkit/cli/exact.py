@@ -140,11 +140,21 @@ def cmd_delete(args: argparse.Namespace) -> int:
             signer=_signer(args),
             watch=args.watch,
             anchor=args.anchor,
+            background=args.background,
+            committed=None if args.json or not args.background else _print_committed,
         )
     finally:
         _close(executor)
-    _print_reports(reports, args.json)
+    if args.json or not args.background:
+        _print_reports(reports, args.json)
+    else:
+        print("background retraining finished")
     return 0
+
+
+def _print_committed(reports: list) -> None:
+    _print_reports(reports, False)
+    print("committed; retraining shards below --min-depth in the background (interrupted: `unlearnkit resume`)")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -189,9 +199,19 @@ def cmd_certificate_verify(args: argparse.Namespace) -> int:
             from ..exact.workflow import certificate_in_ledger_check
 
             ok, why = certificate_in_ledger_check(cert, args.ledger, args.public_key)
-        print(f"{cert}: {'valid' if ok else 'INVALID'} ({why})")
+        problems = _certificate_model(cert, args.model) if ok and args.model else []
+        ok = ok and not problems
+        print(f"{cert}: {'valid' if ok else 'INVALID'} ({why if not problems else problems[0]})")
+        for extra in problems[1:]:
+            print(f"  {extra}")
         bad += not ok
     return 1 if bad else 0
+
+
+def _certificate_model(cert: str, model: str) -> list[str]:
+    from ..exact.weights import certificate_model_problems
+
+    return certificate_model_problems(cert, model)
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
@@ -233,6 +253,11 @@ def cmd_exact_audit(args: argparse.Namespace) -> int:
 
 def cmd_dp_train(args: argparse.Namespace) -> int:
     from ..exact.data_parallel import train_checkpoint_data_parallel
+    from ..exact.launch import own_arguments, relaunch_count, run_processes
+
+    count = relaunch_count(args.processes)
+    if count is not None:  # `accelerate launch --cpu --num_processes N` started one process: start N
+        return run_processes(count, own_arguments("dp-train"))
 
     path = train_checkpoint_data_parallel(
         args.out,
@@ -297,6 +322,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--watch", action="store_true", help="after each round, process request files that arrived meanwhile"
     )
     p.add_argument("--json", action="store_true", help="print the full reports as JSON")
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="s3t: commit (and sign) once the affected groups are deactivated, then retrain shards below "
+        "--min-depth in the background before exiting",
+    )
     _add_executor(p)
     _add_signing(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -324,6 +355,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--ledger", metavar="DIR", help="also check that each certificate is in this model folder's ledger at its place"
     )
+    v.add_argument("--model", help="also check that this model folder's weights in use are the committed ones")
     v.set_defaults(func=cmd_certificate_verify)
 
     p = sub.add_parser("ledger", help="deletion-ledger tools")
@@ -351,7 +383,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dp-train", help="data-parallel training of one model with Accelerate (`accelerate launch`)")
     _add_training(p)
     p.add_argument("--cpu", action="store_true", help="force CPU processes")
-    p.add_argument("--processes", type=int, help="processes the launcher must have started (error otherwise)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="processes the launcher must have started (error otherwise; default: the launcher's --num_processes)",
+    )
     p.add_argument("--scale-lr", action="store_true", help="multiply --lr by the number of processes (linear rule)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_dp_train)

@@ -9,9 +9,10 @@ For every constituent used for prediction, :func:`audit` checks that
    order) is bit-for-bit equal to its untrained initial value: inference never uses a group trained on a
    deleted slice;
 4. every shard that still holds ids has a usable constituent (none is silently left out of the ensemble);
-5. ``exact.json`` agrees with the ledger: its digest is the one the ledger's last entry implies, its deleted
+5. the weights file of every constituent in use is the one the ledger committed (:mod:`.weights`);
+6. ``exact.json`` agrees with the ledger: its digest is the one the ledger's last entry implies, its deleted
    ids are the ledger's, and no deletion request is left open;
-6. no stored checkpoint, in use or not, was trained on a deleted id, and no purge is pending.
+7. no stored checkpoint, in use or not, was trained on a deleted id, and no purge is pending.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from .chains import key_seed
 from .s3t import group_state_names
 from .sharded import ShardedModel
+from .weights import check_weights
 
 
 @dataclass
@@ -37,6 +39,8 @@ class ConstituentCheck:
     deleted_in_history: list[int] = field(default_factory=list)
     inactive_groups_at_init: bool | None = None
     problem: str = ""
+    #: why the weights file is not the one the ledger committed ("" when it is, or not yet bound)
+    weights_problem: str = ""
 
     @property
     def ok(self) -> bool:
@@ -46,6 +50,7 @@ class ConstituentCheck:
             and self.matches_plan
             and not self.deleted_in_history
             and self.inactive_groups_at_init is not False
+            and not self.weights_problem
         )
 
 
@@ -96,6 +101,11 @@ def audit(model: ShardedModel) -> ExactnessReport:
         if not c.ok:
             c.problem = why if not c.history_hash_ok else "constituent fails the exactness checks"
         checks.append(c)
+    weights = check_weights(model)
+    for c in checks:
+        c.weights_problem = weights.problems.get(c.shard, "")
+        if c.weights_problem and c.history_hash_ok:
+            c.problem = c.weights_problem
     missing = [c.shard for c in checks if c.key is None and model.plan.shard_ids(c.shard)]
     status, message = model._reconcile()
     return ExactnessReport(

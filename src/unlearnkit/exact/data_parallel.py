@@ -2,13 +2,12 @@
 
 Run it on one process, or on many with ``accelerate launch``::
 
-    accelerate launch --multi_gpu --num_processes 2 -m unlearnkit.cli dp-train --cpu --processes 2 \
-        --dataset digits --out runs/dp
+    accelerate launch --cpu --num_processes 2 -m unlearnkit.cli dp-train --cpu --dataset digits --out runs/dp
 
-``--multi_gpu`` makes ``accelerate launch`` start the processes with torchrun; with ``dp-train --cpu`` they
-run on CPUs and synchronise over gloo. ``accelerate launch --cpu --num_processes 2`` does *not* start two
-processes (its plain launcher runs one, unless an MPI host file is given), which is why ``--processes N``
-exists: the run stops with an error when the launcher did not start exactly ``N`` processes.
+With ``dp-train --cpu`` the processes run on CPUs and synchronise over gloo. Accelerate's plain launcher
+(no ``--multi_gpu``) starts only one process, so ``dp-train`` reads the launcher's count and starts the
+processes itself with torchrun (:mod:`.launch`); ``accelerate launch --multi_gpu`` starts them through
+torchrun directly. ``--processes N`` is a guard: the run stops with an error unless ``N`` processes train.
 
 The global batch is ``batch_size × processes``. The learning rate is used as given unless ``scale_lr`` is
 set, which multiplies it by the number of processes (the linear scaling rule, Goyal et al., "Accurate,

@@ -6,12 +6,18 @@
   more than it saves.
 * ``ray``: Ray tasks (optional extra ``ray``). Connects to ``address`` (or ``$RAY_ADDRESS``) when given —
   an existing cluster, whose resources are its own, so no ``num_cpus`` is passed — else starts a local
-  single-node Ray instance with ``num_cpus`` CPUs.
+  single-node Ray instance with ``num_cpus`` CPUs. A cluster that refuses the connection because it requires
+  Ray's token authentication (the default from Ray 2.60) is reported as a :class:`ConfigError` naming
+  ``RAY_AUTH_MODE`` and ``RAY_AUTH_TOKEN`` (:func:`ray_auth_problem`), instead of Ray's generic
+  ``ConnectionError``; :func:`warn_if_store_is_local` warns when a cluster of several nodes would write
+  checkpoints to a folder only this machine sees.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import socket
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -97,9 +103,16 @@ class RayExecutor(Executor):
         self.ray = require("ray", "ray")
         self._started = False
         address = address or os.environ.get("RAY_ADDRESS") or None
+        self.address = address
         if not self.ray.is_initialized():
             if address is not None:  # an existing cluster: its resources are fixed, passing num_cpus is an error
-                self.ray.init(address=address, log_to_driver=False)
+                try:
+                    self.ray.init(address=address, log_to_driver=False)
+                except Exception as exc:
+                    why = ray_auth_problem(exc, address)
+                    if why:
+                        raise ConfigError(why) from exc
+                    raise
             else:  # "local": a new instance, never a stale one recorded in Ray's temp folder by an earlier run
                 self.ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
             self._started = True
@@ -120,10 +133,69 @@ class RayExecutor(Executor):
                 bar.update(len(ready))
         return list(self.ray.get(refs))
 
+    def nodes(self) -> int:
+        """How many live nodes the cluster has."""
+        return sum(1 for n in self.ray.nodes() if n.get("Alive", n.get("alive", False)))
+
     def close(self) -> None:
         if self._started and self.ray.is_initialized():
             self.ray.shutdown()
             self._started = False
+
+
+_AUTH_MARKS = ("unauthenticated", "invalidauthtoken", "authentication token", "auth_token", "ray_auth")
+
+
+def _accepts_connections(address: str, timeout: float = 3.0) -> bool:
+    host, _, port = address.rpartition("://")[2].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def ray_auth_problem(exc: BaseException, address: str) -> str:
+    """The project's message when ``exc`` (raised by ``ray.init(address=...)``) means the cluster requires
+    token authentication, else ``""``. Read from Ray's ``AuthenticationError`` or an authentication mark in
+    any exception of the chain; a bare ``ConnectionError`` from a cluster whose port accepts connections
+    (Ray 2.60 logs the refused token only to the console) counts too."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    said = any(type(x).__name__ == "AuthenticationError" for x in chain) or any(
+        m in str(x).lower() for x in chain for m in _AUTH_MARKS
+    )
+    if said:
+        why = "it requires token authentication"
+    elif isinstance(exc, ConnectionError) and _accepts_connections(address):
+        why = "its port accepts connections, so it most likely requires token authentication"
+    else:
+        return ""
+    return (
+        f"the Ray cluster at {address} refused this client ({why}: RAY_AUTH_MODE=token, the default from "
+        "Ray 2.60); give this machine the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), "
+        "or start a trusted private cluster with RAY_AUTH_MODE=disabled"
+    )
+
+
+def warn_if_store_is_local(executor: Executor, store_url: str) -> bool:
+    """Warn (and return ``True``) when ``executor`` is a Ray cluster reached by address with more than one
+    node while checkpoints go to a local folder (no ``--store``): workers on the other nodes cannot see it."""
+    if not isinstance(executor, RayExecutor) or executor.address is None or "://" in store_url:
+        return False
+    n = executor.nodes()
+    if n <= 1:
+        return False
+    warnings.warn(
+        f"the Ray cluster at {executor.address} has {n} nodes but the checkpoints go to {store_url}, a folder on "
+        "this machine that workers on other nodes cannot read or write; train with `exact-train --store URL` "
+        "(s3://…, gs://…, or file:// on a filesystem every node mounts)",
+        stacklevel=2,
+    )
+    return True
 
 
 def make_executor(executor: str | Executor | None = "process", workers: int | None = None) -> Executor:

@@ -54,7 +54,7 @@ from .certificates import (
 )
 from .chains import ChainJob, ChainResult, ModelSpec, ensure_root, key_seed, run_chain
 from .ensemble import ShardEnsemble
-from .executors import Executor, make_executor
+from .executors import Executor, make_executor, warn_if_store_is_local
 from .faults import fault_point
 from .ledger import Ledger, file_lock, open_purges, record_type, sha256_hex
 from .s3t import S3T
@@ -160,6 +160,8 @@ class DeletionReport:
     keys_after: list[str | None] = field(default_factory=list)
     model_before: str = ""
     model_after: str = ""
+    #: per shard, the SHA-256 of the weights file in use after the request (``None``: no constituent)
+    weights_after: list[str | None] = field(default_factory=list)
     certificate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -644,6 +646,7 @@ class ShardedModel:
         if not jobs:
             return []
         ex = make_executor(executor, workers)
+        warn_if_store_is_local(ex, self.store.url)
         try:
             return ex.map(run_chain, jobs, desc=f"{self.scheme.name} chains" if progress else "")
         finally:
@@ -695,11 +698,16 @@ class ShardedModel:
         return accuracy(predict_outputs(self.ensemble(), t), t.y)
 
     # ---- deletion -----------------------------------------------------------------------------------------
-    def model_hash(self, selection: list[Selection] | None = None) -> str:
+    def weights_digests(self, selection: list[Selection] | None = None) -> list[str | None]:
+        """Per shard, the SHA-256 of the weights file of the constituent in use (``None`` when it has none)."""
+        sels = selection if selection is not None else self.selection()
+        return [self.store.weights_digest(s.key) if s.key is not None else None for s in sels]
+
+    def model_hash(self, selection: list[Selection] | None = None, digests: list[str | None] | None = None) -> str:
         """SHA-256 over the (shard, key, weights digest) of every constituent in use: what predicts."""
         sels = selection if selection is not None else self.selection()
-        parts = [[s.shard, s.key, self.store.weights_digest(s.key)] for s in sels if s.key is not None]
-        return sha256_hex(parts)
+        digests = digests if digests is not None else self.weights_digests(sels)
+        return sha256_hex([[s.shard, s.key, d] for s, d in zip(sels, digests, strict=True) if s.key is not None])
 
     def delete(
         self,
@@ -850,7 +858,8 @@ class ShardedModel:
         seconds = time.perf_counter() - start
         after = self.selection()
         keys_after = [s.key for s in after]
-        model_after = self.model_hash(after)
+        weights_after = self.weights_digests(after)
+        model_after = self.model_hash(after, weights_after)
         acc = self.accuracy() if evaluate else None
         reports = []
         for e in pendings:
@@ -870,6 +879,7 @@ class ShardedModel:
                     keys_after=keys_after,
                     model_before=rec["model_before"],
                     model_after=model_after,
+                    weights_after=weights_after,
                 )
             )
         digest = state_digest(self.state)

@@ -4,7 +4,7 @@ commands: a registered dataset and model in, a model folder out."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +119,18 @@ def delete_ids(
     signer: Signer | None = None,
     watch: bool = False,
     anchor: str | Path | None = None,
+    background: bool = False,
+    committed: Callable[[list[DeletionReport]], None] | None = None,
 ) -> list[DeletionReport]:
     """Process deletion requests: every ids file given (or found in a folder given) is one request; all are
     batched into one retraining round, each with its own ledger entries and certificate. With ``watch``,
     request files that appear in the folders while a round retrains are processed in the next round, until
     a round finds nothing new (files already in the ledger, by request id, are skipped). ``anchor``: an
-    append-only file kept elsewhere that receives the new signed head (see :mod:`.anchors`)."""
+    append-only file kept elsewhere that receives the new signed head (see :mod:`.anchors`).
+
+    ``background`` (S3T): each round commits (and signs) as soon as the affected groups are deactivated,
+    hands its reports to ``committed``, then retrains the shards that fell below ``min_depth`` in a background
+    thread and waits for it before the next round; if that is interrupted, :func:`resume_folder` finishes it."""
     if request_id is not None:  # before the folder is opened (opening may finish an earlier request)
         check_identifier(request_id, "request id")
     if anchor is not None and signer is None:
@@ -133,6 +139,10 @@ def delete_ids(
     # requests from a queue (several files, a folder) are named by their file names; a single file by req-NNNNN
     named = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
     sm = ShardedModel.open(model_dir, executor=executor, workers=workers, signer=signer)
+    if background and sm.scheme.name != "s3t":
+        raise ConfigError(
+            "--background belongs to s3t models (a deactivated group falls back to its prefix); SISA must retrain"
+        )
     n_train = int(sm.state.get("n_train", 0))
     reports: list[DeletionReport] = []
     seen: set[Path] = set()
@@ -145,7 +155,13 @@ def delete_ids(
             break
         seen |= set(files)
         reqs = _requests(files, n_train, request_id, named)
-        reports += sm.delete_many(reqs, executor=executor, workers=workers, progress=progress, signer=signer)
+        done = sm.delete_many(
+            reqs, executor=executor, workers=workers, progress=progress, signer=signer, background=background
+        )
+        if committed is not None:
+            committed(done)
+        sm.wait()
+        reports += done
         if not watch:
             break
     if anchor is not None:

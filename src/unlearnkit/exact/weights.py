@@ -1,0 +1,110 @@
+"""Weights bound to the evidence: the checkpoint files in use must be the ones the ledger committed.
+
+A checkpoint's key proves which ids it *claims* to have seen (its recorded history hashes to its name), but
+not that the weights file beside that history is the one trained on it: copying pre-deletion weights over
+the checkpoint in use leaves every key, history and ledger hash intact. Each ``committed`` ledger entry
+therefore records, per shard, the key in use (``keys_after``), the SHA-256 of its weights file
+(``weights_after``) and the hash of the whole model (``model_after``, the value a deletion certificate
+signs). :func:`check_weights` re-hashes every weights file in use and compares it with
+
+1. the digest the ledger last committed for that key (``weights_after``), naming the shard that differs;
+2. for entries written before per-shard digests existed, ``model_after`` of the last committed entry, when
+   the keys in use are still the ones it recorded.
+
+A checkpoint trained after the last commit (S3T's background retraining of deactivated groups, a fresh
+``exact-train``) is not bound yet; the next committed entry binds it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+from .ledger import record_type
+from .sharded import ShardedModel
+
+
+@dataclass
+class WeightsCheck:
+    """Per shard, what is wrong with its weights (empty when they are the committed ones)."""
+
+    problems: dict[int, str] = field(default_factory=dict)
+    #: shards whose checkpoint in use no committed entry names (trained after the last commit)
+    unbound: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def committed_records(model: ShardedModel) -> list[tuple[int, dict[str, Any]]]:
+    """``(seq, record)`` of every committed deletion in the ledger, in order."""
+    return [
+        (int(e["seq"]), e["record"])
+        for e in model.ledger.entries()
+        if record_type(e.get("record", {})) == "committed" and "keys_after" in e.get("record", {})
+    ]
+
+
+def check_weights(model: ShardedModel) -> WeightsCheck:
+    """Re-hash the weights file of every constituent in use and compare it with what the ledger committed."""
+    records = committed_records(model)
+    bound: dict[str, tuple[str, int]] = {}
+    for seq, rec in records:
+        for key, digest in zip(rec.get("keys_after") or [], rec.get("weights_after") or [], strict=False):
+            if key is not None and digest is not None:
+                bound[key] = (digest, seq)
+    sels = model.selection()
+    digests = model.weights_digests(sels)
+    out = WeightsCheck()
+    for sel, digest in zip(sels, digests, strict=True):
+        if sel.key is None:
+            continue
+        if sel.key not in bound:
+            out.unbound.append(sel.shard)
+        elif bound[sel.key][0] != digest:
+            out.problems[sel.shard] = (
+                f"weights of checkpoint {sel.key[:16]} differ from the digest committed in ledger entry "
+                f"{bound[sel.key][1]} (the file was replaced after the deletion); restore it or retrain the shard "
+                "with `unlearnkit resume`"
+            )
+    if records:
+        seq, last = records[-1]
+        if [s.key for s in sels] == last.get("keys_after") and model.model_hash(sels, digests) != last.get(
+            "model_after"
+        ):
+            for sel in sels:
+                if sel.key is not None and sel.shard not in out.problems:
+                    out.problems[sel.shard] = (
+                        f"the weights in use do not hash to model_after committed in ledger entry {seq} "
+                        "(a checkpoint file was replaced); restore the checkpoints from a backup"
+                    )
+    return out
+
+
+def certificate_model_problems(certificate: str | Path, model_dir: str | Path) -> list[str]:
+    """What ties certificate file ``certificate`` to the weights of model folder ``model_dir`` badly, read-only:
+    every weights file in use must be the committed one (:func:`check_weights`), and while the constituents
+    in use are still the ones the certificate's request committed, they must hash to its ``model_after``.
+    Empty when everything matches. The signature is checked separately (:func:`~.certificates.verify_certificate`).
+    """
+    try:
+        body = json.loads(Path(certificate).read_text(encoding="utf-8"))["certificate"]
+        model = ShardedModel.open(model_dir, recover=False)
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError) as exc:
+        return [f"cannot compare with {model_dir}: {exc}"]
+    check = check_weights(model)
+    problems = [f"shard {s}: {why}" for s, why in sorted(check.problems.items())]
+    rec = next((r for _, r in committed_records(model) if r.get("request_id") == body.get("request_id")), None)
+    if rec is None:
+        return [*problems, f"request {body.get('request_id')!r} has no committed entry in {model_dir}'s ledger"]
+    sels = model.selection()
+    if [s.key for s in sels] == rec.get("keys_after") and model.model_hash(sels) != body.get("model_after"):
+        problems.append(
+            "the constituents in use do not hash to the certificate's model_after "
+            f"({str(body.get('model_after'))[:16]}): a checkpoint file was replaced"
+        )
+    return problems
