@@ -40,7 +40,7 @@ def test_delete_background_commits_before_retraining_then_retrains(model, capsys
     out = capsys.readouterr().out
     assert out.index("committed; retraining") < out.index("background retraining finished")
     sm = ShardedModel.open(folder)
-    row = sm.ledger.entries()[-1]["record"]["shards"][0]
+    row = _last_committed(sm)["shards"][0]
     assert row["shard"] == 0 and row["retrained_steps"] == [] and row["depth_after"] == 0  # committed first
     assert sm.selection()[0].depth == 2  # and the shard was retrained before the command returned
     assert main(["exact-audit", "--model", str(folder)]) == 0
@@ -64,3 +64,8 @@ def test_background_is_refused_for_sisa(tmp_path, capsys):
     (tmp_path / "req.txt").write_text("3\n")
     assert _delete(out, tmp_path / "req.txt", "--background") == 2
     assert "--background belongs to s3t" in capsys.readouterr().err
+
+
+def _last_committed(sm) -> dict:
+    """The record of the ledger's last committed deletion (purge entries follow it)."""
+    return [e["record"] for e in sm.ledger.entries() if e["record"].get("type") == "committed"][-1]

@@ -57,7 +57,7 @@ def _verify_cert(folder, pub):
 def test_committed_entry_records_the_digest_of_every_weights_file_in_use(folder):
     m, _, _ = folder
     sm = ShardedModel.open(m)
-    rec = sm.ledger.entries()[-1]["record"]
+    rec = _last_committed(sm)
     assert rec["type"] == "committed" and rec["keys_after"] == [s.key for s in sm.selection()]
     assert rec["weights_after"] == sm.weights_digests() and all(rec["weights_after"])
     assert check_weights(sm).ok and check_weights(sm).unbound == []
@@ -110,9 +110,14 @@ def test_a_ledger_without_per_shard_digests_is_checked_against_model_after(signe
     monkeypatch.setattr(sharded.DeletionReport, "to_dict", legacy)
     sm.delete([sm.plan.shards[1][1][0]], executor="serial", progress=False, request_id="bob")
     monkeypatch.undo()
-    assert "weights_after" not in ShardedModel.open(m).ledger.entries()[-1]["record"]
+    assert "weights_after" not in _last_committed(ShardedModel.open(m))
     assert main(["exact-audit", "--model", str(m)]) == 0
     (m / "store" / ShardedModel.open(m).selection()[1].key / "model.safetensors").write_bytes(before)
     capsys.readouterr()
     assert main(["exact-audit", "--model", str(m)]) == 1
     assert "do not hash to model_after committed in ledger entry" in capsys.readouterr().out
+
+
+def _last_committed(sm) -> dict:
+    """The record of the ledger's last committed deletion (purge entries follow it)."""
+    return [e["record"] for e in sm.ledger.entries() if e["record"].get("type") == "committed"][-1]
