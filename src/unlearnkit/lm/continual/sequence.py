@@ -34,9 +34,11 @@ from .requests import RequestSequence
 from .routing import gate_aurocs, reworded_question
 
 #: values for the embedded tiny model (trained from scratch at lr 5e-3): the published 7B learning rates
-#: (2e-4 for O3's adapters, 1e-5 for the detector) barely move it
+#: (2e-4 for O3's adapters, 1e-5 for the detector) barely move it. The detector's lr 3e-3 × 10 epochs was chosen
+#: with ``benchmarks/o3_detector.py`` among 1e-3×5, 3e-3×10, 1e-2×5 and 1e-2×10 on the tiny Llama and checked on a
+#: tiny GPT-2: the only setting with gate AUROC ≥ 0.9 forget vs retain on both (forget vs unrelated 1.00 on both)
 TINY_O3 = {"lr": 3e-3}
-TINY_DETECTOR = {"lr": 1e-3, "epochs": 5}
+TINY_DETECTOR = {"lr": 3e-3, "epochs": 10}
 
 
 def no_retain_hparams(method: str) -> dict[str, Any]:
