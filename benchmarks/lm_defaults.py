@@ -4,7 +4,8 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/lm_defaults.py [--people 30] [--epoch
        [--runs "rmu;rmu:preset=wmdp;concept-ablation:mode=needle"]
 
 Trains (or loads from the cache) the original and the retain-only tiny model on the generated benchmark
-(``forget10`` split, as ``lm-bench``), then runs each ``METHOD[:NAME=VALUE,...]`` of ``--runs`` at the tiny
+(``forget10`` split, as ``lm-bench``; the original is the one ``lm-continual --people 30 --epochs 40`` trains,
+shared through the cache), then runs each ``METHOD[:NAME=VALUE,...]`` of ``--runs`` at the tiny
 model's defaults (``lm-bench``'s ``TINY_HPARAMS``, overridden by the given values; ``preset=wmdp`` applies
 :data:`unlearnkit.lm.methods.rmu.WMDP_PRESET`) and prints forget / retain QA accuracy against the acceptance:
 forget ≤ retain-only + 0.1 and retain ≥ 0.8 × the original's.
@@ -40,7 +41,7 @@ def parse(spec: str) -> tuple[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=30)
-    ap.add_argument("--holdout", type=int, default=5)
+    ap.add_argument("--holdout", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--retain-eval", type=int, default=100)
     ap.add_argument("--cache-dir")
