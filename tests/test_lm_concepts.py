@@ -291,10 +291,11 @@ def test_needle_keeps_each_vector_within_its_norm(trained):
             mode="needle", top_n=8, epochs=3, batch_size=4, lr=0.5, noise_std=0.0, max_norm_ratio=ratio,
         )  # fmt: skip
         p0, p1 = out_projections(model), out_projections(res.model)
-        norms[ratio] = [
-            (float(value_vectors(p1[ly])[i].norm()), float(value_vectors(p0[ly])[i].norm()))
-            for ly, i in concept.locations()
-        ]
+        with torch.no_grad():
+            norms[ratio] = [
+                (float(value_vectors(p1[ly])[i].norm()), float(value_vectors(p0[ly])[i].norm()))
+                for ly, i in concept.locations()
+            ]
         if ratio:
             assert answer_logprob(res.model, tok, split.forget) < before - 0.05
     assert all(after <= start * (1 + 1e-5) for after, start in norms[1.0])
