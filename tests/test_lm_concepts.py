@@ -274,3 +274,29 @@ def test_concept_ablation_on_a_text_corpus_uses_forget_specific_tokens(trained):
     words = unlearn_lm(model, tok, text, "concept-ablation", progress=False, mode="zero", top_n=3, concept=person)
     expected = locate_concept(model, tok, terms=[person], top_n=3).locations()
     assert _changed_locations(model, words.model) == set(expected)
+
+
+def test_needle_keeps_each_vector_within_its_norm(trained):
+    """Needle's ascent at a high lr: bounded (default) every located vector keeps at most its norm and the forget
+    answers still lose probability; unbounded (``max_norm_ratio=0``, the reference) the vectors grow."""
+    from unlearnkit.lm.concepts.locate import out_projections, value_vectors
+
+    model, tok, split, _ = trained
+    before = answer_logprob(model, tok, split.forget)
+    (concept,) = person_concepts(model, tok, split.forget, split.retain, top_n=8)
+    norms = {}
+    for ratio in (1.0, 0.0):
+        res = unlearnkit.unlearn(
+            model, split.forget, split.retain, method="concept-ablation", tokenizer=tok, progress=False,
+            mode="needle", top_n=8, epochs=3, batch_size=4, lr=0.5, noise_std=0.0, max_norm_ratio=ratio,
+        )  # fmt: skip
+        p0, p1 = out_projections(model), out_projections(res.model)
+        with torch.no_grad():
+            norms[ratio] = [
+                (float(value_vectors(p1[ly])[i].norm()), float(value_vectors(p0[ly])[i].norm()))
+                for ly, i in concept.locations()
+            ]
+        if ratio:
+            assert answer_logprob(res.model, tok, split.forget) < before - 0.05
+    assert all(after <= start * (1 + 1e-5) for after, start in norms[1.0])
+    assert any(after > start * 1.5 for after, start in norms[0.0])

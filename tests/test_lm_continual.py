@@ -22,13 +22,16 @@ from unlearnkit.lm.continual import (  # noqa: E402
     auroc,
     benchmark_requests,
     max_subspace_overlap,
+    mean_subspace_overlap,
     o3_soft_weight,
     orthogonal_loss,
     train_request_adapter,
 )
 from unlearnkit.lm.continual.o3 import lora_layers, set_gate  # noqa: E402
 from unlearnkit.lm.continual.ood import contrastive_entropy, layer_scores  # noqa: E402
+from unlearnkit.lm.continual.routing import REWORDINGS, gate_aurocs, reworded_question  # noqa: E402
 from unlearnkit.lm.continual.sequence import _refusal_data, no_retain_hparams  # noqa: E402
+from unlearnkit.lm.data import ATTRIBUTE_KEYS  # noqa: E402
 from unlearnkit.lm.encode import prompt_text  # noqa: E402
 
 
@@ -79,6 +82,53 @@ def test_adapters_are_orthogonal_only_with_the_loss(tiny, arch):
     # two random rank-4 subspaces of R^16 overlap by ~r/d = 0.25 on average; the loss drives the overlap to ~0
     assert overlaps[0.0] > 0.2
     assert overlaps[10.0] < 0.05, overlaps
+
+
+def test_subspace_overlap_is_reported_against_random_subspaces(tiny):
+    """Untrained adapters are random subspaces: their mean overlap is near the baseline r/d (rank 4 in R^16 for
+    the attention projections, R^64 for the MLP's down projection)."""
+    _, tok = tiny
+    model = _model(tok, "llama")
+    attach_lora(model, rank=4, alpha=8)
+    assert all(np.isnan(mean_subspace_overlap(model)))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for layer in lora_layers(model):
+            layer.add_adapter(gen)
+    d = [layer.in_features for layer in lora_layers(model)]
+    got, rand = mean_subspace_overlap(model)
+    assert rand == pytest.approx(float(np.mean([4 / x for x in d])), rel=1e-9)
+    assert abs(got - rand) < 0.05, (got, rand)
+
+
+class _StubDetector:
+    def __init__(self, table):
+        self.table = table
+
+    def closeness(self, texts):
+        return np.array([self.table.get(t, -9.0) for t in texts])
+
+
+def test_gate_aurocs_rank_the_gate_score_of_each_set():
+    forget, retain, unrelated, reworded = ["f1", "f2"], ["r1", "r2"], ["u1", "u2"], ["w1", "w2"]
+    a = _StubDetector({"f1": 0.0, "f2": -1.0, "r1": -0.5, "r2": -2.0, "w1": -3.0, "w2": -1.0, "u1": -2.0})
+    b = _StubDetector({"f1": -5.0, "r1": -5.0, "w1": -5.0, "u2": -1.5})  # the gate takes the max over detectors
+    gated = GatedLM(torch.nn.Identity(), None, [a, b])
+    got = gate_aurocs(gated, forget, retain, unrelated, reworded)
+    # forget (0, -1) vs retain (-0.5, -2): 3 of 4 pairs; vs unrelated (-2, -1.5): 4/4; reworded (-3, -1): 2/4
+    assert got == {"forget_retain": 0.75, "forget_unrelated": 1.0, "reworded_unrelated": 0.5}
+    assert np.isnan(gate_aurocs(gated, forget, retain, [], reworded)["forget_unrelated"])
+    assert all(np.isnan(v) for v in gate_aurocs(GatedLM(torch.nn.Identity(), None), forget, retain, [], []).values())
+
+
+def test_every_benchmark_question_has_a_held_out_rewording(tiny):
+    seq, _ = tiny
+    assert set(REWORDINGS) == set(ATTRIBUTE_KEYS)
+    for r in seq.requests[0]:
+        q = reworded_question(r)
+        assert r["person"] in q and q != r["question"]
+    assert reworded_question({"question": "q", "reworded_question": "other q"}) == "other q"
+    assert reworded_question({"question": "q", "attribute": "world", "person": "world"}) is None
 
 
 def test_soft_weight_matches_reference():
@@ -166,7 +216,7 @@ def test_baselines_without_retain_switch_the_retain_term_off():
         ContinualBenchConfig(request_files=["a.jsonl"], model_path="m")
 
 
-def test_cli_runs_o3_and_a_baseline_on_a_saved_gpt2(tiny, tmp_path):
+def test_cli_runs_o3_and_a_baseline_on_a_saved_gpt2(tiny, tmp_path, capsys):
     seq, tok = tiny
     save_causal_lm(_model(tok, "gpt2", d_model=32), tok, tmp_path / "gpt2")
     files = []
@@ -179,11 +229,16 @@ def test_cli_runs_o3_and_a_baseline_on_a_saved_gpt2(tiny, tmp_path):
     argv += ["--retain", str(tmp_path / "retain.jsonl"), "--method", "o3,ga", "--out", str(out), "--no-progress"]
     argv += ["--hp", "o3.epochs=1", "--hp", "ood.epochs=1", "--hp", "ga.epochs=1", "--hp", "ga.lr=1e-3"]
     assert main(argv) == 0
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("after request")]
+    assert len(printed) == 2 and "gate AUROC forget/retain" in printed[0] and "random subspaces" in printed[1]
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["method"], r["request"]) for r in rows] == [
         ("o3", 0), ("o3", 1), ("o3", 2), ("ga (no retain)", 0), ("ga (no retain)", 1), ("ga (no retain)", 2)
     ]  # fmt: skip
     assert {"forget_acc_R1", "forget_acc_R2", "retain_acc", "gate_forget"} <= set(rows[2])
+    assert 0.0 <= rows[2]["gate_auroc_forget_retain"] <= 1.0  # the files bring no world questions: f/u is nan
+    assert rows[2]["gate_auroc_forget_unrelated"] is None or np.isnan(rows[2]["gate_auroc_forget_unrelated"])
+    assert 0.0 <= rows[2]["subspace_overlap_mean"] <= 1.0 and rows[2]["subspace_overlap_random"] > 0
     assert (out / "results.csv").is_file()
     pytest.importorskip("matplotlib")
     assert (out / "continual.png").stat().st_size > 0

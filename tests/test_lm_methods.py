@@ -85,7 +85,7 @@ def test_forget_nll_rises_and_original_is_untouched(tiny_lm, method):
     f0, r0 = mean_nll(model, tok, split.forget), mean_nll(model, tok, split.retain)
     hps = dict(FAST)
     if method == "rmu":
-        hps.update(lr=1e-2, batch_size=4, alpha=10.0, steering_coeff=20.0, layer=1, n_train_layers=2)
+        hps.update(lr=1e-2, batch_size=4, layer=1, n_train_layers=2)  # steering and alpha at their defaults
     if method == "grad-diff":
         hps.update(lr=1e-3)  # the unbounded −NLL term diverges quickly at higher rates
     if method == "undial":
@@ -116,6 +116,23 @@ def test_rmu_trains_only_down_proj_of_the_chosen_blocks(tiny_lm):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
     assert all(p.requires_grad for p in res.model.parameters())
+
+
+def test_rmu_steering_coefficient_follows_the_activation_norm(tiny_lm):
+    """Default ``steering="norm"``: c = steering_scale × the frozen model's mean activation norm at the layer on
+    the forget data; ``steering="fixed"`` (WMDP's preset) keeps the given constant."""
+    from unlearnkit.lm.api import lm_request
+    from unlearnkit.lm.methods.rmu import WMDP_PRESET, activation_scale
+    from unlearnkit.lm.model import decoder_layers
+
+    model, tok, split = tiny_lm
+    request = lm_request(model, tok, split, progress=False)
+    norm, mean_sq = activation_scale(model, decoder_layers(model)[1], request.forget)
+    assert mean_sq == pytest.approx(norm**2 / model.config.hidden_size, rel=0.5)
+    for hps, coeff, unit in (({}, 3.0 * norm, mean_sq), (WMDP_PRESET, 6.5, 1.0)):
+        m = make_method("rmu", domain="lm", **{"steering_scale": 3.0, "epochs": 1, "layer": 1, **hps})
+        m.run(__import__("copy").deepcopy(model), request)
+        assert m.resolved == pytest.approx({"steering_coeff": coeff, "loss_unit": unit})
 
 
 def test_rmu_rejects_lora_and_bad_layer(tiny_lm):

@@ -24,7 +24,9 @@ Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "warmup-linear")
+#: ``warmup-linear``: the share of the run spent warming up (1 of TOFU's 10 epochs)
+WARMUP_FRACTION = 0.1
 
 
 @dataclass
@@ -143,6 +145,10 @@ def lr_factor(schedule: str, progress: float) -> float:
     """Multiplier of the base learning rate at ``progress`` in [0, 1] of the run."""
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "warmup-linear":  # linear warm-up from 0, then linear decay to 0 (transformers' "linear")
+        if progress < WARMUP_FRACTION:
+            return progress / WARMUP_FRACTION
+        return max(0.0, (1.0 - progress) / (1.0 - WARMUP_FRACTION))
     if schedule == "step":  # x0.1 at 50 % and again at 75 % of the run, the CIFAR recipe
         return 0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0
     return 1.0

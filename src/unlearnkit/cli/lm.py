@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -52,10 +53,22 @@ def _add_scale(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-accum", type=int, help="micro-batches per batch (gradient accumulation)")
     g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     g.add_argument("--lora", action="store_true", help="train LoRA adapters (merged afterwards); not for rmu")
+    g.add_argument(
+        "--preset",
+        choices=("tofu",),
+        help="tofu: the reference recipe (10 epochs, 1 warm-up epoch + linear decay, bf16 on a GPU that has it)",
+    )
 
 
 def _scale_hparams(args: argparse.Namespace) -> dict:
     out: dict = {}
+    if getattr(args, "preset", None):
+        from ..lm.presets import preset_hparams
+        from ..runtime import resolve_device
+
+        out, note = preset_hparams(args.preset, resolve_device(getattr(args, "device", None)))
+        if note:
+            print(note, file=sys.stderr)
     if args.precision:
         out["precision"] = args.precision
     if args.grad_accum:

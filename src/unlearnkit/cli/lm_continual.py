@@ -28,6 +28,7 @@ def add_commands(sub) -> None:
     p.add_argument("--people", type=int, default=60, help="people of the generated benchmark")
     p.add_argument("--epochs", type=int, default=160, help="training epochs of the tiny original/retain-only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", choices=("llama", "gpt2"), help="architecture of the tiny model (default: llama)")
     p.add_argument("--hp", action="append", help="METHOD.NAME=VALUE; o3.* sets the adapters, ood.* the detector")
     p.add_argument("--retain-eval", type=int, default=200, help="retain questions evaluated")
     p.add_argument("--cache-dir", help="where trained LMs are cached (default ~/.cache/unlearnkit/lm)")
@@ -61,6 +62,8 @@ def _continual(args: argparse.Namespace) -> int:
         out_dir=args.out,
         device=args.device,
         progress=not args.no_progress,
+        announce=True,
+        tiny={"arch": args.arch} if args.arch else {},
     )
     table, _ = run_continual_bench(cfg)
     table.print()

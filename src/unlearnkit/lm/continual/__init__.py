@@ -7,9 +7,17 @@ request sequence with O3 or with any ``lm`` method applied request after request
 """
 
 from .gate import GatedLM
-from .o3 import O3Config, attach_lora, max_subspace_overlap, orthogonal_loss, train_request_adapter
+from .o3 import (
+    O3Config,
+    attach_lora,
+    max_subspace_overlap,
+    mean_subspace_overlap,
+    orthogonal_loss,
+    train_request_adapter,
+)
 from .ood import ContrastiveEntropyDetector, DetectorConfig, auroc, o3_soft_weight
 from .requests import RequestSequence, benchmark_requests, file_requests
+from .routing import REWORDINGS, gate_aurocs, reworded_question
 from .sequence import ContinualBenchConfig, ContinualConfig, run_continual, run_continual_bench
 
 __all__ = [
@@ -25,6 +33,10 @@ __all__ = [
     "benchmark_requests",
     "file_requests",
     "max_subspace_overlap",
+    "mean_subspace_overlap",
+    "gate_aurocs",
+    "reworded_question",
+    "REWORDINGS",
     "o3_soft_weight",
     "orthogonal_loss",
     "run_continual",

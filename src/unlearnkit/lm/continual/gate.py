@@ -58,6 +58,13 @@ class GatedLM(nn.Module):
             return np.zeros(len(texts))
         return np.max(np.stack([d.weights(texts) for d in self.detectors]), axis=0)
 
+    def closeness_for(self, texts: Sequence[str]) -> np.ndarray:
+        """The gate's continuous score of each text: the largest :meth:`ContrastiveEntropyDetector.closeness`
+        over the detectors (higher = closer to some request's unlearned inputs); ``-inf`` with no detectors."""
+        if not self.detectors:
+            return np.full(len(texts), -np.inf)
+        return np.max(np.stack([d.closeness(texts) for d in self.detectors]), axis=0)
+
     def _set(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         rows = []
         for i in range(input_ids.shape[0]):

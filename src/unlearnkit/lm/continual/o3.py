@@ -33,6 +33,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -175,6 +176,23 @@ def max_subspace_overlap(model: nn.Module) -> float:
             for i in range(k):
                 out = max(out, subspace_overlap(layer, i, k))
     return out
+
+
+def mean_subspace_overlap(model: nn.Module) -> tuple[float, float]:
+    """``(overlap, random)``: the mean :func:`subspace_overlap` over every wrapped layer and every pair of adapters,
+    and the same mean for independent uniformly random subspaces of the same sizes, ``r / in_features`` per pair
+    (the expected mean squared cosine of the principal angles between two random ``r``-dimensional subspaces of
+    ``R^d`` is ``r / d``). An overlap below the random value means the adapters were pushed apart; ``(nan, nan)``
+    with fewer than two adapters."""
+    got, rand = [], []
+    for layer in lora_layers(model):
+        for k in range(layer.n_adapters):
+            for i in range(k):
+                got.append(subspace_overlap(layer, i, k))
+                rand.append(min(layer.rank, layer.in_features) / layer.in_features)
+    if not got:
+        return float("nan"), float("nan")
+    return float(np.mean(got)), float(np.mean(rand))
 
 
 @dataclass

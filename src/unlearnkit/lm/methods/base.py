@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...engine import Phase
+from ...engine import SCHEDULES, Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
@@ -67,6 +67,7 @@ class LMMethod(Method):
     batch_size: int = hp(32, low=1)
     weight_decay: float = hp(0.01, low=0)
     optimizer: str = hp("adamw", choices=("adamw", "adam", "sgd"))
+    schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule (TOFU's recipe: warmup-linear)")
     grad_clip: float = hp(1.0, low=0, low_open=True)
     lora: bool = hp(False, choices=(False, True), doc="train LoRA adapters only (saves optimiser memory)")
     lora_rank: int = hp(8, low=1)

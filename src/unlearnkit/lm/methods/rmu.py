@@ -14,6 +14,18 @@ from ..encode import IGNORE
 from ..model import decoder_layers
 from .base import LMMethod, LMRequest
 
+#: WMDP's published setting (Zephyr-7B, ``rmu/unlearn.py`` of centerforaisafety/wmdp): a steering vector of fixed
+#: norm 6.5 and retain weight 1200, lr 5e-5, batch 4, one pass. Pass it as ``unlearn_lm(..., "rmu", **WMDP_PRESET)``
+#: or ``--hp rmu.steering=fixed --hp rmu.steering_coeff=6.5 --hp rmu.alpha=1200 --hp rmu.lr=5e-5 ...``.
+WMDP_PRESET: dict[str, float | int | str] = {
+    "steering": "fixed",
+    "steering_coeff": 6.5,
+    "alpha": 1200.0,
+    "lr": 5e-5,
+    "batch_size": 4,
+    "epochs": 1,
+}
+
 #: the MLP output projection of one block, by architecture: Llama/Mistral/Qwen/Gemma ``mlp.down_proj``,
 #: GPT-2 ``mlp.c_proj``, GPT-NeoX/Pythia ``mlp.dense_4h_to_h``, OPT ``fc2``, Falcon ``mlp.dense_4h_to_h``
 DOWN_PROJ_NAMES = ("mlp.down_proj.weight", "mlp.c_proj.weight", "mlp.dense_4h_to_h.weight", "fc2.weight")
@@ -42,6 +54,25 @@ def activation_loss(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tor
     different numbers of labelled tokens."""
     per_token = (a.float() - b.float()).pow(2).mean(-1) * mask.to(torch.float32)
     return (per_token.sum(1) / mask.sum(1).to(torch.float32)).mean()
+
+
+@torch.no_grad()
+def activation_scale(model: nn.Module, block: nn.Module, data, batch_size: int = 32) -> tuple[float, float]:
+    """``(mean norm, mean square)`` of ``block``'s output over the labelled tokens of ``data`` (an ``LMData``):
+    the mean L2 norm of a token's activation vector and the mean of its squared entries (= mean squared norm / d)."""
+    norm_sum, sq_sum, count = 0.0, 0.0, 0
+    device = next(model.parameters()).device
+    for i in range(0, len(data), batch_size):
+        ids = data.input_ids[i : i + batch_size].to(device)
+        mask = data.attention_mask[i : i + batch_size].to(device)
+        keep = (data.labels[i : i + batch_size] != IGNORE).to(device)
+        h = block_output(model, block, ids, mask).float()[keep]
+        norm_sum += float(h.norm(dim=-1).sum())
+        sq_sum += float(h.pow(2).mean(-1).sum())
+        count += int(h.shape[0])
+    if not count:
+        raise ConfigError("rmu: the forget data have no labelled tokens to measure the activation scale on")
+    return norm_sum / count, sq_sum / count
 
 
 def rmu_parameters(blocks: nn.ModuleList, layers: range, scope: str) -> list[nn.Parameter]:
@@ -74,8 +105,18 @@ class RMU(LMMethod):
     vector u scaled to norm c (MSE) and keep the retain activations at the frozen model's (α·MSE), both averaged
     over labelled tokens per row. Only ``mlp.down_proj.weight`` (or the architecture's equivalent) of blocks
     ℓ−2..ℓ trains, as in WMDP; ``param_scope="mlp"`` trains every MLP parameter of those blocks instead.
-    Published setting (Zephyr-7B): ℓ = 7, c = 6.5, α = 1200, lr 5e-5, batch 4; ``layer=-1`` picks the middle
-    block."""
+    Published setting (Zephyr-7B): ℓ = 7, c = 6.5, α = 1200, lr 5e-5, batch 4 (:data:`WMDP_PRESET`, with
+    ``steering="fixed"``); ``layer=-1`` picks the middle block.
+
+    Default ``steering="norm"``: a fixed ``c`` means different things in models whose activations at ℓ have
+    different norms (6.5 is small against a GPT-2's middle-layer norms and leaves it unchanged), so ``c`` is
+    ``steering_scale ×`` the frozen model's mean token-activation norm at ℓ on the forget data — the adaptive
+    coefficient of Dang et al., "On Effects of Steering Latent Representation for Large Language Model
+    Unlearning" (AAAI 2025) — and both loss terms are divided by the frozen model's mean squared activation entry
+    there, so ``alpha`` weighs two quantities measured in the model's own activation scale and keeps its meaning
+    across model sizes. ``steering_scale`` 4 and ``alpha`` 10 were chosen on the tiny benchmark model
+    (``benchmarks/lm_defaults.py``; with lr 3e-3 × 10 epochs they forget without losing retain accuracy there, see
+    ``benchmarks/RESULTS.md``)."""
 
     name = "rmu"
 
@@ -83,8 +124,14 @@ class RMU(LMMethod):
     batch_size: int = hp(4, low=1)
     epochs: int = hp(1, low=1)
     layer: int = hp(-1, low=-1, doc="block whose output is steered; -1 = the middle block")
-    steering_coeff: float = hp(6.5, low=0, low_open=True)
-    alpha: float = hp(1200.0, low=0)
+    steering: str = hp(
+        "norm",
+        choices=("norm", "fixed"),
+        doc="norm: c = steering_scale × the activation norm at the layer; fixed: c = steering_coeff (WMDP)",
+    )
+    steering_scale: float = hp(4.0, low=0, low_open=True, doc="with steering='norm': c in units of the mean norm")
+    steering_coeff: float = hp(6.5, low=0, low_open=True, doc="with steering='fixed': the norm c of the target")
+    alpha: float = hp(10.0, low=0, doc="retain weight (WMDP: 1200 with steering='fixed')")
     forget_weight: float = hp(1.0, low=0, doc="γ, the weight of the steering term")
     n_train_layers: int = hp(3, low=1, doc="train blocks layer-n+1 .. layer")
     param_scope: str = hp("down_proj", choices=("down_proj", "mlp"), doc="which weights of those blocks train")
@@ -101,7 +148,12 @@ class RMU(LMMethod):
         ref_block = decoder_layers(ref)[layer]
         hidden = ref.config.hidden_size if hasattr(ref.config, "hidden_size") else ref.config.n_embd
         u = torch.rand(hidden, generator=generator(self.seed))
-        control = (self.steering_coeff * u / u.norm()).to(request.device)
+        coeff, unit = self.steering_coeff, 1.0
+        if self.steering == "norm":
+            norm, mean_sq = activation_scale(ref, ref_block, request.forget)
+            coeff, unit = self.steering_scale * norm, max(mean_sq, 1e-12)
+        control = (coeff * u / u.norm()).to(request.device)
+        self.resolved = {"steering_coeff": coeff, "loss_unit": unit}
 
         def loss(m, b):
             f_ids, f_mask, f_lab, r_ids, r_mask, r_lab = b
@@ -111,7 +163,8 @@ class RMU(LMMethod):
             h_r = block_output(m, block, r_ids, r_mask)
             with torch.no_grad():
                 h_ref = block_output(ref, ref_block, r_ids, r_mask)
-            return self.forget_weight * forget + self.alpha * activation_loss(h_r, h_ref, r_lab != IGNORE)
+            retain = activation_loss(h_r, h_ref, r_lab != IGNORE)
+            return (self.forget_weight * forget + self.alpha * retain) / unit
 
         chosen = {id(p) for p in params}
         frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
