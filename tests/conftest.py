@@ -53,3 +53,16 @@ def random_split(digits) -> uk.ForgetSplit:
 def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def signed_sisa(tmp_path_factory, name: str, *, epochs: int):
+    """A small SISA model (digits, 2 shards × 2 slices, trained by the CLI) and an Ed25519 key beside it."""
+    from unlearnkit.cli import main
+
+    out = tmp_path_factory.mktemp(name) / "sisa"
+    args = ["exact-train", "--dataset", "digits", "--train-subset", "300", "--model-kw", "hidden=[16]"]
+    args += ["--shards", "2", "--slices", "2", "--epochs", str(epochs), "--lr", "0.1", "--executor", "serial"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    key = out.parent / "owner.pem"
+    assert main(["keygen", "--out", str(key)]) == 0
+    return out, key

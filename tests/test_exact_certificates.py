@@ -11,18 +11,14 @@ from unlearnkit.cli import main
 from unlearnkit.exact import ShardedModel, faults, verify_certificate
 from unlearnkit.exact.ledger import entry_hash
 
+from .conftest import signed_sisa
+
 pytest.importorskip("cryptography")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("certs") / "sisa"
-    args = ["exact-train", "--dataset", "digits", "--train-subset", "300", "--model-kw", "hidden=[16]"]
-    args += ["--shards", "2", "--slices", "2", "--epochs", "3", "--lr", "0.1", "--executor", "serial"]
-    assert main([*args, "--out", str(out), "--no-progress"]) == 0
-    key = out.parent / "owner.pem"
-    assert main(["keygen", "--out", str(key)]) == 0
-    return out, key
+    return signed_sisa(tmp_path_factory, "certs", epochs=3)
 
 
 @pytest.fixture
@@ -203,3 +199,25 @@ def test_private_key_is_never_readable_by_others(tmp_path, monkeypatch):
     keygen(tmp_path / "k.pem")
     assert modes["k.pem"] == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "k.pem").st_mode) == 0o600
+
+
+def test_a_signature_with_altered_padding_bits_is_refused(tmp_path):
+    """Base64 leaves unused bits in the last character before '=='; changing them decodes to the same bytes,
+    but the file was still edited after signing, so it must not verify."""
+    pytest.importorskip("cryptography")
+    import base64
+
+    from unlearnkit.exact.certificates import Signer, _check, keygen, load_public_key
+
+    pub = keygen(tmp_path / "k.pem")
+    body = {"request_id": "alice", "ids": [1, 2]}
+    signed = Signer(tmp_path / "k.pem").sign(body)
+    sig = signed["signature"]
+    assert sig.endswith("==")  # a 64-byte Ed25519 signature: 4 unused bits in the last character
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    twin = sig[:-3] + alphabet[alphabet.index(sig[-3]) ^ 1] + "=="
+    assert base64.b64decode(twin) == base64.b64decode(sig)
+    key = load_public_key(pub)
+    assert _check(signed, body, key)[0]
+    ok, why = _check({**signed, "signature": twin}, body, key)
+    assert not ok and "canonical" in why

@@ -15,6 +15,8 @@ from unlearnkit.exact.certificates import certificate_path, read_head
 from unlearnkit.exact.workflow import audit_folder
 from unlearnkit.identifiers import check_identifier, file_name
 
+from .conftest import signed_sisa
+
 pytest.importorskip("cryptography")
 
 
@@ -24,13 +26,7 @@ class Crash(BaseException):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("evidence") / "sisa"
-    args = ["exact-train", "--dataset", "digits", "--train-subset", "300", "--model-kw", "hidden=[16]"]
-    args += ["--shards", "2", "--slices", "2", "--epochs", "2", "--lr", "0.1", "--executor", "serial"]
-    assert main([*args, "--out", str(out), "--no-progress"]) == 0
-    key = out.parent / "owner.pem"
-    assert main(["keygen", "--out", str(key)]) == 0
-    return out, key
+    return signed_sisa(tmp_path_factory, "evidence", epochs=2)
 
 
 @pytest.fixture

@@ -127,8 +127,11 @@ def _check(signed: dict[str, Any], body: Any, public_key: Any) -> tuple[bool, st
         return False, "not an Ed25519-signed document"
     if signed.get("key") != fingerprint(public_key):
         return False, "signed with a different key than the public key given"
+    text = str(signed.get("signature", ""))
     try:
-        sig = base64.b64decode(str(signed.get("signature", "")), validate=True)
+        sig = base64.b64decode(text, validate=True)
+        if base64.b64encode(sig).decode() != text:  # a non-canonical encoding (altered padding bits) is an edit
+            return False, "signature is not in its canonical base64 form: the file was changed after signing"
         public_key.verify(sig, canonical(body))
     except (InvalidSignature, ValueError):
         return False, "signature does not match the content"
