@@ -95,6 +95,10 @@ class StepContext:
     total_steps: int = 1
     phase: str = ""
     batch: Batch | None = None
+    #: multiplies the scheduled learning rate (a hook lowers it, e.g. after a rollback)
+    lr_scale: float = 1.0
+    #: a hook sets a reason here to end the run after the current step
+    stop: str | None = None
 
     @property
     def progress(self) -> float:
@@ -121,6 +125,9 @@ class Hook:
     def on_epoch_end(self, ctx: StepContext) -> None:
         """Called at the end of each epoch."""
 
+    def on_end(self, ctx: StepContext) -> None:
+        """Called once after the last step (also when a hook stopped the run early)."""
+
 
 @dataclass
 class TrainLog:
@@ -129,6 +136,8 @@ class TrainLog:
     epoch_losses: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    #: why a hook ended the run early (None: it ran its whole recipe)
+    stopped: str | None = None
 
 
 def make_optimizer(params: Sequence[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
@@ -296,6 +305,8 @@ def train(
     watch = LossWatch(dev, desc=desc, lr=recipe.lr)
     with timed() as clock, bar:  # the bar is closed even when the run stops with an error
         for epoch in range(recipe.epochs):
+            if ctx.stop:
+                break
             ctx.epoch = epoch
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
@@ -306,7 +317,7 @@ def train(
                 ctx.batch = batch
                 factor = lr_factor(recipe.schedule, ctx.progress)
                 for group in optimizer.param_groups:
-                    group["lr"] = recipe.lr * factor
+                    group["lr"] = recipe.lr * factor * ctx.lr_scale
                 optimizer.zero_grad(set_to_none=True)
                 loss = ph.loss(model, batch)
                 for h in hooks:
@@ -330,6 +341,8 @@ def train(
                 counts[ph.name] = counts.get(ph.name, 0) + 1
                 ctx.step += 1
                 bar.update(1)
+                if ctx.stop:
+                    break
             watch.flush()
             check_weights(model, desc=desc, lr=recipe.lr, where=f" by the end of epoch {epoch + 1}")
             means = {k: float(v) / counts[k] for k, v in sums.items()}
@@ -338,7 +351,10 @@ def train(
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
             for h in hooks:
                 h.on_epoch_end(ctx)
+        for h in hooks:
+            h.on_end(ctx)
     model.eval()
     log.steps = ctx.step
+    log.stopped = ctx.stop
     log.seconds = clock.seconds
     return log

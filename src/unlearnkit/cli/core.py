@@ -76,6 +76,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scale_epochs=not args.no_scale_epochs,
         budget=args.budget,
         save_predictions=args.predictions,
+        heldout=args.heldout,
+        stop=args.stop,
     )
     out = cfg.out_dir
     run = run_bench(cfg)
@@ -174,5 +176,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
     p.add_argument("--out", help="results folder (default runs/bench-DATASET-TIME)")
     p.add_argument("--predictions", action="store_true", help="also write predictions.npz (read by `report`)")
+    p.add_argument(
+        "--heldout",
+        default="split",
+        metavar="SPEC",
+        help="where the methods' target comes from: split (default: data neither train nor test), none, or X,Y "
+        "(.npy/.pt files)",
+    )
+    p.add_argument(
+        "--stop",
+        default="target",
+        choices=("target", "budget"),
+        help="target: probed runs that stop at the target, keep their best state, never collapse; budget: run "
+        "the whole budget as published",
+    )
     add_common(p)
     p.set_defaults(func=cmd_bench)

@@ -24,6 +24,7 @@ class Retrain(Method):
 
     name = "retrain"
     budgeted = False
+    probed = False
     tasks = ("classification", "regression")
 
     epochs: int = hp(182, low=1)

@@ -1,0 +1,126 @@
+"""Probes, stopping, keep-best and rollback: one engine hook shared by every classifier method that trains.
+
+:class:`TargetProbe` measures cheap probes (:func:`unlearnkit.target.probe_values` on fixed subsamples of D_f
+and D_r) every few optimiser steps and compares them with the :class:`~unlearnkit.target.Target`:
+
+* it keeps the state with the smallest distance to the target (the original, measured before the first step,
+  is a candidate too) and hands that state back when the run ends;
+* it stops the run when the target is reached (``"target reached"``);
+* when retain-probe accuracy stays more than ``collapse_tolerance`` points below the original's for ``patience``
+  consecutive checks without recovering (a state that low is never kept as the best) it rolls back to the best state, clears the optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks
+  it stops (``"collapse"``). A collapsed model is never handed back;
+* the method's own budget is the ceiling (``"budget"`` when the run used all of it).
+
+Every check is written to :attr:`TargetProbe.trace`; :meth:`TargetProbe.report` is what ``result.report``
+and ``bench``'s JSON show. Reference: early stopping with model selection on a validation signal
+(Prechelt, "Early Stopping — But When?", 1998), the signal being the distance to the held-out estimate of
+retraining (:mod:`unlearnkit.target`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from .data.tensors import TensorData
+from .engine import Hook, StepContext
+from .target import Target, probe_values
+
+#: checks per run (at least one every step for very short runs)
+CHECKS = 20
+#: retain-probe accuracy may fall this many points below the original's before a rollback
+COLLAPSE_TOLERANCE = 5.0
+MAX_ROLLBACKS = 2
+#: consecutive checks below the tolerance before a rollback (one low check may be a dip the run repairs)
+PATIENCE = 2
+LR_DROP = 0.5
+
+
+class TargetProbe(Hook):
+    """Engine hook: measure probes every few steps, keep the best state, stop at the target, never collapse."""
+
+    def __init__(
+        self,
+        target: Target,
+        forget_probe: TensorData,
+        retain_probe: TensorData,
+        *,
+        checks: int = CHECKS,
+        collapse_tolerance: float = COLLAPSE_TOLERANCE,
+        max_rollbacks: int = MAX_ROLLBACKS,
+        patience: int = PATIENCE,
+    ) -> None:
+        self.target, self.forget_probe, self.retain_probe = target, forget_probe, retain_probe
+        self.checks, self.collapse_tolerance, self.max_rollbacks = checks, collapse_tolerance, max_rollbacks
+        self.patience = patience
+        self._low = 0
+        self._last_retain = 0.0
+        self.trace: list[dict[str, Any]] = []
+        self.stopped = "budget"
+        self.rollbacks = 0
+        self.every = 1
+        self.best_distance = float("inf")
+        self.best_step = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._last_checked = -1
+
+    def _snapshot(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+
+    def _check(self, ctx: StepContext, step: int) -> None:
+        self._last_checked = step
+        values = probe_values(ctx.model, self.forget_probe, self.retain_probe, ctx.device)
+        dist = self.target.distance(values)
+        entry: dict[str, Any] = {"step": step, **values.to_dict(), "distance": round(dist, 4)}
+        self.trace.append(entry)
+        if values.retain_acc < self.target.retain_acc - self.collapse_tolerance:
+            self._low += 1
+            recovering = values.retain_acc > self._last_retain + 1.0
+            self._last_retain = values.retain_acc
+            if self._low < self.patience or recovering:  # a dip the next steps may repair (RL's retain phase)
+                entry["action"] = "low retain"
+                return
+            entry["action"] = "rollback"
+            self._low = 0
+            self.rollbacks += 1
+            if self._best_state is not None:
+                ctx.model.load_state_dict(self._best_state)
+            ctx.optimizer.state.clear()
+            ctx.lr_scale *= LR_DROP
+            if self.rollbacks > self.max_rollbacks:
+                self.stopped = ctx.stop = "collapse"
+            return
+        self._low, self._last_retain = 0, values.retain_acc
+        if dist < self.best_distance:
+            self.best_distance, self.best_step = dist, step
+            self._best_state = self._snapshot(ctx)
+        if self.target.reached(values):
+            self.stopped = ctx.stop = "target reached"
+
+    def on_start(self, ctx: StepContext) -> None:
+        self.every = max(1, -(-ctx.total_steps // self.checks))
+        self._check(ctx, 0)
+        if ctx.stop:  # the original already meets the target: nothing to do
+            self.stopped = "target reached before the first step"
+
+    def after_step(self, ctx: StepContext) -> None:
+        if (ctx.step + 1) % self.every == 0:
+            self._check(ctx, ctx.step + 1)
+
+    def on_end(self, ctx: StepContext) -> None:
+        if self._last_checked != ctx.step and not ctx.stop:
+            self._check(ctx, ctx.step)
+        if self._best_state is not None:
+            ctx.model.load_state_dict(self._best_state)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "stopped": self.stopped,
+            "best_step": self.best_step,
+            "best_distance": round(self.best_distance, 4),
+            "rollbacks": self.rollbacks,
+            "every": self.every,
+            "checks": copy.deepcopy(self.trace),
+        }

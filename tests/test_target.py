@@ -1,0 +1,113 @@
+"""The held-out target, the probes that stop runs at it, keep their best state and roll back a collapse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unlearnkit as uk
+from unlearnkit.data.heldout import heldout_split
+from unlearnkit.data.tensors import Batches, TensorData
+from unlearnkit.engine import Hook, Phase, Recipe, train
+from unlearnkit.errors import ConfigError
+from unlearnkit.guard import CollapseWarning, slice_accuracy
+from unlearnkit.losses import cross_entropy
+from unlearnkit.target import estimate_target
+
+
+def _toy() -> TensorData:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=g)
+    return TensorData(x, (x[:, 0] > 0).long())
+
+
+class _StopAt(Hook):
+    def __init__(self, at: int) -> None:
+        self.at, self.ends = at, 0
+
+    def on_start(self, ctx) -> None:
+        ctx.lr_scale = 0.0  # a hook may scale the learning rate: with 0 nothing moves
+
+    def after_step(self, ctx) -> None:
+        if ctx.step + 1 == self.at:
+            ctx.stop = "enough"
+
+    def on_end(self, ctx) -> None:
+        self.ends += 1
+
+
+def test_a_hook_stops_the_run_and_scales_the_learning_rate():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hook = _StopAt(3)
+    recipe = Recipe(epochs=5, lr=0.1, weight_decay=0.0)
+    log = train(model, Phase("t", Batches(_toy(), 16, seed=1), cross_entropy), recipe, hooks=[hook], progress=False)
+    assert (log.steps, log.stopped, hook.ends) == (3, "enough", 1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_targets_class_heldout_and_the_weaker_fallback(original, digits, class_split, random_split):
+    dev = torch.device("cpu")
+    cf, cr = class_split.forget(digits.train), class_split.retain(digits.train)
+    t = estimate_target(original, cf, cr, digits.test, dev)
+    assert (t.source, t.forget_acc, t.forget_conf) == ("class", 0.0, None)
+    f, r = random_split.forget(digits.train), random_split.retain(digits.train)
+    t = estimate_target(original, f, r, digits.test, dev)
+    assert t.source == "heldout" and not t.to_dict()["weaker"]
+    assert t.forget_acc == pytest.approx(slice_accuracy(original, digits.test, dev))
+    assert t.mia is not None and t.forget_loss["mean"] > 0 and t.heldout_size == len(digits.test)
+    weak = estimate_target(original, f, r, None, dev)
+    assert weak.source == "retain-confidence" and weak.to_dict()["weaker"]
+    assert weak.forget_conf < 100.0
+
+
+def test_probed_run_stops_at_the_target_and_reports_its_trace(original, digits, class_split):
+    f, r = class_split.forget(digits.train), class_split.retain(digits.train)
+    res = uk.unlearn(original, f, r, "rl", progress=False, epochs=5, heldout=digits.test)
+    probe = res.report["probe"]
+    assert res.report["target"]["source"] == "class"
+    assert probe["stopped"] == "target reached"
+    total = 5 * (len(Batches(f, 128)) + len(Batches(r, 128)))
+    assert probe["checks"][-1]["step"] < total  # it stopped before the end of its budget
+    assert slice_accuracy(res.model, f, torch.device("cpu")) <= 5.0
+    full = uk.unlearn(original, f, r, "rl", progress=False, epochs=5, heldout=digits.test, stop="budget")
+    assert "probe" not in full.report and full.report["stop"] == "budget"
+
+
+def test_a_collapsing_run_is_rolled_back_and_never_handed_back(original, digits, class_split):
+    f, r = class_split.forget(digits.train), class_split.retain(digits.train)
+    kw = dict(progress=False, epochs=3, lr=1.0, heldout=digits.test)
+    with pytest.warns(CollapseWarning):
+        broken = uk.unlearn(original, f, r, "rl", stop="budget", **kw)
+    assert broken.report["collapse"]["collapsed"]
+    res = uk.unlearn(original, f, r, "rl", **kw)
+    probe = res.report["probe"]
+    assert probe["rollbacks"] >= 1 and any(c.get("action") == "rollback" for c in probe["checks"])
+    assert not res.report["collapse"]["collapsed"]
+    orig_acc = slice_accuracy(original, r, torch.device("cpu"))
+    assert slice_accuracy(res.model, r, torch.device("cpu")) >= orig_acc - 5.0
+
+
+def test_bad_stop_and_empty_heldout_are_refused(original, digits, random_split):
+    f, r = random_split.forget(digits.train), random_split.retain(digits.train)
+    with pytest.raises(ConfigError, match="stop"):
+        uk.unlearn(original, f, r, "ft", stop="never", progress=False)
+    empty = TensorData(digits.test.x[:0], digits.test.y[:0])
+    with pytest.raises(ConfigError, match="heldout"):
+        uk.unlearn(original, f, r, "ft", heldout=empty, progress=False)
+
+
+def test_bench_heldout_is_neither_train_nor_test(digits):
+    sub = uk.load_dataset("digits", train_subset=720)
+    held = heldout_split("split", sub, train_subset=720)
+    assert held.carved == 0 and len(held.train) == 720 and len(held.heldout) == len(digits.train) - 720
+    rows = {tuple(x.flatten().tolist()) for x in held.train.x}
+    assert not any(tuple(x.flatten().tolist()) in rows for x in held.heldout.x)
+    full = uk.load_dataset("digits")
+    carved = heldout_split("split", full)
+    assert carved.carved == len(carved.heldout) == round(0.1 * len(full.train))
+    assert len(carved.train) + carved.carved == len(full.train)
+    assert heldout_split("none", full).heldout is None
+    with pytest.raises(ConfigError, match="heldout"):
+        heldout_split("a,b,c", full)
