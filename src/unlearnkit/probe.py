@@ -7,8 +7,9 @@ and D_r) every few optimiser steps and compares them with the :class:`~unlearnki
   is a candidate too) and hands that state back when the run ends;
 * it stops the run when the target is reached (``"target reached"``);
 * when retain-probe accuracy stays more than ``collapse_tolerance`` points below the original's for ``patience``
-  consecutive checks without recovering (a state that low is never kept as the best) it rolls back to the best state, clears the optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks
-  it stops (``"collapse"``). A collapsed model is never handed back;
+  consecutive checks without recovering (a state that low is never kept as the best) it rolls back to the best
+  state, clears the optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks it stops
+  (``"collapse"``). A collapsed model is never handed back;
 * the method's own budget is the ceiling (``"budget"`` when the run used all of it).
 
 Every check is written to :attr:`TargetProbe.trace`; :meth:`TargetProbe.report` is what ``result.report``
