@@ -64,15 +64,15 @@ def test_targets_class_heldout_and_the_weaker_fallback(original, digits, class_s
 
 def test_probed_run_stops_at_the_target_and_reports_its_trace(original, digits, class_split):
     f, r = class_split.forget(digits.train), class_split.retain(digits.train)
-    res = uk.unlearn(original, f, r, "rl", progress=False, epochs=5, heldout=digits.test)
+    res = uk.unlearn(original, f, r, "rl", progress=False, epochs=5, heldout=digits.test, stop="target")
     probe = res.report["probe"]
     assert res.report["target"]["source"] == "class"
     assert probe["stopped"] == "target reached"
     total = 5 * (len(Batches(f, 128)) + len(Batches(r, 128)))
     assert probe["checks"][-1]["step"] < total  # it stopped before the end of its budget
     assert slice_accuracy(res.model, f, torch.device("cpu")) <= 5.0
-    full = uk.unlearn(original, f, r, "rl", progress=False, epochs=5, heldout=digits.test, stop="budget")
-    assert "probe" not in full.report and full.report["stop"] == "budget"
+    full = uk.unlearn(original, f, r, "rl", progress=False, epochs=5, heldout=digits.test)
+    assert "probe" not in full.report and full.report["stop"] == "budget"  # explicit epochs: run as given
 
 
 def test_a_collapsing_run_is_rolled_back_and_never_handed_back(original, digits, class_split):
@@ -81,7 +81,7 @@ def test_a_collapsing_run_is_rolled_back_and_never_handed_back(original, digits,
     with pytest.warns(CollapseWarning):
         broken = uk.unlearn(original, f, r, "rl", stop="budget", **kw)
     assert broken.report["collapse"]["collapsed"]
-    res = uk.unlearn(original, f, r, "rl", **kw)
+    res = uk.unlearn(original, f, r, "rl", stop="target", **kw)
     probe = res.report["probe"]
     assert probe["rollbacks"] >= 1 and any(c.get("action") == "rollback" for c in probe["checks"])
     assert not res.report["collapse"]["collapsed"]

@@ -55,7 +55,7 @@ def unlearn(
     original_epochs: int | None = None,
     collapse_threshold: float | None = None,
     heldout: object | None = None,
-    stop: str = "target",
+    stop: str | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
@@ -76,8 +76,9 @@ def unlearn(
     falls below ``collapse_threshold`` (percent; default: the original's minus 20 points).
     ``heldout`` (data the original never trained on, e.g. a validation split; any form ``forget`` accepts) is
     where a classifier's target comes from (:mod:`unlearnkit.target`); without it a weaker target is used and
-    named in ``result.report["target"]``. With ``stop="target"`` (default) every training method is probed
-    (:mod:`unlearnkit.probe`): the budget is a ceiling, the run stops when the target is reached, the best state
+    named in ``result.report["target"]``. With ``stop="target"`` (the default, except for runs given exactly —
+    an explicit ``epochs`` or a :class:`Method` instance — which default to ``"budget"``) a training method is
+    probed (:mod:`unlearnkit.probe`): the budget is a ceiling, the run stops when the target is reached, the best state
     by distance to the target is handed back and a collapse is rolled back; the trace is in
     ``result.report["probe"]``. ``stop="budget"`` runs the whole budget as published, without probes.
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
@@ -99,10 +100,12 @@ def unlearn(
         raise ConfigError(
             f"collapse_threshold is a retain accuracy in percent, in [0, 100]; got {collapse_threshold!r}"
         )
-    if stop not in STOP_MODES:
+    if stop is not None and stop not in STOP_MODES:
         raise ConfigError(f"unknown stop {stop!r}; choose one of {', '.join(STOP_MODES)}")
     bud = as_budget(budget, original_epochs)
     explicit = isinstance(method, Method) or "epochs" in hparams  # run exactly as given: no scaling, no minimum
+    if stop is None:
+        stop = "budget" if explicit else "target"
     if isinstance(method, Method):
         if hparams:
             raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")

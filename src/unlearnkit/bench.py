@@ -69,12 +69,13 @@ class BenchConfig:
     save_predictions: bool = False
     #: where the methods' target comes from (:mod:`unlearnkit.data.heldout`): ``split``, ``none`` or ``X,Y`` files
     heldout: str = "split"
-    #: ``target``: probed runs that stop at the target (:mod:`unlearnkit.probe`); ``budget``: the whole budget
-    stop: str = "target"
+    #: ``target``: probed runs that stop at the target (:mod:`unlearnkit.probe`); ``budget``: the whole budget;
+    #: None: ``target``, except for a method whose ``epochs`` ``hparams`` sets (run as given, as in ``unlearn``)
+    stop: str | None = None
 
     def __post_init__(self) -> None:
         Budget(mode=self.budget)
-        if self.stop not in STOP_MODES:
+        if self.stop is not None and self.stop not in STOP_MODES:
             raise ConfigError(f"unknown stop {self.stop!r}; choose one of {', '.join(STOP_MODES)}")
         for name in self.methods:
             get_method_class(name)

@@ -24,7 +24,7 @@ Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
 
 
 @dataclass
@@ -154,6 +154,10 @@ def lr_factor(schedule: str, progress: float) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "step":  # x0.1 at 50 % and again at 75 % of the run, the CIFAR recipe
         return 0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0
+    if schedule == "onecycle":  # Smith & Topin 2019, as torch's OneCycleLR: 30 % warm-up from lr/25, cosine to ~0
+        if progress < 0.3:
+            return 0.04 + 0.96 * progress / 0.3
+        return 0.5 * (1.0 + math.cos(math.pi * (progress - 0.3) / 0.7))
     return 1.0
 
 

@@ -185,10 +185,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--stop",
-        default="target",
         choices=("target", "budget"),
-        help="target: probed runs that stop at the target, keep their best state, never collapse; budget: run "
-        "the whole budget as published",
+        help="target (default unless --hp sets a method's epochs): probed runs that stop at the target, keep "
+        "their best state, never collapse; budget: run the whole budget as published",
     )
     add_common(p)
     p.set_defaults(func=cmd_bench)
