@@ -111,3 +111,17 @@ def test_bench_heldout_is_neither_train_nor_test(digits):
     assert heldout_split("none", full).heldout is None
     with pytest.raises(ConfigError, match="heldout"):
         heldout_split("a,b,c", full)
+
+
+@pytest.mark.parametrize("method,extra", [("ssd", {}), ("iu", {"samples": 64})])
+def test_methods_that_train_nothing_pick_their_knob_by_the_target(original, digits, class_split, method, extra):
+    f, r = class_split.forget(digits.train), class_split.retain(digits.train)
+    res = uk.unlearn(original, f, r, method, progress=False, heldout=digits.test, **extra)
+    search = res.report["probe"]
+    dists = [c["distance"] for c in search["checks"]]
+    assert search["knob"] == "alpha" and res.hparams["alpha"] == search["chosen"]
+    assert search["best_distance"] == min(dists) and search["checks"][0]["alpha"] == 10.0
+    if len(dists) > 1:  # the published α alone did not reach the target: another one was chosen or kept
+        assert search["best_distance"] <= dists[0]
+    plain = uk.unlearn(original, f, r, method, progress=False, stop="budget", **extra)
+    assert "probe" not in plain.report and plain.hparams["alpha"] == 10.0

@@ -160,7 +160,9 @@ def unlearn(
     if target is not None:
         report["target"] = target.to_dict()
         runs = getattr(getattr(algo, "_inner", algo), "probe_runs", [])
-        if runs:
+        if hasattr(algo, "knob_search"):  # a method that trains nothing chose its knob by the probes
+            report["probe"] = algo.knob_search
+        elif runs:
             report["probe"] = runs[-1].report() if len(runs) == 1 else [p.report() for p in runs]
     if hasattr(algo, "choice"):  # auto: what it chose and why
         report["auto"] = algo.choice

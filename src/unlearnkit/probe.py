@@ -6,11 +6,14 @@ and D_r) every few optimiser steps and compares them with the :class:`~unlearnki
 * it keeps the state with the smallest distance to the target (the original, measured before the first step,
   is a candidate too) and hands that state back when the run ends;
 * it stops the run when the target is reached (``"target reached"``);
-* when retain-probe accuracy stays more than ``collapse_tolerance`` points below the original's for ``patience``
-  consecutive checks without recovering (a state that low is never kept as the best) it rolls back to the best
-  state, clears the optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks it stops
-  (``"collapse"``). A collapsed model is never handed back;
+* a state whose retain-probe accuracy is more than ``collapse_tolerance`` points below the original's is never
+  kept, so a collapsed model is never handed back (a method's own repair phase, e.g. RL's retain pass, may
+  still pass through such states); when the drop exceeds ``rollback_drop`` (the collapse guard's 20 points)
+  for ``patience`` consecutive checks without recovering, it rolls back to the best state, clears the
+  optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks it stops (``"collapse"``);
 * the method's own budget is the ceiling (``"budget"`` when the run used all of it).
+
+Methods that train nothing pick their one knob with :func:`choose_knob` instead (SSD's α, IU's step size).
 
 Every check is written to :attr:`TargetProbe.trace`; :meth:`TargetProbe.report` is what ``result.report``
 and ``bench``'s JSON show. Reference: early stopping with model selection on a validation signal
@@ -21,6 +24,7 @@ retraining (:mod:`unlearnkit.target`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -31,8 +35,10 @@ from .target import Target, probe_values
 
 #: checks per run (at least one every step for very short runs)
 CHECKS = 20
-#: retain-probe accuracy may fall this many points below the original's before a rollback
+#: a state whose retain-probe accuracy is more than this many points below the original's is never kept
 COLLAPSE_TOLERANCE = 5.0
+#: a drop this large (the collapse guard's) that does not recover within ``PATIENCE`` checks is rolled back
+ROLLBACK_DROP = 20.0
 MAX_ROLLBACKS = 2
 #: consecutive checks below the tolerance before a rollback (one low check may be a dip the run repairs)
 PATIENCE = 2
@@ -52,10 +58,11 @@ class TargetProbe(Hook):
         collapse_tolerance: float = COLLAPSE_TOLERANCE,
         max_rollbacks: int = MAX_ROLLBACKS,
         patience: int = PATIENCE,
+        rollback_drop: float = ROLLBACK_DROP,
     ) -> None:
         self.target, self.forget_probe, self.retain_probe = target, forget_probe, retain_probe
         self.checks, self.collapse_tolerance, self.max_rollbacks = checks, collapse_tolerance, max_rollbacks
-        self.patience = patience
+        self.patience, self.rollback_drop = patience, rollback_drop
         self._low = 0
         self._last_retain = 0.0
         self.trace: list[dict[str, Any]] = []
@@ -76,7 +83,8 @@ class TargetProbe(Hook):
         dist = self.target.distance(values)
         entry: dict[str, Any] = {"step": step, **values.to_dict(), "distance": round(dist, 4)}
         self.trace.append(entry)
-        if values.retain_acc < self.target.retain_acc - self.collapse_tolerance:
+        drop = self.target.retain_acc - values.retain_acc
+        if drop > self.rollback_drop:
             self._low += 1
             recovering = values.retain_acc > self._last_retain + 1.0
             self._last_retain = values.retain_acc
@@ -94,6 +102,9 @@ class TargetProbe(Hook):
                 self.stopped = ctx.stop = "collapse"
             return
         self._low, self._last_retain = 0, values.retain_acc
+        if drop > self.collapse_tolerance:  # never kept as the best state, never handed back
+            entry["action"] = "low retain"
+            return
         if dist < self.best_distance:
             self.best_distance, self.best_step = dist, step
             self._best_state = self._snapshot(ctx)
@@ -125,3 +136,36 @@ class TargetProbe(Hook):
             "every": self.every,
             "checks": copy.deepcopy(self.trace),
         }
+
+
+def choose_knob(
+    model: torch.nn.Module,
+    target: Target,
+    forget_probe: TensorData,
+    retain_probe: TensorData,
+    device: torch.device,
+    name: str,
+    values: Sequence[float],
+    apply: Callable[[torch.nn.Module, float], None],
+) -> dict[str, Any]:
+    """For a method that trains nothing (SSD's α, IU's step size): apply each of ``values`` in turn (the
+    published one first) to a copy of ``model``'s state, keep the one whose probes are closest to ``target``,
+    stop early when one reaches it, leave ``model`` in the chosen state and return the trace."""
+    base = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    stopped = "grid"
+    for value in values:
+        model.load_state_dict(base)
+        apply(model, value)
+        probe = probe_values(model, forget_probe, retain_probe, device)
+        dist = target.distance(probe)
+        trials.append({name: value, **probe.to_dict(), "distance": round(dist, 4)})
+        if best is None or dist < best[1]:
+            best = (value, dist, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if target.reached(probe):
+            stopped = "target reached"
+            break
+    assert best is not None, "choose_knob needs at least one value"
+    model.load_state_dict(best[2])
+    return {"knob": name, "chosen": best[0], "best_distance": round(best[1], 4), "stopped": stopped, "checks": trials}

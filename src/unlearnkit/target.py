@@ -101,6 +101,11 @@ def subsample(data: TensorData, size: int = PROBE_SIZE, seed: int = 0) -> Tensor
     return data.subset(np.sort(rng.choice(len(data), size, replace=False)))
 
 
+def probe_sets(forget: TensorData, retain: TensorData, seed: int = 0) -> tuple[TensorData, TensorData]:
+    """The fixed forget and retain probes (:data:`PROBE_SIZE` examples each, drawn with ``seed``)."""
+    return subsample(forget, PROBE_SIZE, seed), subsample(retain, PROBE_SIZE, seed)
+
+
 @torch.no_grad()
 def _outputs(model: nn.Module, data: TensorData, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     was_training = model.training

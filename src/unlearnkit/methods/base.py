@@ -23,7 +23,7 @@ from ..engine import Hook, Phase, Recipe, TrainLog, train
 from ..errors import ConfigError
 from ..losses import TASK_LOSSES
 from ..probe import TargetProbe
-from ..target import PROBE_SIZE, Target, subsample
+from ..target import Target, probe_sets
 from ..validation import check_finite_hparam
 
 TASKS = tuple(TASK_LOSSES)
@@ -171,11 +171,7 @@ class Method(ABC):
         )
         hooks = list(hooks)
         if request.target is not None and self.probed:
-            probe = TargetProbe(
-                request.target,
-                subsample(request.forget, PROBE_SIZE, self.seed),
-                subsample(request.retain, PROBE_SIZE, self.seed),
-            )
+            probe = TargetProbe(request.target, *probe_sets(request.forget, request.retain, self.seed))
             hooks.append(probe)
             self.probe_runs = [*getattr(self, "probe_runs", []), probe]
         return train(
