@@ -7,10 +7,11 @@ and D_r) every few optimiser steps and compares them with the :class:`~unlearnki
   is a candidate too) and hands that state back when the run ends;
 * it stops the run when the target is reached (``"target reached"``);
 * a state whose retain-probe accuracy is more than ``collapse_tolerance`` points below the original's is never
-  kept, so a collapsed model is never handed back (a method's own repair phase, e.g. RL's retain pass, may
-  still pass through such states); when the drop exceeds ``rollback_drop`` (the collapse guard's 20 points)
-  for ``patience`` consecutive checks without recovering, it rolls back to the best state, clears the
-  optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks it stops (``"collapse"``);
+  kept, so a collapsed model is never handed back; the run goes on through such states within an epoch (a
+  method's own repair phase, e.g. RL's retain pass, comes later in the epoch). When the drop still exceeds
+  ``rollback_drop`` (the collapse guard's 20 points) at the end of an epoch, it rolls back to the best state,
+  clears the optimiser's state and halves the learning rate; after ``max_rollbacks`` rollbacks it stops
+  (``"collapse"``);
 * the method's own budget is the ceiling (``"budget"`` when the run used all of it).
 
 Methods that train nothing pick their one knob with :func:`choose_knob` instead (SSD's α, IU's step size).
@@ -31,17 +32,15 @@ import torch
 
 from .data.tensors import TensorData
 from .engine import Hook, StepContext
-from .target import Target, probe_values
+from .target import ProbeValues, Target, probe_values
 
 #: checks per run (at least one every step for very short runs)
 CHECKS = 20
 #: a state whose retain-probe accuracy is more than this many points below the original's is never kept
 COLLAPSE_TOLERANCE = 5.0
-#: a drop this large (the collapse guard's) that does not recover within ``PATIENCE`` checks is rolled back
+#: a drop this large (the collapse guard's) at the end of an epoch is rolled back
 ROLLBACK_DROP = 20.0
 MAX_ROLLBACKS = 2
-#: consecutive checks below the tolerance before a rollback (one low check may be a dip the run repairs)
-PATIENCE = 2
 LR_DROP = 0.5
 
 
@@ -57,14 +56,11 @@ class TargetProbe(Hook):
         checks: int = CHECKS,
         collapse_tolerance: float = COLLAPSE_TOLERANCE,
         max_rollbacks: int = MAX_ROLLBACKS,
-        patience: int = PATIENCE,
         rollback_drop: float = ROLLBACK_DROP,
     ) -> None:
         self.target, self.forget_probe, self.retain_probe = target, forget_probe, retain_probe
         self.checks, self.collapse_tolerance, self.max_rollbacks = checks, collapse_tolerance, max_rollbacks
-        self.patience, self.rollback_drop = patience, rollback_drop
-        self._low = 0
-        self._last_retain = 0.0
+        self.rollback_drop = rollback_drop
         self.trace: list[dict[str, Any]] = []
         self.stopped = "budget"
         self.rollbacks = 0
@@ -77,22 +73,19 @@ class TargetProbe(Hook):
     def _snapshot(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
 
-    def _check(self, ctx: StepContext, step: int) -> None:
+    def _check(self, ctx: StepContext, step: int, epoch_end: bool = False) -> None:
+        if self.trace and self._last_checked == step:  # already measured at this step (an epoch end)
+            entry = self.trace[-1]
+            values = ProbeValues(entry["forget_acc"], entry["forget_conf"], entry["retain_acc"])
+        else:
+            values = probe_values(ctx.model, self.forget_probe, self.retain_probe, ctx.device)
+            entry = {"step": step, **values.to_dict(), "distance": round(self.target.distance(values), 4)}
+            self.trace.append(entry)
         self._last_checked = step
-        values = probe_values(ctx.model, self.forget_probe, self.retain_probe, ctx.device)
         dist = self.target.distance(values)
-        entry: dict[str, Any] = {"step": step, **values.to_dict(), "distance": round(dist, 4)}
-        self.trace.append(entry)
         drop = self.target.retain_acc - values.retain_acc
-        if drop > self.rollback_drop:
-            self._low += 1
-            recovering = values.retain_acc > self._last_retain + 1.0
-            self._last_retain = values.retain_acc
-            if self._low < self.patience or recovering:  # a dip the next steps may repair (RL's retain phase)
-                entry["action"] = "low retain"
-                return
+        if drop > self.rollback_drop and epoch_end:  # each epoch ends after the method's own repair phases
             entry["action"] = "rollback"
-            self._low = 0
             self.rollbacks += 1
             if self._best_state is not None:
                 ctx.model.load_state_dict(self._best_state)
@@ -101,9 +94,8 @@ class TargetProbe(Hook):
             if self.rollbacks > self.max_rollbacks:
                 self.stopped = ctx.stop = "collapse"
             return
-        self._low, self._last_retain = 0, values.retain_acc
         if drop > self.collapse_tolerance:  # never kept as the best state, never handed back
-            entry["action"] = "low retain"
+            entry.setdefault("action", "low retain")
             return
         if dist < self.best_distance:
             self.best_distance, self.best_step = dist, step
@@ -120,6 +112,10 @@ class TargetProbe(Hook):
     def after_step(self, ctx: StepContext) -> None:
         if (ctx.step + 1) % self.every == 0:
             self._check(ctx, ctx.step + 1)
+
+    def on_epoch_end(self, ctx: StepContext) -> None:
+        if not ctx.stop:
+            self._check(ctx, ctx.step, epoch_end=True)
 
     def on_end(self, ctx: StepContext) -> None:
         if self._last_checked != ctx.step and not ctx.stop:
