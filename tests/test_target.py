@@ -119,9 +119,29 @@ def test_methods_that_train_nothing_pick_their_knob_by_the_target(original, digi
     res = uk.unlearn(original, f, r, method, progress=False, heldout=digits.test, **extra)
     search = res.report["probe"]
     dists = [c["distance"] for c in search["checks"]]
-    assert search["knob"] == "alpha" and res.hparams["alpha"] == search["chosen"]
+    assert search["knob"] == "alpha" and res.hparams["alpha"] == (search["chosen"] or 10.0)
     assert search["best_distance"] == min(dists) and search["checks"][0]["alpha"] == 10.0
     if len(dists) > 1:  # the published α alone did not reach the target: another one was chosen or kept
         assert search["best_distance"] <= dists[0]
     plain = uk.unlearn(original, f, r, method, progress=False, stop="budget", **extra)
     assert "probe" not in plain.report and plain.hparams["alpha"] == 10.0
+
+
+def test_a_knob_that_collapses_the_model_is_never_chosen(original, digits, class_split):
+    from unlearnkit.probe import choose_knob
+    from unlearnkit.target import probe_sets
+
+    f, r = class_split.forget(digits.train), class_split.retain(digits.train)
+    dev = torch.device("cpu")
+    target = estimate_target(original, f, r, None, dev)
+    before = {k: v.clone() for k, v in original.state_dict().items()}
+
+    def wreck(m, scale):  # every value scales the weights to (near) zero: retain accuracy collapses
+        with torch.no_grad():
+            for p in m.parameters():
+                p.mul_(scale)
+
+    search = choose_knob(original, target, *probe_sets(f, r), dev, "scale", [0.0, 1e-6], wreck)
+    assert search["chosen"] is None and "original is kept" in search["stopped"]
+    assert all(c["action"] == "low retain" for c in search["checks"])
+    assert all(torch.equal(before[k], v) for k, v in original.state_dict().items())

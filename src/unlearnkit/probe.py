@@ -145,11 +145,13 @@ def choose_knob(
     apply: Callable[[torch.nn.Module, float], None],
 ) -> dict[str, Any]:
     """For a method that trains nothing (SSD's α, IU's step size): apply each of ``values`` in turn (the
-    published one first) to a copy of ``model``'s state, keep the one whose probes are closest to ``target``,
-    stop early when one reaches it, leave ``model`` in the chosen state and return the trace."""
+    published one first) to a copy of ``model``'s state, keep the one whose probes are closest to ``target``
+    among those whose retain-probe accuracy stays within ``COLLAPSE_TOLERANCE`` of the original's (``chosen`` is
+    None and the model is left unchanged when every value collapses it), stop early when one reaches the target,
+    leave ``model`` in the chosen state and return the trace."""
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trials: list[dict[str, Any]] = []
-    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    best: tuple[float | None, float, dict[str, torch.Tensor]] = (None, float("inf"), base)
     stopped = "grid"
     for value in values:
         model.load_state_dict(base)
@@ -157,11 +159,15 @@ def choose_knob(
         probe = probe_values(model, forget_probe, retain_probe, device)
         dist = target.distance(probe)
         trials.append({name: value, **probe.to_dict(), "distance": round(dist, 4)})
-        if best is None or dist < best[1]:
+        if target.retain_acc - probe.retain_acc > COLLAPSE_TOLERANCE:  # never handed back
+            trials[-1]["action"] = "low retain"
+            continue
+        if dist < best[1]:
             best = (value, dist, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if target.reached(probe):
             stopped = "target reached"
             break
-    assert best is not None, "choose_knob needs at least one value"
+    if best[0] is None:  # every value collapsed the model: the original is handed back unchanged
+        stopped = "every value collapsed the model; the original is kept"
     model.load_state_dict(best[2])
     return {"knob": name, "chosen": best[0], "best_distance": round(best[1], 4), "stopped": stopped, "checks": trials}

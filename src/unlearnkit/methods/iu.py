@@ -111,5 +111,6 @@ class InfluenceUnlearning(Method):
         probes = probe_sets(request.forget, request.retain, self.seed)
         grid = [self.alpha * f for f in ALPHA_FACTORS]
         self.knob_search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
-        self.alpha = self.knob_search["chosen"]
+        if self.knob_search["chosen"] is not None:  # None: every α collapsed the model, which is left unchanged
+            self.alpha = self.knob_search["chosen"]
         return model

@@ -14,8 +14,8 @@ from ..target import probe_sets
 from .base import Method, UnlearnRequest, hp, register
 
 #: with a target (:mod:`unlearnkit.target`), α is chosen among these multiples of the given α, in this order
-#: (smaller α dampens more parameters); the first that reaches the target, else the closest, is kept
-ALPHA_FACTORS = (1.0, 0.5, 0.2, 0.1, 0.05)
+#: (smaller α dampens more parameters, larger fewer); the first that reaches the target, else the closest, is kept
+ALPHA_FACTORS = (1.0, 0.5, 0.2, 0.1, 0.05, 2.0, 5.0)
 
 
 def even_batches(data: TensorData, batch_size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -121,6 +121,8 @@ class SelectiveSynapticDampening(Method):
         probes = probe_sets(request.forget, request.retain, self.seed)
         grid = [self.alpha * f for f in ALPHA_FACTORS]
         self.knob_search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
-        self.alpha = self.knob_search["chosen"]
-        self.dampened_fraction = fractions[self.alpha]
+        chosen = self.knob_search["chosen"]
+        if chosen is not None:  # None: every α collapsed the model, which is left unchanged
+            self.alpha = chosen
+        self.dampened_fraction = fractions[chosen] if chosen is not None else 0.0
         return model
