@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -145,3 +147,24 @@ def test_a_knob_that_collapses_the_model_is_never_chosen(original, digits, class
     assert search["chosen"] is None and "original is kept" in search["stopped"]
     assert all(c["action"] == "low retain" for c in search["checks"])
     assert all(torch.equal(before[k], v) for k, v in original.state_dict().items())
+
+
+def test_bench_rows_carry_the_target_and_the_probe_trace(tmp_path):
+    from unlearnkit.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        train_subset=300,
+        recipe=Recipe(epochs=3, lr=0.05, batch_size=64),
+        model_kwargs={"width": 8, "hidden": 32},
+        forget="class:3",
+        methods=("rl",),
+        mia=False,
+        progress=False,
+        cache_dir=str(tmp_path / "cache"),
+        out_dir=str(tmp_path / "run"),
+    )
+    run = run_bench(cfg)
+    assert "outside the subset" in run.table.meta["heldout"] and run.table.meta["stop"] is None
+    row = next(r for r in json.loads((tmp_path / "run" / "results.json").read_text())["rows"] if r["method"] == "rl")
+    assert row["target"]["source"] == "class" and row["probe"]["checks"][0]["step"] == 0
+    assert row["probe"]["stopped"] in ("target reached", "budget", "collapse")
