@@ -89,6 +89,12 @@ def test_schedules():
     assert lr_factor("constant", 0.9) == 1.0
     assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("cosine", 0.5) == pytest.approx(0.5)
     assert lr_factor("step", 0.6) == pytest.approx(0.1) and lr_factor("step", 0.8) == pytest.approx(0.01)
+    assert lr_factor("warmup-cosine", 0.0) == pytest.approx(0.04) and lr_factor("warmup-cosine", 0.3) == pytest.approx(
+        1.0
+    )
+    assert lr_factor("warmup-cosine", 0.15) == pytest.approx(0.52) and lr_factor("warmup-cosine", 1.0) == pytest.approx(
+        0.0
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,11 @@ from .errors import ConfigError, ModelError
 from .guard import check_collapse
 from .methods.base import TASKS, Method, UnlearnRequest, get_method_class, make_method
 from .runtime import resolve_device, timed
+from .target import estimate_target
 from .validation import float32_working_copy, prepare_request_data
+
+#: ``stop="target"``: probed runs that stop at the target; ``"budget"``: the whole budget, as published
+STOP_MODES = ("target", "budget")
 
 
 @dataclass
@@ -50,6 +54,8 @@ def unlearn(
     budget: str | Budget | None = "scaled",
     original_epochs: int | None = None,
     collapse_threshold: float | None = None,
+    heldout: object | None = None,
+    stop: str | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
@@ -68,6 +74,14 @@ def unlearn(
     ``epochs`` (or a :class:`Method` instance) runs exactly as given.
     After a classification method, the collapse guard (:mod:`unlearnkit.guard`) warns when retain accuracy
     falls below ``collapse_threshold`` (percent; default: the original's minus 20 points).
+    ``heldout`` (data the original never trained on, e.g. a validation split; any form ``forget`` accepts) is
+    where a classifier's target comes from (:mod:`unlearnkit.target`); without it a weaker target is used and
+    named in ``result.report["target"]``. With ``stop="target"`` a training method is
+    probed (:mod:`unlearnkit.probe`): the budget is a ceiling, the run stops when the target is reached, the best state
+    by distance to the target is handed back and a collapse is rolled back; the trace is in
+    ``result.report["probe"]``. ``stop="budget"`` (the default) runs the whole budget as published, without
+    probes: on two hold-out models of ``benchmarks/zoo.py`` probed RL and SalUn landed farther from retrain
+    than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
     """
@@ -87,8 +101,11 @@ def unlearn(
         raise ConfigError(
             f"collapse_threshold is a retain accuracy in percent, in [0, 100]; got {collapse_threshold!r}"
         )
+    if stop is not None and stop not in STOP_MODES:
+        raise ConfigError(f"unknown stop {stop!r}; choose one of {', '.join(STOP_MODES)}")
     bud = as_budget(budget, original_epochs)
     explicit = isinstance(method, Method) or "epochs" in hparams  # run exactly as given: no scaling, no minimum
+    stop = stop or "budget"
     if isinstance(method, Method):
         if hparams:
             raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
@@ -109,6 +126,17 @@ def unlearn(
         check_overlap=check_overlap,
         labels=algo.reads_labels,
     )
+    target = None
+    h = None
+    if heldout is not None:  # checked whatever ``stop`` is: a bad held-out set is a mistake either way
+        h = as_tensor_data(heldout, "heldout")
+        if len(h) == 0:
+            raise ConfigError("the heldout set is empty; give examples the original never trained on, or None")
+        h, _, _ = prepare_request_data(
+            model, h, r, task=task, num_classes=num_classes, device=dev, check_overlap=False, labels=True
+        )
+    if task == "classification" and stop == "target" and algo.probed:
+        target = estimate_target(model, f, r, h, dev, seed=algo.seed)
     request = UnlearnRequest(
         original=model,
         forget=f,
@@ -119,6 +147,7 @@ def unlearn(
         progress=progress,
         model_factory=model_factory,
         budget=bud if algo.budgeted and not explicit else None,
+        target=target,
     )
     algo.check(request)
     work = copy.deepcopy(model).to(dev)
@@ -127,6 +156,14 @@ def unlearn(
     check_outputs(out, f.x[:256].to(dev), desc=algo.name, lr=getattr(algo, "lr", None))
     out.eval()
     report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(algo)}
+    report["stop"] = stop
+    if target is not None:
+        report["target"] = target.to_dict()
+        runs = getattr(getattr(algo, "_inner", algo), "probe_runs", [])
+        if hasattr(algo, "knob_search"):  # a method that trains nothing chose its knob by the probes
+            report["probe"] = algo.knob_search
+        elif runs:
+            report["probe"] = runs[-1].report() if len(runs) == 1 else [p.report() for p in runs]
     if hasattr(algo, "choice"):  # auto: what it chose and why
         report["auto"] = algo.choice
     if task == "classification" and algo.name != "retrain":

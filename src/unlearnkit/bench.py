@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .api import unlearn
+from .api import STOP_MODES, unlearn
 from .budget import REFERENCE_ORIGINAL_EPOCHS, Budget, budget_hparams
 from .budget import scaled_epochs as _scaled_epochs
 from .cache import usable_entry
 from .checkpoint import save, staged_folder
+from .data.heldout import heldout_split
 from .data.registry import DatasetBundle, load_dataset
 from .engine import Recipe
 from .errors import ConfigError, DivergenceError
@@ -66,9 +67,16 @@ class BenchConfig:
     mia: bool = True
     #: also write predictions.npz (per-example logits of every model) to ``out_dir``, read by ``report``
     save_predictions: bool = False
+    #: where the methods' target comes from (:mod:`unlearnkit.data.heldout`): ``split``, ``none`` or ``X,Y`` files;
+    #: None: ``split`` with ``stop="target"``, else ``none`` (so a budget run trains the original it always did)
+    heldout: str | None = None
+    #: ``target``: probed runs that stop at the target (:mod:`unlearnkit.probe`); ``budget``: the whole budget
+    stop: str = "budget"
 
     def __post_init__(self) -> None:
         Budget(mode=self.budget)
+        if self.stop not in STOP_MODES:
+            raise ConfigError(f"unknown stop {self.stop!r}; choose one of {', '.join(STOP_MODES)}")
         for name in self.methods:
             get_method_class(name)
         for name, hps in self.hparams.items():
@@ -161,6 +169,9 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         check_results_folder(cfg.out_dir, inputs=[cfg.data_dir, cfg.cache_dir or cache_root()])
     bundle = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_subset, subset_seed=0)
     task = bundle.task
+    spec = cfg.heldout or ("split" if cfg.stop == "target" else "none")
+    held = heldout_split(spec, bundle, data_dir=cfg.data_dir, train_subset=cfg.train_subset)
+    bundle.train = held.train  # smaller only when the held-out set was carved out of the training data
     device = resolve_device(cfg.device)
     env = environment(device)
     model_spec = {
@@ -184,6 +195,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
         "task": task,
         "environment": env,  # results depend on the torch version, device and thread count
     }
+    if held.carved:
+        base["heldout_carved"] = held.carved
     okey = recipe_key(base)
 
     def fit_original(m: nn.Module) -> float:
@@ -270,6 +283,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
                 model_factory=factory,
                 check_overlap=False,
                 budget=method_budget(cfg, recipe),
+                heldout=held.heldout,
+                stop=cfg.stop,
                 **hps,
             )
         except DivergenceError as exc:  # one diverged method is a failed row; the others still run
@@ -281,6 +296,9 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
             rows[-1]["note"] = "collapsed"
         if "auto" in res.report:
             rows[-1]["auto"] = res.report["auto"]
+        for key in ("target", "probe"):
+            if key in res.report:
+                rows[-1][key] = res.report[key]
 
     headline = HEADLINES.get(task, ())
     columns = [("method", "method")] + [(k, k.upper()) for k in headline]
@@ -296,6 +314,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
             "recipe": recipe.to_dict(),
             "split": split.to_dict(),
             "original_seconds": ometa.get("seconds"),
+            "heldout": held.source,
+            "stop": cfg.stop,
             **env,
         },
     )

@@ -116,6 +116,8 @@ def _request_table(spec: str, seed: int, cache_dir: str | None, device: str, pro
         cache_dir=cache_dir,
         device=device,
         progress=progress,
+        stop="target",  # probed runs against the held-out target (the digits outside the subset)
+        heldout="split",
     )
     table = run_bench(cfg).table
     table.meta["forget"] = spec

@@ -24,7 +24,7 @@ Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step", "warmup-linear")
+SCHEDULES = ("constant", "cosine", "step", "warmup-linear", "warmup-cosine")
 #: ``warmup-linear``: the share of the run spent warming up (1 of TOFU's 10 epochs)
 WARMUP_FRACTION = 0.1
 
@@ -97,6 +97,10 @@ class StepContext:
     total_steps: int = 1
     phase: str = ""
     batch: Batch | None = None
+    #: multiplies the scheduled learning rate (a hook lowers it, e.g. after a rollback)
+    lr_scale: float = 1.0
+    #: a hook sets a reason here to end the run after the current step
+    stop: str | None = None
 
     @property
     def progress(self) -> float:
@@ -123,6 +127,9 @@ class Hook:
     def on_epoch_end(self, ctx: StepContext) -> None:
         """Called at the end of each epoch."""
 
+    def on_end(self, ctx: StepContext) -> None:
+        """Called once after the last step (also when a hook stopped the run early)."""
+
 
 @dataclass
 class TrainLog:
@@ -131,6 +138,8 @@ class TrainLog:
     epoch_losses: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    #: why a hook ended the run early (None: it ran its whole recipe)
+    stopped: str | None = None
 
 
 def make_optimizer(params: Sequence[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
@@ -151,6 +160,12 @@ def lr_factor(schedule: str, progress: float) -> float:
         return max(0.0, (1.0 - progress) / (1.0 - WARMUP_FRACTION))
     if schedule == "step":  # x0.1 at 50 % and again at 75 % of the run, the CIFAR recipe
         return 0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0
+    if schedule == "warmup-cosine":  # a one-cycle shape (Smith & Topin 2019), not torch's OneCycleLR exactly:
+        # linear warm-up over 30 % of the run from lr/25 to lr, then cosine to 0 (OneCycleLR anneals both
+        # phases by cosine and ends at lr/2.5e5)
+        if progress < 0.3:
+            return 0.04 + 0.96 * progress / 0.3
+        return 0.5 * (1.0 + math.cos(math.pi * (progress - 0.3) / 0.7))
     return 1.0
 
 
@@ -302,6 +317,8 @@ def train(
     watch = LossWatch(dev, desc=desc, lr=recipe.lr)
     with timed() as clock, bar:  # the bar is closed even when the run stops with an error
         for epoch in range(recipe.epochs):
+            if ctx.stop:
+                break
             ctx.epoch = epoch
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
@@ -312,7 +329,7 @@ def train(
                 ctx.batch = batch
                 factor = lr_factor(recipe.schedule, ctx.progress)
                 for group in optimizer.param_groups:
-                    group["lr"] = recipe.lr * factor
+                    group["lr"] = recipe.lr * factor * ctx.lr_scale
                 optimizer.zero_grad(set_to_none=True)
                 loss = ph.loss(model, batch)
                 for h in hooks:
@@ -336,6 +353,8 @@ def train(
                 counts[ph.name] = counts.get(ph.name, 0) + 1
                 ctx.step += 1
                 bar.update(1)
+                if ctx.stop:
+                    break
             watch.flush()
             check_weights(model, desc=desc, lr=recipe.lr, where=f" by the end of epoch {epoch + 1}")
             means = {k: float(v) / counts[k] for k, v in sums.items()}
@@ -344,7 +363,10 @@ def train(
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
             for h in hooks:
                 h.on_epoch_end(ctx)
+        for h in hooks:
+            h.on_end(ctx)
     model.eval()
     log.steps = ctx.step
+    log.stopped = ctx.stop
     log.seconds = clock.seconds
     return log

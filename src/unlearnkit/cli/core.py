@@ -76,6 +76,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scale_epochs=not args.no_scale_epochs,
         budget=args.budget,
         save_predictions=args.predictions,
+        heldout=args.heldout,
+        stop=args.stop,
     )
     out = cfg.out_dir
     run = run_bench(cfg)
@@ -174,5 +176,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="where originals and retrains are cached (default ~/.cache/unlearnkit)")
     p.add_argument("--out", help="results folder (default runs/bench-DATASET-TIME)")
     p.add_argument("--predictions", action="store_true", help="also write predictions.npz (read by `report`)")
+    p.add_argument(
+        "--heldout",
+        metavar="SPEC",
+        help="where the methods' target comes from: split (data neither train nor test; the default with --stop "
+        "target), none, or X,Y (.npy/.pt files)",
+    )
+    p.add_argument(
+        "--stop",
+        choices=("target", "budget"),
+        default="budget",
+        help="budget (default): run the whole budget as published; target: probed runs that stop at the target, "
+        "keep their best state, never collapse",
+    )
     add_common(p)
     p.set_defaults(func=cmd_bench)

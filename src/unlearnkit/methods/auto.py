@@ -230,6 +230,7 @@ class Auto(Method):
         if "epochs" in hps:  # as in unlearn(): explicit epochs run exactly as given, with no budget rule
             request = copy.copy(request)
             request.budget = None
+            request.target = None  # and without probes (stop="budget")
         algo.check(request)
         work = copy.deepcopy(request.original).to(request.device) if model is None else model
         out = algo.run(work, request)

@@ -22,6 +22,8 @@ from ..data.tensors import Batches, TensorData
 from ..engine import Hook, Phase, Recipe, TrainLog, train
 from ..errors import ConfigError
 from ..losses import TASK_LOSSES
+from ..probe import TargetProbe
+from ..target import Target, probe_sets
 from ..validation import check_finite_hparam
 
 TASKS = tuple(TASK_LOSSES)
@@ -58,6 +60,9 @@ class UnlearnRequest:
     model_factory: Callable[[], nn.Module] | None = None
     #: how long training methods run (see :mod:`unlearnkit.budget`); None runs the hyper-parameters as given
     budget: Budget | None = None
+    #: where retraining lands (:mod:`unlearnkit.target`); with it, every :meth:`Method.fit` run is probed,
+    #: stopped at the target, kept at its best state and rolled back from a collapse (:mod:`unlearnkit.probe`)
+    target: Target | None = None
 
     def frozen_original(self) -> nn.Module:
         """A gradient-free copy of the original model in eval mode on the request's device."""
@@ -86,6 +91,8 @@ class Method(ABC):
     reads_labels: ClassVar[bool] = True
     #: whether :mod:`unlearnkit.budget` may stretch the method's training (not for ``retrain``)
     budgeted: ClassVar[bool] = True
+    #: whether :meth:`fit` runs are probed against ``request.target`` (not for ``retrain``)
+    probed: ClassVar[bool] = True
 
     seed: int = hp(0, doc="seed for data order and any random draw of the method")
 
@@ -152,7 +159,9 @@ class Method(ABC):
         params: list[nn.Parameter] | None = None,
         **recipe_overrides: Any,
     ) -> TrainLog:
-        """Run the shared engine with this method's recipe (passes resized to meet ``request.budget``)."""
+        """Run the shared engine with this method's recipe (passes resized to meet ``request.budget``); with a
+        ``request.target`` the run is probed (:class:`~unlearnkit.probe.TargetProbe`): the budget is a ceiling,
+        the run stops at the target and hands back its best state, and the trace is kept in ``probe_runs``."""
         recipe = self.recipe(**recipe_overrides)
         phases, self.budget_repeats = stretch(
             [phases] if isinstance(phases, Phase) else phases,
@@ -160,6 +169,11 @@ class Method(ABC):
             request.budget,
             train_size=len(request.forget) + len(request.retain),
         )
+        hooks = list(hooks)
+        if request.target is not None and self.probed:
+            probe = TargetProbe(request.target, *probe_sets(request.forget, request.retain, self.seed))
+            hooks.append(probe)
+            self.probe_runs = [*getattr(self, "probe_runs", []), probe]
         return train(
             model,
             phases,

@@ -10,7 +10,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.tensors import Batches, TensorData
+from ..probe import choose_knob
+from ..target import probe_sets
 from .base import Method, UnlearnRequest, hp, register
+
+#: with a target (:mod:`unlearnkit.target`), α is chosen among these multiples of the given α, in this order;
+#: the first that reaches the target, else the closest, is kept
+ALPHA_FACTORS = (1.0, 0.3, 3.0, 0.1, 10.0)
 
 
 def flat_grad(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
@@ -62,6 +68,9 @@ class InfluenceUnlearning(Method):
     weights is estimated by v = ∇L_forget/N − ∇L_retain·n_f/(N·n_r) and removed with one step
     θ ← θ + α·H⁻¹v, H⁻¹ approximated by WoodFisher from per-sample gradients of a random ``samples``
     (1 000) retain examples. Memory stays O(#params) (ResNet-18 safe). Published: α = 10 (CIFAR-10).
+    With a target (``unlearn(..., stop="target")``, the default) α is chosen by the probes of
+    :func:`unlearnkit.probe.choose_knob` among ``ALPHA_FACTORS`` × the given α (H⁻¹v is computed once); the
+    trace is in ``result.report["probe"]`` and ``result.hparams["alpha"]`` is the α used.
     """
 
     name = "iu"
@@ -87,10 +96,21 @@ class InfluenceUnlearning(Method):
         step = woodfisher_solve(
             model, request.retain.subset(pick), loss, params, dev, v, self.damping, progress=request.progress
         )
-        with torch.no_grad():
-            offset = 0
-            for p in params:
-                p.add_(self.alpha * step[offset : offset + p.numel()].view_as(p))
-                offset += p.numel()
         model.zero_grad(set_to_none=True)
+
+        @torch.no_grad()
+        def apply(m: nn.Module, alpha: float) -> None:
+            offset = 0
+            for p in (q for q in m.parameters() if q.requires_grad):
+                p.add_(alpha * step[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+        if request.target is None:
+            apply(model, self.alpha)
+            return model
+        probes = probe_sets(request.forget, request.retain, self.seed)
+        grid = [self.alpha * f for f in ALPHA_FACTORS]
+        self.knob_search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
+        if self.knob_search["chosen"] is not None:  # None: every α collapsed the model, which is left unchanged
+            self.alpha = self.knob_search["chosen"]
         return model

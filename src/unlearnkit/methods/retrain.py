@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..engine import Phase
+from ..engine import SCHEDULES, Phase
 from ..models.utils import reinitialize
 from .base import Method, UnlearnRequest, hp, register
 
@@ -24,6 +24,7 @@ class Retrain(Method):
 
     name = "retrain"
     budgeted = False
+    probed = False
     tasks = ("classification", "regression")
 
     epochs: int = hp(182, low=1)
@@ -31,7 +32,7 @@ class Retrain(Method):
     optimizer: str = hp("sgd", choices=("sgd", "adam", "adamw"))
     momentum: float = hp(0.9, low=0, high=0.999)
     weight_decay: float = hp(5e-4, low=0)
-    schedule: str = hp("step", choices=("constant", "cosine", "step"))
+    schedule: str = hp("step", choices=SCHEDULES)
     batch_size: int = hp(128, low=1)
 
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:

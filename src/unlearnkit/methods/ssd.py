@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from ..data.tensors import Batches, TensorData
+from ..probe import choose_knob
+from ..target import probe_sets
 from .base import Method, UnlearnRequest, hp, register
+
+#: with a target (:mod:`unlearnkit.target`), α is chosen among these multiples of the given α, in this order
+#: (smaller α dampens more parameters, larger fewer); the first that reaches the target, else the closest, is kept
+ALPHA_FACTORS = (1.0, 0.5, 0.2, 0.1, 0.05, 2.0, 5.0)
 
 
 def even_batches(data: TensorData, batch_size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -82,6 +88,10 @@ class SelectiveSynapticDampening(Method):
     gradient far noisier — makes up a third of I_Df, selects most weights at α = 10 and drives random-10 %
     forgetting to chance (retain accuracy 9.7 %; 100 % with even batches of 48/48/47, forget accuracy
     100 % as for the original). ``even_batches=False`` runs the reference's batching.
+
+    With a target (``unlearn(..., stop="target")``, the default) α is chosen by the probes of
+    :func:`unlearnkit.probe.choose_knob` among ``ALPHA_FACTORS`` × the given α (the importances are computed
+    once); the trace is in ``result.report["probe"]`` and ``result.hparams["alpha"]`` is the α used.
     """
 
     name = "ssd"
@@ -99,5 +109,20 @@ class SelectiveSynapticDampening(Method):
         dev, even = request.device, self.even_batches
         forget_imp = fisher_diagonal(model, request.forget, request.task_loss, self.batch_size, dev, self.seed, even)
         global_imp = fisher_diagonal(model, full, request.task_loss, self.batch_size, dev, self.seed, even)
-        self.dampened_fraction = dampen(model, forget_imp, global_imp, self.alpha, self.dampening)
+        if request.target is None:
+            self.dampened_fraction = dampen(model, forget_imp, global_imp, self.alpha, self.dampening)
+            return model
+
+        fractions: dict[float, float] = {}
+
+        def apply(m: nn.Module, alpha: float) -> None:
+            fractions[alpha] = dampen(m, forget_imp, global_imp, alpha, self.dampening)
+
+        probes = probe_sets(request.forget, request.retain, self.seed)
+        grid = [self.alpha * f for f in ALPHA_FACTORS]
+        self.knob_search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
+        chosen = self.knob_search["chosen"]
+        if chosen is not None:  # None: every α collapsed the model, which is left unchanged
+            self.alpha = chosen
+        self.dampened_fraction = fractions[chosen] if chosen is not None else 0.0
         return model
