@@ -66,6 +66,23 @@ STATE = "exact.json"
 LEDGER = "ledger.jsonl"
 LOCK = ".lock"
 #: the fields of exact.json that determine which data every constituent may see
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The parsed ``exact.json`` at ``path``; a damaged or non-object file is one :class:`CheckpointError`."""
+    p = Path(path)
+    try:
+        state = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{p} is not valid JSON ({exc}); it was damaged: restore it from a backup (the ledger beside it "
+            "records every deletion)"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p} holds no JSON object; it was damaged: restore it from a backup")
+    return state
+
+
 DIGEST_FIELDS = (
     "scheme",
     "model",
@@ -256,7 +273,7 @@ class ShardedModel:
                     )
                 deleted = ledger.deleted_ids()
             if (out / STATE).is_file():
-                deleted |= {int(i) for i in json.loads((out / STATE).read_text()).get("deleted", [])}
+                deleted |= {int(i) for i in read_state(out / STATE).get("deleted", [])}
             protected = sorted({int(i) for i in protected or []})
             if deleted & set(protected):
                 raise ConfigError(f"ids {sorted(deleted & set(protected))[:5]} were deleted; they cannot be protected")
@@ -338,15 +355,18 @@ class ShardedModel:
         p = Path(path) / STATE
         if not p.is_file():
             raise CheckpointError(f"{path} is not an exact-unlearning model (no {STATE}); create one with exact-train")
-        state = json.loads(p.read_text())
-        obj = cls(
-            path,
-            state,
-            as_tensor_data(data, "train") if data is not None else None,
-            as_tensor_data(test, "test") if test is not None else None,
-            factory,
-            device,
-        )
+        state = read_state(p)
+        try:
+            obj = cls(
+                path,
+                state,
+                as_tensor_data(data, "train") if data is not None else None,
+                as_tensor_data(test, "test") if test is not None else None,
+                factory,
+                device,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{p} lacks a valid field ({exc}); it was damaged: restore it from a backup") from exc
         if recover:
             obj.recover(executor=executor, workers=workers, signer=signer, progress=False)
         else:
@@ -360,7 +380,7 @@ class ShardedModel:
         atomic_write_text(self.path / STATE, json.dumps(self.state, indent=1) + "\n")
 
     def _reload(self) -> None:
-        self.state = json.loads((self.path / STATE).read_text())
+        self.state = read_state(self.path / STATE)
         self.plan = ShardPlan.from_dict(self.state["plan"])
         self.deleted = {int(i) for i in self.state["deleted"]}
 
