@@ -44,6 +44,7 @@ from ..errors import CheckpointError, ConfigError, ForgetSpecError
 from ..identifiers import check_identifier
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
+from ..outputs import staged_folder
 from .certificates import (
     Signer,
     certificate_body,
@@ -261,7 +262,36 @@ class ShardedModel:
         out = Path(out)
         if (out / STATE).is_file() and not overwrite:
             raise CheckpointError(f"{out} already holds an exact-unlearning model; choose a new folder or overwrite")
-        out.mkdir(parents=True, exist_ok=True)
+        test_data = as_tensor_data(test, "test") if test is not None else None
+        args = (train, test_data, scheme, model, recipe, seed, prior, dataset, executor, workers, device, progress)
+        if (out / STATE).is_file() or (out / LEDGER).exists():  # in place: the ledger carries on (deleted ids stay out)
+            return cls._fit_in(out, *args, store, protected)
+        # a new model is built in a staged folder and swapped in only when complete (unlearnkit.outputs): a
+        # failed or interrupted exact-train leaves no folder behind, and a rerun starts afresh
+        with staged_folder(out) as tmp:
+            cls._fit_in(tmp, *args, store, protected)
+        return cls.open(out, data=train, test=test_data, factory=model.factory, device=device, recover=False)
+
+    @classmethod
+    def _fit_in(
+        cls,
+        out: Path,
+        train: TensorData,
+        test: TensorData | None,
+        scheme: SISA,
+        model: ModelSpec,
+        recipe: Recipe,
+        seed: int,
+        prior: Sequence[float] | None,
+        dataset: dict[str, Any] | None,
+        executor: str | Executor | None,
+        workers: int | None,
+        device: str | None,
+        progress: bool,
+        store: str | None,
+        protected: Sequence[int] | None,
+    ) -> ShardedModel:
+        """:meth:`fit`'s work, into folder ``out`` (the final folder, or the staged one of a new model)."""
         with file_lock(out / LOCK):
             ledger = Ledger(out / LEDGER)
             deleted: set[int] = set()
@@ -304,9 +334,7 @@ class ShardedModel:
                 "store": store,
                 "ledger_head": None,
             }
-            obj = cls(
-                out, state, train, as_tensor_data(test, "test") if test is not None else None, model.factory, device
-            )
+            obj = cls(out, state, train, test, model.factory, device)
             obj._locked = True
             try:
                 # requests left open by an earlier model in this folder are complete: their ids are left out
