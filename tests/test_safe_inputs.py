@@ -225,6 +225,8 @@ RESULTS_CASES = {
     "meta-a-list": ({"rows": [{"method": "ft", "ua": 1.0}], "meta": [1]}, "field 'meta'"),
     "title-a-list": ({"rows": [{"method": "ft", "ua": 1.0}], "title": ["x"]}, "field 'title'"),
     "not-utf8": (None, "UTF-8"),
+    "empty-object": ({}, "field 'rows' is missing"),
+    "unknown-shape": ({"methods": 5}, "unknown field 'methods'"),
 }
 
 
