@@ -87,6 +87,7 @@ class CleanUnlearning(Method):
     """
 
     name = "clean-unlearning"
+    needs_retain = True
     reference_epochs = 20
 
     epochs: int = hp(20, low=1)

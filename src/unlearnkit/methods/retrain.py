@@ -23,6 +23,7 @@ class Retrain(Method):
     """
 
     name = "retrain"
+    needs_retain = True
     budgeted = False
     tasks = ("classification", "regression")
 
