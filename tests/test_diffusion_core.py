@@ -254,3 +254,22 @@ def test_forward_takes_tokens_or_a_ready_context(model, data):
         assert not torch.equal(model(x, t, context=ctx), model(x, t, context=torch.zeros_like(ctx)))
     with pytest.raises(ConfigError, match="token ids or a ready text context"):
         model(x, t)
+
+
+def test_diff_unlearn_overwrite_replaces_an_earlier_result_but_never_its_input(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    assert main(["diff-train", "--train-subset", "30", "--steps", "1", "--base", "8", "--cache-dir", str(cache)]) == 0
+    [model] = [p for p in cache.iterdir() if (p / "model.safetensors").is_file()]
+    out = tmp_path / "o"
+    argv = ["diff-unlearn", "--model", str(model), "--concept", "object:three", "--method", "ga",
+            "--hp", "steps=1", "--train-subset", "30", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    first = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "--seed", "1"]) == 0
+    assert (out / "model.safetensors").read_bytes() != first
+    before = (model / "model.safetensors").read_bytes()
+    assert main([*argv[:-1], str(model), "--overwrite"]) == 2  # the input is never replaced
+    assert (model / "model.safetensors").read_bytes() == before

@@ -83,3 +83,24 @@ def test_bad_ids_file_says_how_to_fix(trained, tmp_path, capsys):
     bad.write_text("3 100000\n")
     assert main(["delete", "--model", str(trained), "--ids", str(bad), "--executor", "serial"]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_a_failed_exact_train_leaves_no_folder_and_a_rerun_works(tmp_path, capsys, monkeypatch):
+    import errno
+
+    base = ["exact-train", "--dataset", "digits", "--train-subset", "100", "--model-kw", "hidden=[8]"]
+    base += ["--slices", "1", "--epochs", "1", "--executor", "serial", "--no-progress"]
+    out = tmp_path / "ex"
+    assert main([*base, "--shards", "300", "--out", str(out)]) == 2  # more shards than examples
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+    def full(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(ShardedModel, "_train", full)
+    assert main([*base, "--shards", "2", "--out", str(out)]) == 2  # the disk filled up mid-training
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert main([*base, "--shards", "2", "--out", str(out)]) == 0
+    assert (out / "exact.json").is_file() and ShardedModel.open(out, recover=False).problem == ""

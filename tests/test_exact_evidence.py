@@ -240,6 +240,7 @@ def test_resume_signs_the_head_and_issues_the_certificate_after_a_crash_after_co
 def test_a_rollback_to_an_older_signed_snapshot_is_detected(model, tmp_path, capsys):
     folder, key = model
     pub = str(key) + ".pub"
+    (tmp_path / "elsewhere").mkdir()
     anchor = tmp_path / "elsewhere" / "anchor.jsonl"
     plan = ShardedModel.open(folder).plan
     assert (
@@ -295,3 +296,89 @@ def test_a_certificate_not_in_the_ledger_at_its_place_fails(model, tmp_path, cap
     assert "is not the head certificate" in capsys.readouterr().out
     own = folder / "certificates" / "req-00000.json"
     assert main(["certificate", "verify", str(own), "--public-key", pub, "--ledger", str(folder)]) == 0
+
+
+def test_an_unsafe_anchor_path_is_refused_before_anything_changes(model, tmp_path, capsys):
+    folder, key = model
+    orig = tmp_path / "orig"  # an original checkpoint: a model folder
+    orig.mkdir()
+    (orig / "model.safetensors").write_bytes(b"weights")
+    (orig / "meta.json").write_text('{"kind": "original"}')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an anchor\n")
+    ids = _ids(tmp_path, "a", ShardedModel.open(folder).plan.shards[0][0][0])
+    bad = {
+        folder / "exact.json": "is inside the input",
+        orig / "meta.json": "inside the model folder",
+        folder: "is the input",
+        tmp_path / "elsewhere": "is a folder",
+        tmp_path / "nonexistent" / "d" / "x": "does not exist; create it first",
+        notes: "is not an anchor file",
+        key: "is the input",
+        tmp_path / "other.pem": "private key",
+        tmp_path / "a.txt": "is the input",
+    }
+    shutil.copy(key, tmp_path / "other.pem")
+    (tmp_path / "elsewhere").mkdir()
+    kept = {
+        p: p.read_bytes()
+        for p in [
+            folder / "exact.json",
+            folder / "ledger.jsonl",
+            orig / "meta.json",
+            notes,
+            key,
+            tmp_path / "other.pem",
+        ]
+    }
+    for anchor, why in bad.items():
+        capsys.readouterr()
+        assert _delete(folder, ids, "--signing-key", str(key), "--anchor", str(anchor)) == 2, anchor
+        err = capsys.readouterr().err
+        assert why in err and "--anchor" in err and len(err.strip().splitlines()) == 1, err
+        assert main(["resume", "--model", str(folder), "--signing-key", str(key), "--anchor", str(anchor)]) == 2
+        assert "--anchor" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in kept} == kept  # nothing was deleted, nothing corrupted
+    assert not (tmp_path / "nonexistent").exists()
+    good = tmp_path / "anchor.jsonl"
+    assert _delete(folder, ids, "--signing-key", str(key), "--anchor", str(good)) == 0
+    assert _delete(folder, ids, "--signing-key", str(key), "--anchor", str(good)) == 0  # an anchor file: accepted
+    assert json.loads(good.read_text().splitlines()[-1])["head"]["entries"] > 0
+
+
+@pytest.mark.parametrize("damaged", ["exact.json", "exact.json:list", "ledger.head.json"])
+def test_damaged_json_state_is_one_error_naming_the_file(model, tmp_path, capsys, damaged):
+    folder, key = model
+    name, _, how = damaged.partition(":")
+    if name == "ledger.head.json":  # a signed head exists only after a signed deletion
+        ids = _ids(tmp_path, "a", ShardedModel.open(folder).plan.shards[0][0][0])
+        assert _delete(folder, ids, "--signing-key", str(key)) == 0
+    (folder / name).write_text("[1, 2]" if how else '{"format": 2, "plan": [tru')
+    pub = str(key) + ".pub"
+    capsys.readouterr()
+    if name == "exact.json":
+        for args in (["ledger", "verify", "--model", str(folder)], ["resume", "--model", str(folder)]):
+            assert main(args) == 2
+            err = capsys.readouterr().err
+            assert "exact.json" in err and "restore it from a backup" in err and len(err.strip().splitlines()) == 1
+        assert main(["exact-audit", "--model", str(folder)]) == 1
+        assert "exact.json" in capsys.readouterr().out
+    else:
+        assert main(["ledger", "verify", "--model", str(folder), "--public-key", pub]) == 1
+        assert "signed head is not valid JSON" in capsys.readouterr().out
+        assert main(["exact-audit", "--model", str(folder), "--public-key", pub]) == 1
+
+
+def test_keygen_never_writes_into_a_model_folder_and_outputs_never_replace_a_key(model, tmp_path, capsys):
+    from unlearnkit.outputs import check_output_file
+
+    folder, key = model
+    assert main(["keygen", "--out", str(folder / "x.pem")]) == 2
+    assert "inside the model folder" in capsys.readouterr().err and not (folder / "x.pem").exists()
+    assert main(["keygen", "--out", str(tmp_path / "k.pem"), "--public", str(folder / "k.pub")]) == 2
+    assert not (tmp_path / "k.pem").exists() and not (folder / "k.pub").exists()
+    assert main(["keygen", "--out", str(tmp_path / "k.pem")]) == 0
+    assert main(["keygen", "--out", str(tmp_path / "k.pem"), "--overwrite"]) == 0  # keygen may replace its key
+    with pytest.raises(CheckpointError, match="private key"):
+        check_output_file(tmp_path / "k.pem", overwrite=True)
+    check_output_file(tmp_path / "k.pem.pub", overwrite=True)  # a public key is an ordinary file

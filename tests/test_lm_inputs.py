@@ -40,6 +40,51 @@ def test_a_tofu_field_of_the_wrong_type_names_the_record_and_field(tmp_path, fie
     assert "\n" not in str(err.value)
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from unlearnkit.lm import TinyLMConfig, build_tiny_lm, save_causal_lm
+
+    tok = train_tokenizer(["Alma lives in Oslo.", "Bo lives in Rome."], vocab_size=300)
+    model = build_tiny_lm(TinyLMConfig(arch="gpt2", d_model=16, n_layers=1, n_heads=2), tok)
+    return save_causal_lm(model, tok, tmp_path_factory.mktemp("tiny") / "lm")
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"text": 5}, "'text' must be a string, got int"),
+        ({"text": None}, "'text' must be a string, got null"),
+        ({"text": ["a", "b"]}, "'text' must be a string, got list"),
+        ({"text": "  \n"}, "'text' is empty"),
+    ],
+)
+def test_a_muse_text_row_of_the_wrong_type_names_the_record_and_field(tiny_model, tmp_path, capsys, row, match):
+    forget = _write(tmp_path / "f.jsonl", [{"text": "Alma lives in Oslo."}, row])
+    retain = _write(tmp_path / "r.jsonl", [{"text": "Bo lives in Rome."}])
+    with pytest.raises(DataError, match=rf"forget record 1: {match}"):
+        split_from_files(forget, retain)
+    argv = [
+        "lm-unlearn",
+        "--model",
+        str(tiny_model),
+        "--method",
+        "ga",
+        "--forget",
+        str(forget),
+        "--retain",
+        str(retain),
+    ]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the model-loading progress bar
+    assert err.startswith("error: forget record 1") and "'text'" in err
+
+
+def test_an_empty_tofu_question_is_refused(tmp_path):
+    forget = _write(tmp_path / "f.json", [GOOD, {**GOOD, "question": "   "}])
+    with pytest.raises(DataError, match=r"forget record 1: 'question' is empty"):
+        split_from_files(forget, _write(tmp_path / "r.json", [GOOD]))
+
+
 def test_a_non_utf8_file_is_a_one_line_error_naming_the_line(tmp_path, capsys):
     forget = tmp_path / "f.jsonl"
     forget.write_bytes(json.dumps(GOOD).encode() + b"\n" + '{"question": "Où?", "answer": "à"}'.encode("latin-1"))

@@ -224,7 +224,9 @@ def test_every_writing_command_points_to_the_output_discipline():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     writers = {
-        n for n, p in sub.choices.items() if any({"--out", "--json"} & set(a.option_strings) for a in p._actions)
+        n
+        for n, p in sub.choices.items()
+        if any({"--out", "--json"} & set(a.option_strings) and a.nargs != 0 for a in p._actions)
     }
     assert {
         "train",
@@ -238,6 +240,8 @@ def test_every_writing_command_points_to_the_output_discipline():
     } <= writers
     for name in writers:
         assert "README.md" in (sub.choices[name].epilog or ""), name
+    # `delete --json` only prints: no pointer to the output discipline
+    assert "delete" not in writers and "README.md" not in sub.choices["delete"].format_help()
 
 
 LM_SCRIPT = """

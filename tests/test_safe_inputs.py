@@ -225,6 +225,8 @@ RESULTS_CASES = {
     "meta-a-list": ({"rows": [{"method": "ft", "ua": 1.0}], "meta": [1]}, "field 'meta'"),
     "title-a-list": ({"rows": [{"method": "ft", "ua": 1.0}], "title": ["x"]}, "field 'title'"),
     "not-utf8": (None, "UTF-8"),
+    "empty-object": ({}, "field 'rows' is missing"),
+    "unknown-shape": ({"methods": 5}, "unknown field 'methods'"),
 }
 
 
@@ -333,6 +335,16 @@ def test_unlearn_with_an_empty_forget_set_is_a_project_error(digits):
         uk.unlearn(model, (x[:0], y[:0]), (x[100:], y[100:]), "ga", progress=False)
     res = uk.unlearn(model, (x[:50], y[:50]), (x[:0], y[:0]), "ga", epochs=1, progress=False)  # empty retain: GA
     assert not torch.equal(next(res.model.parameters()), next(model.parameters()))
+    for method in ("ft", "neggrad-plus", "scrub", "retrain", "l1-sparse"):  # they train on the retain set
+        with pytest.raises(uk.ConfigError, match=rf"method '{method}' needs retain data but the retain set is empty"):
+            uk.unlearn(model, (x[:50], y[:50]), (x[:0], y[:0]), method, epochs=1, progress=False)
+
+
+def test_create_model_with_an_unknown_name_or_no_shape_is_a_config_error():
+    with pytest.raises(uk.ConfigError, match="unknown model 'nope'; choose one of .*mlp"):
+        uk.create_model("nope")
+    with pytest.raises(uk.ConfigError, match="needs input_shape and num_classes"):
+        uk.create_model("mlp")
 
 
 # ---- a full disk or a file-size limit -------------------------------------------------------------------------

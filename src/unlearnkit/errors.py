@@ -30,6 +30,10 @@ class ModelError(UnlearnkitError, ValueError):
     """A model is unknown, has the wrong shape, or lacks something a method needs."""
 
 
+class UnknownModelError(ModelError, ConfigError):
+    """A model name that is not registered: a configuration error about a model (caught as either)."""
+
+
 class CheckpointError(UnlearnkitError, OSError):
     """A checkpoint could not be read or written, or writing would overwrite data."""
 

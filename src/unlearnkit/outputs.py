@@ -338,25 +338,38 @@ def stored_kind(path: str | Path) -> str | None:
     return data.get("kind") if isinstance(data, dict) else None
 
 
-def _check_inputs(out: str | Path, target: Path, inputs: Iterable[str | Path | None]) -> None:
+def _check_inputs(out: str | Path, target: Path, inputs: Iterable[str | Path | None], flag: str = "--out") -> None:
     for given in inputs:
         if given is None or not str(given).strip():
             continue
         src = _resolved(given)
         if target == src:
-            raise CheckpointError(f"--out {out} is the input {given}; choose another --out (inputs are never replaced)")
+            raise CheckpointError(
+                f"{flag} {out} is the input {given}; choose another {flag} (inputs are never replaced)"
+            )
         if target in src.parents:
             raise CheckpointError(
-                f"--out {out} contains the input {given}, which writing it would remove; choose another --out"
+                f"{flag} {out} contains the input {given}, which writing it would remove; choose another {flag}"
             )
         if src in target.parents:
-            raise CheckpointError(f"--out {out} is inside the input {given}; choose a folder outside it")
+            raise CheckpointError(f"{flag} {out} is inside the input {given}; choose a place outside it")
 
 
-def _check_not_in_model(out: str | Path, target: Path) -> None:
+def _check_not_in_model(out: str | Path, target: Path, flag: str = "--out") -> None:
     for folder in target.parents:
         if holds_model(folder):
-            raise CheckpointError(f"--out {out} is inside the model folder {folder}; choose a folder outside it")
+            raise CheckpointError(f"{flag} {out} is inside the model folder {folder}; choose a place outside it")
+
+
+def holds_private_key(path: str | Path) -> bool:
+    """Whether file ``path`` is a PEM private key (a ``-----BEGIN ... PRIVATE KEY-----`` block in its first
+    64 KiB): such a file is never replaced by an output."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return False
+    return b"-----BEGIN" in head and b"PRIVATE KEY-----" in head
 
 
 def writable_parent(path: Path) -> None:
@@ -431,19 +444,30 @@ def check_output_folder(
     return path
 
 
-def check_output_file(out: str | Path | None, *, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> Path:
+def check_output_file(
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    inputs: Iterable[str | Path | None] = (),
+    flag: str = "--out",
+    key: bool = False,
+) -> Path:
     """Validate an output *file* before any work: not one of ``inputs`` nor inside one, never a file in a model
-    folder, not a folder, an existing file only with ``overwrite``, and a writable place."""
+    folder, not a folder, an existing file only with ``overwrite`` and never a private key, even with
+    ``overwrite`` (except for ``key``: ``keygen`` replacing a key with a new one), and a writable place.
+    ``flag`` names the option in the messages."""
     if out is None or not str(out).strip():
-        raise CheckpointError("the output file name is empty; give a file name, e.g. --out metrics.json")
+        raise CheckpointError(f"the {flag} file name is empty; give a file name, e.g. {flag} metrics.json")
     path = Path(out)
     target = _resolved(path)
-    _check_inputs(out, target, inputs)
-    _check_not_in_model(out, target)
+    _check_inputs(out, target, inputs, flag)
+    _check_not_in_model(out, target, flag)
     if path.is_dir():
-        raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. --out {Path(out) / 'metrics.json'}")
+        raise CheckpointError(f"{flag} {out} is a folder; give a file name, e.g. {flag} {Path(out) / 'metrics.json'}")
+    if path.exists() and not key and holds_private_key(path):
+        raise CheckpointError(f"{flag} {out} is a private key, which is never replaced; choose another file name")
     if path.exists() and not overwrite:
-        raise CheckpointError(f"--out {out} already exists; choose a new file name or pass --overwrite")
+        raise CheckpointError(f"{flag} {out} already exists; choose a new file name or pass --overwrite")
     writable_parent(path)
     return path
 
@@ -457,6 +481,7 @@ __all__ = [
     "check_output_folder",
     "fault_point",
     "holds_model",
+    "holds_private_key",
     "recover",
     "same_place",
     "staged_folder",

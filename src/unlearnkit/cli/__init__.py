@@ -40,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _point_to_outputs(sub: argparse._SubParsersAction) -> None:
-    """Every command that writes (has ``--out``/``--json``) says in its help how outputs are written."""
+    """Every command that writes (has ``--out``/``--json`` taking a path) says in its help how outputs are
+    written; a ``--json`` flag that only prints is not an output."""
     from ..outputs import HELP_NOTE
 
     for command in sub.choices.values():
-        writes = [a for a in command._actions if {"--out", "--json"} & set(a.option_strings)]
+        writes = [a for a in command._actions if {"--out", "--json"} & set(a.option_strings) and a.nargs != 0]
         for action in writes:
             action.help = f"{action.help or 'output'} ({HELP_NOTE})"
         if writes and not command.epilog:

@@ -125,7 +125,7 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
     from ..diffusion.metrics import changed_storage_mb
     from ..outputs import check_output_folder
 
-    check_output_folder(args.out, overwrite=False, inputs=[args.model, args.data_dir])
+    check_output_folder(args.out, overwrite=args.overwrite, inputs=[args.model, args.data_dir])
     data = _concept_data(args)
     concept = parse_concept(args.concept, data)
     model = load_model(args.model, data, device=args.device)
@@ -134,7 +134,7 @@ def cmd_diff_unlearn(args: argparse.Namespace) -> int:
         model, data, concept, args.method, device=args.device, progress=not args.no_progress, seed=args.seed, **hps
     )
     meta = {"dataset": args.dataset, "unlearned": f"{concept.axis}:{concept.word}", "method": res.method}
-    out = save_model(res.model.cpu(), args.out, {**meta, "hparams": res.hparams})
+    out = save_model(res.model.cpu(), args.out, {**meta, "hparams": res.hparams}, overwrite=args.overwrite)
     changed = changed_storage_mb(model.cpu(), res.model)
     print(f"{res.method} erased {concept.axis} {concept.word!r} from {describe(args.model)} in {res.seconds:.1f}s")
     print(f"changed tensors: {changed:.3f} MB; saved to {out}")
@@ -288,6 +288,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="esd-x", help="a diffusion method (default esd-x)")
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
     p.add_argument("--out", required=True, help="new folder for the unlearned model (same format as --model)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model in --out (never an original or an input)")
     _add_text(p)
     p.add_argument(
         "--text-images", type=int, default=8,

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError, require
 from ..runtime import resolve_device
+from ..safe_weights import check_safetensors_folder
 from .concepts import ConceptSpec
 from .evaluate import SamplingConfig, generate
 from .metrics import DEGRADED_DESTROYED
@@ -49,8 +50,9 @@ class ZeroShotCLIP:
                 f"{root} is not a CLIPModel folder (no config.json); pass --evaluator-model a folder written by "
                 "CLIPModel.save_pretrained (e.g. openai/clip-vit-large-patch14) with its tokenizer"
             )
+        check_safetensors_folder(root, "CLIP")  # a pickle is never unpickled
         try:
-            self.model = CLIPModel.from_pretrained(root).eval()
+            self.model = CLIPModel.from_pretrained(root, use_safetensors=True).eval()
             self.tokenizer = CLIPTokenizer.from_pretrained(root)
         except (OSError, ValueError) as err:
             raise ModelError(

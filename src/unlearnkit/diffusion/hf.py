@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelError, require
+from ..safe_weights import check_safetensors_folder
 from .model import text_context
 from .scheduler import copy_scheduler, load_scheduler, noise_schedule
 
@@ -304,11 +305,16 @@ def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | N
 
     root = Path(path)
     check_pipeline_folder(root)
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
-    text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder")
+    for part in ("unet", "text_encoder", "vae"):  # only safetensors weights: a pickle is never unpickled
+        if part != "vae" or (root / "vae").is_dir():
+            check_safetensors_folder(root / part, part)
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", use_safetensors=True)
+    text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", use_safetensors=True)
     tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
     scheduler = load_scheduler(root / "scheduler")
-    vae = AutoencoderKL.from_pretrained(root, subfolder="vae") if (root / "vae").is_dir() else None
+    vae = (
+        AutoencoderKL.from_pretrained(root, subfolder="vae", use_safetensors=True) if (root / "vae").is_dir() else None
+    )
     model = from_components(
         unet,
         text_encoder,

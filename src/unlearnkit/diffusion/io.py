@@ -46,18 +46,21 @@ def load_model(path: str | Path, data: ConceptData, *, device: str | torch.devic
     return model.to(device or "cpu")
 
 
-def save_model(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None, *, overwrite: bool = False
+) -> Path:
     """Write ``model`` in the form it was loaded from: a diffusers folder or a miniature checkpoint (a one-step
-    generator: its network, plus its ``t_init``)."""
+    generator: its network, plus its ``t_init``). ``overwrite`` replaces a model already in ``path`` (staged
+    and swapped in as a whole)."""
     if isinstance(model, OneStepGenerator):
         record = {"t_init": model.t_init}
         if isinstance(model.net, DiffusersTextToImage):
-            return save_pipeline(model.net, path, extra={ONE_STEP_FILE: json.dumps(record)})
-        return save_model(model.net, path, {**(meta or {}), "one_step": record})
+            return save_pipeline(model.net, path, extra={ONE_STEP_FILE: json.dumps(record)}, replace=overwrite)
+        return save_model(model.net, path, {**(meta or {}), "one_step": record}, overwrite=overwrite)
     if isinstance(model, DiffusersTextToImage):
-        return save_pipeline(model, path)
+        return save_pipeline(model, path, replace=overwrite)
     info = {"kind": "unlearnkit.diffusion", "model_config": model.config.to_dict(), **(meta or {})}
-    save(model, path, info)
+    save(model, path, info, overwrite=overwrite)
     return Path(path)
 
 

@@ -24,22 +24,61 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..outputs import check_output_file
 from .certificates import _check, load_public_key, read_head, render, verify_certificate
 from .ledger import record_type
 
 
+def _is_anchor_line(line: str) -> bool:
+    try:
+        doc = json.loads(line)
+        body = doc["head"]
+        int(body["entries"]), str(body["ledger_head"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return False
+    return isinstance(doc.get("signature"), str)
+
+
+def check_anchor_path(
+    anchor: str | Path, folder: str | Path, inputs: list[str | Path | None] | tuple[str | Path | None, ...] = ()
+) -> Path:
+    """Validate ``anchor`` before anything changes: never the model folder ``folder``, inside it, inside any
+    other model folder or one of ``inputs`` (``unlearnkit.outputs``); not a folder; an existing file must be
+    an anchor file (every line a signed ledger head); its parent folder must exist (none is created)."""
+    path = check_output_file(anchor, overwrite=True, inputs=[folder, *inputs], flag="--anchor")
+    parent = path.expanduser().parent
+    if not parent.is_dir():
+        raise CheckpointError(
+            f"--anchor {anchor}: the folder {parent} does not exist; create it first (e.g. mkdir -p {parent})"
+        )
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"--anchor {anchor} is not a readable anchor file ({exc}); choose another") from exc
+        for n, line in enumerate(lines, 1):
+            if line.strip() and not _is_anchor_line(line):
+                raise CheckpointError(
+                    f"--anchor {anchor} is not an anchor file (line {n} is not a signed ledger head); "
+                    "give an anchor file from an earlier `delete --anchor` or a new file name"
+                )
+    elif path.exists():
+        raise CheckpointError(f"--anchor {anchor} is not a regular file; give an anchor file or a new file name")
+    return path
+
+
 def append_anchor(anchor: str | Path, folder: str | Path) -> dict[str, Any]:
-    """Append the folder's signed head to the anchor file ``anchor`` (created if needed; a head equal to the
-    last line is not repeated). Returns the head document."""
+    """Append the folder's signed head to the anchor file ``anchor`` (created if needed in an existing folder;
+    a head equal to the last line is not repeated). The path is checked with :func:`check_anchor_path` first.
+    Returns the head document."""
+    anchor = check_anchor_path(anchor, folder)
     doc = read_head(folder)
     if doc is None:
         raise CheckpointError(f"{folder} has no signed ledger head to anchor; delete with --signing-key first")
-    anchor = Path(anchor)
     line = json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
     lines = anchor.read_text(encoding="utf-8").splitlines() if anchor.is_file() else []
     if lines and lines[-1] + "\n" == line:
         return doc
-    anchor.parent.mkdir(parents=True, exist_ok=True)
     with open(anchor, "a", encoding="utf-8") as fh:
         fh.write(line)
         fh.flush()

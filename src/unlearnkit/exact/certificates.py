@@ -26,6 +26,7 @@ from typing import Any
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError, ConfigError, require
 from ..identifiers import file_name
+from ..outputs import check_output_file, same_place
 from .ledger import canonical
 
 HEAD_FILE = "ledger.head.json"
@@ -54,9 +55,13 @@ def keygen(private_path: str | Path, public_path: str | Path | None = None, *, o
     ser = _serialization()
     private_path = Path(private_path)
     public_path = Path(public_path) if public_path else private_path.with_name(private_path.name + ".pub")
-    for p in (private_path, public_path):
-        if p.exists() and not overwrite:
+    if same_place(private_path, public_path):
+        raise ConfigError(f"--public {public_path} is the private key's path; choose another --public")
+    for p, flag in ((private_path, "--out"), (public_path, "--public")):
+        if p.exists() and not p.is_dir() and not overwrite:
             raise ConfigError(f"{p} exists; choose another path (keys are never overwritten silently)")
+        # never inside a model folder, never a folder, a place that can be written (unlearnkit.outputs)
+        check_output_file(p, overwrite=overwrite, flag=flag, key=p is private_path)
     key = ed.Ed25519PrivateKey.generate()
     pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     atomic_write_bytes(private_path, pem, mode=0o600)  # never readable by others, not even before the rename
@@ -259,6 +264,8 @@ def verify_head(
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return False, f"signed head is not valid JSON: {exc}"
+    if not isinstance(doc, dict):
+        return False, "signed head is not a JSON object"
     ok, why = _check(doc, doc.get("head"), key)
     if not ok:
         return False, f"signed head: {why}"

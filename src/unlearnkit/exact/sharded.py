@@ -44,6 +44,7 @@ from ..errors import CheckpointError, ConfigError, ForgetSpecError
 from ..identifiers import check_identifier
 from ..metrics.accuracy import accuracy
 from ..metrics.predict import predict_outputs
+from ..outputs import staged_folder
 from .certificates import (
     Signer,
     certificate_body,
@@ -66,6 +67,23 @@ STATE = "exact.json"
 LEDGER = "ledger.jsonl"
 LOCK = ".lock"
 #: the fields of exact.json that determine which data every constituent may see
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The parsed ``exact.json`` at ``path``; a damaged or non-object file is one :class:`CheckpointError`."""
+    p = Path(path)
+    try:
+        state = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{p} is not valid JSON ({exc}); it was damaged: restore it from a backup (the ledger beside it "
+            "records every deletion)"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p} holds no JSON object; it was damaged: restore it from a backup")
+    return state
+
+
 DIGEST_FIELDS = (
     "scheme",
     "model",
@@ -244,7 +262,36 @@ class ShardedModel:
         out = Path(out)
         if (out / STATE).is_file() and not overwrite:
             raise CheckpointError(f"{out} already holds an exact-unlearning model; choose a new folder or overwrite")
-        out.mkdir(parents=True, exist_ok=True)
+        test_data = as_tensor_data(test, "test") if test is not None else None
+        args = (train, test_data, scheme, model, recipe, seed, prior, dataset, executor, workers, device, progress)
+        if (out / STATE).is_file() or (out / LEDGER).exists():  # in place: the ledger carries on (deleted ids stay out)
+            return cls._fit_in(out, *args, store, protected)
+        # a new model is built in a staged folder and swapped in only when complete (unlearnkit.outputs): a
+        # failed or interrupted exact-train leaves no folder behind, and a rerun starts afresh
+        with staged_folder(out) as tmp:
+            cls._fit_in(tmp, *args, store, protected)
+        return cls.open(out, data=train, test=test_data, factory=model.factory, device=device, recover=False)
+
+    @classmethod
+    def _fit_in(
+        cls,
+        out: Path,
+        train: TensorData,
+        test: TensorData | None,
+        scheme: SISA,
+        model: ModelSpec,
+        recipe: Recipe,
+        seed: int,
+        prior: Sequence[float] | None,
+        dataset: dict[str, Any] | None,
+        executor: str | Executor | None,
+        workers: int | None,
+        device: str | None,
+        progress: bool,
+        store: str | None,
+        protected: Sequence[int] | None,
+    ) -> ShardedModel:
+        """:meth:`fit`'s work, into folder ``out`` (the final folder, or the staged one of a new model)."""
         with file_lock(out / LOCK):
             ledger = Ledger(out / LEDGER)
             deleted: set[int] = set()
@@ -256,7 +303,7 @@ class ShardedModel:
                     )
                 deleted = ledger.deleted_ids()
             if (out / STATE).is_file():
-                deleted |= {int(i) for i in json.loads((out / STATE).read_text()).get("deleted", [])}
+                deleted |= {int(i) for i in read_state(out / STATE).get("deleted", [])}
             protected = sorted({int(i) for i in protected or []})
             if deleted & set(protected):
                 raise ConfigError(f"ids {sorted(deleted & set(protected))[:5]} were deleted; they cannot be protected")
@@ -287,9 +334,7 @@ class ShardedModel:
                 "store": store,
                 "ledger_head": None,
             }
-            obj = cls(
-                out, state, train, as_tensor_data(test, "test") if test is not None else None, model.factory, device
-            )
+            obj = cls(out, state, train, test, model.factory, device)
             obj._locked = True
             try:
                 # requests left open by an earlier model in this folder are complete: their ids are left out
@@ -338,15 +383,18 @@ class ShardedModel:
         p = Path(path) / STATE
         if not p.is_file():
             raise CheckpointError(f"{path} is not an exact-unlearning model (no {STATE}); create one with exact-train")
-        state = json.loads(p.read_text())
-        obj = cls(
-            path,
-            state,
-            as_tensor_data(data, "train") if data is not None else None,
-            as_tensor_data(test, "test") if test is not None else None,
-            factory,
-            device,
-        )
+        state = read_state(p)
+        try:
+            obj = cls(
+                path,
+                state,
+                as_tensor_data(data, "train") if data is not None else None,
+                as_tensor_data(test, "test") if test is not None else None,
+                factory,
+                device,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{p} lacks a valid field ({exc}); it was damaged: restore it from a backup") from exc
         if recover:
             obj.recover(executor=executor, workers=workers, signer=signer, progress=False)
         else:
@@ -360,7 +408,7 @@ class ShardedModel:
         atomic_write_text(self.path / STATE, json.dumps(self.state, indent=1) + "\n")
 
     def _reload(self) -> None:
-        self.state = json.loads((self.path / STATE).read_text())
+        self.state = read_state(self.path / STATE)
         self.plan = ShardPlan.from_dict(self.state["plan"])
         self.deleted = {int(i) for i in self.state["deleted"]}
 

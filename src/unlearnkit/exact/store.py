@@ -152,7 +152,14 @@ class FsspecStore(CheckpointStore):
 
     def meta(self, key: str) -> dict[str, Any]:
         with self.fs.open(self._p(key, META), "rb") as fh:
-            return json.loads(fh.read().decode())
+            raw = fh.read()
+        try:
+            return json.loads(raw.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(
+                f"checkpoint metadata {key[:12]}… in {self.url} is damaged ({exc}); "
+                "run `unlearnkit resume` to retrain the affected shard"
+            ) from exc
 
 
 def open_store(url: str | None, default: str | Path) -> CheckpointStore:

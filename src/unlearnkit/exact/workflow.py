@@ -3,7 +3,6 @@ commands: a registered dataset and model in, a model folder out."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,13 @@ from ..forget import read_index_file, validate_indices
 from ..identifiers import check_identifier
 from ..outputs import check_output_folder
 from ..training import default_recipe
-from .anchors import append_anchor, check_anchor, check_certificate_file
+from .anchors import append_anchor, check_anchor, check_anchor_path, check_certificate_file
 from .audit import ExactnessReport, audit
 from .certificates import Signer, read_head
 from .chains import ModelSpec
 from .executors import Executor
 from .ledger import Ledger, LedgerCheck
-from .sharded import LEDGER, SCHEMES, STATE, DeletionReport, DeletionRequest, ShardedModel
+from .sharded import LEDGER, SCHEMES, STATE, DeletionReport, DeletionRequest, ShardedModel, read_state
 
 
 def train_exact(
@@ -136,6 +135,8 @@ def delete_ids(
     if anchor is not None and signer is None:
         raise ConfigError("--anchor records signed heads: give --signing-key (or $UNLEARNKIT_SIGNING_KEY) too")
     paths = [ids_file] if isinstance(ids_file, str | Path) else list(ids_file)
+    if anchor is not None:  # before anything changes: the anchor is never a model's file, a folder or an input
+        check_anchor_path(anchor, model_dir, [*paths, signer.path if signer else None])
     # requests from a queue (several files, a folder) are named by their file names; a single file by req-NNNNN
     named = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
     sm = ShardedModel.open(model_dir, executor=executor, workers=workers, signer=signer)
@@ -185,6 +186,8 @@ def resume_folder(
     ``anchor`` then receives the signed head. Returns the finished reports and the cancelled request ids."""
     if anchor is not None and signer is None:
         raise ConfigError("--anchor records signed heads: give --signing-key (or $UNLEARNKIT_SIGNING_KEY) too")
+    if anchor is not None:  # before anything changes
+        check_anchor_path(anchor, model_dir, [signer.path if signer else None])
     sm = ShardedModel.open(model_dir, recover=False)
     cancelled: list[str] = []
     if rollback:
@@ -258,7 +261,7 @@ def _verify_chain(model_dir: str | Path, public_key: str | Path | None, strict: 
     ledger = Ledger(ledger_path)
     check = ledger.verify()
     if check.ok:
-        head = json.loads(state.read_text()).get("ledger_head")
+        head = read_state(state).get("ledger_head")
         hashes = [e["hash"] for e in ledger.entries()]
         if head is not None and head not in hashes:
             check = LedgerCheck(

@@ -110,6 +110,13 @@ def _text_field(row: dict[str, Any], i: int, where: str, key: str) -> None:
         )
 
 
+def _nonempty_field(row: dict[str, Any], i: int, where: str, key: str) -> None:
+    """:func:`_text_field`, and the string must hold more than whitespace."""
+    _text_field(row, i, where, key)
+    if not row[key].strip():
+        raise DataError(f"{where} record {i}: {key!r} is empty; write the {key} or remove the record")
+
+
 def normalise_qa(rows: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     """QA records (TOFU or the generated benchmark) in the form every LM function reads: ``question``,
     ``answer``, ``value`` (what a correct answer contains; default the answer), ``paraphrased_answer`` (default
@@ -120,7 +127,8 @@ def normalise_qa(rows: Sequence[dict[str, Any]], where: str) -> list[dict[str, A
     out = []
     for i, r in enumerate(rows):
         _check_fields(r, i, where, ("question", "answer"), QA_OPTIONAL + QA_IGNORED)
-        for key in ("question", "answer", "value", "paraphrased_answer"):
+        _nonempty_field(r, i, where, "question")
+        for key in ("answer", "value", "paraphrased_answer"):
             _text_field(r, i, where, key)
         if "perturbed_answer" in r and "perturbed_answers" in r:
             raise DataError(f"{where} record {i} has both 'perturbed_answer' and 'perturbed_answers'; keep one")
@@ -141,12 +149,15 @@ def normalise_qa(rows: Sequence[dict[str, Any]], where: str) -> list[dict[str, A
 
 
 def normalise_texts(rows: Sequence[dict[str, Any] | str], where: str) -> list[dict[str, str]]:
-    """Raw-text records (MUSE's ``raw`` splits): ``{"text": ...}`` (plain strings are accepted too)."""
+    """Raw-text records (MUSE's ``raw`` splits): ``{"text": ...}`` (plain strings are accepted too). A text
+    that is not a string (a number, null, a list) or holds only whitespace raises :class:`DataError` naming
+    the record and the field."""
     out = []
     for i, r in enumerate(rows):
         if isinstance(r, str):
             r = {"text": r}
         _check_fields(r, i, where, TEXT_FIELDS, TEXT_IGNORED)
+        _nonempty_field(r, i, where, "text")
         out.append({"text": str(r["text"]), "person": str(r.get("person", f"{where}-text-{i}"))})
     return out
 
@@ -156,6 +167,8 @@ def normalise_verbmem(rows: Sequence[dict[str, Any]], where: str = "verbmem") ->
     out = []
     for i, r in enumerate(rows):
         _check_fields(r, i, where, VERBMEM_FIELDS, ("id", "index"))
+        for key in VERBMEM_FIELDS:
+            _nonempty_field(r, i, where, key)
         out.append({"prompt": str(r["prompt"]), "gt": str(r["gt"])})
     return out
 

@@ -86,6 +86,7 @@ def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
 def load_causal_lm(path: str | Path, device=None):
     """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
     from ..outputs import recover
+    from ..safe_weights import check_safetensors_folder
 
     transformers = require("transformers", extra="lm")
     p = Path(path)
@@ -95,9 +96,10 @@ def load_causal_lm(path: str | Path, device=None):
             f"{p} is not a Hugging Face model folder (no config.json); pass a folder saved with save_pretrained "
             "or train one with `unlearnkit lm-train`"
         )
+    check_safetensors_folder(p, "model")  # a pickle is never unpickled
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(p))
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(p))
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(p), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"could not load a causal LM from {p}: {exc}") from exc
     ensure_pad_token(tokenizer)

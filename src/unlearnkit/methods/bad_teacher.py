@@ -43,6 +43,7 @@ class BadTeacher(Method):
     """
 
     name = "bad-teacher"
+    needs_retain = True
     reference_epochs = 1
 
     epochs: int = hp(1, low=1)

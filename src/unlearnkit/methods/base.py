@@ -93,6 +93,8 @@ class Method(ABC):
     budgeted: ClassVar[bool] = True
     #: whether :meth:`fit` runs are probed against ``request.target`` (not for ``retrain``)
     probed: ClassVar[bool] = True
+    #: whether the method trains on (or measures) the retain set: an empty one is refused in :meth:`check`
+    needs_retain: ClassVar[bool] = False
 
     seed: int = hp(0, doc="seed for data order and any random draw of the method")
 
@@ -132,6 +134,11 @@ class Method(ABC):
             raise ConfigError(f"method {self.name!r} supports {list(self.tasks)} tasks, not {request.task!r}")
         if len(request.forget) == 0:
             raise ConfigError("the forget set is empty; give at least one example to forget")
+        if self.needs_retain and len(request.retain) == 0:
+            raise ConfigError(
+                f"method {self.name!r} needs retain data but the retain set is empty; give retain examples or "
+                "choose a method that uses only the forget set (e.g. ga)"
+            )
 
     @abstractmethod
     def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:

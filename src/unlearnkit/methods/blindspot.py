@@ -102,6 +102,7 @@ class Blindspot(Method):
     """
 
     name = "blindspot"
+    needs_retain = True
     tasks = ("regression",)
     reference_epochs = 1
 

@@ -88,6 +88,7 @@ class CleanUnlearning(Method):
 
     name = "clean-unlearning"
     probed = False  # it is meant to collapse clean accuracy (backdoor exposure)
+    needs_retain = True
     reference_epochs = 20
 
     epochs: int = hp(20, low=1)

@@ -17,6 +17,7 @@ class FineTune(Method):
     SGD on D_r only, lr 0.01 for 10 epochs of a 182-epoch original."""
 
     name = "ft"
+    needs_retain = True
     tasks = ("classification", "regression")
     reference_epochs = 10
 

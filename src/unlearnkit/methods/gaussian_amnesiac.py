@@ -31,6 +31,7 @@ class GaussianAmnesiac(Method):
     """
 
     name = "gaussian-amnesiac"
+    needs_retain = True
     tasks = ("regression",)
     reference_epochs = 1
 

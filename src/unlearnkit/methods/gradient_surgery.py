@@ -67,6 +67,7 @@ class GradientSurgery(Method):
     """
 
     name = "gradient-surgery"
+    needs_retain = True
     tasks = ("classification", "regression")
     reference_epochs = 5
 

@@ -74,6 +74,7 @@ class InfluenceUnlearning(Method):
     """
 
     name = "iu"
+    needs_retain = True
     tasks = ("classification", "regression")
     reference_epochs = 0
 

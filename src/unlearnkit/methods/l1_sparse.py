@@ -31,6 +31,7 @@ class L1Sparse(Method):
     fine-tune on D_r minimising CE + α_t‖θ‖₁ with α_t decaying linearly to 0 (α = 5e-4, lr 0.01, 10 epochs)."""
 
     name = "l1-sparse"
+    needs_retain = True
     tasks = ("classification", "regression")
     reference_epochs = 10
 

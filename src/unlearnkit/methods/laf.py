@@ -119,6 +119,7 @@ class LabelAgnosticForgetting(Method):
     """
 
     name = "laf"
+    needs_retain = True
     reference_epochs = 2
     reads_labels = False
 

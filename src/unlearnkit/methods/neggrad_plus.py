@@ -73,6 +73,7 @@ class NegGradPlus(Method):
     seeds 0 / 1, ``benchmarks/RESULTS.md``)."""
 
     name = "neggrad-plus"
+    needs_retain = True
     tasks = ("classification", "regression")
     reference_epochs = 10
 

@@ -46,6 +46,7 @@ class Poison(Method):
     """
 
     name = "poison"
+    needs_retain = True
     reference_epochs = 10
 
     mode: str = hp("targeted", choices=("random", "targeted"))

@@ -23,6 +23,7 @@ class Retrain(Method):
     """
 
     name = "retrain"
+    needs_retain = True
     budgeted = False
     probed = False
     tasks = ("classification", "regression")

@@ -43,6 +43,7 @@ class RandomLabel(Method):
     relabel D_f uniformly at random each epoch and train on it and D_r. Published: lr 0.01–0.013, 10 epochs."""
 
     name = "rl"
+    needs_retain = True
     reference_epochs = 10
 
     epochs: int = hp(10, low=1)

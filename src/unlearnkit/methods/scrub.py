@@ -45,6 +45,7 @@ class Scrub(Method):
     """
 
     name = "scrub"
+    needs_retain = True
     reference_epochs = 3
 
     epochs: int = hp(3, low=1)

@@ -95,6 +95,7 @@ class SelectiveSynapticDampening(Method):
     """
 
     name = "ssd"
+    needs_retain = True
     tasks = ("classification", "regression")
     reference_epochs = 0
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError, UnknownModelError
 from .cnn import CNN
 from .mlp import MLP
 from .resnet import ResNet18
@@ -41,10 +41,16 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
+def create_model(
+    name: str, input_shape: Sequence[int] | None = None, num_classes: int | None = None, **kwargs
+) -> nn.Module:
     """Build a registered model for inputs of ``input_shape`` (without batch dim) and ``num_classes`` outputs."""
-    if name not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
+    if input_shape is None or num_classes is None:
+        raise ConfigError(
+            f"create_model({name!r}) needs input_shape and num_classes, e.g. create_model({name!r}, (1, 8, 8), 10)"
+        )
     if num_classes < 1:
         raise ModelError(f"num_classes must be >= 1, got {num_classes}")
     factory = _REGISTRY[name]

@@ -12,6 +12,9 @@ from typing import Any
 from ..errors import DataError
 from .figures import HEADLINE_LABELS
 
+#: the top-level fields a results table holds (:class:`unlearnkit.results.ResultTable`)
+FIELDS = ("title", "rows", "columns", "meta")
+
 _FIX = "write it again with the command that made it (unlearnkit bench, audit or tune --out RUN_DIR)"
 
 
@@ -29,10 +32,15 @@ def check_results(obj: Any, path: str | Path, key: str = "method") -> ResultsFil
     """Validate the parsed ``results.json`` at ``path`` (or another table: ``audit_results.json`` and, with
     ``key="setting"``, ``tune_results.json``): an object whose ``rows`` is a list of objects, each with a string
     ``key`` and numbers (or null) for the headline metrics; ``columns`` a list of ``[key, label]`` string pairs;
-    ``meta`` an object; ``title`` a string."""
+    ``meta`` an object; ``title`` a string. ``rows`` is required and no other top-level field is accepted."""
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a JSON {type(obj).__name__}, not an object with 'rows'; {_FIX}")
-    rows = obj.get("rows", [])
+    unknown = sorted(str(k) for k in obj if k not in FIELDS)
+    if unknown:
+        raise DataError(f"{path}: unknown field {unknown[0]!r} (a results table has only {', '.join(FIELDS)}); {_FIX}")
+    if "rows" not in obj:
+        raise DataError(f"{path}: field 'rows' is missing (a results table needs a list of row objects); {_FIX}")
+    rows = obj["rows"]
     if not isinstance(rows, list):
         raise DataError(f"{path}: field 'rows' is a {type(rows).__name__}, not a list of row objects; {_FIX}")
     for i, row in enumerate(rows):
