@@ -106,3 +106,33 @@ def test_a_scheduler_without_a_noise_schedule_is_refused(data, tmp_path):
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="no DDPM noise schedule"):
         load_pipeline(folder, data)
+
+
+def test_components_no_method_edits_are_kept_as_given(data, tmp_path):
+    """A safety checker and its feature extractor pass through unlearning byte for byte, with their index entries."""
+    folder = _folder(data, tmp_path, "pndm")
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(
+        safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"],
+        feature_extractor=["transformers", "CLIPImageProcessor"],
+        requires_safety_checker=True,
+    )
+    (folder / "model_index.json").write_text(json.dumps(index))
+    for part, name in (("safety_checker", "config.json"), ("feature_extractor", "preprocessor_config.json")):
+        (folder / part).mkdir()
+        (folder / part / name).write_text(json.dumps({"kept": part}) + "\n")
+    model = load_pipeline(folder, data)
+    out = save_model(model, tmp_path / "out")
+    saved = json.loads((out / "model_index.json").read_text())
+    assert saved["safety_checker"] == ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    assert saved["feature_extractor"] == ["transformers", "CLIPImageProcessor"] and saved["requires_safety_checker"]
+    for part in ("safety_checker", "feature_extractor"):
+        assert _files(out / part) == _files(folder / part)
+
+
+@pytest.mark.parametrize("part", ["unet", "text_encoder"])
+def test_a_damaged_component_config_is_one_line(data, tmp_path, part):
+    folder = _folder(data, tmp_path, "pndm")
+    (folder / part / "config.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match=part):
+        load_pipeline(folder, data)

@@ -153,3 +153,8 @@ def test_only_methods_that_train_on_images_get_generated_images(setup, monkeypat
     for method, extra in [("esd-x", {"ddim_steps": 1}), ("rl", {})]:
         unlearn_concept(model, data, CONCEPT, method, progress=False, steps=1, batch_size=2, **extra)
     assert calls == [False, True]  # ESD reads the prompts only; RL trains on generated images of them
+
+
+def test_contrasts_that_differ_from_the_concept_or_each_other_only_in_case_are_one_prompt():
+    data = text_concept_data("text:A Painting", ["a painting", "a photo", "A  Photo"])
+    assert data.object_names == ["A Painting", "a photo"]

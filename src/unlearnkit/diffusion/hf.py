@@ -308,12 +308,20 @@ def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | N
     for part in ("unet", "text_encoder", "vae"):  # only safetensors weights: a pickle is never unpickled
         if part != "vae" or (root / "vae").is_dir():
             check_safetensors_folder(root / part, part)
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", use_safetensors=True)
-    text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", use_safetensors=True)
-    tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+    unet = _load_part(
+        root, "unet", lambda: UNet2DConditionModel.from_pretrained(root, subfolder="unet", use_safetensors=True)
+    )
+    text_encoder = _load_part(
+        root,
+        "text_encoder",
+        lambda: CLIPTextModel.from_pretrained(root, subfolder="text_encoder", use_safetensors=True),
+    )
+    tokenizer = _load_part(root, "tokenizer", lambda: CLIPTokenizer.from_pretrained(root, subfolder="tokenizer"))
     scheduler = load_scheduler(root / "scheduler")
     vae = (
-        AutoencoderKL.from_pretrained(root, subfolder="vae", use_safetensors=True) if (root / "vae").is_dir() else None
+        _load_part(root, "vae", lambda: AutoencoderKL.from_pretrained(root, subfolder="vae", use_safetensors=True))
+        if (root / "vae").is_dir()
+        else None
     )
     model = from_components(
         unet,
@@ -326,6 +334,47 @@ def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | N
         scheduler_source=root / "scheduler",
     )
     return model.to(device or "cpu").eval()
+
+
+def _load_part(root: Path, part: str, load: Any) -> Any:
+    """``load()`` one component of the pipeline folder ``root``; a damaged config or weights file (invalid JSON,
+    truncated safetensors, shapes that contradict the config) is one :class:`CheckpointError` naming the part."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{root / part} could not be loaded ({reason[:200]}); restore that folder from the pipeline as it was "
+            "saved (config.json and *.safetensors written together by save_pretrained)"
+        ) from None
+
+
+#: pipeline components unlearning never changes: copied as given, with their ``model_index.json`` entries
+UNTOUCHED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+
+
+def _copy_untouched(source: Path, root: Path, index: dict[str, Any]) -> None:
+    """Copy the components of the source pipeline folder ``source`` that no method edits (a safety checker, its
+    feature extractor) byte for byte into ``root`` and keep their index entries, so the output guards its
+    images as the input did."""
+    import shutil
+
+    src_index_path = source / "model_index.json"
+    if not src_index_path.is_file():
+        return
+    try:
+        src_index = json.loads(src_index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(src_index, dict):
+        return
+    for name in UNTOUCHED_COMPONENTS:
+        entry = src_index.get(name)
+        if isinstance(entry, list) and entry and entry[0] is not None and (source / name).is_dir():
+            shutil.copytree(source / name, root / name)
+            index[name] = entry
+    if isinstance(src_index.get("requires_safety_checker"), bool):
+        index["requires_safety_checker"] = src_index["requires_safety_checker"]
 
 
 def save_pipeline(
@@ -373,6 +422,8 @@ def _write_pipeline(model: DiffusersTextToImage, root: Path) -> None:
     if model.vae is not None:
         model.vae.save_pretrained(root / "vae")
         index["vae"] = ["diffusers", "AutoencoderKL"]
+    if source is not None:  # the pipeline folder the model was read from (``scheduler/``'s parent)
+        _copy_untouched(source.parent, root, index)
     (root / "model_index.json").write_text(json.dumps(index, indent=2))
 
 

@@ -111,7 +111,15 @@ def text_concept_data(
     (default :data:`DEFAULT_CONTRASTS`); no images yet (:func:`with_images` adds them)."""
     prompt = concept_prompt(concept) if is_text_concept(concept) else concept_prompt(TEXT_PREFIX + concept)
     others = [" ".join(c.split()) for c in (DEFAULT_CONTRASTS if contrasts is None else contrasts)]
-    others = [c for c in dict.fromkeys(others) if c and c != prompt]
+    # CLIP tokenizers lower-case: prompts that differ only in case are one prompt (a contrast equal to the
+    # concept would be scored as "replaced" by the concept itself)
+    seen = {prompt.casefold()}
+    unique = []
+    for c in others:
+        if c and c.casefold() not in seen:
+            seen.add(c.casefold())
+            unique.append(c)
+    others = unique
     if not others:
         raise ConfigError("a free-text concept needs at least one contrast prompt other than itself; pass --contrast")
     if images_per_prompt < 1 or image_steps < 1:
