@@ -91,10 +91,9 @@ def audit(model: ShardedModel) -> ExactnessReport:
             checks.append(c)
             continue
         c.history_hash_ok, why = model.store.check(sel.key)
-        meta = model.store.meta(sel.key)
         expected = model.chain(sel.shard, sel.order)[sel.depth - 1] if sel.depth else model.state["roots"][sel.shard]
         c.matches_plan = sel.key == expected
-        seen = {int(i) for sl in meta.get("history", []) for i in sl}
+        seen = {i for sl in model.store.history(sel.key) for i in sl}
         c.deleted_in_history = sorted(seen & deleted)
         if model.scheme.name == "s3t":
             c.inactive_groups_at_init = _inactive_at_init(model, sel.shard, sel.depth, sel.key)

@@ -960,7 +960,7 @@ class ShardedModel:
         out: dict[str, list[int]] = {}
         for key in self.store.stored_keys():
             try:
-                history = self.store.meta(key).get("history", [])
+                history = self.store.history(key)
             except (OSError, ValueError) as exc:
                 where = f"checkpoint {key[:12]}… in {self.store.url}"
                 raise CheckpointError(f"{where} has no readable meta.json ({exc}); remove that folder") from exc
