@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
 from .ledger import record_type
 from .sharded import ShardedModel
 
@@ -90,12 +89,14 @@ def certificate_model_problems(certificate: str | Path, model_dir: str | Path) -
     every weights file in use must be the committed one (:func:`check_weights`), and while the constituents
     in use are still the ones the certificate's request committed, they must hash to its ``model_after``.
     Empty when everything matches. The signature is checked separately (:func:`~.certificates.verify_certificate`).
+    A ``model_dir`` that is no exact-unlearning model folder raises :class:`CheckpointError` (a wrong input,
+    not a verdict on the certificate).
     """
+    model = ShardedModel.open(model_dir, recover=False)
     try:
         body = json.loads(Path(certificate).read_text(encoding="utf-8"))["certificate"]
-        model = ShardedModel.open(model_dir, recover=False)
-    except (OSError, ValueError, KeyError, TypeError, CheckpointError) as exc:
-        return [f"cannot compare with {model_dir}: {exc}"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"cannot compare {certificate} with {model_dir}: {exc}"]
     check = check_weights(model)
     problems = [f"shard {s}: {why}" for s, why in sorted(check.problems.items())]
     rec = next((r for _, r in committed_records(model) if r.get("request_id") == body.get("request_id")), None)
