@@ -969,6 +969,33 @@ class ShardedModel:
                 out[key] = bad
         return out
 
+    def purged_keys(self) -> set[str]:
+        """Every key any ``purge`` or ``purged`` ledger entry lists: checkpoints trained on deleted ids."""
+        return {
+            str(k)
+            for e in self.ledger.entries()
+            if record_type(e.get("record", {})) in ("purge", "purged")
+            for k in e["record"].get("keys", [])
+        }
+
+    def unverifiable_checkpoints(self) -> dict[str, str]:
+        """Stored folders the purge check cannot vouch for, with why: a folder without ``meta.json`` (its
+        history is unknown), a checkpoint whose recorded history does not hash to the key it is stored under
+        (the history was edited), a key a purge removed that is stored again."""
+        out: dict[str, str] = {}
+        purged = self.purged_keys() if not self.ledger.open_purges() else set()
+        complete = set(self.store.stored_keys())
+        for key in self.store.stored_folders():
+            if key in purged:
+                out[key] = "a purge removed it (trained on deleted ids) and it is stored again"
+            elif key not in complete:
+                out[key] = "the folder has no meta.json (what it was trained on is unknown)"
+            else:
+                ok, why = self.store.check(key)
+                if not ok:
+                    out[key] = why
+        return out
+
     def _purge_due(self) -> bool:
         """Whether a deletion was committed after the last completed purge, or a purge is pending."""
         entries = self.ledger.entries()
@@ -984,7 +1011,8 @@ class ShardedModel:
         with self.locked():
             self.wait()  # background retraining must not write a checkpoint of an older plan after the purge
             opened = self.ledger.open_purges()
-            keys = sorted({k for e in opened for k in e["record"]["keys"]} | set(self.stale_checkpoints()))
+            back = self.purged_keys() & set(self.store.stored_folders())  # purged checkpoints put back
+            keys = sorted({k for e in opened for k in e["record"]["keys"]} | set(self.stale_checkpoints()) | back)
             if not keys and not opened:
                 return []
             entry = self.ledger.append(

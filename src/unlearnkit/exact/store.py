@@ -71,6 +71,12 @@ class CheckpointStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if _is_key(p.name) and (p / META).is_file())
 
+    def stored_folders(self) -> list[str]:
+        """Every key-named folder in the store, with or without ``meta.json``, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _is_key(p.name) and p.is_dir())
+
     def remove(self, key: str) -> None:
         """Delete checkpoint ``key``: ``meta.json`` first (from then on it no longer counts as present), then
         the weights and the folder. Removing a key that is not there does nothing."""
@@ -150,6 +156,14 @@ class FsspecStore(CheckpointStore):
             return []
         names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)]
         return sorted(n for n in names if _is_key(n) and self.fs.exists(self._p(n, META)))
+
+    def stored_folders(self) -> list[str]:
+        base = self.base.rstrip("/")
+        if not self.fs.exists(base):
+            return []
+        return sorted(
+            n for n in (str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)) if _is_key(n)
+        )
 
     def remove(self, key: str) -> None:
         if self.fs.exists(self._p(key, META)):
