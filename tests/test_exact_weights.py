@@ -80,7 +80,7 @@ def test_pre_deletion_weights_copied_over_the_checkpoint_in_use_fail_naming_the_
     capsys.readouterr()
     assert main(["exact-audit", "--model", str(m), "--public-key", pub]) == 1
     out = capsys.readouterr().out
-    bad = [line for line in out.splitlines() if "differ from the digest committed" in line]
+    bad = [line for line in out.splitlines() if "differ from the digest bound" in line]
     assert len(bad) == 1 and bad[0].strip().startswith("shard 0:"), out
     assert "exact: NO" in out
     assert _verify_cert(m, pub) == 1
@@ -127,7 +127,7 @@ def test_a_ledger_without_per_shard_digests_is_checked_against_model_after(signe
     (m / "store" / ShardedModel.open(m).selection()[1].key / "model.safetensors").write_bytes(before)
     capsys.readouterr()
     assert main(["exact-audit", "--model", str(m)]) == 1
-    assert "do not hash to model_after committed in ledger entry" in capsys.readouterr().out
+    assert "do not hash to model_after bound in ledger entry" in capsys.readouterr().out
 
 
 def _last_committed(sm) -> dict:
