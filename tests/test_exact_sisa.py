@@ -147,6 +147,7 @@ def test_deletion_requests_are_validated_and_recorded(sisa):
     kinds = [(e["record"]["type"], e["record"].get("request_id")) for e in entries]
     assert kinds == [
         ("fit", None),
+        ("bound", None),  # the weights the fit trained, bound to their keys
         ("pending", "ticket-1"),
         ("committed", "ticket-1"),
         ("purge", None),  # the checkpoints trained on a were listed, then removed
@@ -154,7 +155,7 @@ def test_deletion_requests_are_validated_and_recorded(sisa):
         ("pending", "req-00001"),
         ("committed", "req-00001"),  # nothing new deleted: nothing to purge
     ]
-    assert entries[1]["record"]["ids"] == [a] and entries[2]["record"]["seconds"] > 0
+    assert entries[2]["record"]["ids"] == [a] and entries[3]["record"]["seconds"] > 0
     with pytest.raises(uk.ForgetSpecError, match="already in the ledger"):
         sisa.delete([a], executor="serial", request_id="ticket-1")
     assert sisa.ledger.verify(expected_head=sisa.state["ledger_head"]).ok

@@ -80,7 +80,7 @@ def test_pre_deletion_weights_copied_over_the_checkpoint_in_use_fail_naming_the_
     capsys.readouterr()
     assert main(["exact-audit", "--model", str(m), "--public-key", pub]) == 1
     out = capsys.readouterr().out
-    bad = [line for line in out.splitlines() if "differ from the digest committed" in line]
+    bad = [line for line in out.splitlines() if "differ from the digest bound" in line]
     assert len(bad) == 1 and bad[0].strip().startswith("shard 0:"), out
     assert "exact: NO" in out
     assert _verify_cert(m, pub) == 1
@@ -88,11 +88,23 @@ def test_pre_deletion_weights_copied_over_the_checkpoint_in_use_fail_naming_the_
     assert "INVALID (shard 0: weights of checkpoint" in out and "model_after" in out
 
 
-def test_certificate_checked_against_a_folder_that_is_no_model_fails(folder, tmp_path, capsys):
+def test_certificate_checked_against_a_missing_model_folder_is_an_input_error(folder, tmp_path, capsys):
     m, pub, _ = folder
     cert = str(m / "certificates" / "alice.json")
-    assert main(["certificate", "verify", cert, "--public-key", pub, "--model", str(tmp_path / "nope")]) == 1
-    assert "INVALID (cannot compare with" in capsys.readouterr().out
+    assert main(["certificate", "verify", cert, "--public-key", pub, "--model", str(tmp_path / "nope")]) == 2
+    out, err = capsys.readouterr()
+    assert "INVALID" not in out and len(err.strip().splitlines()) == 1 and "nope" in err
+
+
+def test_a_missing_certificate_file_is_an_input_error_not_a_verdict(folder, tmp_path, capsys):
+    m, pub, _ = folder
+    missing = str(tmp_path / "nonexist.json")
+    assert main(["ledger", "verify", "--model", str(m), "--certificate", missing]) == 2
+    out, err = capsys.readouterr()
+    assert "TAMPERED" not in out and len(err.strip().splitlines()) == 1 and "nonexist.json" in err
+    assert main(["certificate", "verify", missing, "--public-key", pub]) == 2
+    out, err = capsys.readouterr()
+    assert "INVALID" not in out and "nonexist.json" in err
 
 
 def test_a_ledger_without_per_shard_digests_is_checked_against_model_after(signed, tmp_path, monkeypatch, capsys):
@@ -115,7 +127,7 @@ def test_a_ledger_without_per_shard_digests_is_checked_against_model_after(signe
     (m / "store" / ShardedModel.open(m).selection()[1].key / "model.safetensors").write_bytes(before)
     capsys.readouterr()
     assert main(["exact-audit", "--model", str(m)]) == 1
-    assert "do not hash to model_after committed in ledger entry" in capsys.readouterr().out
+    assert "do not hash to model_after bound in ledger entry" in capsys.readouterr().out
 
 
 def _last_committed(sm) -> dict:

@@ -12,7 +12,9 @@ For every constituent used for prediction, :func:`audit` checks that
 5. the weights file of every constituent in use is the one the ledger committed (:mod:`.weights`);
 6. ``exact.json`` agrees with the ledger: its digest is the one the ledger's last entry implies, its deleted
    ids are the ledger's, and no deletion request is left open;
-7. no stored checkpoint, in use or not, was trained on a deleted id, and no purge is pending.
+7. no stored checkpoint, in use or not, was trained on a deleted id, and no purge is pending;
+8. every stored checkpoint folder can vouch for that: it has a ``meta.json`` whose history hashes to the key
+   it is stored under, and it is not a key a purge removed (put back from a copy).
 """
 
 from __future__ import annotations
@@ -91,10 +93,9 @@ def audit(model: ShardedModel) -> ExactnessReport:
             checks.append(c)
             continue
         c.history_hash_ok, why = model.store.check(sel.key)
-        meta = model.store.meta(sel.key)
         expected = model.chain(sel.shard, sel.order)[sel.depth - 1] if sel.depth else model.state["roots"][sel.shard]
         c.matches_plan = sel.key == expected
-        seen = {int(i) for sl in meta.get("history", []) for i in sl}
+        seen = {i for sl in model.store.history(sel.key) for i in sl}
         c.deleted_in_history = sorted(seen & deleted)
         if model.scheme.name == "s3t":
             c.inactive_groups_at_init = _inactive_at_init(model, sel.shard, sel.depth, sel.key)
@@ -129,6 +130,13 @@ def _purge_problem(model: ShardedModel) -> str:
         )
     if model.ledger.open_purges():
         return "a purge of deleted data is pending in the ledger; run `unlearnkit resume --model DIR`"
+    odd = model.unverifiable_checkpoints()
+    if odd:
+        shown = "; ".join(f"{k[:12]}…: {why}" for k, why in list(odd.items())[:3])
+        return (
+            f"{len(odd)} stored checkpoint folder(s) cannot be shown free of deleted ids: {shown}; "
+            "remove those folders from the store, then run `unlearnkit resume --model DIR`"
+        )
     return ""
 
 

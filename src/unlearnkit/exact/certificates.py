@@ -165,6 +165,10 @@ def write_certificate(folder: Path, body: dict[str, Any], signer: Signer) -> Pat
 def verify_certificate(path: str | Path, public_key: str | Path | Any) -> tuple[bool, str]:
     """Whether certificate file ``path`` verifies with ``public_key`` (a PEM path or a key object)."""
     key = load_public_key(public_key) if isinstance(public_key, str | Path) else public_key
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"no certificate file {path}; pass the path of a certificate written by `unlearnkit delete`"
+        )
     try:
         text = Path(path).read_text(encoding="utf-8")
         doc = json.loads(text)

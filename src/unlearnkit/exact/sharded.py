@@ -131,9 +131,10 @@ SCHEMES: dict[str, type[SISA]] = {"sisa": SISA, "s3t": S3T}
 class _Background(threading.Thread):
     """A thread that keeps its function's return value (or exception) in ``outcome``."""
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[], Any], signer: Signer | None = None) -> None:
         super().__init__(daemon=True)
         self.fn = fn
+        self.signer = signer  # signs the head after the ``bound`` entry that binds the retrained weights
         self.outcome: Any = None
 
     def run(self) -> None:
@@ -356,6 +357,7 @@ class ShardedModel:
                 obj._train(range(scheme.shards), executor, workers, progress=progress)
                 if deleted:  # checkpoints an earlier model in this folder trained on now-deleted ids
                     obj.purge()
+                obj.bind()
             finally:
                 obj._locked = False
         return obj
@@ -737,6 +739,7 @@ class ShardedModel:
             )
             if self.purge() and signer is not None:  # e.g. checkpoints from before purging existed
                 self.repair_signing(signer)
+            self.bind(signer)
             return reports
 
     def accuracy(self, test: object | None = None) -> float | None:
@@ -885,6 +888,7 @@ class ShardedModel:
         thread.join()
         if isinstance(thread.outcome, BaseException):
             raise thread.outcome
+        self.bind(thread.signer)
         return thread.outcome
 
     def _complete(
@@ -948,9 +952,48 @@ class ShardedModel:
         fault_point("done")
         if background and todo:
             self.wait()
-            self._background = _Background(lambda: self._train(todo, executor, workers, False))
+            self._background = _Background(lambda: self._train(todo, executor, workers, False), signer)
             self._background.start()
         return reports
+
+    # ---- weights bound to the ledger ------------------------------------------------------------------------
+    def bindings(self) -> list[tuple[int, dict[str, Any]]]:
+        """``(seq, record)`` of every ledger entry that binds weights to keys, in order: ``committed``
+        deletions and ``bound`` records (written when training outside a deletion finished)."""
+        return [
+            (int(e["seq"]), e["record"])
+            for e in self.ledger.entries()
+            if record_type(e.get("record", {})) in ("committed", "bound") and "keys_after" in e.get("record", {})
+        ]
+
+    def bind(self, signer: Signer | None = None) -> dict[str, Any] | None:
+        """Append a ``bound`` ledger entry with the key, weights digest and model hash of every constituent in
+        use when they are not the ones the latest binding recorded (after background retraining, ``resume``
+        or a fresh fit). A weights file whose key an earlier entry bound to other bytes is never re-bound:
+        that stays a failure of :func:`~.weights.check_weights`. Returns the entry (``None``: nothing new)."""
+        with self.locked():
+            sels = self.selection()
+            keys = [s.key for s in sels]
+            digests = self.weights_digests(sels)
+            records = self.bindings()
+            if records and records[-1][1].get("keys_after") == keys:
+                return None
+            earlier = {
+                k: d for _, r in records for k, d in zip(r["keys_after"], r.get("weights_after") or [], strict=False)
+            }
+            if any(k in earlier and earlier[k] is not None and earlier[k] != d for k, d in zip(keys, digests)):
+                return None
+            entry = self.ledger.append(
+                {
+                    "type": "bound",
+                    "keys_after": keys,
+                    "weights_after": digests,
+                    "model_after": self.model_hash(sels, digests),
+                    "state": state_digest(self.state),
+                }
+            )
+            self._finish_head(signer)
+            return entry
 
     # ---- purge and signatures --------------------------------------------------------------------------------
     def stale_checkpoints(self) -> dict[str, list[int]]:
@@ -960,13 +1003,40 @@ class ShardedModel:
         out: dict[str, list[int]] = {}
         for key in self.store.stored_keys():
             try:
-                history = self.store.meta(key).get("history", [])
+                history = self.store.history(key)
             except (OSError, ValueError) as exc:
                 where = f"checkpoint {key[:12]}… in {self.store.url}"
                 raise CheckpointError(f"{where} has no readable meta.json ({exc}); remove that folder") from exc
             bad = sorted({int(i) for sl in history for i in sl} & deleted)
             if bad:
                 out[key] = bad
+        return out
+
+    def purged_keys(self) -> set[str]:
+        """Every key any ``purge`` or ``purged`` ledger entry lists: checkpoints trained on deleted ids."""
+        return {
+            str(k)
+            for e in self.ledger.entries()
+            if record_type(e.get("record", {})) in ("purge", "purged")
+            for k in e["record"].get("keys", [])
+        }
+
+    def unverifiable_checkpoints(self) -> dict[str, str]:
+        """Stored folders the purge check cannot vouch for, with why: a folder without ``meta.json`` (its
+        history is unknown), a checkpoint whose recorded history does not hash to the key it is stored under
+        (the history was edited), a key a purge removed that is stored again."""
+        out: dict[str, str] = {}
+        purged = self.purged_keys() if not self.ledger.open_purges() else set()
+        complete = set(self.store.stored_keys())
+        for key in self.store.stored_folders():
+            if key in purged:
+                out[key] = "a purge removed it (trained on deleted ids) and it is stored again"
+            elif key not in complete:
+                out[key] = "the folder has no meta.json (what it was trained on is unknown)"
+            else:
+                ok, why = self.store.check(key)
+                if not ok:
+                    out[key] = why
         return out
 
     def _purge_due(self) -> bool:
@@ -984,7 +1054,8 @@ class ShardedModel:
         with self.locked():
             self.wait()  # background retraining must not write a checkpoint of an older plan after the purge
             opened = self.ledger.open_purges()
-            keys = sorted({k for e in opened for k in e["record"]["keys"]} | set(self.stale_checkpoints()))
+            back = self.purged_keys() & set(self.store.stored_folders())  # purged checkpoints put back
+            keys = sorted({k for e in opened for k in e["record"]["keys"]} | set(self.stale_checkpoints()) | back)
             if not keys and not opened:
                 return []
             entry = self.ledger.append(
@@ -1099,4 +1170,6 @@ class ShardedModel:
             entry = self.ledger.append({"type": "fit", "generation": gen, "state": state_digest(self.state)})
             self.state["ledger_head"] = entry["hash"]
             self.save_state()
-            return self._train(range(self.plan.num_shards), executor, workers, progress)
+            results = self._train(range(self.plan.num_shards), executor, workers, progress)
+            self.bind()
+            return results

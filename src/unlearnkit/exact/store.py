@@ -60,11 +60,22 @@ class CheckpointStore:
     def meta(self, key: str) -> dict[str, Any]:
         return read_meta(self.path(key))
 
+    def history(self, key: str) -> list[list[int]]:
+        """The recorded training history of checkpoint ``key`` (a list of slices of int ids); a ``meta.json``
+        whose history is not that raises :class:`CheckpointError` naming the checkpoint."""
+        return history_of(self.meta(key), f"checkpoint {key[:12]}… in {self.url}")
+
     def stored_keys(self) -> list[str]:
         """Every key with a ``meta.json`` in the store (complete or not), sorted."""
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if _is_key(p.name) and (p / META).is_file())
+
+    def stored_folders(self) -> list[str]:
+        """Every key-named folder in the store, with or without ``meta.json``, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _is_key(p.name) and p.is_dir())
 
     def remove(self, key: str) -> None:
         """Delete checkpoint ``key``: ``meta.json`` first (from then on it no longer counts as present), then
@@ -79,13 +90,28 @@ class CheckpointStore:
         if not self.has(key):
             return False, "missing checkpoint"
         meta = self.meta(key)
-        root, history = meta.get("root"), meta.get("history")
-        if not isinstance(root, str) or not isinstance(history, list):
+        root, history = meta.get("root"), history_of(meta, f"checkpoint {key[:12]}… in {self.url}")
+        if not isinstance(root, str) or "history" not in meta:
             return False, "meta.json lacks root/history"
         computed = chain_keys(root, history)[-1] if history else root
         if computed != key or meta.get("key") != key:
             return False, "recorded history does not hash to the checkpoint's key"
         return True, "ok"
+
+
+def history_of(meta: dict[str, Any], where: str) -> list[list[int]]:
+    """``meta["history"]`` checked to be a list of lists of int ids (missing: empty); ``where`` names the
+    checkpoint in the :class:`CheckpointError` raised otherwise."""
+    history = meta.get("history", [])
+    ok = isinstance(history, list) and all(
+        isinstance(sl, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in sl) for sl in history
+    )
+    if not ok:
+        raise CheckpointError(
+            f"{where} has a damaged meta.json (history must be a list of lists of int ids, got "
+            f"{json.dumps(history)[:60]}); remove that folder and run `unlearnkit resume --model DIR`"
+        )
+    return history
 
 
 def _is_key(name: str) -> bool:
@@ -130,6 +156,14 @@ class FsspecStore(CheckpointStore):
             return []
         names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)]
         return sorted(n for n in names if _is_key(n) and self.fs.exists(self._p(n, META)))
+
+    def stored_folders(self) -> list[str]:
+        base = self.base.rstrip("/")
+        if not self.fs.exists(base):
+            return []
+        return sorted(
+            n for n in (str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)) if _is_key(n)
+        )
 
     def remove(self, key: str) -> None:
         if self.fs.exists(self._p(key, META)):

@@ -212,6 +212,11 @@ def verify_ledger(
 
     Against rollback to an older snapshot (:mod:`.anchors`): every signed head in the ``anchor`` file and
     every certificate in ``certificates`` must still be in the ledger at its place."""
+    for cert in certificates:
+        if not Path(cert).is_file():
+            raise CheckpointError(
+                f"no certificate file {cert}; pass the path of a certificate written by `unlearnkit delete`"
+            )
     check = _verify_chain(model_dir, public_key, strict)
     if not check.ok or (anchor is None and not certificates):
         return check
