@@ -135,3 +135,13 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert "unlearnkit" in capsys.readouterr().out
+
+
+def test_python_dash_m_unlearnkit_is_the_command_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlearnkit", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "unlearnkit" in proc.stdout + proc.stderr
