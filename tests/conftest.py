@@ -66,3 +66,12 @@ def signed_sisa(tmp_path_factory, name: str, *, epochs: int):
     key = out.parent / "owner.pem"
     assert main(["keygen", "--out", str(key)]) == 0
     return out, key
+
+
+def exact_audit(folder, capsys) -> tuple[int, str]:
+    """``unlearnkit exact-audit --model FOLDER``: its exit code and what it printed."""
+    from unlearnkit.cli import main
+
+    capsys.readouterr()
+    rc = main(["exact-audit", "--model", str(folder)])
+    return rc, capsys.readouterr().out

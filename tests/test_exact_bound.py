@@ -10,6 +10,8 @@ import pytest
 from unlearnkit.cli import main
 from unlearnkit.exact import ShardedModel
 
+from .conftest import exact_audit
+
 TRAIN = ["--dataset", "digits", "--train-subset", "120", "--model-kw", "hidden=[8]", "--epochs", "1"]
 TRAIN += ["--lr", "0.1", "--executor", "serial", "--no-progress"]
 
@@ -44,12 +46,6 @@ def _last_binding(sm):
     return [e["record"] for e in sm.ledger.entries() if e["record"].get("type") in ("committed", "bound")][-1]
 
 
-def _audit(m, capsys):
-    capsys.readouterr()
-    rc = main(["exact-audit", "--model", str(m)])
-    return rc, capsys.readouterr().out
-
-
 def test_background_retraining_appends_a_bound_entry_for_the_weights_in_use(folder, capsys):
     m, _ = folder
     sm = ShardedModel.open(m)
@@ -57,7 +53,7 @@ def test_background_retraining_appends_a_bound_entry_for_the_weights_in_use(fold
     assert rec["type"] == "bound" and rec["keys_after"] == [s.key for s in sm.selection()]
     assert rec["weights_after"] == sm.weights_digests()
     assert main(["ledger", "verify", "--model", str(m)]) == 0
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 0 and "exact: yes" in out
 
 
@@ -65,7 +61,7 @@ def test_other_weights_copied_over_a_background_retrained_checkpoint_fail_the_au
     m, old = folder
     in_use = m / "store" / ShardedModel.open(m).selection()[0].key / "model.safetensors"
     shutil.copy(old, in_use)
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1 and "exact: NO" in out
     bad = [line.strip() for line in out.splitlines() if "differ from the digest bound" in line]
     assert len(bad) == 1 and bad[0].startswith("shard 0:")  # only the shard that differs is named
@@ -81,7 +77,7 @@ def test_a_checkpoint_in_use_that_no_binding_names_fails_naming_the_shard(folder
     now = ShardedModel.open(m).selection()[0]
     assert now.key is not None and now.key != bound.key
     shutil.copy(old, m / "store" / now.key / "model.safetensors")
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1
     bad = [line.strip() for line in out.splitlines() if "no ledger record explains" in line]
     assert len(bad) == 1 and bad[0].startswith("shard 0:")
@@ -97,7 +93,7 @@ def test_fresh_exact_train_binds_its_weights(retrained, tmp_path, capsys):
     sels = sm.selection()
     src = m / "store" / sels[1].key / "model.safetensors"
     shutil.copy(src, m / "store" / sels[0].key / "model.safetensors")
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1 and "shard 0:" in out and "differ from the digest bound" in out
 
 
@@ -118,5 +114,5 @@ def test_resume_binds_the_weights_of_interrupted_background_retraining(retrained
     rec = _last_binding(sm)
     assert rec["type"] == "bound" and rec["keys_after"] == [s.key for s in sm.selection()]
     assert rec["weights_after"] == sm.weights_digests()
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 0

@@ -11,6 +11,8 @@ import pytest
 from unlearnkit.cli import main
 from unlearnkit.exact import ShardedModel
 
+from .conftest import exact_audit
+
 
 @pytest.fixture(scope="module")
 def deleted(tmp_path_factory):
@@ -60,16 +62,10 @@ def test_damaged_history_of_a_checkpoint_not_in_use_is_one_checkpoint_error(fold
     assert "Traceback" not in err
 
 
-def _audit(m, capsys):
-    capsys.readouterr()
-    rc = main(["exact-audit", "--model", str(m)])
-    return rc, capsys.readouterr().out
-
-
 def test_untouched_model_passes_the_audit(folder, capsys):
     m, _ = folder
     assert _purged_keys(m)
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 0 and "exact: yes" in out
 
 
@@ -83,7 +79,7 @@ def test_purged_checkpoint_put_back_with_its_history_stripped_fails_the_audit(fo
     doc["history"] = [[i for i in sl if i not in sm.deleted] for sl in doc["history"]]
     meta.write_text(json.dumps(doc))
     assert sm.stale_checkpoints() == {}  # the history alone no longer gives it away
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1 and "exact: NO" in out and key[:12] in out and "stored again" in out
 
 
@@ -94,7 +90,7 @@ def test_edited_history_of_a_checkpoint_fails_the_audit(folder, capsys):
     doc = json.loads(meta.read_text())
     doc["history"] = [*doc["history"], [0]]
     meta.write_text(json.dumps(doc))
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1 and key[:12] in out and "does not hash" in out
 
 
@@ -103,14 +99,14 @@ def test_weights_put_back_without_meta_json_fail_the_audit(folder, capsys):
     key = _purged_keys(m)[0]
     (m / "store" / key).mkdir()
     shutil.copy(before / key / "model.safetensors", m / "store" / key / "model.safetensors")
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1 and key[:12] in out
     # a folder of weights under a key no purge names, without meta.json, fails as well
     shutil.rmtree(m / "store" / key)
     other = "f" * 64
     (m / "store" / other).mkdir()
     shutil.copy(before / key / "model.safetensors", m / "store" / other / "model.safetensors")
-    rc, out = _audit(m, capsys)
+    rc, out = exact_audit(m, capsys)
     assert rc == 1 and "no meta.json" in out
 
 
