@@ -71,19 +71,21 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     p = Path(path) / META
     if not p.is_file():
         raise CheckpointError(f"{path} is not an unlearnkit checkpoint (no {META}); train one with `unlearnkit train`")
+    return read_json_object(p, "the checkpoint is damaged — train or save it again")
+
+
+def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+    """The JSON object in the state file ``path`` (``meta.json``, ``exact.json``); a file that cannot be read, is
+    not UTF-8 JSON or holds anything but an object is one :class:`CheckpointError` ending in ``fix``."""
     try:
-        meta = json.loads(p.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(
-            f"{p} is not valid JSON ({exc}); the checkpoint is damaged — train or save it again"
-        ) from exc
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); {fix}") from exc
     except OSError as exc:
-        raise CheckpointError(f"could not read {p}: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(
-            f"{p} holds a {type(meta).__name__}, not an object; the checkpoint is damaged — train or save it again"
-        )
-    return meta
+        raise CheckpointError(f"could not read {path}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a JSON object; {fix}")
+    return obj
 
 
 def _build_model(path: Path, meta: dict[str, Any]) -> nn.Module:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text, read_json_object
 from ..data.tensors import TensorData, as_tensor_data
 from ..engine import Recipe
 from ..errors import CheckpointError, ConfigError, ForgetSpecError
@@ -71,17 +71,9 @@ LOCK = ".lock"
 
 def read_state(path: str | Path) -> dict[str, Any]:
     """The parsed ``exact.json`` at ``path``; a damaged or non-object file is one :class:`CheckpointError`."""
-    p = Path(path)
-    try:
-        state = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(
-            f"{p} is not valid JSON ({exc}); it was damaged: restore it from a backup (the ledger beside it "
-            "records every deletion)"
-        ) from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{p} holds no JSON object; it was damaged: restore it from a backup")
-    return state
+    return read_json_object(
+        Path(path), "it was damaged: restore it from a backup (the ledger beside it records every deletion)"
+    )
 
 
 DIGEST_FIELDS = (
