@@ -34,6 +34,7 @@ class FakeRay:
 
 def _executor(monkeypatch, ray: FakeRay, address: str = "10.0.0.5:6379") -> RayExecutor:
     monkeypatch.setattr(executors, "require", lambda module, extra: ray)
+    monkeypatch.setattr(executors, "check_ray_address", lambda address: None)  # the fake is the cluster
     return RayExecutor(address=address)
 
 
@@ -50,6 +51,66 @@ def _closed_port() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{s.getsockname()[1]}"  # closed when this returns: nothing listens
+
+
+@pytest.fixture
+def server():
+    """Start a loopback server that answers each connection with ``reply`` (``None``: accept and stay silent)."""
+    import threading
+
+    socks: list[socket.socket] = []
+
+    def start(reply: bytes | None) -> str:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        socks.append(s)
+
+        def serve() -> None:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            socks.append(conn)
+            conn.recv(64)
+            if reply is not None:
+                conn.sendall(reply)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+    yield start
+    for s in socks:
+        s.close()
+
+
+#: what a gRPC server sends first: a SETTINGS frame (type 4) on stream 0, here with one setting
+GRPC_SETTINGS = bytes([0, 0, 6, 4, 0, 0, 0, 0, 0]) + bytes([0, 3, 0, 0, 0, 100])
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"HTTP/1.0 400 Bad request\r\n\r\n", "does not speak gRPC"),  # a web server
+        (None, "does not speak gRPC"),  # accepts, never answers
+        (b"", "does not speak gRPC"),  # accepts and hangs up
+    ],
+)
+def test_an_address_where_no_ray_cluster_answers_is_refused_at_once(server, reply, message):
+    import time
+
+    address = server(reply)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=message) as info:
+        executors.check_ray_address(address, timeout=0.5)
+    assert time.perf_counter() - start < 5 and address in str(info.value)
+
+
+def test_a_closed_port_is_refused_and_a_grpc_server_is_let_through(server):
+    with pytest.raises(ConfigError, match="nothing accepts connections"):
+        executors.check_ray_address(_closed_port(), timeout=0.5)
+    executors.check_ray_address(server(GRPC_SETTINGS), timeout=2.0)  # no error: Ray's GCS answers this way
+    executors.check_ray_address("auto")  # left to Ray
 
 
 def test_ray_authentication_error_becomes_a_project_error_naming_ray_auth_mode(monkeypatch):
@@ -83,6 +144,14 @@ def test_other_failures_pass_through_unchanged(monkeypatch):
         _executor(monkeypatch, FakeRay(ConnectionError(f"Failed to connect to Ray cluster at {address}")), address)
     with pytest.raises(RuntimeError, match="Version mismatch"):
         _executor(monkeypatch, FakeRay(RuntimeError("Version mismatch: the cluster runs 2.9")))
+
+
+def test_the_executor_checks_the_address_before_ray_init(monkeypatch):
+    ray = FakeRay()
+    monkeypatch.setattr(executors, "require", lambda module, extra: ray)
+    with pytest.raises(ConfigError, match="nothing accepts connections"):
+        RayExecutor(address=_closed_port())
+    assert ray.inits == []  # refused before Ray could wait for a GCS
 
 
 def test_warns_when_a_multi_node_cluster_would_use_a_local_store(monkeypatch, tmp_path):

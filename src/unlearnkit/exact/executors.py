@@ -106,6 +106,7 @@ class RayExecutor(Executor):
         self.address = address
         if not self.ray.is_initialized():
             if address is not None:  # an existing cluster: its resources are fixed, passing num_cpus is an error
+                check_ray_address(address)
                 try:
                     self.ray.init(address=address, log_to_driver=False)
                 except Exception as exc:
@@ -153,6 +154,55 @@ def _accepts_connections(address: str, timeout: float = 3.0) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+#: what an HTTP/2 client sends first (RFC 9113 §3.4): the preface and an empty SETTINGS frame
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_http2(address: str, timeout: float = 3.0) -> bool | None:
+    """Whether the server at ``[scheme://]host:port`` answers an HTTP/2 preface with a frame (a gRPC server such
+    as Ray's GCS or Ray Client sends its SETTINGS frame); ``None`` when nothing accepts connections there."""
+    host, _, port = address.rpartition("://")[2].rpartition(":")
+    try:
+        conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+    except (OSError, ValueError):  # refused, unreachable, unknown host, no answer to connect, bad port
+        return None
+    head = b""
+    with conn:
+        try:
+            conn.settimeout(timeout)
+            conn.sendall(_HTTP2_PREFACE)
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+        except OSError:  # silent (timeout) or reset: not a gRPC server
+            return False
+    # a frame header: 3 bytes length, 1 byte type (4 = SETTINGS), 1 byte flags, 4 bytes stream id 0
+    return len(head) == 9 and head[3] == 4 and head[5:9] == bytes(4)
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Refuse, within ``timeout`` seconds, a ``--ray-address`` where no Ray cluster answers — ``ray.init`` would
+    wait for a GCS there for minutes. ``auto`` (Ray finds its own cluster) is left to Ray."""
+    if address == "auto":
+        return
+    scheme, _, hostport = address.rpartition("://")
+    if ":" not in hostport:  # Ray's default ports: Ray Client 10001, the GCS 6379
+        hostport += ":10001" if scheme == "ray" else ":6379"
+    answer = _speaks_http2(hostport, timeout)
+    if answer is None:
+        raise ConfigError(
+            f"nothing accepts connections at --ray-address {address}; start the cluster (`ray start --head`) or "
+            "correct the host and port"
+        )
+    if not answer:
+        raise ConfigError(
+            f"the server at --ray-address {address} does not speak gRPC, so it is not a Ray cluster's GCS or Ray "
+            "Client port; give the address `ray start --head` printed (HOST:6379 by default)"
+        )
 
 
 def ray_auth_problem(exc: BaseException, address: str) -> str:
