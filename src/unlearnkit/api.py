@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .budget import Budget, as_budget, budget_hparams
+from .callbacks import Callback, check_callbacks
 from .data.tensors import as_tensor_data
 from .engine import check_outputs
 from .errors import ConfigError, ModelError
@@ -56,6 +57,7 @@ def unlearn(
     collapse_threshold: float | None = None,
     heldout: object | None = None,
     stop: str | None = None,
+    callbacks: Sequence[Callback] | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
@@ -84,17 +86,23 @@ def unlearn(
     than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
+    ``callbacks`` (:class:`~unlearnkit.callbacks.Callback` objects: ``on_start``/``on_step``/``on_epoch``/``on_end``)
+    watch, log or stop every training run of the method (classifier and language-model methods).
     """
     from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
 
+    callbacks = check_callbacks(callbacks)
+    family = {"callbacks": callbacks} if callbacks else {}  # the other families' entry points take them too
     if is_text_to_image(model):
-        return unlearn_text_to_image(model, forget, retain, method, device=device, progress=progress, **hparams)
+        return unlearn_text_to_image(
+            model, forget, retain, method, device=device, progress=progress, **family, **hparams
+        )
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
         from .lm.api import unlearn_hf
 
-        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **hparams)
+        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **family, **hparams)
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:
@@ -148,6 +156,7 @@ def unlearn(
         model_factory=model_factory,
         budget=bud if algo.budgeted and not explicit else None,
         target=target,
+        callbacks=callbacks,
     )
     algo.check(request)
     work = copy.deepcopy(model).to(dev)
