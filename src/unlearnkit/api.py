@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +39,13 @@ class UnlearnResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds, "report": self.report}
+
+    def save(self, path: str | Path, *, tokenizer: Any = None, adapter_only: bool = False, overwrite: bool = False):
+        """Write the model in its family's form (:func:`unlearnkit.saving.save_result`); ``adapter_only``: only the
+        LoRA adapter of a language model unlearned with ``lora=True, adapter_only=True``."""
+        from .saving import save_result
+
+        return save_result(self, path, tokenizer=tokenizer, adapter_only=adapter_only, overwrite=overwrite)
 
 
 def unlearn(
