@@ -146,12 +146,21 @@ def is_causal_lm(model: Any) -> bool:
 
 
 def _as_split(forget: Any, retain: Any) -> LMSplit:
-    """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), or
-    lists of QA records or of texts (``{"text": ...}`` or plain strings)."""
+    """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), lists
+    of QA records or of texts (``{"text": ...}`` or plain strings), or datasets holding them: a Hugging Face
+    ``datasets.Dataset`` with TOFU-style ``question``/``answer`` (or ``text``) columns, a ``DatasetDict`` of one
+    split, or a torch ``Dataset`` of such records."""
+    from torch.utils.data import Dataset
+
+    from ..data.hf_datasets import is_hf_dataset, is_hf_dataset_dict, records
     from .formats import normalise_qa, normalise_texts, record_kind, split_from_files
 
     if isinstance(forget, str | Path) and isinstance(retain, str | Path):
         return split_from_files(forget, retain)
+    forget, retain = (
+        records(d, n) if is_hf_dataset(d) or is_hf_dataset_dict(d) or isinstance(d, Dataset) else d
+        for d, n in ((forget, "forget"), (retain, "retain"))
+    )
     if not isinstance(forget, Sequence) or not isinstance(retain, Sequence) or isinstance(forget, str | bytes):
         raise DataError(
             "for a language model, forget and retain must be file paths or lists of QA records "
