@@ -57,6 +57,7 @@ def test_the_adapter_folder_reproduces_the_unlearned_logits(lm, tmp_path):
 def test_unlearn_result_save_adapter_only(lm, tmp_path):
     model, tok, split, ids = lm
     res = uk.unlearn(model, split.forget, split.retain, "ga", tokenizer=tok, lora=True, adapter_only=True, **HP)
+    assert len(res.history) == HP["epochs"]  # the LM method's epochs, for res.plot()
     folder = res.save(tmp_path / "a", adapter_only=True, tokenizer=tok)
     assert json.loads((folder / "unlearnkit.json").read_text())["method"] == "ga"
     restored = PeftModel.from_pretrained(copy.deepcopy(model), str(folder))

@@ -28,7 +28,7 @@ from typing import Any
 from .engine import Hook, StepContext
 from .errors import ConfigError, require
 
-__all__ = ["Callback", "MLflowLogger", "TensorBoardLogger", "check_callbacks"]
+__all__ = ["Callback", "LossHistory", "MLflowLogger", "TensorBoardLogger", "check_callbacks"]
 
 
 class Callback(Hook):
@@ -75,6 +75,18 @@ def check_callbacks(callbacks: Iterable[Any] | None) -> tuple[Hook, ...]:
                 "Callback and override on_start / on_step / on_epoch / on_end"
             )
     return items
+
+
+class LossHistory(Callback):
+    """Keeps the mean loss of each phase per epoch, over every run, in ``epochs`` (what
+    :meth:`unlearnkit.UnlearnResult.plot` draws); reads only numbers the engine has already computed."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_epoch(self, ctx: StepContext) -> None:
+        if ctx.epoch_losses:
+            self.epochs.append(dict(ctx.epoch_losses))
 
 
 class _Counter:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, require
 from ..methods.base import get_method_class
+from ..result_views import TableViews
 from ..results import ResultTable
 from ..runtime import cache_root, resolve_device, timed
 from ..training import check_training_recipe
@@ -306,7 +307,7 @@ def train_and_score(
 
 
 @dataclass
-class LMBenchRun:
+class LMBenchRun(TableViews):
     table: ResultTable
     models: dict[str, nn.Module]
     evaluations: dict[str, LMEvaluation]
