@@ -29,9 +29,8 @@ def load_model(path: str | Path, data: ConceptData, *, device: str | torch.devic
     bound to ``data``'s vocabulary, or a miniature checkpoint (``meta.json`` of kind ``unlearnkit.diffusion``); a
     hub id ``org/name`` is the pipeline in the local Hugging Face cache (:mod:`unlearnkit.hub`)."""
     root = resolve_model_source(path)
-    if in_hub_cache(root):
-        return load_pipeline(root, data, device=device)
-    recover(root)  # a save that a crash interrupted is finished (or undone) before reading
+    if not in_hub_cache(root):  # nothing is ever written into the cache
+        recover(root)  # a save that a crash interrupted is finished (or undone) before reading
     if not root.exists():
         raise CheckpointError(f"{root} does not exist; pass a diffusers pipeline folder or a diff-train checkpoint")
     if is_pipeline_folder(root):
