@@ -1,5 +1,5 @@
-"""Public callbacks: on_start/on_step/on_epoch/on_end reach classifier and LM methods through the engine, see
-the step's metrics, can stop the run; the TensorBoard and MLflow loggers write local stores."""
+"""Public callbacks: on_start/on_step/on_epoch/on_end reach classifier, LM and diffusion methods through the
+engine, see the step's metrics, can stop the run; the TensorBoard and MLflow loggers write local stores."""
 
 import math
 
@@ -116,3 +116,16 @@ def test_callbacks_reach_lm_methods():
     unlearn_lm(model, tok, split, "ga", epochs=1, batch_size=8, progress=False, callbacks=[rec])
     assert rec.events[0] == "start" and rec.events[-1] == "end"
     assert rec.events.count("step") == math.ceil(len(split.forget) / 8) and rec.events.count("epoch") == 1
+
+
+def test_callbacks_reach_diffusion_methods(tmp_path):
+    from unlearnkit.diffusion import build_concept_data
+    from unlearnkit.diffusion.hf import load_pipeline, tiny_pipeline
+
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    data = build_concept_data(images, torch.arange(6) % 3, ["ant", "bee", "cat"])
+    model = load_pipeline(tiny_pipeline(data.vocab.words[1:], tmp_path / "sd", latent=False, width=8), data)
+    rec = Recorder()
+    res = uk.unlearn(model, "object:bee", data, method="esd-x", steps=2, lr=1e-2, ddim_steps=2, callbacks=[rec])
+    assert rec.events[0] == "start" and rec.events[-1] == "end" and rec.events.count("step") == 2
+    assert len(res.history) == rec.events.count("epoch")

@@ -109,7 +109,8 @@ def unlearn(
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
     ``callbacks`` (:class:`~unlearnkit.callbacks.Callback` objects: ``on_start``/``on_step``/``on_epoch``/``on_end``)
-    watch, log or stop every training run of the method (classifier and language-model methods).
+    watch, log or stop every training run of the method (classifier, language-model and diffusion methods);
+    ``result.history`` keeps the mean loss per epoch (``result.plot()``).
     """
     from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
 
