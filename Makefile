@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # the CPU build that this project is tested with; override e.g. TORCH='torch==2.13.0' on a GPU machine
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,lm,report,tune,ray,accelerate,certs,diffusion,gan
+EXTRAS ?= dev,lm,report,tune,ray,accelerate,certs,diffusion,gan,tensorboard,mlflow
 
 .PHONY: install demo test lint clean
 

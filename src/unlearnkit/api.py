@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import result_views
 from .budget import Budget, as_budget, budget_hparams
+from .callbacks import Callback, LossHistory, check_callbacks
 from .data.tensors import as_tensor_data
 from .engine import check_outputs
 from .errors import ConfigError, ModelError
@@ -34,9 +37,29 @@ class UnlearnResult:
     seconds: float = 0.0
     #: what happened besides the hyper-parameters: budget repeats, the collapse check, ``auto``'s choice
     report: dict[str, Any] = field(default_factory=dict)
+    #: mean loss per epoch of each phase, over the method's training runs in turn (drawn by :meth:`plot`)
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds, "report": self.report}
+
+    def _repr_html_(self) -> str:
+        return result_views.result_html(self)
+
+    def to_pandas(self) -> Any:
+        """One row: method, seconds, ``hparams.*`` and ``report.*`` (nested keys joined by dots); needs pandas."""
+        return result_views.data_frame([result_views.result_row(self)])
+
+    def plot(self, ax: Any = None) -> Any:
+        """The mean loss per epoch of each phase (matplotlib ``Axes``; drawn on ``ax`` when given)."""
+        return result_views.plot_history(self.history, f"{self.method}: training loss", ax)
+
+    def save(self, path: str | Path, *, tokenizer: Any = None, adapter_only: bool = False, overwrite: bool = False):
+        """Write the model in its family's form (:func:`unlearnkit.saving.save_result`); ``adapter_only``: only the
+        LoRA adapter of a language model unlearned with ``lora=True, adapter_only=True``."""
+        from .saving import save_result
+
+        return save_result(self, path, tokenizer=tokenizer, adapter_only=adapter_only, overwrite=overwrite)
 
 
 def unlearn(
@@ -56,6 +79,7 @@ def unlearn(
     collapse_threshold: float | None = None,
     heldout: object | None = None,
     stop: str | None = None,
+    callbacks: Sequence[Callback] | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
@@ -84,17 +108,29 @@ def unlearn(
     than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
+    ``callbacks`` (:class:`~unlearnkit.callbacks.Callback` objects: ``on_start``/``on_step``/``on_epoch``/``on_end``)
+    watch, log or stop every training run of the method (classifier, language-model and diffusion methods);
+    ``result.history`` keeps the mean loss per epoch (``result.plot()``).
     """
     from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
 
+    history = LossHistory()  # the epochs' losses, for result.plot()
+    callbacks = (*check_callbacks(callbacks), history)
+    family = {"callbacks": callbacks}  # the other families' entry points take them too
     if is_text_to_image(model):
-        return unlearn_text_to_image(model, forget, retain, method, device=device, progress=progress, **hparams)
+        res = unlearn_text_to_image(
+            model, forget, retain, method, device=device, progress=progress, **family, **hparams
+        )
+        res.history = history.epochs
+        return res
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
         from .lm.api import unlearn_hf
 
-        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **hparams)
+        res = unlearn_hf(model, forget, retain, method, device=device, progress=progress, **family, **hparams)
+        res.history = history.epochs
+        return res
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:
@@ -148,6 +184,7 @@ def unlearn(
         model_factory=model_factory,
         budget=bud if algo.budgeted and not explicit else None,
         target=target,
+        callbacks=callbacks,
     )
     algo.check(request)
     work = copy.deepcopy(model).to(dev)
@@ -171,7 +208,7 @@ def unlearn(
         report["collapse"] = guard.to_dict()
     if return_dtype is not None:
         out = out.to(return_dtype)
-    return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report)
+    return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report, history=history.epochs)
 
 
 def _repeats(algo: Method) -> float:

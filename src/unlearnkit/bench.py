@@ -29,6 +29,7 @@ from .forget import ForgetSplit, needs_context, parse_forget
 from .methods.base import get_method_class
 from .metrics.evaluate import HEADLINES, TASK_METRICS, Evaluation
 from .models import create_model
+from .result_views import TableViews
 from .results import ResultTable
 from .runtime import cache_root, environment, resolve_device, seed_everything
 from .training import default_recipe, train_model
@@ -89,7 +90,7 @@ class BenchConfig:
 
 
 @dataclass
-class BenchRun:
+class BenchRun(TableViews):
     """The outcome of :func:`run_bench`: the table plus the models, for further analysis."""
 
     table: ResultTable

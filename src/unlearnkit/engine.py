@@ -3,7 +3,8 @@
 Original training, retraining and every unlearning method run through :func:`train`. A run is a list of
 :class:`Phase` objects (a stream of batches plus a loss) repeated for ``recipe.epochs`` epochs, driven by one
 optimiser and learning-rate schedule. Methods customise it with :class:`Hook` objects (gradient masks,
-extra loss terms, projections, per-step callbacks) instead of writing loops of their own.
+extra loss terms, projections, per-step callbacks) instead of writing loops of their own; users watch or stop a
+run with the public :class:`unlearnkit.callbacks.Callback`, a :class:`Hook` that sees the same context.
 """
 
 from __future__ import annotations
@@ -101,11 +102,39 @@ class StepContext:
     lr_scale: float = 1.0
     #: a hook sets a reason here to end the run after the current step
     stop: str | None = None
+    #: the run's name (the method's name, ``train``, ``lm-train``...)
+    desc: str = ""
+    #: the recipe the run optimises with
+    recipe: Recipe | None = None
+    #: the loss of the step just taken (detached; reading it as a float waits for the device)
+    loss: torch.Tensor | None = None
+    #: mean loss of each phase over the epoch just ended (empty while an epoch runs)
+    epoch_losses: dict[str, float] = field(default_factory=dict)
 
     @property
     def progress(self) -> float:
         """Fraction of the run completed before this step, in [0, 1)."""
         return self.step / max(1, self.total_steps)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the step just taken (schedule and ``lr_scale`` applied)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The numbers to log now: ``loss`` of the step just taken, its ``lr``, and after an epoch each phase's
+        mean loss over it as ``epoch_loss/PHASE``."""
+        out = {"lr": self.lr}
+        if self.loss is not None:
+            out["loss"] = float(self.loss)
+        out.update({f"epoch_loss/{k}": v for k, v in self.epoch_losses.items()})
+        return out
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current step (the model keeps the weights it has then); ``reason`` is kept
+        in ``TrainLog.stopped``."""
+        self.stop = str(reason) or "stopped"
 
 
 class Hook:
@@ -309,7 +338,15 @@ def train(
     if accelerator is not None:
         model, optimizer = accelerator.prepare(model, optimizer)
     total = _count_steps(phases, recipe.epochs)
-    ctx = StepContext(model=model, optimizer=optimizer, params=trainable, device=dev, total_steps=max(1, total))
+    ctx = StepContext(
+        model=model,
+        optimizer=optimizer,
+        params=trainable,
+        device=dev,
+        total_steps=max(1, total),
+        desc=desc,
+        recipe=recipe,
+    )
     log = TrainLog()
     for h in hooks:
         h.on_start(ctx)
@@ -320,6 +357,7 @@ def train(
             if ctx.stop:
                 break
             ctx.epoch = epoch
+            ctx.epoch_losses = {}
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
             for ph, batch in _steps_of(phases, epoch, interleave):
@@ -345,9 +383,9 @@ def train(
                 if recipe.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
                 optimizer.step()
+                detached = ctx.loss = loss.detach()
                 for h in hooks:
                     h.after_step(ctx)
-                detached = loss.detach()
                 watch.add(detached, epoch=epoch, step=ctx.step)
                 sums[ph.name] = sums[ph.name] + detached if ph.name in sums else detached
                 counts[ph.name] = counts.get(ph.name, 0) + 1
@@ -359,6 +397,7 @@ def train(
             check_weights(model, desc=desc, lr=recipe.lr, where=f" by the end of epoch {epoch + 1}")
             means = {k: float(v) / counts[k] for k, v in sums.items()}
             log.epoch_losses.append(means)
+            ctx.epoch_losses = dict(means)
             if means:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
             for h in hooks:

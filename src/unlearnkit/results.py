@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import result_views
 from .checkpoint import atomic_write_text, staged_folder, write_json
+from .errors import ConfigError
 
 
 @dataclass
@@ -57,6 +59,25 @@ class ResultTable:
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return result_views.html_table(self.title, self.rows, list(self.columns) or None)
+
+    def to_pandas(self) -> Any:
+        """The rows as a pandas ``DataFrame`` (one column per key, in the table's order first); needs pandas."""
+        keys = [k for k, _ in self.columns]
+        keys += [k for k in result_views.flat_keys(self.rows) if k not in keys]
+        return result_views.data_frame(self.rows, keys)
+
+    def plot(self, metric: str | None = None, ax: Any = None) -> Any:
+        """One bar per row: ``metric`` (a column key; default the first numeric column) by the first column
+        (the method); a matplotlib ``Axes``, drawn on ``ax`` when given."""
+        cols = list(self.columns) or [(k, k) for k in result_views.flat_keys(self.rows)]
+        if not cols:
+            raise ConfigError(f"{self.title!r} has no rows to plot")
+        key = metric or result_views.default_metric(self.rows, cols)
+        label = dict(cols).get(key, key)
+        return result_views.plot_bars(self.rows, cols[0][0], key, self.title, label, ax)
 
     def print(self) -> None:
         try:

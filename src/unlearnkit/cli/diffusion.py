@@ -281,7 +281,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_diff_bench)
 
     p = sub.add_parser("diff-unlearn", help="erase a concept from a saved miniature or a diffusers pipeline folder")
-    p.add_argument("--model", required=True, help="diffusers pipeline folder (save_pretrained) or diff-train folder")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="diffusers pipeline folder (save_pretrained), cached hub id ORG/NAME, or diff-train folder",
+    )
     p.add_argument(
         "--concept", required=True, help="object:NAME|INDEX, style:NAME, or text:PROMPT (a diffusers folder)"
     )
@@ -299,7 +303,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_diff_unlearn)
 
     p = sub.add_parser("diff-eval", help="UA (replaced/destroyed), IRA, CRA, FD with its noise floor, attack success")
-    p.add_argument("--model", required=True, help="diffusers pipeline folder or diff-train / diff-unlearn folder")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="diffusers pipeline folder, cached hub id ORG/NAME, or diff-train / diff-unlearn folder",
+    )
     p.add_argument(
         "--concept", default="object:three", help="the erased concept: object:NAME, style:NAME or text:PROMPT"
     )

@@ -82,7 +82,9 @@ def _scale_hparams(args: argparse.Namespace) -> dict:
 
 def _add_model(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training")
-    g.add_argument("--model", help="local Hugging Face model folder to start from (default: the tiny model)")
+    g.add_argument(
+        "--model", help="Hugging Face model folder or cached hub id ORG/NAME to start from (default: the tiny model)"
+    )
     g.add_argument("--arch", default="llama", choices=("llama", "gpt2"))
     g.add_argument("--d-model", type=int, default=128)
     g.add_argument("--layers", type=int, default=2)
@@ -193,15 +195,19 @@ def _split_from_args(args: argparse.Namespace):
 
 
 def cmd_lm_unlearn(args: argparse.Namespace) -> int:
+    from ..hub import resolve_model_source
     from ..lm import load_causal_lm, save_causal_lm, unlearn_lm
     from ..lm.model import check_lm_output
     from ..runtime import resolve_device
 
-    check_lm_output(args.out, overwrite=args.overwrite, source=args.model, inputs=_data_inputs(args))
+    source = resolve_model_source(args.model)  # a hub id: its snapshot in the local cache
+    check_lm_output(args.out, overwrite=args.overwrite, source=source, inputs=_data_inputs(args))
     device = resolve_device(args.device)
-    model, tokenizer = load_causal_lm(args.model, device=device)
+    model, tokenizer = load_causal_lm(source, device=device)
     split = _split_from_args(args)
     hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False, method=args.method)}
+    if args.adapter_only:
+        hps.update(lora=True, adapter_only=True)
     acc = None
     if args.accelerate:
         from ..lm.parallel import make_lm_accelerator
@@ -222,8 +228,14 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         return 0  # the main process writes the model
     meta = {"method": res.method, "hparams": res.hparams, "seconds": res.seconds, "source": str(args.model)}
     meta.update(forget=args.forget_jsonl, retain=args.retain_jsonl)
-    save_causal_lm(res.model, tokenizer, args.out, meta=meta, overwrite=args.overwrite)
-    print(f"{res.method}: {res.seconds:.1f}s; unlearned model written to {args.out} (load with from_pretrained)")
+    save_causal_lm(res.model, tokenizer, args.out, meta=meta, overwrite=args.overwrite, adapter_only=args.adapter_only)
+    if args.adapter_only:
+        print(
+            f"{res.method}: {res.seconds:.1f}s; LoRA adapter written to {args.out} (load with "
+            f"PeftModel.from_pretrained(base, {args.out!r}) on the model {args.model})"
+        )
+    else:
+        print(f"{res.method}: {res.seconds:.1f}s; unlearned model written to {args.out} (load with from_pretrained)")
     return 0
 
 
@@ -303,13 +315,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_lm_bench)
 
     p = sub.add_parser("lm-unlearn", help="unlearn with one method from your own model folder; write a new one")
-    p.add_argument("--model", required=True, help="Hugging Face model folder (save_pretrained) to unlearn")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="Hugging Face model folder (save_pretrained), or a hub id ORG/NAME in the local cache",
+    )
     p.add_argument("--method", required=True, help="ga, grad-diff, npo, simnpo, idk-dpo, rmu, undial, concept-ablation")
     _add_data(p, builtin=False)
     _add_scale(p)
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable), e.g. lr=1e-5")
     p.add_argument("--out", required=True, help="folder for the unlearned model (save_pretrained format)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--adapter-only",
+        action="store_true",
+        help="train LoRA adapters (implies --lora) and write only the adapter to --out, unmerged (a PEFT adapter "
+        "folder: PeftModel.from_pretrained(base, OUT))",
+    )
     p.add_argument(
         "--accelerate",
         action="store_true",
@@ -322,7 +344,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "lm-eval", help="metrics of a model folder (no training); with --retain-model also forget quality"
     )
-    p.add_argument("--model", required=True, help="Hugging Face model folder to measure")
+    p.add_argument("--model", required=True, help="Hugging Face model folder, or a hub id ORG/NAME in the local cache")
     p.add_argument("--retain-model", help="the retain-only model folder: adds forget quality and privleak")
     _add_data(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in benchmark")

@@ -56,12 +56,17 @@ def _stack(items: list, what: str) -> torch.Tensor:
 def as_tensor_data(data: object, name: str = "data") -> TensorData:
     """Turn a ``TensorData``, ``(X, y)`` tuple, ``Dataset`` or ``DataLoader`` into a :class:`TensorData`.
 
-    Datasets and loaders are read once, in order, into memory.
+    Datasets and loaders are read once, in order, into memory. A Hugging Face ``datasets.Dataset`` (or a
+    ``DatasetDict`` of one split) gives its image/input and label columns (:mod:`unlearnkit.data.hf_datasets`).
     """
+    from .hf_datasets import hf_tensors, is_hf_dataset, is_hf_dataset_dict
+
     if data is None:
         raise DataError(f"{name} is missing; pass a Dataset, a DataLoader or a tuple (X, y)")
     if isinstance(data, TensorData):
         return data
+    if is_hf_dataset(data) or is_hf_dataset_dict(data):
+        return TensorData(*hf_tensors(data, name))
     if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data[0], tuple | list):
         x, y = data
         x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..methods.base import get_method_class
 from ..outputs import staged_folder
+from ..result_views import TableViews
 from ..results import ResultTable
 from ..runtime import RunSettings, resolve_device, seed_everything
 from ..validation import check_results_folder
@@ -150,7 +151,7 @@ class DiffBenchConfig(RunSettings):
 
 
 @dataclass
-class DiffBenchRun:
+class DiffBenchRun(TableViews):
     """The table, the models (original, retrain, each method) and the written PNG grids."""
 
     table: ResultTable

@@ -34,7 +34,8 @@ def unlearn_text_to_image(
     """Erase the concept ``forget`` (``"object:three"``, ``"style:inverted"`` or a :class:`ConceptSpec`) from
     ``model``; ``retain`` is the :class:`ConceptData` (images with prompts — everything not of the concept is
     retained). For a free-text ``forget="text:PROMPT"``, ``retain`` is a list of contrast prompts (``None``: the
-    defaults of :mod:`unlearnkit.diffusion.text_concepts`). A diffusers pipeline is wrapped with
+    defaults of :mod:`unlearnkit.diffusion.text_concepts`). ``retain`` may also be a Hugging Face
+    ``datasets.Dataset`` with image and ``ClassLabel`` label columns. A diffusers pipeline is wrapped with
     :func:`from_pipeline`; the result's ``model`` is the edited
     :class:`DiffusersTextToImage` (write it with ``save_pipeline``)."""
     from .request import unlearn_concept
@@ -44,6 +45,7 @@ def unlearn_text_to_image(
         if retain is not None and (isinstance(retain, str) or not all(isinstance(r, str) for r in retain)):
             raise ConfigError("with forget='text:PROMPT' pass retain=None or a list of contrast prompts (strings)")
         retain = text_concept_data(forget, None if retain is None else list(retain))
+    retain = _concept_data_from_dataset(retain)
     if not isinstance(retain, ConceptData):
         raise ConfigError(
             "for a text-to-image model pass retain=<ConceptData> (e.g. unlearnkit.diffusion.load_concept_data"
@@ -56,3 +58,23 @@ def unlearn_text_to_image(
     if not isinstance(model, nn.Module):
         model = from_pipeline(model, retain)
     return unlearn_concept(model, retain, forget, method, device=device, progress=progress, **hparams)
+
+
+def _concept_data_from_dataset(retain: Any) -> Any:
+    """A Hugging Face ``datasets.Dataset`` with image and ``ClassLabel`` label columns (or a one-split
+    ``DatasetDict``) as :class:`ConceptData` (its class names are the objects); anything else unchanged."""
+    from ..data.hf_datasets import class_names, hf_tensors, is_hf_dataset, is_hf_dataset_dict
+
+    if not (is_hf_dataset(retain) or is_hf_dataset_dict(retain)):
+        return retain
+    from ..errors import DataError
+    from .concepts import build_concept_data
+
+    images, labels = hf_tensors(retain, "retain")
+    names = class_names(retain, "retain")
+    if names is None:
+        raise DataError(
+            "retain: the label column of a text-to-image dataset must be a ClassLabel (its names are the objects "
+            "of the prompts); cast it with ds.cast_column('label', datasets.ClassLabel(names=[...]))"
+        )
+    return build_concept_data(images, labels.long(), names, name="dataset")

@@ -303,7 +303,9 @@ def load_pipeline(path: str | Path, data: Any, *, device: str | torch.device | N
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    root = Path(path)
+    from ..hub import resolve_model_source
+
+    root = resolve_model_source(path)  # a hub id: its snapshot in the local Hugging Face cache
     check_pipeline_folder(root)
     for part in ("unet", "text_encoder", "vae"):  # only safetensors weights: a pickle is never unpickled
         if part != "vae" or (root / "vae").is_dir():

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..checkpoint import read_meta, save
 from ..errors import CheckpointError
+from ..hub import in_hub_cache, is_hub_id, resolve_model_source
 from ..outputs import recover
 from .concepts import ConceptData
 from .hf import DiffusersTextToImage, is_pipeline_folder, load_pipeline, save_pipeline
@@ -25,9 +26,11 @@ ONE_STEP_FILE = "one_step.json"
 
 def load_model(path: str | Path, data: ConceptData, *, device: str | torch.device | None = None) -> nn.Module:
     """The model in ``path``: a diffusers pipeline folder (``model_index.json`` / ``unet/`` + ``text_encoder/``)
-    bound to ``data``'s vocabulary, or a miniature checkpoint (``meta.json`` of kind ``unlearnkit.diffusion``)."""
-    root = Path(path)
-    recover(root)  # a save that a crash interrupted is finished (or undone) before reading
+    bound to ``data``'s vocabulary, or a miniature checkpoint (``meta.json`` of kind ``unlearnkit.diffusion``); a
+    hub id ``org/name`` is the pipeline in the local Hugging Face cache (:mod:`unlearnkit.hub`)."""
+    root = resolve_model_source(path)
+    if not in_hub_cache(root):  # nothing is ever written into the cache
+        recover(root)  # a save that a crash interrupted is finished (or undone) before reading
     if not root.exists():
         raise CheckpointError(f"{root} does not exist; pass a diffusers pipeline folder or a diff-train checkpoint")
     if is_pipeline_folder(root):
@@ -66,6 +69,8 @@ def save_model(
 
 def describe(path: str | Path) -> str:
     """One line naming what ``path`` holds."""
+    if is_hub_id(str(path)) and not Path(path).exists():
+        return f"diffusers pipeline {path} (Hugging Face cache)"
     if is_pipeline_folder(path):
         return f"diffusers pipeline {path}"
     return f"miniature checkpoint {path} ({read_meta(path).get('dataset', '?')})"

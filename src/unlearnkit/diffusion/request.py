@@ -4,6 +4,7 @@ diffusion method."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,9 @@ import torch
 from torch import nn
 
 from ..api import UnlearnResult
+from ..callbacks import check_callbacks
 from ..data.tensors import TensorData
+from ..engine import Hook
 from ..errors import ConfigError, ModelError
 from ..methods.base import Method, UnlearnRequest, make_method
 from ..runtime import resolve_device, timed
@@ -104,11 +107,13 @@ def unlearn_concept(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    callbacks: Sequence[Hook] | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Erase ``concept`` (``"object:three"``, ``"style:inverted"``, or ``"text:PROMPT"`` with ``data`` from
     :func:`~unlearnkit.diffusion.text_concepts.text_concept_data`) from a text-to-image ``model`` with a
-    registered diffusion method; the model passed in is never modified."""
+    registered diffusion method; the model passed in is never modified. ``callbacks``
+    (:class:`~unlearnkit.callbacks.Callback`) watch, log or stop the method's training runs."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(method, Method):
@@ -122,6 +127,7 @@ def unlearn_concept(
     if isinstance(data, TextConceptData) and not data.has_images:
         data = with_images(data, model, generate=getattr(algo, "needs_images", True), seed=algo.seed)
     request = concept_request(model, data, concept, device=device, progress=progress, seed=algo.seed)
+    request.callbacks = check_callbacks(callbacks)
     algo.check(request)
     work = copy.deepcopy(model).to(request.device)
     for name, p in work.named_parameters():

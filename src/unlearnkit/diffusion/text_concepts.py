@@ -179,9 +179,10 @@ def with_images(
 def check_text_model(path: object) -> None:
     """Free-text concepts need a Stable Diffusion-style pipeline folder (its tokenizer reads any prompt); the
     bundled miniature only knows its concept vocabulary."""
+    from ..hub import resolve_model_source
     from .hf import is_pipeline_folder
 
-    if not is_pipeline_folder(str(path)):
+    if not is_pipeline_folder(resolve_model_source(str(path))):
         raise ConfigError(
             f"{path} is not a diffusers pipeline folder; free-text concepts (text:PROMPT) need a Stable Diffusion "
             "folder (save_pretrained layout), the miniature only knows object:NAME / style:NAME"

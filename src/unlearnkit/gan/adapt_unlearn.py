@@ -49,6 +49,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,7 +187,23 @@ class UnlearnResult:
     seconds: dict[str, float]
 
 
+def _as_images(images: Any, what: str) -> Any:
+    """A Hugging Face ``datasets.Dataset`` of images (one-split ``DatasetDict``) rescaled to the GAN's [-1, 1],
+    or the images of a torch ``Dataset`` (items that are images or ``(image, ...)`` tuples), stacked."""
+    from torch.utils.data import Dataset
+
+    from ..data.hf_datasets import hf_images, is_hf_dataset, is_hf_dataset_dict
+
+    if is_hf_dataset(images) or is_hf_dataset_dict(images):
+        return hf_images(images, what) * 2 - 1
+    if isinstance(images, Dataset):
+        items = [images[i] for i in range(len(images))]  # type: ignore[arg-type]
+        return torch.stack([torch.as_tensor(it[0] if isinstance(it, tuple | list) else it) for it in items])
+    return images
+
+
 def _check_images(images: torch.Tensor, gan: GAN, what: str) -> torch.Tensor:
+    images = _as_images(images, what)
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise DataError(f"{what} must be an image tensor shaped (N, C, H, W)")
     if tuple(images.shape[1:]) != tuple(gan.config.image_shape):
@@ -269,7 +286,9 @@ def adapt_then_unlearn(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> UnlearnResult:
-    """Both stages (stage 1 is skipped when ``adapted`` models are given). ``original`` is not changed."""
+    """Both stages (stage 1 is skipped when ``adapted`` models are given). ``original`` is not changed.
+    ``negatives`` and ``positives`` are image tensors in the GAN's [-1, 1], torch ``Dataset`` s of them, or
+    Hugging Face ``datasets.Dataset`` s with an image column (rescaled from [0, 255])."""
     cfg = config or AdaptUnlearnConfig()
     seconds = {"adapt": 0.0}
     if adapted is None:

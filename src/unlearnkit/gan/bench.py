@@ -13,6 +13,7 @@ import torch
 from ..diffusion.images import save_grid
 from ..errors import ConfigError
 from ..outputs import staged_folder
+from ..result_views import TableViews
 from ..results import ResultTable
 from ..runtime import RunSettings, timed
 from ..validation import check_results_folder
@@ -73,7 +74,7 @@ class GANBenchConfig(RunSettings):
 
 
 @dataclass
-class GANBenchRun:
+class GANBenchRun(TableViews):
     table: ResultTable
     models: dict[str, GAN]
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from torch import nn
 
+from ..callbacks import check_callbacks
+from ..engine import Hook
 from ..errors import ConfigError, DataError
 from ..methods.base import get_method_class, make_method
 from ..runtime import resolve_device, timed
@@ -39,6 +41,7 @@ def lm_request(
     progress: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
+    callbacks: Sequence[Hook] | None = None,
 ) -> LMRequest:
     """Encode the split's forget and retain data into an :class:`LMRequest`: QA (loss on the answers, plus "I
     don't know" alternatives for the forget questions) or, for raw-text corpora, texts (loss on every token)."""
@@ -65,6 +68,7 @@ def lm_request(
         forget_records=list(split.forget),
         retain_records=list(split.retain),
         accelerator=accelerator,
+        callbacks=check_callbacks(callbacks),
     )
 
 
@@ -98,12 +102,16 @@ def unlearn_lm(
     progress: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
+    callbacks: Sequence[Hook] | None = None,
     **hparams: Any,
 ) -> LMUnlearnResult:
     """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
     as the frozen reference of the methods that need one, so at most two copies are in memory). With an
     ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
-    over its processes on its device; ``batch_size`` stays the global batch."""
+    over its processes on its device; ``batch_size`` stays the global batch. ``callbacks``
+    (:class:`~unlearnkit.callbacks.Callback`) watch, log or stop the method's training runs. With ``lora=True,
+    adapter_only=True`` the result's model is a ``peft.PeftModel`` (write only its adapter with
+    :func:`~unlearnkit.lm.model.save_causal_lm` ``(..., adapter_only=True)``)."""
     if not isinstance(split, LMSplit):
         raise ConfigError(
             f"split must be an LMSplit (forget and retain records), got {type(split).__name__}; build one with "
@@ -113,7 +121,14 @@ def unlearn_lm(
     if accelerator is not None:
         device = accelerator.device
     request = lm_request(
-        model, tokenizer, split, device=device, progress=progress, max_length=max_length, accelerator=accelerator
+        model,
+        tokenizer,
+        split,
+        device=device,
+        progress=progress,
+        max_length=max_length,
+        accelerator=accelerator,
+        callbacks=callbacks,
     )
     m.check(request)
     work = copy.deepcopy(model).to(request.device)
@@ -131,12 +146,21 @@ def is_causal_lm(model: Any) -> bool:
 
 
 def _as_split(forget: Any, retain: Any) -> LMSplit:
-    """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), or
-    lists of QA records or of texts (``{"text": ...}`` or plain strings)."""
+    """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), lists
+    of QA records or of texts (``{"text": ...}`` or plain strings), or datasets holding them: a Hugging Face
+    ``datasets.Dataset`` with TOFU-style ``question``/``answer`` (or ``text``) columns, a ``DatasetDict`` of one
+    split, or a torch ``Dataset`` of such records."""
+    from torch.utils.data import Dataset
+
+    from ..data.hf_datasets import is_hf_dataset, is_hf_dataset_dict, records
     from .formats import normalise_qa, normalise_texts, record_kind, split_from_files
 
     if isinstance(forget, str | Path) and isinstance(retain, str | Path):
         return split_from_files(forget, retain)
+    forget, retain = (
+        records(d, n) if is_hf_dataset(d) or is_hf_dataset_dict(d) or isinstance(d, Dataset) else d
+        for d, n in ((forget, "forget"), (retain, "retain"))
+    )
     if not isinstance(forget, Sequence) or not isinstance(retain, Sequence) or isinstance(forget, str | bytes):
         raise DataError(
             "for a language model, forget and retain must be file paths or lists of QA records "

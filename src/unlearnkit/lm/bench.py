@@ -20,7 +20,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, require
+from ..hub import resolve_model_source
 from ..methods.base import get_method_class
+from ..result_views import TableViews
 from ..results import ResultTable
 from ..runtime import cache_root, resolve_device, timed
 from ..training import check_training_recipe
@@ -228,7 +230,9 @@ def train_pair(
         if cfg.forget_jsonl
         else {"n_people": cfg.n_people, "n_holdout": cfg.n_holdout, "seed": cfg.seed, "readers": cfg.n_readers}
     )
-    start = {"model_path": str(Path(cfg.model_path).resolve())} if cfg.model_path else {"tiny": cfg.tiny.to_dict()}
+    # a hub id is keyed by its cached snapshot (the revision is part of that folder's path)
+    start = {"model_path": str(resolve_model_source(cfg.model_path).resolve())} if cfg.model_path else {}
+    start = start or {"tiny": cfg.tiny.to_dict()}
     base = {"data": data_id, "start": start, "vocab": cfg.vocab_size, "train": cfg.train.to_dict(), "seed": cfg.seed}
     if cfg.model_path:
         _, tokenizer = load_causal_lm(cfg.model_path)
@@ -306,7 +310,7 @@ def train_and_score(
 
 
 @dataclass
-class LMBenchRun:
+class LMBenchRun(TableViews):
     table: ResultTable
     models: dict[str, nn.Module]
     evaluations: dict[str, LMEvaluation]

@@ -84,13 +84,16 @@ def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
 
 
 def load_causal_lm(path: str | Path, device=None):
-    """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
+    """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``, or from
+    a hub id ``org/name`` found in the local Hugging Face cache (:mod:`unlearnkit.hub`; nothing is downloaded)."""
+    from ..hub import in_hub_cache, resolve_model_source
     from ..outputs import recover
     from ..safe_weights import check_safetensors_folder
 
     transformers = require("transformers", extra="lm")
-    p = Path(path)
-    recover(p)  # a save that a crash interrupted is finished (or undone) before reading
+    p = resolve_model_source(path)
+    if not in_hub_cache(p):
+        recover(p)  # a save that a crash interrupted is finished (or undone) before reading
     if not (p / "config.json").is_file():
         raise CheckpointError(
             f"{p} is not a Hugging Face model folder (no config.json); pass a folder saved with save_pretrained "
@@ -128,22 +131,48 @@ def save_causal_lm(
     *,
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    adapter_only: bool = False,
 ) -> Path:
     """Save model (if given), tokenizer and ``meta`` (as ``unlearnkit.json``) with ``save_pretrained`` into a
     temporary folder, then rename it to ``path``; with ``overwrite`` an existing folder is swapped out
-    (:func:`unlearnkit.outputs.staged_folder`: a crash leaves the old or the new model, never none)."""
+    (:func:`unlearnkit.outputs.staged_folder`: a crash leaves the old or the new model, never none).
+
+    A ``peft.PeftModel`` (``lora=True, adapter_only=True``) is saved whole (a merged copy) unless
+    ``adapter_only``: then only its adapter is written (``adapter_config.json``, ``adapter_model.safetensors``),
+    which ``peft.PeftModel.from_pretrained(base, path)`` puts back on the base model."""
     from ..outputs import staged_folder
 
     p = Path(path)
+    if adapter_only and not is_peft_model(model):
+        raise ConfigError(
+            "adapter_only saves a LoRA adapter, but the model has none; unlearn with lora=True, adapter_only=True "
+            "(lm-unlearn --adapter-only) to keep the adapter apart from the weights"
+        )
     if p.exists() and (not p.is_dir() or any(p.iterdir())) and not overwrite:
         raise CheckpointError(f"{path} already exists; choose a new folder or pass --overwrite (overwrite=True)")
+    if model is not None and is_peft_model(model) and not adapter_only:
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()  # the whole model; the caller's keeps its adapter
     with staged_folder(p, replace=True) as tmp:
         if model is not None:
             model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
         if meta is not None:
             write_json(tmp / META_FILE, meta)
     return p
+
+
+def is_peft_model(model: object) -> bool:
+    """Whether ``model`` is a ``peft.PeftModel`` (a base model with an unmerged adapter)."""
+    if model is None:
+        return False
+    try:
+        import peft
+    except ImportError:
+        return False
+    return isinstance(model, peft.PeftModel)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

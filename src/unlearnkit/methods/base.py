@@ -63,6 +63,8 @@ class UnlearnRequest:
     #: where retraining lands (:mod:`unlearnkit.target`); with it, every :meth:`Method.fit` run is probed,
     #: stopped at the target, kept at its best state and rolled back from a collapse (:mod:`unlearnkit.probe`)
     target: Target | None = None
+    #: the user's :class:`~unlearnkit.callbacks.Callback` objects, run by every :meth:`Method.fit`
+    callbacks: tuple[Hook, ...] = ()
 
     def frozen_original(self) -> nn.Module:
         """A gradient-free copy of the original model in eval mode on the request's device."""
@@ -181,6 +183,7 @@ class Method(ABC):
             probe = TargetProbe(request.target, *probe_sets(request.forget, request.retain, self.seed))
             hooks.append(probe)
             self.probe_runs = [*getattr(self, "probe_runs", []), probe]
+        hooks += request.callbacks
         return train(
             model,
             phases,

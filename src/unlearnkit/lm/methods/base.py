@@ -53,7 +53,9 @@ class LMRequest(UnlearnRequest):
 @dataclass(kw_only=True)
 class LMMethod(Method):
     """Base of the ``lm`` domain. Subclasses implement :meth:`unlearn` with ``self.fit``; with ``lora=True``
-    only LoRA adapters (Hu et al., ICLR 2022) train and are merged into the weights afterwards."""
+    only LoRA adapters (Hu et al., ICLR 2022; huggingface/peft ``src/peft/tuners/lora/model.py``) train and are
+    merged into the weights afterwards, or with ``adapter_only=True`` kept apart: the result is then a
+    ``peft.PeftModel`` whose ``save_pretrained`` writes only the adapter."""
 
     domain = "lm"
     tasks = ("lm",)
@@ -72,12 +74,17 @@ class LMMethod(Method):
     lora: bool = hp(False, choices=(False, True), doc="train LoRA adapters only (saves optimiser memory)")
     lora_rank: int = hp(8, low=1)
     lora_alpha: float = hp(16.0, low=0, low_open=True)
+    adapter_only: bool = hp(
+        False, choices=(False, True), doc="with lora: keep the adapter unmerged (a PeftModel; saved as an adapter)"
+    )
     grad_accum: int = hp(1, low=1, doc="split each batch into this many micro-batches (same gradient, less memory)")
     precision: str = hp("fp32", choices=tuple(PRECISIONS), doc="autocast dtype of the forward passes")
     gradient_checkpointing: bool = hp(False, choices=(False, True), doc="recompute activations in backward")
 
     def check(self, request: UnlearnRequest) -> None:
         super().check(request)
+        if self.adapter_only and not self.lora:
+            raise ConfigError(f"{self.name}: adapter_only=True keeps a LoRA adapter; pass lora=True with it")
         if not isinstance(request.forget, LMData) or not isinstance(request.retain, LMData):
             raise ConfigError(f"{self.name}: forget and retain must be LMData; build the request with unlearn_lm()")
 
@@ -88,8 +95,12 @@ class LMMethod(Method):
             return model
         peft = require("peft", extra="lm")
         config = peft.LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0)
-        wrapped = peft.get_peft_model(model, config)
+        with torch.random.fork_rng(devices=[]):  # the adapter's random init follows the method's seed
+            torch.manual_seed(self.seed)
+            wrapped = peft.get_peft_model(model, config)
         self.unlearn(wrapped, request)
+        if self.adapter_only:
+            return wrapped
         merged = wrapped.merge_and_unload()
         for p in merged.parameters():  # PEFT froze the base weights; hand back an ordinary trainable model
             p.requires_grad_(True)
