@@ -63,6 +63,8 @@ class UnlearnRequest:
     #: where retraining lands (:mod:`unlearnkit.target`); with it, every :meth:`Method.fit` run is probed,
     #: stopped at the target, kept at its best state and rolled back from a collapse (:mod:`unlearnkit.probe`)
     target: Target | None = None
+    #: extra engine hooks for every :meth:`Method.fit` run (``auto`` measures and stops its trials with one)
+    hooks: tuple[Hook, ...] = ()
 
     def frozen_original(self) -> nn.Module:
         """A gradient-free copy of the original model in eval mode on the request's device."""
@@ -176,7 +178,7 @@ class Method(ABC):
             request.budget,
             train_size=len(request.forget) + len(request.retain),
         )
-        hooks = list(hooks)
+        hooks = [*hooks, *request.hooks]
         if request.target is not None and self.probed:
             probe = TargetProbe(request.target, *probe_sets(request.forget, request.retain, self.seed))
             hooks.append(probe)
