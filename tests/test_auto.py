@@ -45,11 +45,11 @@ def slow_clock(monkeypatch):
     monkeypatch.setattr(auto_module, "seconds_per_example", lambda request, batch_size=128, steps=4: 1.0)
 
 
-def _search(original, split, digits, target, **hparams):
+def _search(original, split, digits, target, epochs=EPOCHS, **hparams):
     forget, retain = split.forget(digits.train), split.retain(digits.train)
     count = CountSteps()
     req = UnlearnRequest(
-        original, forget, retain, num_classes=10, budget=Budget(original_epochs=EPOCHS), target=target, hooks=(count,)
+        original, forget, retain, num_classes=10, budget=Budget(original_epochs=epochs), target=target, hooks=(count,)
     )
     algo = uk.make_method("auto", **hparams)
     out = algo.run(copy.deepcopy(original), req)
@@ -63,16 +63,18 @@ def test_promotion_keeps_the_best_third():
 
 
 def test_search_stays_within_its_bound_and_later_rungs_hold_fewer_candidates(original, digits, class_split, slow_clock):
+    epochs = 15  # an original this short leaves too little for all five candidates: the bound ends the search
     with pytest.warns(TargetNotReachedWarning):
-        choice, _, count, retain = _search(original, class_split, digits, UNREACHABLE, methods=("rl", "salun"))
-    budget = auto_module.FRACTION * EPOCHS * len(retain)  # a fraction of the examples retraining processes
+        choice, _, count, retain = _search(original, class_split, digits, UNREACHABLE, epochs, methods=("rl", "salun"))
+    budget = auto_module.FRACTION * epochs * len(retain)  # a fraction of the examples retraining processes
     assert choice["bound"]["examples"] == pytest.approx(budget)
-    assert choice["estimate"]["retrain_examples"] == EPOCHS * len(retain)
+    assert choice["estimate"]["retrain_examples"] == epochs * len(retain)
     trials = choice["candidates"][1:]
+    assert choice["stopped"] == "search budget spent" or "search budget" in trials[-1]["status"]
     assert count.steps == choice["spent"]["steps"] == sum(t["steps"] for t in trials) > 0
     assert count.examples <= choice["spent"]["examples"] <= budget  # every example trained on, probes on top
     rungs = [r["candidates"] for r in choice["rungs"]]
-    assert rungs[0] > rungs[1] >= rungs[2] >= 1, rungs
+    assert rungs[0] > rungs[1] >= rungs[2], rungs
     assert any(t["status"] == "pruned at rung 0" for t in trials)
     assert len(trials) >= 4  # the budget held room for more than the first, full, trial
 

@@ -45,13 +45,13 @@ ETA = 3
 RUNGS = (1 / 9, 1 / 3, 1.0)
 #: where a trial is also measured between rungs (its closest state is kept, with no decision there)
 BETWEEN = (2 / 9, 5 / 9, 7 / 9)
-#: a full trial run is this share of the search budget, so that the first trial (always run in full) leaves room
-#: for the others
+#: a full trial run, its measurements included, is this share of the search budget, so that the first trial
+#: leaves room for the others
 TRIAL_SHARE = 1 / 3
 #: examples per optimiser step when timing the throughput, unless the original's batch is given (larger batches
 #: are cheaper per example: an original trained at smaller batches is estimated no dearer than it was)
 THROUGHPUT_BATCH = 128
-THROUGHPUT_STEPS = 4
+THROUGHPUT_STEPS = 6
 
 _NEGGRAD = {"momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine"}
 #: candidates for class-wise forgetting, in order (the first runs in full): SSD (trains nothing; its α is chosen
@@ -94,24 +94,42 @@ def forget_kind(request: UnlearnRequest) -> str:
     return "random"
 
 
+class _StepTimes(Hook):
+    """The wall-clock seconds of every optimiser step (from the end of the previous one)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def on_start(self, ctx: StepContext) -> None:
+        self._last = time.perf_counter()
+
+    def after_step(self, ctx: StepContext) -> None:
+        now = time.perf_counter()
+        self.times.append(now - self._last)
+        self._last = now
+
+
 def seconds_per_example(
     request: UnlearnRequest, batch_size: int = THROUGHPUT_BATCH, steps: int = THROUGHPUT_STEPS
 ) -> float:
     """Measured training throughput of the original, as retraining would run it: the engine trains a copy on
-    ``steps`` batches of D_r (after a one-batch warm-up run) and the seconds of that run are divided by its
-    examples."""
+    ``steps`` batches of D_r (after a one-batch warm-up run); the median step's seconds over its examples (the
+    median, so that a moment's load on a shared machine does not inflate the estimate)."""
     retain = request.retain
     n = min(batch_size, len(retain))
     data = retain.subset(np.arange((steps + 1) * n) % len(retain))
     work = copy.deepcopy(request.original)
     recipe = Recipe(epochs=1, batch_size=n)
+    timer = _StepTimes()
 
-    def run(part: TensorData) -> float:
+    def run(part: TensorData, hooks: tuple[Hook, ...] = ()) -> None:
         phase = Phase("throughput", Batches(part, n, shuffle=False), request.task_loss)
-        return train(work, phase, recipe, device=request.device, progress=False).seconds
+        train(work, phase, recipe, device=request.device, hooks=hooks, progress=False)
 
     run(data.subset(np.arange(n)))  # the first run of a process also pays one-time imports (the optimiser's)
-    return run(data.subset(np.arange(n, len(data)))) / (steps * n)
+    run(data.subset(np.arange(n, len(data))), (timer,))
+    return float(np.median(timer.times)) / n
 
 
 def promotable(value: float, rung_values: list[float], eta: int = ETA) -> bool:
@@ -254,7 +272,8 @@ class TrialHook(Hook):
             self.next += 1
             following = self.rung_steps[k + 1] if k + 1 < len(self.rung_steps) else done
             self.measured_at = done
-            reason = s.at_rung(ctx.model, t, k, done, (following - done) * self.per_step)
+            checks = 1 + sum(done < b < following for b in self.between)
+            reason = s.at_rung(ctx.model, t, k, done, (following - done) * self.per_step + checks * s.probe_cost)
             if reason:
                 t.status = ctx.stop = reason
                 return
@@ -264,7 +283,7 @@ class TrialHook(Hook):
             if s.reached:
                 t.status = ctx.stop = "target reached"
                 return
-        if s.spent_examples + self.per_step > s.budget_examples:
+        if s.spent_examples + self.per_step + s.probe_cost > s.budget_examples:  # a step and its measurement
             t.status = ctx.stop = "search budget spent"
         elif time.perf_counter() >= s.deadline:
             t.status = ctx.stop = "time bound"
@@ -295,6 +314,9 @@ class Auto(Method):
     measured there (:func:`promotable`, Optuna's successive-halving rule), so later rungs hold fewer
     candidates. Every measured state is a candidate; one more than ``COLLAPSE_TOLERANCE`` points below the
     original's retain-probe accuracy never is. The search ends at the first state within the target's tolerance.
+    A candidate that trains nothing (SSD) has a fixed cost, importance passes over D_f and all of the data; it
+    runs only when that is no more than a full trial (on an original of few epochs it would take most of the
+    budget).
     *Result*: the closest state measured. When none reached the target, the report's ``reached`` is False, its
     ``verdict`` says so, a :class:`TargetNotReachedWarning` is raised and the command line prints it; the
     original is handed back only when it already met the target before any training, or when every candidate
@@ -364,10 +386,15 @@ class Auto(Method):
             probe_sets(request.forget, request.retain, self.seed),
             dev,
             budget_examples,
-            TRIAL_SHARE * budget_examples,
+            0.0,
             start + bound,
             self.eta,
         )
+        # the throughput check trained a copy on these
+        search.spent_examples = (THROUGHPUT_STEPS + 1) * min(self.original_batch_size, len(request.retain))
+        # a full trial: its share of what is left after the throughput check, less its own measurements
+        left = budget_examples - search.spent_examples - search.probe_cost  # the original is measured too
+        search.trial_examples = max(1.0, TRIAL_SHARE * left - (len(RUNGS) + len(BETWEEN)) * search.probe_cost)
         none = Trial("none", {}, status="the original, measured before any training")
         original_distance, _ = search.observe(model, none, 0, None)
         original_reached, search.reached = search.reached, False
@@ -381,7 +408,12 @@ class Auto(Method):
                 break
             cls = get_method_class(name)
             trains = cls.reference_epochs > 0
+            if not trains and (2 * len(request.forget) + len(request.retain)) > search.trial_examples:
+                # its cost (importance passes over D_f and all of the data) is fixed: more than a full trial
+                search.trials.append(Trial(name, hps, status="skipped: its fixed cost exceeds a full trial"))
+                continue
             need = search.trial_examples * RUNGS[0] if trains else 2 * len(request.forget) + len(request.retain)
+            need += search.probe_cost
             if search.spent_examples + need > search.budget_examples:
                 stopped = "search budget spent"
                 break
