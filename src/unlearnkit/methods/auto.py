@@ -394,7 +394,8 @@ class Auto(Method):
         search.spent_examples = (THROUGHPUT_STEPS + 1) * min(self.original_batch_size, len(request.retain))
         # a full trial: its share of what is left after the throughput check, less its own measurements
         left = budget_examples - search.spent_examples - search.probe_cost  # the original is measured too
-        search.trial_examples = max(1.0, TRIAL_SHARE * left - (len(RUNGS) + len(BETWEEN)) * search.probe_cost)
+        full_trial = TRIAL_SHARE * left
+        search.trial_examples = max(1.0, full_trial - (len(RUNGS) + len(BETWEEN)) * search.probe_cost)
         none = Trial("none", {}, status="the original, measured before any training")
         original_distance, _ = search.observe(model, none, 0, None)
         original_reached, search.reached = search.reached, False
@@ -408,7 +409,7 @@ class Auto(Method):
                 break
             cls = get_method_class(name)
             trains = cls.reference_epochs > 0
-            if not trains and (2 * len(request.forget) + len(request.retain)) > search.trial_examples:
+            if not trains and (2 * len(request.forget) + len(request.retain)) > full_trial:
                 # its cost (importance passes over D_f and all of the data) is fixed: more than a full trial
                 search.trials.append(Trial(name, hps, status="skipped: its fixed cost exceeds a full trial"))
                 continue
