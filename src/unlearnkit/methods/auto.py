@@ -35,9 +35,9 @@ from ..target import Target, estimate_target, probe_sets, probe_values
 from .base import Method, UnlearnRequest, get_method_class, hp, make_method, register
 
 #: default share of the estimated retrain time that the whole of ``auto`` may take. The bar it serves is 25 % of
-#: retraining's time; the estimate comes from a few timed batches on a machine whose load changes, and retraining
-#: at the original's smaller batches costs more per example than the 128-example batches timed, so 0.2 leaves a
-#: quarter of margin for the estimate's error
+#: retraining's time; the clock is checked after every optimiser step, but a method's one-off passes (SalUn's
+#: saliency, SSD's importances) and the last measurement cannot be cut, so a run may pass its bound by a little
+#: (at most 0.23 of the estimate on the zoo of benchmarks/zoo.py): 0.2 keeps it under 0.25
 FRACTION = 0.2
 #: successive halving's reduction factor (Hyperband's and Optuna's default): a third of the trials go on
 ETA = 3
