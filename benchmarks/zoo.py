@@ -93,6 +93,16 @@ def run_member(name: str, request: str, methods: list[str], cache: str, seed: in
             }
             if "probe" in r:
                 cell[stop]["stopped"] = r["probe"]["stopped"]
+            if "auto" in r:  # what auto chose, whether it reached the target, its cost against its estimate
+                a = r["auto"]
+                cell[stop]["stopped"] = "reached" if a["reached"] else "not reached"
+                cell[stop]["auto"] = {
+                    "chosen": a["chosen"],
+                    "verdict": a["verdict"],
+                    "estimate_seconds": a["estimate"]["retrain_seconds"],
+                    "spent_seconds": round(a["spent"]["seconds"], 3),
+                    "rungs": [x["candidates"] for x in a["rungs"]],
+                }
             if "target" in r:
                 t = r["target"]
                 out["target"] = {
@@ -126,6 +136,12 @@ def print_member(res: dict[str, Any]) -> None:
             f"| {m} | {b['avg_gap']}{flag(b)} | {g['avg_gap']}{flag(g)} | {b['ra']} | {g['ra']} | "
             f"{b['time_ratio']} | {g['time_ratio']} | {g.get('stopped', '')} |"
         )
+    for m, cell in res["methods"].items():
+        for stop, c in cell.items():
+            if "auto" in c:
+                a, est = c["auto"], c["auto"]["estimate_seconds"]
+                est = "unknown" if est is None else f"{est:.1f} s"
+                print(f"{m} ({stop}): {a['verdict']} · {a['spent_seconds']} s (retrain est. {est}), rungs {a['rungs']}")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Training budgets that transfer across data sizes, the collapse guard and the ``auto`` method, on digits."""
+"""Training budgets that transfer across data sizes and the collapse guard, on digits (``auto``: test_auto.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,7 @@ from unlearnkit.data.tensors import Batches, TensorData
 from unlearnkit.engine import Phase
 from unlearnkit.errors import ConfigError
 from unlearnkit.guard import CollapseWarning
-from unlearnkit.methods.auto import build_proxy, forget_kind
-from unlearnkit.methods.base import UnlearnRequest
 from unlearnkit.metrics import accuracy, predict_outputs
-
-from .conftest import state_equal
 
 
 def _acc(model, data):
@@ -145,42 +141,3 @@ def test_ssd_even_batches_keep_a_random_forgetting_model(original, digits, rando
     assert _acc(short.model, retain) < 20
     even = uk.unlearn(original, forget, retain, "ssd", progress=False, stop="budget")
     assert _acc(even.model, retain) > 95 and not even.report["collapse"]["collapsed"]
-
-
-# ---- auto ----------------------------------------------------------------------------------------------
-def test_proxies_come_from_the_retain_set(original, digits, class_split, random_split):
-    for split, kind in ((class_split, "class"), (random_split, "random")):
-        forget, retain = split.forget(digits.train), split.retain(digits.train)
-        req = UnlearnRequest(original, forget, retain, num_classes=10)
-        assert forget_kind(req) == kind
-        proxy = build_proxy(req, kind, 0, None, req.frozen_original())
-        pf, pr = proxy.request.forget, proxy.request.retain
-        assert len(pf) + len(pr) == len(retain)
-        assert not bool((pf.x[:, None] == forget.x[None]).flatten(2).all(2).any())  # no real forget example
-        if kind == "class":
-            assert len(torch.unique(pf.y)) == 1 and proxy.proxy_class != 3 and proxy.target_forget == 0
-            assert not bool((pr.y == proxy.proxy_class).any())
-        else:
-            assert len(pf) == len(forget) and proxy.target_forget == _acc(req.original, pf)
-
-
-def test_auto_forgets_a_class_and_reports_its_choice(original, digits, class_split):
-    forget, retain = class_split.forget(digits.train), class_split.retain(digits.train)
-    res = uk.unlearn(original, forget, retain, "auto", methods=("rl",), budget_seconds=1, progress=False)
-    choice = res.report["auto"]
-    assert choice["kind"] == "class" and choice["chosen"]["method"] == "rl"
-    scores = {t["method"]: t["score"] for t in choice["trials"]}
-    assert scores["rl"] < scores["none"] and "lowest proxy gap" in choice["why"]
-    assert _acc(res.model, forget) < 10 and _acc(res.model, retain) > 90
-
-
-def test_auto_never_does_worse_than_nothing_on_the_proxy(original, digits, random_split):
-    """Without a validation accuracy the random-forgetting target is the original's: RL only loses."""
-    forget, retain = random_split.forget(digits.train), random_split.retain(digits.train)
-    res = uk.unlearn(original, forget, retain, "auto", methods=("rl",), budget_seconds=1, progress=False)
-    assert res.report["auto"]["chosen"]["method"] == "none"
-    assert state_equal(res.model, original)
-    with pytest.raises(ConfigError, match="validation_accuracy"):
-        uk.make_method("auto", validation_accuracy=120)
-    with pytest.raises(ConfigError, match="candidate"):
-        uk.make_method("auto", methods=("iu",))

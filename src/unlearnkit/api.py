@@ -171,7 +171,7 @@ def unlearn(
         h, _, _ = prepare_request_data(
             model, h, r, task=task, num_classes=num_classes, device=dev, check_overlap=False, labels=True
         )
-    if task == "classification" and stop == "target" and algo.probed:
+    if task == "classification" and algo.probed and (stop == "target" or getattr(algo, "needs_target", False)):
         target = estimate_target(model, f, r, h, dev, seed=algo.seed)
     request = UnlearnRequest(
         original=model,

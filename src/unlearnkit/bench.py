@@ -271,6 +271,8 @@ def run_bench(cfg: BenchConfig) -> BenchRun:
     for name in methods:
         # epochs are scaled (and stretched to the minimum of steps) by the budget inside unlearn()
         hps = resolve_hparams(name, recipe, cfg.hparams.get(name), seed=cfg.seed, scale_epochs=False)
+        if name == "auto":  # auto times the original's throughput at the original's batch
+            hps.setdefault("original_batch_size", recipe.batch_size)
         try:
             res = unlearn(
                 original,

@@ -179,6 +179,8 @@ def unlearn_checkpoint(
         "seconds": res.seconds,
         "metrics": ev.metrics,
     }
+    if "auto" in res.report:  # what auto chose, what it spent and whether it reached the target
+        new_meta["auto"] = res.report["auto"]
     return save(res.model, out, new_meta, overwrite=overwrite), new_meta
 
 

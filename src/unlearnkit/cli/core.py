@@ -49,6 +49,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         + ", ".join(f"{k.upper()} {v:.2f}" for k, v in m.items())
         + ")"
     )
+    if "auto" in meta:
+        print(f"auto: {meta['auto']['verdict']}")
     return 0
 
 
@@ -85,6 +87,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for row in run.table.rows:
         if row.get("failed"):
             print(f"{row['method']} failed: {row['failed']}")
+        if "auto" in row:
+            print(f"auto: {row['auto']['verdict']}")
     print(f"results: {out}/results.json, {out}/results.csv")
     return 0
 

@@ -65,6 +65,8 @@ class UnlearnRequest:
     target: Target | None = None
     #: the user's :class:`~unlearnkit.callbacks.Callback` objects, run by every :meth:`Method.fit`
     callbacks: tuple[Hook, ...] = ()
+    #: extra engine hooks for every :meth:`Method.fit` run (``auto`` measures and stops its trials with one)
+    hooks: tuple[Hook, ...] = ()
 
     def frozen_original(self) -> nn.Module:
         """A gradient-free copy of the original model in eval mode on the request's device."""
@@ -178,7 +180,7 @@ class Method(ABC):
             request.budget,
             train_size=len(request.forget) + len(request.retain),
         )
-        hooks = list(hooks)
+        hooks = [*hooks, *request.hooks]
         if request.target is not None and self.probed:
             probe = TargetProbe(request.target, *probe_sets(request.forget, request.retain, self.seed))
             hooks.append(probe)
