@@ -216,6 +216,7 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_length=args.max_length,
         accelerator=acc,
+        inplace=True,  # the loaded model is not needed afterwards: with LoRA, one copy of the weights is held
         **hps,
     )
     if acc is not None and not acc.is_main_process:

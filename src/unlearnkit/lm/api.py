@@ -98,10 +98,14 @@ def unlearn_lm(
     progress: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
+    inplace: bool = False,
     **hparams: Any,
 ) -> LMUnlearnResult:
     """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
-    as the frozen reference of the methods that need one, so at most two copies are in memory). With an
+    as the frozen reference of the methods that need one, so at most two copies are in memory). With
+    ``inplace=True`` the method trains ``model`` itself and returns it (the caller's original is gone; for models
+    too large for two copies): with ``lora=True`` the reference is then ``model`` with its adapters off, so one copy
+    of the weights is held; a full-weight method with a reference copies it before training. With an
     ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
     over its processes on its device; ``batch_size`` stays the global batch."""
     if not isinstance(split, LMSplit):
@@ -116,7 +120,8 @@ def unlearn_lm(
         model, tokenizer, split, device=device, progress=progress, max_length=max_length, accelerator=accelerator
     )
     m.check(request)
-    work = copy.deepcopy(model).to(request.device)
+    request.trains_original = inplace
+    work = (model if inplace else copy.deepcopy(model)).to(request.device)
     with timed() as t:
         out = m.run(work, request)
     out.eval()
