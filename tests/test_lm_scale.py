@@ -1,5 +1,6 @@
-"""Memory for large models: the adapters-off reference of a LoRA run computes the original's log-probabilities,
-and ``unlearn_lm(..., inplace=True)`` trains the given model (no copy) to the same weights as the copying run."""
+"""Large models: the adapters-off reference of a LoRA run computes the original's log-probabilities,
+``unlearn_lm(..., inplace=True)`` trains the given model (no copy) to the same weights as the copying run, a model
+placed over several devices by a device_map is trained where it is, and sharding accelerators are refused."""
 
 import copy
 
@@ -77,3 +78,73 @@ def test_inplace_trains_the_given_model_to_the_copying_runs_weights(tiny, lora):
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, want[k])]
     assert moved  # the run changed the weights …
     assert all(p.requires_grad for p in done.model.parameters())  # … and hands back an ordinary model
+
+
+def test_lm_unlearn_device_map_auto_trains_like_the_plain_command(tiny, tmp_path, capsys):
+    pytest.importorskip("accelerate")
+    import json
+
+    from unlearnkit.cli import main
+    from unlearnkit.lm import load_causal_lm, save_causal_lm
+    from unlearnkit.lm.parallel import sharded_device
+
+    split, tok, model = tiny
+    save_causal_lm(model, tok, tmp_path / "model")
+    for name, rows in (("forget", split.forget), ("retain", split.retain[:20])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["lm-unlearn", "--model", str(tmp_path / "model"), "--method", "npo", "--device", "cpu", "--no-progress"]
+    args += ["--forget", str(tmp_path / "forget.jsonl"), "--retain", str(tmp_path / "retain.jsonl")]
+    args += ["--hp", "epochs=1", "--hp", "lr=1e-2", "--hp", "batch_size=5"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    # one CPU: from_pretrained puts the whole model on it and records no placement (nothing is split)
+    assert sharded_device(load_causal_lm(tmp_path / "model", device_map="auto")[0]) is None
+    assert main([*args, "--device-map", "auto", "--out", str(tmp_path / "mapped")]) == 0
+    a, b = load_causal_lm(tmp_path / "plain")[0].state_dict(), load_causal_lm(tmp_path / "mapped")[0].state_dict()
+    assert any(not torch.equal(a[k], model.state_dict()[k]) for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    capsys.readouterr()
+    assert main([*args, "--device-map", "auto", "--accelerate", "--out", str(tmp_path / "both")]) != 0
+    assert "drop --accelerate" in capsys.readouterr().err and not (tmp_path / "both").exists()
+
+
+def test_a_model_split_over_devices_stays_where_its_layers_are(tiny):
+    """A device_map placement (faked on one CPU: ``hf_device_map`` naming two devices) is never moved: inputs go to
+    the input embeddings' device and the run equals the plain one."""
+    from unlearnkit.errors import ConfigError
+    from unlearnkit.lm.parallel import sharded_device
+
+    split, tok, model = tiny
+    hps = {"lr": 1e-2, "epochs": 2, "batch_size": 5, "seed": 0}
+    plain = unlearn_lm(model, tok, split, "ga", device="cpu", progress=False, **hps)
+    split_model = copy.deepcopy(model)
+    split_model.hf_device_map = {"transformer.wte": 0, "transformer.h": 1, "lm_head": 1}
+
+    def no_move(*a, **k):
+        raise AssertionError("a model placed by a device_map was moved")
+
+    split_model.to = no_move
+    assert sharded_device(split_model) == torch.device("cpu") and sharded_device(model) is None
+    res = unlearn_lm(split_model, tok, split, "ga", progress=False, inplace=True, **hps)
+    assert res.losses == pytest.approx(plain.losses, abs=1e-6)
+    want = plain.model.state_dict()
+    assert all(torch.allclose(v, want[k], atol=1e-6) for k, v in res.model.state_dict().items())
+    with pytest.raises(ConfigError, match="one process"):
+        unlearn_lm(split_model, tok, split, "ga", progress=False, accelerator=object(), **hps)
+    offloaded = copy.deepcopy(model).to("meta")
+    offloaded.hf_device_map = {"transformer.wte": 0, "transformer.h": "disk"}
+    with pytest.raises(ConfigError, match="offloaded to disk"):
+        sharded_device(offloaded)
+
+
+def test_fsdp_and_deepspeed_accelerators_are_refused():
+    from types import SimpleNamespace
+
+    from unlearnkit.errors import ConfigError
+    from unlearnkit.lm.parallel import check_strategy
+
+    for ok in ("NO", "MULTI_CPU", "MULTI_GPU"):
+        acc = SimpleNamespace(distributed_type=SimpleNamespace(name=ok))
+        assert check_strategy(acc) is acc
+    for bad in ("FSDP", "DEEPSPEED"):
+        with pytest.raises(ConfigError, match=f"not {bad}.*--multi_gpu"):
+            check_strategy(SimpleNamespace(distributed_type=SimpleNamespace(name=bad)))

@@ -197,9 +197,13 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
     from ..lm.model import check_lm_output
     from ..runtime import resolve_device
 
+    if args.device_map and args.accelerate:
+        from ..errors import ConfigError
+
+        raise ConfigError("--device-map splits one model over several devices in one process; drop --accelerate")
     check_lm_output(args.out, overwrite=args.overwrite, source=args.model, inputs=_data_inputs(args))
     device = resolve_device(args.device)
-    model, tokenizer = load_causal_lm(args.model, device=device)
+    model, tokenizer = load_causal_lm(args.model, device=device, device_map=args.device_map)
     split = _split_from_args(args)
     hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False, method=args.method)}
     acc = None
@@ -316,6 +320,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train data-parallel through Accelerate (launch with `accelerate launch --multi_gpu --num_processes N`); "
         "--hp batch_size stays the global batch",
+    )
+    p.add_argument(
+        "--device-map",
+        choices=("auto", "balanced", "sequential"),
+        help="split a model too large for one device over all GPUs (from_pretrained's device_map; one process)",
     )
     add_common(p)
     p.set_defaults(func=cmd_lm_unlearn, seed=0)

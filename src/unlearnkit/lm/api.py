@@ -114,6 +114,16 @@ def unlearn_lm(
             "unlearnkit.lm.split_from_jsonl or make_benchmark(...).split(...)"
         )
     m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
+    from .parallel import sharded_device
+
+    shard = sharded_device(model)
+    if shard is not None:  # split over devices by a device_map: inputs go to its first layer's device
+        if accelerator is not None:
+            raise ConfigError(
+                "a model split over several devices by device_map trains in one process; drop the accelerator "
+                "(--accelerate), or load the whole model on each process's device for data-parallel training"
+            )
+        device = shard
     if accelerator is not None:
         device = accelerator.device
     request = lm_request(
@@ -121,7 +131,9 @@ def unlearn_lm(
     )
     m.check(request)
     request.trains_original = inplace
-    work = (model if inplace else copy.deepcopy(model)).to(request.device)
+    work = model if inplace else copy.deepcopy(model)
+    if shard is None:
+        work = work.to(request.device)
     with timed() as t:
         out = m.run(work, request)
     out.eval()
