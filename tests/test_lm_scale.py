@@ -148,3 +148,37 @@ def test_fsdp_and_deepspeed_accelerators_are_refused():
     for bad in ("FSDP", "DEEPSPEED"):
         with pytest.raises(ConfigError, match=f"not {bad}.*--multi_gpu"):
             check_strategy(SimpleNamespace(distributed_type=SimpleNamespace(name=bad)))
+
+
+@pytest.mark.slow
+def test_documented_two_process_accelerate_command_equals_two_accumulation_steps(tiny, tmp_path):
+    """The command of docs/lm-unlearning.md, ``accelerate launch --multi_gpu --num_processes 2 -m unlearnkit
+    lm-unlearn --accelerate --device cpu ...`` (two CPU processes over gloo), writes the model that one process
+    with ``grad_accum=2`` writes."""
+    pytest.importorskip("accelerate")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from unlearnkit.cli import main
+    from unlearnkit.lm import load_causal_lm, save_causal_lm
+
+    split, tok, model = tiny
+    save_causal_lm(model, tok, tmp_path / "model")
+    for name, rows in (("forget", split.forget), ("retain", split.retain[:20])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["lm-unlearn", "--model", str(tmp_path / "model"), "--method", "grad-diff", "--device", "cpu"]
+    args += ["--forget", str(tmp_path / "forget.jsonl"), "--retain", str(tmp_path / "retain.jsonl"), "--no-progress"]
+    args += ["--hp", "epochs=2", "--hp", "lr=1e-2", "--hp", "batch_size=10"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", "29617"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [*launch, "-m", "unlearnkit", *args, "--accelerate", "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main([*args, "--hp", "grad_accum=2", "--out", str(tmp_path / "one")]) == 0
+    a, b = load_causal_lm(tmp_path / "one")[0].state_dict(), load_causal_lm(tmp_path / "two")[0].state_dict()
+    assert max((a[k] - model.state_dict()[k]).abs().max() for k in a) > 1e-3  # the run moved the weights
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
