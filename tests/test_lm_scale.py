@@ -132,7 +132,7 @@ def test_a_model_split_over_devices_stays_where_its_layers_are(tiny):
         unlearn_lm(split_model, tok, split, "ga", progress=False, accelerator=object(), **hps)
     offloaded = copy.deepcopy(model).to("meta")
     offloaded.hf_device_map = {"transformer.wte": 0, "transformer.h": "disk"}
-    with pytest.raises(ConfigError, match="offloaded to disk"):
+    with pytest.raises(ConfigError, match="offloaded"):
         sharded_device(offloaded)
 
 

@@ -105,14 +105,15 @@ def check_strategy(accelerator: Any) -> Any:
 def sharded_device(model: Any) -> torch.device | None:
     """The device that a model split over several devices by ``device_map`` (``from_pretrained(...,
     device_map="auto")``: ``model.hf_device_map``) takes its inputs on, its input embeddings'; ``None`` for a model
-    on one device. Weights offloaded to ``"disk"`` (on the ``meta`` device) cannot be trained and are refused."""
+    on one device. Weights offloaded to ``"cpu"`` or ``"disk"`` next to GPUs (kept on the ``meta`` device, loaded
+    at each call) cannot be trained and are refused."""
     placed = getattr(model, "hf_device_map", None) or {}
     if len({str(d) for d in placed.values()}) <= 1:
         return None
     if any(p.device.type == "meta" for p in model.parameters()):
         raise ConfigError(
-            "the model has weights offloaded to disk by its device_map; training needs every weight on a device: "
-            "give device_map devices with room for the whole model (max_memory) or use fewer, larger devices"
+            "the model has weights offloaded (to the CPU or disk) by its device_map; training needs every weight on "
+            "a device: give device_map GPUs with room for the whole model (max_memory), or use more GPUs"
         )
     return model.get_input_embeddings().weight.device
 
