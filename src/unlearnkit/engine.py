@@ -330,7 +330,8 @@ def train(
     dev = resolve_device(device) if accelerator is None else accelerator.device
     if seed is not None:
         seed_everything(seed)
-    model.to(dev)
+    if len({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}) <= 1:
+        model.to(dev)  # a model split over several devices by a device_map stays where its layers are
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     if not trainable:
         raise ConfigError("no trainable parameters: every parameter has requires_grad=False")

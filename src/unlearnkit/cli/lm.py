@@ -200,10 +200,14 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
     from ..lm.model import check_lm_output
     from ..runtime import resolve_device
 
+    if args.device_map and args.accelerate:
+        from ..errors import ConfigError
+
+        raise ConfigError("--device-map splits one model over several devices in one process; drop --accelerate")
     source = resolve_model_source(args.model)  # a hub id: its snapshot in the local cache
     check_lm_output(args.out, overwrite=args.overwrite, source=source, inputs=_data_inputs(args))
     device = resolve_device(args.device)
-    model, tokenizer = load_causal_lm(source, device=device)
+    model, tokenizer = load_causal_lm(source, device=device, device_map=args.device_map)
     split = _split_from_args(args)
     hps = {**_scale_hparams(args), **parse_hparams(args.hp, nested=False, method=args.method)}
     if args.adapter_only:
@@ -222,6 +226,7 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_length=args.max_length,
         accelerator=acc,
+        inplace=True,  # the loaded model is not needed afterwards: with LoRA, one copy of the weights is held
         **hps,
     )
     if acc is not None and not acc.is_main_process:
@@ -337,6 +342,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train data-parallel through Accelerate (launch with `accelerate launch --multi_gpu --num_processes N`); "
         "--hp batch_size stays the global batch",
+    )
+    p.add_argument(
+        "--device-map",
+        choices=("auto", "balanced", "sequential"),
+        help="split a model too large for one device over all GPUs (from_pretrained's device_map; one process)",
     )
     add_common(p)
     p.set_defaults(func=cmd_lm_unlearn, seed=0)

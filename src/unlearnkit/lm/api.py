@@ -103,10 +103,14 @@ def unlearn_lm(
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
     callbacks: Sequence[Hook] | None = None,
+    inplace: bool = False,
     **hparams: Any,
 ) -> LMUnlearnResult:
     """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
-    as the frozen reference of the methods that need one, so at most two copies are in memory). With an
+    as the frozen reference of the methods that need one, so at most two copies are in memory). With
+    ``inplace=True`` the method trains ``model`` itself and returns it (the caller's original is gone; for models
+    too large for two copies): with ``lora=True`` the reference is then ``model`` with its adapters off, so one copy
+    of the weights is held; a full-weight method with a reference copies it before training. With an
     ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
     over its processes on its device; ``batch_size`` stays the global batch. ``callbacks``
     (:class:`~unlearnkit.callbacks.Callback`) watch, log or stop the method's training runs. With ``lora=True,
@@ -118,6 +122,16 @@ def unlearn_lm(
             "unlearnkit.lm.split_from_jsonl or make_benchmark(...).split(...)"
         )
     m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
+    from .parallel import sharded_device
+
+    shard = sharded_device(model)
+    if shard is not None:  # split over devices by a device_map: inputs go to its first layer's device
+        if accelerator is not None:
+            raise ConfigError(
+                "a model split over several devices by device_map trains in one process; drop the accelerator "
+                "(--accelerate), or load the whole model on each process's device for data-parallel training"
+            )
+        device = shard
     if accelerator is not None:
         device = accelerator.device
     request = lm_request(
@@ -131,7 +145,10 @@ def unlearn_lm(
         callbacks=callbacks,
     )
     m.check(request)
-    work = copy.deepcopy(model).to(request.device)
+    request.trains_original = inplace
+    work = model if inplace else copy.deepcopy(model)
+    if shard is None:
+        work = work.to(request.device)
     with timed() as t:
         out = m.run(work, request)
     out.eval()

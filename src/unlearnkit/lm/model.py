@@ -83,9 +83,11 @@ def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
     return transformers.AutoModelForCausalLM.from_config(config)
 
 
-def load_causal_lm(path: str | Path, device=None):
+def load_causal_lm(path: str | Path, device=None, device_map: str | dict | None = None):
     """Load ``(model, tokenizer)`` from a local folder with ``AutoModelForCausalLM`` / ``AutoTokenizer``, or from
-    a hub id ``org/name`` found in the local Hugging Face cache (:mod:`unlearnkit.hub`; nothing is downloaded)."""
+    a hub id ``org/name`` found in the local Hugging Face cache (:mod:`unlearnkit.hub`; nothing is downloaded);
+    ``device_map`` (``"auto"``, ``"balanced"``, ``"sequential"`` or a dict; needs ``accelerate``) splits the layers
+    over the available devices as ``from_pretrained`` does (then ``device`` is ignored)."""
     from ..hub import in_hub_cache, resolve_model_source
     from ..outputs import recover
     from ..safe_weights import check_safetensors_folder
@@ -102,12 +104,13 @@ def load_causal_lm(path: str | Path, device=None):
     check_safetensors_folder(p, "model")  # a pickle is never unpickled
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(p))
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(p), use_safetensors=True)
+        placement = {} if device_map is None else {"device_map": device_map}
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(p), use_safetensors=True, **placement)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"could not load a causal LM from {p}: {exc}") from exc
     ensure_pad_token(tokenizer)
     model.eval()
-    if device is not None:
+    if device is not None and device_map is None:
         model.to(device)
     return model, tokenizer
 

@@ -17,6 +17,11 @@ weighted gradient), only faster. Run it with, e.g.::
 with fewer rows than processes (a short last batch) is skipped by every process alike, so all take the same number
 of steps, as DDP requires.
 
+A model too large for one device is split over several GPUs instead by ``device_map="auto"`` at loading
+(``load_causal_lm(path, device_map="auto")``, ``lm-unlearn --device-map auto``): one process, layers on different
+devices, activations handed from one to the next (:func:`sharded_device`; not combined with an accelerator).
+FSDP and DeepSpeed are refused (:func:`check_strategy`).
+
 The classifier counterpart, with a per-process batch, is :mod:`unlearnkit.exact.data_parallel`.
 """
 
@@ -28,7 +33,7 @@ from typing import Any
 import torch
 
 from ..engine import TrainLog
-from ..errors import require
+from ..errors import ConfigError, require
 
 
 class ProcessShard:
@@ -76,7 +81,41 @@ def make_lm_accelerator(cpu: bool = False) -> Any:
     parameters may get no gradient (RMU's loss stops at its layer; LoRA freezes the base weights)."""
     accelerate = require("accelerate", "accelerate")
     ddp = accelerate.utils.DistributedDataParallelKwargs(find_unused_parameters=True)
-    return accelerate.Accelerator(cpu=cpu, kwargs_handlers=[ddp])
+    return check_strategy(accelerate.Accelerator(cpu=cpu, kwargs_handlers=[ddp]))
+
+
+#: what the LM methods support of Accelerate's distributed types: one process, or DDP over GPUs or CPU processes
+DATA_PARALLEL = ("NO", "MULTI_GPU", "MULTI_CPU", "MULTI_XPU", "MULTI_NPU")
+
+
+def check_strategy(accelerator: Any) -> Any:
+    """``accelerator`` when it runs one process or plain DDP. FSDP and DeepSpeed shard the trained model, while the
+    methods' frozen reference (the original, or the LoRA model with its adapters off) is called outside the
+    sharded wrapper: that is not supported, so it is refused before any step."""
+    kind = getattr(accelerator.distributed_type, "name", str(accelerator.distributed_type))
+    if kind not in DATA_PARALLEL:
+        raise ConfigError(
+            f"LM unlearning runs data-parallel (DDP) through Accelerate, not {kind}: launch with "
+            "`accelerate launch --multi_gpu --num_processes N ...`, or load a model too large for one device with "
+            "`--device-map auto` (one process)"
+        )
+    return accelerator
+
+
+def sharded_device(model: Any) -> torch.device | None:
+    """The device that a model split over several devices by ``device_map`` (``from_pretrained(...,
+    device_map="auto")``: ``model.hf_device_map``) takes its inputs on, its input embeddings'; ``None`` for a model
+    on one device. Weights offloaded to ``"cpu"`` or ``"disk"`` next to GPUs (kept on the ``meta`` device, loaded
+    at each call) cannot be trained and are refused."""
+    placed = getattr(model, "hf_device_map", None) or {}
+    if len({str(d) for d in placed.values()}) <= 1:
+        return None
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise ConfigError(
+            "the model has weights offloaded (to the CPU or disk) by its device_map; training needs every weight on "
+            "a device: give device_map GPUs with room for the whole model (max_memory), or use more GPUs"
+        )
+    return model.get_input_embeddings().weight.device
 
 
 def shard_for(batches: Any, accelerator: Any | None, unit: str = "rows") -> Any:

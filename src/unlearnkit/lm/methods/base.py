@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -18,6 +18,7 @@ from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
 from ..parallel import ProcessShard, global_log, shard_for
 from ..positions import check_width
+from ..reference import AdapterOff
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -37,10 +38,21 @@ class LMRequest(UnlearnRequest):
     forget_records: list = field(default_factory=list)
     retain_records: list = field(default_factory=list)
     accelerator: Any = None
+    #: the frozen reference when it is not the original: in a LoRA run, the trained PEFT model with its adapters
+    #: off (:class:`unlearnkit.lm.reference.AdapterOff`; set by :meth:`LMMethod.run`)
+    reference: nn.Module | None = None
+    #: ``original`` is the model being trained (``unlearn_lm(..., inplace=True)``): a reference is copied from it
+    #: before the first step unless :attr:`reference` is set
+    trains_original: bool = False
 
     def frozen_original(self) -> nn.Module:
         """The original itself as the frozen reference (eval mode; callers run it under ``torch.no_grad``), so no
-        second copy of a large model is made; a copy only when the original sits on another device."""
+        second copy of a large model is made; a copy only when the original sits on another device or is the model
+        being trained. In a LoRA run, the trained model with its adapters off (:attr:`reference`)."""
+        if self.reference is not None:
+            return self.reference
+        if self.trains_original:
+            return super().frozen_original()
         first = next(self.original.parameters(), None)
         here = first is None or (
             first.device.type == self.device.type and self.device.index in (None, first.device.index)
@@ -98,7 +110,8 @@ class LMMethod(Method):
         with torch.random.fork_rng(devices=[]):  # the adapter's random init follows the method's seed
             torch.manual_seed(self.seed)
             wrapped = peft.get_peft_model(model, config)
-        self.unlearn(wrapped, request)
+        # the base weights stay the original's: the adapters switched off are the reference, no second copy
+        self.unlearn(wrapped, replace(request, reference=AdapterOff(wrapped)))
         if self.adapter_only:
             return wrapped
         merged = wrapped.merge_and_unload()
