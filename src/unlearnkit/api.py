@@ -94,7 +94,8 @@ def unlearn(
     if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
         from .lm.api import unlearn_hf
 
-        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **hparams)
+        lm_kw = {k: v for k, v in (("heldout", heldout), ("stop", stop)) if v is not None}
+        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **lm_kw, **hparams)
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:

@@ -126,6 +126,8 @@ class LMBenchConfig:
     tiny_hparams: bool = True
     retain_eval: int = 200
     attacks: bool = True
+    #: probe every method against the held-out target (:mod:`unlearnkit.lm.probe`; the split's holdout people)
+    probe: bool = True
     intrinsic: bool = False
     cache_dir: str | None = None
     out_dir: str | None = None
@@ -366,6 +368,7 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
     for name in bar:
         bar.set_postfix_str(name)
         hps: dict[str, Any] = {}
+        report: dict[str, Any] = {}
         if name == "retain-only":
             seconds = pair.info.get("retain_only_seconds")
         elif name == "original":
@@ -373,10 +376,18 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
         else:
             hps = cfg.method_hparams(name)
             res = unlearn_lm(
-                pair.original, tok, split, name, device=device, progress=cfg.progress, max_length=cfg.max_length, **hps
+                pair.original,
+                tok,
+                split,
+                name,
+                device=device,
+                progress=cfg.progress,
+                max_length=cfg.max_length,
+                probe=cfg.probe,
+                **hps,
             )
             models[name] = res.model
-            seconds, hps = res.seconds, res.hparams
+            seconds, hps, report = res.seconds, res.hparams, res.report
             del res
         with timed() as t:
             ev = evals[name] if name in evals else measure(models[name])
@@ -390,6 +401,8 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
                 row.update(intrinsic_row(pair.original, models[name], concepts))
         row["eval_seconds"] = t.seconds
         row["hparams"] = hps
+        if report:
+            row["report"] = report
         if name not in ("retain-only", "original") and not cfg.keep_models:
             del models[name]  # release the method's model once it is scored
             gc.collect()
