@@ -1,14 +1,16 @@
-"""Do the LM methods' defaults forget without collapsing the retained knowledge? RMU and concept ablation.
+"""Do the LM methods' defaults forget without collapsing the retained knowledge?
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/lm_defaults.py [--people 30] [--epochs 40] [--cache-dir DIR]
-       [--runs "rmu;rmu:preset=wmdp;concept-ablation:mode=needle"]
+       [--arch llama|gpt2] [--no-probe] [--runs "rmu;rmu:preset=wmdp;concept-ablation:mode=needle"]
 
 Trains (or loads from the cache) the original and the retain-only tiny model on the generated benchmark
 (``forget10`` split, as ``lm-bench``; the original is the one ``lm-continual --people 30 --epochs 40`` trains,
 shared through the cache), then runs each ``METHOD[:NAME=VALUE,...]`` of ``--runs`` at the tiny
 model's defaults (``lm-bench``'s ``TINY_HPARAMS``, overridden by the given values; ``preset=wmdp`` applies
 :data:`unlearnkit.lm.methods.rmu.WMDP_PRESET`) and prints forget / retain QA accuracy against the acceptance:
-forget ≤ retain-only + 0.1 and retain ≥ 0.8 × the original's.
+forget ≤ retain-only + 0.1 and retain ≥ 0.8 × the original's. Every run is probed against the held-out target
+(:mod:`unlearnkit.lm.probe`, the benchmark's never-trained people) unless ``--no-probe``; the ``probe`` column gives
+the step handed back and why the run ended. ``--arch gpt2`` builds both tiny models as GPT-2 instead of Llama.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def main() -> None:
     ap.add_argument("--retain-eval", type=int, default=100)
     ap.add_argument("--cache-dir")
     ap.add_argument("--arch", default="llama", choices=("llama", "gpt2"), help="the tiny model's architecture")
-    ap.add_argument("--runs", default="rmu;rmu:preset=wmdp")
+    ap.add_argument("--runs", default="rmu;concept-ablation;idk-dpo;simnpo")
     ap.add_argument("--no-probe", action="store_true", help="run the whole budget (no held-out target)")
     args = ap.parse_args()
     torch.manual_seed(0)

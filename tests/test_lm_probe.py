@@ -100,3 +100,18 @@ def test_without_heldout_rows_the_perturbed_answers_are_the_weaker_target(small_
     assert forget_prob(original, tok, rows) < forget_prob(original, tok, split.forget) - 10
     bare = [{"question": r["question"], "answer": r["answer"]} for r in split.forget]
     assert lm_target(tok, bare, split.retain, None) is None
+
+
+def test_unlearn_takes_heldout_rows_and_stop(small_lm):
+    """``unlearnkit.unlearn(..., heldout=...)`` probes against the given people; without them (plain QA lists carry
+    no holdout) the perturbed answers are the target; ``stop="budget"`` turns the probe off."""
+    import unlearnkit
+
+    original, tok, split = small_lm
+    kw = dict(tokenizer=tok, method="ga", epochs=1, lr=1e-4, batch_size=8, progress=False)
+    given = unlearnkit.unlearn(original, split.forget, split.retain, heldout=split.holdout, **kw)
+    assert given.report["probe"]["target"]["source"] == "heldout"
+    assert given.report["probe"]["target"]["target_rows"] == len(split.holdout)
+    weaker = unlearnkit.unlearn(original, split.forget, split.retain, **kw)
+    assert weaker.report["probe"]["target"] == {**weaker.report["probe"]["target"], "source": "perturbed"}
+    assert "probe" not in unlearnkit.unlearn(original, split.forget, split.retain, stop="budget", **kw).report

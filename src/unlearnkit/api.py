@@ -82,6 +82,8 @@ def unlearn(
     ``result.report["probe"]``. ``stop="budget"`` (the default) runs the whole budget as published, without
     probes: on two hold-out models of ``benchmarks/zoo.py`` probed RL and SalUn landed farther from retrain
     than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
+    A causal LM is probed by default against never-seen people's answer probability (:mod:`unlearnkit.lm.probe`;
+    ``heldout`` gives those people's QA, ``stop="budget"`` turns it off).
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
     """
