@@ -70,8 +70,8 @@ def _add_no_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-probe",
         action="store_true",
-        help="run each method's whole budget (default: stop when the forget answers are as likely as held-out "
-        "people's, keep the best state, roll back from a retain collapse)",
+        help="run each method's whole budget (default with held-out people, --heldout or the built-in benchmark's: "
+        "stop when the forget answers are as likely as theirs, keep the best state, roll back from a retain collapse)",
     )
 
 
@@ -232,7 +232,7 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_length=args.max_length,
         accelerator=acc,
-        probe=not args.no_probe,
+        probe=False if args.no_probe else None,
         **hps,
     )
     if acc is not None and not acc.is_main_process:

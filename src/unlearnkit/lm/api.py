@@ -43,12 +43,13 @@ def lm_request(
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
     heldout: Sequence[dict[str, Any]] | None = None,
-    probe: bool = True,
+    probe: bool | None = None,
 ) -> LMRequest:
     """Encode the split's forget and retain data into an :class:`LMRequest`: QA (loss on the answers, plus "I
     don't know" alternatives for the forget questions) or, for raw-text corpora, texts (loss on every token).
     With ``probe`` (QA only) the request carries the held-out target (:func:`unlearnkit.lm.probe.lm_target`): the
-    ``heldout`` rows, else the split's ``holdout`` QA, else the forget questions' perturbed answers."""
+    ``heldout`` rows, else the split's ``holdout`` QA, else the forget questions' perturbed answers; ``probe=None``
+    uses held-out rows only (no target without them)."""
     if split.forget_corpus:
         forget, forget_alt = encode_texts(tokenizer, split.forget_corpus, max_length), None
     else:
@@ -57,8 +58,9 @@ def lm_request(
         prompts = [prompt_text(r["question"], tokenizer) for r in split.forget]
         forget_alt = encode_pairs(tokenizer, prompts, alt, max_length)
     target = None
-    if probe and not split.forget_corpus and not split.retain_corpus:
-        rows = list(heldout) if heldout is not None else list(split.holdout)
+    rows = list(heldout) if heldout is not None else list(split.holdout)
+    wanted = probe if probe is not None else bool(rows)
+    if wanted and not split.forget_corpus and not split.retain_corpus:
         target = lm_target(tokenizer, split.forget, split.retain, rows, max_length=max_length)
     retain = (
         encode_texts(tokenizer, split.retain_corpus, max_length)
@@ -111,7 +113,7 @@ def unlearn_lm(
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
     heldout: Sequence[dict[str, Any]] | None = None,
-    probe: bool = True,
+    probe: bool | None = None,
     **hparams: Any,
 ) -> LMUnlearnResult:
     """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
@@ -119,11 +121,12 @@ def unlearn_lm(
     ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
     over its processes on its device; ``batch_size`` stays the global batch.
 
-    With ``probe`` (the default) a QA request is probed against the held-out target (:mod:`unlearnkit.lm.probe`):
-    ``heldout`` (QA records of people the model never saw; default: the split's ``holdout``), else the forget
-    questions' perturbed answers; the run stops when the forget answers are as likely as those, hands back its
-    best state and rolls back from a retain collapse; the trace is ``result.report["probe"]``. ``probe=False``
-    (and any data-parallel run under an ``accelerator``) runs the hyper-parameters' whole budget."""
+    A QA request with held-out rows (``heldout``: QA records of people the model never saw; default: the split's
+    ``holdout``, which the generated benchmark has) is probed against them by default (:mod:`unlearnkit.lm.probe`):
+    the run stops when the forget answers are as likely as those people's, hands back its best state and rolls
+    back from a retain collapse; the trace is ``result.report["probe"]``. ``probe=True`` without held-out rows uses
+    the weaker target, the forget questions' perturbed answers; ``probe=False`` (and any data-parallel run under an
+    ``accelerator``) runs the hyper-parameters' whole budget, as does the default without held-out rows."""
     if not isinstance(split, LMSplit):
         raise ConfigError(
             f"split must be an LMSplit (forget and retain records), got {type(split).__name__}; build one with "
@@ -132,7 +135,7 @@ def unlearn_lm(
     m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
     if accelerator is not None:
         device = accelerator.device
-    distributed = accelerator is not None and probe
+    distributed = accelerator is not None and probe is not False
     if distributed:  # every process would have to take the same stop and rollback decisions at the same step
         probe = False
     if heldout is not None:

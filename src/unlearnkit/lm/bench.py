@@ -129,7 +129,7 @@ class LMBenchConfig:
     tiny_hparams: bool = True
     retain_eval: int = 200
     attacks: bool = True
-    #: probe every method against the held-out target (:mod:`unlearnkit.lm.probe`; the split's holdout people)
+    #: probe every method against the held-out target when the split has holdout people (:mod:`unlearnkit.lm.probe`)
     probe: bool = True
     intrinsic: bool = False
     cache_dir: str | None = None
@@ -386,7 +386,7 @@ def run_lm_bench(cfg: LMBenchConfig) -> LMBenchRun:
                 device=device,
                 progress=cfg.progress,
                 max_length=cfg.max_length,
-                probe=cfg.probe,
+                probe=None if cfg.probe else False,
                 **hps,
             )
             models[name] = res.model
