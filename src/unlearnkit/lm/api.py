@@ -167,7 +167,9 @@ def unlearn_lm(
     elif distributed:
         report["probe"] = {"stopped": "not probed under an accelerator; the whole budget ran"}
     elif probe and request.lm_target is None:
-        report["probe"] = {"stopped": "no target: no held-out rows and no perturbed answers; the whole budget ran"}
+        report["probe"] = {
+            "stopped": "no target (it needs QA with held-out rows or perturbed answers); the whole budget ran"
+        }
     return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses, report)
 
 

@@ -18,6 +18,7 @@ from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
 from ..parallel import ProcessShard, global_log, shard_for
 from ..positions import check_width
+from ..probe import LMProbe
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -125,8 +126,6 @@ class LMMethod(Method):
         if isinstance(batches, ProcessShard):
             wrapped = batches.scaled(wrapped)
         if request.lm_target is not None and self.probed:  # after the method's own hooks (they fix up each step)
-            from ..probe import LMProbe  # noqa: PLC0415
-
             probe = LMProbe(request.lm_target, request.original, request.device)
             kw["hooks"] = [*kw.get("hooks", ()), probe]
             self.probe_runs = [*getattr(self, "probe_runs", []), probe]
