@@ -1,5 +1,9 @@
 """Probes, stopping, keep-best and rollback: one engine hook shared by every classifier method that trains.
 
+:class:`ProbeHook` holds the logic (cadence, keep-best, stop at the target, collapse guard, rollback); what is
+measured comes from a subclass: :class:`TargetProbe` here, :class:`unlearnkit.lm.probe.LMProbe` for language
+models.
+
 :class:`TargetProbe` measures cheap probes (:func:`unlearnkit.target.probe_values` on fixed subsamples of D_f
 and D_r) every few optimiser steps and compares them with the :class:`~unlearnkit.target.Target`:
 

@@ -9,10 +9,10 @@ saw) and retain rows. Targets (:data:`LM_TARGET_SOURCES`):
 
 * ``"heldout"``: the held-out rows' probability under the current model (the bundled benchmark's never-trained
   people, or the user's ``heldout=`` rows);
-* ``"perturbed"`` (weaker, without held-out rows): the forget questions with their perturbed (wrong) answers,
-  TOFU's truth-ratio idea: a model that never learned the fact finds the true answer no likelier than a wrong one
-  of the same form. Wrong answers are values that other trained people hold, so this level sits above a never-seen
-  person's and forgetting stops earlier.
+* ``"perturbed"`` (weaker, without held-out rows and only when asked for: ``probe=True``): the forget questions
+  with their perturbed (wrong) answers, TOFU's truth-ratio idea: a model that never learned the fact finds the
+  true answer no likelier than a wrong one of the same form. Wrong answers are values that other trained people
+  hold, so this level sits above a never-seen person's and forgetting stops earlier.
 
 The target is reached when the forget probability is at most the target level plus ``tolerance``: one standard
 error of the difference of the two sample means (at least :data:`MIN_TOLERANCE`), i.e. the probes cannot tell the
