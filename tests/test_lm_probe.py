@@ -122,10 +122,10 @@ def test_unlearn_takes_heldout_rows_and_stop(small_lm):
 @pytest.mark.slow
 def test_tiny_model_defaults_forget_without_collapse(tmp_path):
     """The tiny-model defaults (``TINY_HPARAMS``), probed against the benchmark's never-trained people, on a
-    12-person benchmark (tiny Llama trained 40 epochs, about 1 min on an idle core): SimNPO and IdkDPO reach the acceptance (forget
-    accuracy ≤ retain-only + 0.1, retain ≥ 0.8 × the original's); RMU and concept ablation forget at least half of
-    the forget answers the original gives and keep the retain bound (on 10 forget questions they stop one question
-    above the forget bound; benchmarks/RESULTS.md has the 30-person figures)."""
+    12-person benchmark (tiny Llama trained 40 epochs, about 1 min on an idle core): SimNPO and IdkDPO reach the
+    acceptance (forget accuracy ≤ retain-only + 0.1, retain ≥ 0.8 × the original's); RMU and concept ablation
+    forget at least half of the forget answers the original gives and keep the retain bound (on 10 forget questions
+    they stop one question above the forget bound; benchmarks/RESULTS.md has the 30-person figures)."""
     from unlearnkit.lm import LMBenchConfig, train_pair
     from unlearnkit.lm.bench import TINY_HPARAMS, load_split, qa_accuracy
 
