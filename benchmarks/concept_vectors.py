@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--noise-std", type=float, default=0.3)
     ap.add_argument("--top-n", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-probe", action="store_true", help="run every method's whole budget (no held-out target)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = LMBenchConfig(
@@ -120,7 +121,11 @@ def main() -> None:
     print("|---|" + "---|" * len(cols))
     for label, method, hp in runs:
         t0 = time.perf_counter()
-        m = model if not method else unlearn_lm(model, tok, split, method, progress=False, **hp).model
+        m = (
+            model
+            if not method
+            else unlearn_lm(model, tok, split, method, progress=False, probe=not args.no_probe, **hp).model
+        )
         secs = time.perf_counter() - t0
         row = intrinsic_row(model, m, concepts)
         att = attack_row(m, tok, split, cfg, None)

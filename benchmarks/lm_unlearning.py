@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--order", default="original,retain_only", help="which model to train first")
     ap.add_argument("--train-only", action="store_true", help="train (or load) the pair and stop")
+    ap.add_argument("--no-probe", action="store_true", help="run every method's whole budget (no held-out target)")
     ap.add_argument(
         "--tune",
         action="append",
@@ -58,6 +59,7 @@ def main() -> None:
         seed=args.seed,
         cache_dir=args.cache_dir,
         out_dir=args.out,
+        probe=not args.no_probe,
         progress=False,
         **extra,
     )
@@ -97,7 +99,7 @@ def tune(cfg: LMBenchConfig, settings: list[str]) -> None:
     for setting in settings:
         method, _, raw = setting.partition(":")
         hps = {"seed": cfg.seed, **json.loads(raw or "{}")}
-        res = unlearn_lm(pair.original, pair.tokenizer, split, method, progress=False, **hps)
+        res = unlearn_lm(pair.original, pair.tokenizer, split, method, progress=False, probe=cfg.probe, **hps)
         print(f"{method} {json.dumps(hps)}  {score(res.model)}  ({res.seconds:.0f}s)", flush=True)
 
 

@@ -30,7 +30,7 @@ def main() -> None:
 
         acc = make_lm_accelerator(cpu=True)
     hps = {"lr": 1e-2, "epochs": 4, "batch_size": 10, "grad_accum": args.grad_accum, "seed": 0}
-    res = unlearn_lm(model, tok, split, args.method, device="cpu", progress=False, accelerator=acc, **hps)
+    res = unlearn_lm(model, tok, split, args.method, device="cpu", progress=False, accelerator=acc, probe=False, **hps)
     if acc is None or acc.is_main_process:
         total = float(sum(p.detach().double().sum() for p in res.model.parameters()))
         processes = acc.num_processes if acc is not None else 1

@@ -168,7 +168,7 @@ def test_concept_drift_of_ablation_and_of_fine_tuning(trained):
     d = concept_drift(model, zeroed, concepts, k=20)
     assert d["cv_cosine"] == 0.0 and d["cv_norm_change"] == pytest.approx(-1.0)
     assert d["cv_all_cosine"] > 0.9  # 8 of 256 vectors moved
-    ga = unlearn_lm(model, tok, split, "ga", progress=False, epochs=2, batch_size=4, lr=3e-3)
+    ga = unlearn_lm(model, tok, split, "ga", progress=False, probe=False, epochs=2, batch_size=4, lr=3e-3)
     g = concept_drift(model, ga.model, concepts, k=20)
     assert 0.5 < g["cv_cosine"] < 1.0 and g["cv_jaccard"] > d["cv_jaccard"]
 

@@ -90,7 +90,7 @@ def test_forget_nll_rises_and_original_is_untouched(tiny_lm, method):
         hps.update(lr=1e-3)  # the unbounded −NLL term diverges quickly at higher rates
     if method == "undial":
         hps.update(retain_weight=1.0)
-    res = unlearn_lm(model, tok, split, method, progress=False, **hps)
+    res = unlearn_lm(model, tok, split, method, progress=False, probe=False, **hps)
     f1, r1 = mean_nll(res.model, tok, split.forget), mean_nll(res.model, tok, split.retain)
     assert f1 > f0 + 0.1, f"{method}: forget NLL {f0:.3f} -> {f1:.3f} did not rise"
     if method in RETAINING:
@@ -103,7 +103,9 @@ def test_lora_variant_trains_adapters_and_merges(tiny_lm):
     pytest.importorskip("peft")
     model, tok, split = tiny_lm
     f0 = mean_nll(model, tok, split.forget)
-    res = unlearn_lm(model, tok, split, "ga", progress=False, lora=True, lora_rank=4, lr=1e-2, epochs=3, batch_size=4)
+    res = unlearn_lm(
+        model, tok, split, "ga", progress=False, probe=False, lora=True, lora_rank=4, lr=1e-2, epochs=3, batch_size=4
+    )
     assert set(res.model.state_dict()) == set(model.state_dict())
     assert all(p.requires_grad for p in res.model.parameters())
     assert mean_nll(res.model, tok, split.forget) > f0 + 0.1
@@ -111,7 +113,9 @@ def test_lora_variant_trains_adapters_and_merges(tiny_lm):
 
 def test_rmu_trains_only_down_proj_of_the_chosen_blocks(tiny_lm):
     model, tok, split = tiny_lm
-    res = unlearn_lm(model, tok, split, "rmu", progress=False, epochs=1, lr=1e-2, layer=1, n_train_layers=1)
+    res = unlearn_lm(
+        model, tok, split, "rmu", progress=False, probe=False, epochs=1, lr=1e-2, layer=1, n_train_layers=1
+    )
     before, after = model.state_dict(), res.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"model.layers.1.mlp.down_proj.weight"}

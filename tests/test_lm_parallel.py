@@ -83,7 +83,7 @@ def test_one_process_accelerator_trains_like_the_plain_engine(tiny):
 
     split, tok, model = tiny
     hps = {"lr": 1e-2, "epochs": 2, "batch_size": 10, "seed": 0}
-    plain = unlearn_lm(model, tok, split, "npo", device="cpu", progress=False, **hps)
+    plain = unlearn_lm(model, tok, split, "npo", device="cpu", progress=False, probe=False, **hps)  # as under acc
     acc = make_lm_accelerator(cpu=True)
     assert acc.num_processes == 1
     fast = unlearn_lm(model, tok, split, "npo", progress=False, accelerator=acc, **hps)

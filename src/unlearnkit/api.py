@@ -106,6 +106,8 @@ def unlearn(
     ``result.report["probe"]``. ``stop="budget"`` (the default) runs the whole budget as published, without
     probes: on two hold-out models of ``benchmarks/zoo.py`` probed RL and SalUn landed farther from retrain
     than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
+    A causal LM is probed by default against never-seen people's answer probability (:mod:`unlearnkit.lm.probe`;
+    ``heldout`` gives those people's QA, ``stop="budget"`` turns it off).
     A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
     Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
     ``callbacks`` (:class:`~unlearnkit.callbacks.Callback` objects: ``on_start``/``on_step``/``on_epoch``/``on_end``)
@@ -128,7 +130,8 @@ def unlearn(
     if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
         from .lm.api import unlearn_hf
 
-        res = unlearn_hf(model, forget, retain, method, device=device, progress=progress, **family, **hparams)
+        lm_kw = {k: v for k, v in (("heldout", heldout), ("stop", stop)) if v is not None}
+        res = unlearn_hf(model, forget, retain, method, device=device, progress=progress, **family, **lm_kw, **hparams)
         res.history = history.epochs
         return res
     if task not in TASKS:

@@ -1,5 +1,9 @@
 """Probes, stopping, keep-best and rollback: one engine hook shared by every classifier method that trains.
 
+:class:`ProbeHook` holds the logic (cadence, keep-best, stop at the target, collapse guard, rollback); what is
+measured comes from a subclass: :class:`TargetProbe` here, :class:`unlearnkit.lm.probe.LMProbe` for language
+models.
+
 :class:`TargetProbe` measures cheap probes (:func:`unlearnkit.target.probe_values` on fixed subsamples of D_f
 and D_r) every few optimiser steps and compares them with the :class:`~unlearnkit.target.Target`:
 
@@ -26,13 +30,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .data.tensors import TensorData
 from .engine import Hook, StepContext
-from .target import ProbeValues, Target, probe_values
+from .target import Target, probe_values
 
 #: checks per run (at least one every step for very short runs)
 CHECKS = 20
@@ -44,23 +49,35 @@ MAX_ROLLBACKS = 2
 LR_DROP = 0.5
 
 
-class TargetProbe(Hook):
-    """Engine hook: measure probes every few steps, keep the best state, stop at the target, never collapse."""
+@dataclass
+class Check:
+    """One probe measurement: the values to trace, the distance to the target, the retain drop (in the units of
+    the probe's tolerances) and whether the target is reached."""
+
+    values: dict[str, float]
+    distance: float
+    drop: float
+    reached: bool
+
+
+class ProbeHook(Hook):
+    """Engine hook shared by every probed run (classifiers here, language models in :mod:`unlearnkit.lm.probe`):
+    measure every few steps (:meth:`measure`, a subclass's), keep the state closest to the target among those whose
+    retain drop is within ``collapse_tolerance``, stop at the target, roll back to the best state and scale the
+    learning rate by ``LR_DROP`` when the drop exceeds ``rollback_drop`` (at an epoch end, or at any check with
+    ``rollback_any_check``), and stop (``"collapse"``) after ``max_rollbacks`` rollbacks."""
 
     def __init__(
         self,
-        target: Target,
-        forget_probe: TensorData,
-        retain_probe: TensorData,
         *,
         checks: int = CHECKS,
         collapse_tolerance: float = COLLAPSE_TOLERANCE,
         max_rollbacks: int = MAX_ROLLBACKS,
         rollback_drop: float = ROLLBACK_DROP,
+        rollback_any_check: bool = False,
     ) -> None:
-        self.target, self.forget_probe, self.retain_probe = target, forget_probe, retain_probe
         self.checks, self.collapse_tolerance, self.max_rollbacks = checks, collapse_tolerance, max_rollbacks
-        self.rollback_drop = rollback_drop
+        self.rollback_drop, self.rollback_any_check = rollback_drop, rollback_any_check
         self.trace: list[dict[str, Any]] = []
         self.stopped = "budget"
         self.rollbacks = 0
@@ -69,38 +86,45 @@ class TargetProbe(Hook):
         self.best_step = 0
         self._best_state: dict[str, torch.Tensor] | None = None
         self._last_checked = -1
+        self._last: Check | None = None
 
-    def _snapshot(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+    def measure(self, ctx: StepContext) -> Check:
+        """The probe values of ``ctx.model`` against the target."""
+        raise NotImplementedError
+
+    def snapshot(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """A copy of the state to hand back (the whole ``state_dict`` here)."""
         return {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
 
+    def restore(self, ctx: StepContext, state: dict[str, torch.Tensor]) -> None:
+        ctx.model.load_state_dict(state)
+
     def _check(self, ctx: StepContext, step: int, epoch_end: bool = False) -> None:
-        if self.trace and self._last_checked == step:  # already measured at this step (an epoch end)
-            entry = self.trace[-1]
-            values = ProbeValues(entry["forget_acc"], entry["forget_conf"], entry["retain_acc"])
+        if self.trace and self._last_checked == step and self._last is not None:  # measured at this step already
+            entry, check = self.trace[-1], self._last
         else:
-            values = probe_values(ctx.model, self.forget_probe, self.retain_probe, ctx.device)
-            entry = {"step": step, **values.to_dict(), "distance": round(self.target.distance(values), 4)}
+            check = self.measure(ctx)
+            entry = {"step": step, **check.values, "distance": round(check.distance, 4)}
             self.trace.append(entry)
+            self._last = check
         self._last_checked = step
-        dist = self.target.distance(values)
-        drop = self.target.retain_acc - values.retain_acc
-        if drop > self.rollback_drop and epoch_end:  # each epoch ends after the method's own repair phases
+        if check.drop > self.rollback_drop and (epoch_end or self.rollback_any_check):
             entry["action"] = "rollback"
             self.rollbacks += 1
             if self._best_state is not None:
-                ctx.model.load_state_dict(self._best_state)
+                self.restore(ctx, self._best_state)
             ctx.optimizer.state.clear()
             ctx.lr_scale *= LR_DROP
             if self.rollbacks > self.max_rollbacks:
                 self.stopped = ctx.stop = "collapse"
             return
-        if drop > self.collapse_tolerance:  # never kept as the best state, never handed back
+        if check.drop > self.collapse_tolerance:  # never kept as the best state, never handed back
             entry.setdefault("action", "low retain")
             return
-        if dist < self.best_distance:
-            self.best_distance, self.best_step = dist, step
-            self._best_state = self._snapshot(ctx)
-        if self.target.reached(values):
+        if check.distance < self.best_distance:
+            self.best_distance, self.best_step = check.distance, step
+            self._best_state = self.snapshot(ctx)
+        if check.reached:
             self.stopped = ctx.stop = "target reached"
 
     def on_start(self, ctx: StepContext) -> None:
@@ -121,7 +145,7 @@ class TargetProbe(Hook):
         if self._last_checked != ctx.step and not ctx.stop:
             self._check(ctx, ctx.step)
         if self._best_state is not None:
-            ctx.model.load_state_dict(self._best_state)
+            self.restore(ctx, self._best_state)
 
     def report(self) -> dict[str, Any]:
         return {
@@ -132,6 +156,38 @@ class TargetProbe(Hook):
             "every": self.every,
             "checks": copy.deepcopy(self.trace),
         }
+
+
+class TargetProbe(ProbeHook):
+    """Engine hook: measure probes every few steps, keep the best state, stop at the target, never collapse."""
+
+    def __init__(
+        self,
+        target: Target,
+        forget_probe: TensorData,
+        retain_probe: TensorData,
+        *,
+        checks: int = CHECKS,
+        collapse_tolerance: float = COLLAPSE_TOLERANCE,
+        max_rollbacks: int = MAX_ROLLBACKS,
+        rollback_drop: float = ROLLBACK_DROP,
+    ) -> None:
+        super().__init__(
+            checks=checks,
+            collapse_tolerance=collapse_tolerance,
+            max_rollbacks=max_rollbacks,
+            rollback_drop=rollback_drop,
+        )
+        self.target, self.forget_probe, self.retain_probe = target, forget_probe, retain_probe
+
+    def measure(self, ctx: StepContext) -> Check:
+        values = probe_values(ctx.model, self.forget_probe, self.retain_probe, ctx.device)
+        return Check(
+            values.to_dict(),
+            self.target.distance(values),
+            self.target.retain_acc - values.retain_acc,
+            self.target.reached(values),
+        )
 
 
 def choose_knob(

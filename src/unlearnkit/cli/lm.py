@@ -26,7 +26,13 @@ def _add_data(p: argparse.ArgumentParser, builtin: bool = True) -> None:
         "--forget", "--forget-jsonl", dest="forget_jsonl", required=not builtin, help=f"forget QA or text {files}"
     )
     g.add_argument("--retain", "--retain-jsonl", dest="retain_jsonl", required=not builtin, help="retain QA or text")
-    g.add_argument("--holdout-qa", "--holdout-jsonl", dest="holdout_jsonl", help="QA never trained on (the MIAs)")
+    g.add_argument(
+        "--holdout-qa",
+        "--holdout-jsonl",
+        "--heldout",
+        dest="holdout_jsonl",
+        help="QA of people never trained on: the MIAs' non-members and the methods' held-out target",
+    )
     g.add_argument(
         "--neighbour", "--neighbour-jsonl", dest="neighbour_jsonl", help="QA close to the forget set (locality)"
     )
@@ -57,6 +63,15 @@ def _add_scale(p: argparse.ArgumentParser) -> None:
         "--preset",
         choices=("tofu",),
         help="tofu: the reference recipe (10 epochs, 1 warm-up epoch + linear decay, bf16 on a GPU that has it)",
+    )
+
+
+def _add_no_probe(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="run each method's whole budget (default with held-out people, --heldout or the built-in benchmark's: "
+        "stop when the forget answers are as likely as theirs, keep the best state, roll back from a retain collapse)",
     )
 
 
@@ -163,6 +178,7 @@ def cmd_lm_bench(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / f"lm-bench-{time.strftime('%Y%m%d-%H%M%S')}")
     extra = {"out_dir": out, "attacks": not args.no_attacks, "relearn_steps": args.relearn_steps}
     extra["intrinsic"] = args.intrinsic
+    extra["probe"] = not args.no_probe
     extra.update(target_path=args.target, retain_model_path=args.retain_model, relearn_lr=args.relearn_lr)
     methods = args.methods.split(",") if args.methods else None
     if methods:
@@ -227,12 +243,13 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         accelerator=acc,
         inplace=True,  # the loaded model is not needed afterwards: with LoRA, one copy of the weights is held
+        probe=False if args.no_probe else None,
         **hps,
     )
     if acc is not None and not acc.is_main_process:
         return 0  # the main process writes the model
     meta = {"method": res.method, "hparams": res.hparams, "seconds": res.seconds, "source": str(args.model)}
-    meta.update(forget=args.forget_jsonl, retain=args.retain_jsonl)
+    meta.update(forget=args.forget_jsonl, retain=args.retain_jsonl, report=res.report)
     save_causal_lm(res.model, tokenizer, args.out, meta=meta, overwrite=args.overwrite, adapter_only=args.adapter_only)
     if args.adapter_only:
         print(
@@ -241,6 +258,9 @@ def cmd_lm_unlearn(args: argparse.Namespace) -> int:
         )
     else:
         print(f"{res.method}: {res.seconds:.1f}s; unlearned model written to {args.out} (load with from_pretrained)")
+    probe = res.report.get("probe")
+    if isinstance(probe, dict):
+        print(f"held-out target ({probe.get('target', {}).get('source', 'none')}): {probe['stopped']}")
     return 0
 
 
@@ -311,6 +331,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", help="comma-separated (default: ga,grad-diff,npo,simnpo,idk-dpo,rmu,undial)")
     p.add_argument("--hp", action="append", metavar="METHOD.NAME=VALUE", help="method hyper-parameter (repeatable)")
     p.add_argument("--no-attacks", action="store_true", help="skip probes, in-context and relearning attacks")
+    _add_no_probe(p)
     p.add_argument("--intrinsic", action="store_true", help="concept-vector drift of each model vs the original")
     p.add_argument("--relearn-lr", type=float, help="relearning attack lr (default 1e-3 tiny model, 1e-5 own model)")
     p.add_argument("--relearn-steps", type=int, default=10, help="relearning attack steps (default 10)")
@@ -331,6 +352,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hp", action="append", metavar="NAME=VALUE", help="hyper-parameter (repeatable), e.g. lr=1e-5")
     p.add_argument("--out", required=True, help="folder for the unlearned model (save_pretrained format)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_no_probe(p)
     p.add_argument(
         "--adapter-only",
         action="store_true",

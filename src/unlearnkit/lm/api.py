@@ -18,6 +18,7 @@ from ..runtime import resolve_device, timed
 from .data import IDK_ANSWERS, LMSplit
 from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
 from .methods import LMRequest
+from .probe import lm_target
 
 
 @dataclass
@@ -30,6 +31,8 @@ class LMUnlearnResult:
     seconds: float
     #: mean loss per epoch (averaged over processes when data-parallel)
     losses: list[float] = field(default_factory=list)
+    #: what happened besides the hyper-parameters: ``probe`` holds the held-out target's trace per run
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def lm_request(
@@ -42,9 +45,14 @@ def lm_request(
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
     callbacks: Sequence[Hook] | None = None,
+    heldout: Sequence[dict[str, Any]] | None = None,
+    probe: bool | None = None,
 ) -> LMRequest:
     """Encode the split's forget and retain data into an :class:`LMRequest`: QA (loss on the answers, plus "I
-    don't know" alternatives for the forget questions) or, for raw-text corpora, texts (loss on every token)."""
+    don't know" alternatives for the forget questions) or, for raw-text corpora, texts (loss on every token).
+    With ``probe`` (QA only) the request carries the held-out target (:func:`unlearnkit.lm.probe.lm_target`): the
+    ``heldout`` rows, else the split's ``holdout`` QA, else the forget questions' perturbed answers; ``probe=None``
+    uses held-out rows only (no target without them)."""
     if split.forget_corpus:
         forget, forget_alt = encode_texts(tokenizer, split.forget_corpus, max_length), None
     else:
@@ -52,6 +60,11 @@ def lm_request(
         forget = encode_qa(tokenizer, split.forget, max_length=max_length)
         prompts = [prompt_text(r["question"], tokenizer) for r in split.forget]
         forget_alt = encode_pairs(tokenizer, prompts, alt, max_length)
+    target = None
+    rows = list(heldout) if heldout is not None else list(split.holdout)
+    wanted = probe if probe is not None else bool(rows)
+    if wanted and not split.forget_corpus and not split.retain_corpus:
+        target = lm_target(tokenizer, split.forget, split.retain, rows, max_length=max_length)
     retain = (
         encode_texts(tokenizer, split.retain_corpus, max_length)
         if split.retain_corpus
@@ -69,6 +82,7 @@ def lm_request(
         retain_records=list(split.retain),
         accelerator=accelerator,
         callbacks=check_callbacks(callbacks),
+        lm_target=target,
     )
 
 
@@ -104,6 +118,8 @@ def unlearn_lm(
     accelerator: Any = None,
     callbacks: Sequence[Hook] | None = None,
     inplace: bool = False,
+    heldout: Sequence[dict[str, Any]] | None = None,
+    probe: bool | None = None,
     **hparams: Any,
 ) -> LMUnlearnResult:
     """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
@@ -115,7 +131,14 @@ def unlearn_lm(
     over its processes on its device; ``batch_size`` stays the global batch. ``callbacks``
     (:class:`~unlearnkit.callbacks.Callback`) watch, log or stop the method's training runs. With ``lora=True,
     adapter_only=True`` the result's model is a ``peft.PeftModel`` (write only its adapter with
-    :func:`~unlearnkit.lm.model.save_causal_lm` ``(..., adapter_only=True)``)."""
+    :func:`~unlearnkit.lm.model.save_causal_lm` ``(..., adapter_only=True)``).
+
+    A QA request with held-out rows (``heldout``: QA records of people the model never saw; default: the split's
+    ``holdout``, which the generated benchmark has) is probed against them by default (:mod:`unlearnkit.lm.probe`):
+    the run stops when the forget answers are as likely as those people's, hands back its best state and rolls
+    back from a retain collapse; the trace is ``result.report["probe"]``. ``probe=True`` without held-out rows uses
+    the weaker target, the forget questions' perturbed answers; ``probe=False`` (and any data-parallel run under an
+    ``accelerator``) runs the hyper-parameters' whole budget, as does the default without held-out rows."""
     if not isinstance(split, LMSplit):
         raise ConfigError(
             f"split must be an LMSplit (forget and retain records), got {type(split).__name__}; build one with "
@@ -134,6 +157,13 @@ def unlearn_lm(
         device = shard
     if accelerator is not None:
         device = accelerator.device
+    distributed = accelerator is not None and probe is not False
+    if distributed:  # every process would have to take the same stop and rollback decisions at the same step
+        probe = False
+    if heldout is not None:
+        from .formats import normalise_qa
+
+        heldout = normalise_qa(list(heldout), "heldout")
     request = lm_request(
         model,
         tokenizer,
@@ -143,6 +173,8 @@ def unlearn_lm(
         max_length=max_length,
         accelerator=accelerator,
         callbacks=callbacks,
+        heldout=heldout,
+        probe=probe,
     )
     m.check(request)
     request.trains_original = inplace
@@ -154,7 +186,17 @@ def unlearn_lm(
     out.eval()
     log = getattr(m, "train_log", None)
     losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
-    return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses)
+    report: dict[str, Any] = {}
+    runs = getattr(m, "probe_runs", [])
+    if runs:
+        report["probe"] = runs[0].report() if len(runs) == 1 else [p.report() for p in runs]
+    elif distributed:
+        report["probe"] = {"stopped": "not probed under an accelerator; the whole budget ran"}
+    elif probe and request.lm_target is None:
+        report["probe"] = {
+            "stopped": "no target (it needs QA with held-out rows or perturbed answers); the whole budget ran"
+        }
+    return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses, report)
 
 
 def is_causal_lm(model: Any) -> bool:
@@ -203,6 +245,15 @@ def unlearn_hf(model: nn.Module, forget: Any, retain: Any, method: Any, **kw: An
     if not isinstance(method, str):
         raise ConfigError("for a language model pass the method by name (e.g. method='npo')")
     kw.pop("task", None)
+    stop = kw.pop("stop", None)
+    if stop is not None:  # unlearn()'s stop: "target" probes against the held-out target, "budget" does not
+        if stop not in ("target", "budget"):
+            raise ConfigError(f"unknown stop {stop!r}; choose one of target, budget")
+        kw["probe"] = stop == "target"
+    if isinstance(kw.get("heldout"), str | Path):
+        from .formats import read_records
+
+        kw["heldout"] = read_records(kw["heldout"])
     split = forget if isinstance(forget, LMSplit) else _as_split(forget, retain)
     res = unlearn_lm(model, tokenizer, split, method, **kw)
-    return UnlearnResult(res.model, res.method, res.hparams, res.seconds)
+    return UnlearnResult(res.model, res.method, res.hparams, res.seconds, res.report)

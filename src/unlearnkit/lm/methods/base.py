@@ -18,6 +18,7 @@ from ...methods.base import Method, UnlearnRequest, hp
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
 from ..parallel import ProcessShard, global_log, shard_for
 from ..positions import check_width
+from ..probe import LMProbe
 from ..reference import AdapterOff
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,6 +45,8 @@ class LMRequest(UnlearnRequest):
     #: ``original`` is the model being trained (``unlearn_lm(..., inplace=True)``): a reference is copied from it
     #: before the first step unless :attr:`reference` is set
     trains_original: bool = False
+    #: the probe samples of the held-out target (:mod:`unlearnkit.lm.probe`); None runs the whole budget
+    lm_target: Any = None
 
     def frozen_original(self) -> nn.Module:
         """The original itself as the frozen reference (eval mode; callers run it under ``torch.no_grad``), so no
@@ -135,7 +138,9 @@ class LMMethod(Method):
     def fit_loss(self, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
         """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
         checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
-        process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``."""
+        process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``. With
+        ``request.lm_target`` the run is probed against it (:class:`~unlearnkit.lm.probe.LMProbe`, kept in
+        ``probe_runs``)."""
         for name, data in (("forget", request.forget), ("retain", request.retain), ("forget_alt", request.forget_alt)):
             if data is not None:  # before any step: a position table indexed past its end fails deep in the model
                 check_width(model, int(data.input_ids.shape[1]), f"{name} rows")
@@ -144,6 +149,10 @@ class LMMethod(Method):
         wrapped = accumulated(autocast(loss, request.device, self.precision), self.grad_accum, self.accumulate_by)
         if isinstance(batches, ProcessShard):
             wrapped = batches.scaled(wrapped)
+        if request.lm_target is not None and self.probed:  # after the method's own hooks (they fix up each step)
+            probe = LMProbe(request.lm_target, request.original, request.device)
+            kw["hooks"] = [*kw.get("hooks", ()), probe]
+            self.probe_runs = [*getattr(self, "probe_runs", []), probe]
         checkpointing = self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable")
         if checkpointing:
             model.gradient_checkpointing_enable()
