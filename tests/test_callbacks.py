@@ -113,7 +113,7 @@ def test_callbacks_reach_lm_methods():
 
     model, tok, split = tiny_lm()
     rec = Recorder()
-    unlearn_lm(model, tok, split, "ga", epochs=1, batch_size=8, progress=False, callbacks=[rec])
+    unlearn_lm(model, tok, split, "ga", epochs=1, batch_size=8, progress=False, callbacks=[rec], probe=False)
     assert rec.events[0] == "start" and rec.events[-1] == "end"
     assert rec.events.count("step") == math.ceil(len(split.forget) / 8) and rec.events.count("epoch") == 1
 

@@ -16,7 +16,7 @@ from unlearnkit.lm import load_causal_lm, save_causal_lm, unlearn_lm
 
 from .tiny_lm import tiny_lm
 
-HP = {"epochs": 2, "lr": 5e-2, "batch_size": 8, "progress": False}
+HP = {"epochs": 2, "lr": 5e-2, "batch_size": 8, "progress": False, "probe": False}  # mechanics: the whole budget
 
 
 def _logits(model, ids):

@@ -63,7 +63,7 @@ def test_adapters_off_reference_gives_the_original_log_probs(tiny):
 @pytest.mark.parametrize("lora", [True, False])
 def test_inplace_trains_the_given_model_to_the_copying_runs_weights(tiny, lora):
     split, tok, model = tiny
-    hps = {"lr": 1e-2, "epochs": 2, "batch_size": 5, "seed": 0, "lora": lora, "lora_rank": 4}
+    hps = {"lr": 1e-2, "epochs": 2, "batch_size": 5, "seed": 0, "lora": lora, "lora_rank": 4, "probe": False}
     torch.manual_seed(0)  # LoRA's A matrices are drawn when the adapters are added
     copied = unlearn_lm(model, tok, split, "npo", device="cpu", progress=False, **hps)
     mine = copy.deepcopy(model)
