@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..methods.base import get_method_class, make_method
+from ..methods.context import RunContext
 from ..runtime import resolve_device, timed
 from .data import IDK_ANSWERS, LMSplit
 from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
@@ -117,10 +118,11 @@ def unlearn_lm(
     )
     m.check(request)
     work = copy.deepcopy(model).to(request.device)
+    ctx = RunContext()
     with timed() as t:
-        out = m.run(work, request)
+        out = m.run(work, request, ctx).model
     out.eval()
-    log = getattr(m, "train_log", None)
+    log = ctx.last_log
     losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
     return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses)
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError, UnlearnkitError
 from ..forget import request_kind
 from ..guard import slice_accuracy
 from .base import Method, UnlearnRequest, get_method_class, hp, make_method, register
+from .context import Outcome, RunContext
 
 #: candidate (method, hyper-parameters) pairs, tried in this order until the time budget is spent; the
 #: published settings first, then learning rates around them (the knob that moves these methods most)
@@ -117,7 +118,7 @@ def proxy_gap(model: nn.Module, proxy: ProxyRequest, device: torch.device) -> tu
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Auto(Method):
     """auto: choose a method and hyper-parameters for this request by tuning on proxy requests.
 
@@ -127,8 +128,8 @@ class Auto(Method):
     :data:`RANDOM_CANDIDATES` first; then :data:`CANDIDATES`: published settings first, then learning rates
     around them) is run on every proxy while ``budget_seconds`` last (the first always), scored by
     :func:`proxy_gap`; "change nothing" is scored too, so the choice is never worse on the proxies than doing
-    nothing. The best candidate then runs on the real request. ``self.choice`` reports every trial, the
-    choice and why (``UnlearnResult.report["auto"]``).
+    nothing. The best candidate then runs on the real request. The outcome's ``report["auto"]`` holds every
+    trial, the choice and why (``UnlearnResult.report["auto"]``).
 
     For random forgetting the target forget accuracy is the accuracy on unseen data: give the original's
     ``validation_accuracy`` (percent, measured on data outside its training set and outside the test set);
@@ -156,7 +157,7 @@ class Auto(Method):
         va = self.validation_accuracy
         if va is not None and (isinstance(va, bool) or not isinstance(va, int | float) or not 0 <= va <= 100):
             raise ConfigError(f"auto: validation_accuracy is a percentage in [0, 100], got {va!r}")
-        self.methods = tuple(self.methods)
+        object.__setattr__(self, "methods", tuple(self.methods))  # normalised once, while the method is built
         for m in self.methods:
             get_method_class(m)
         if self.methods and not any(m in self.methods for m, _ in RANDOM_CANDIDATES + CANDIDATES):
@@ -167,7 +168,7 @@ class Auto(Method):
         :data:`CANDIDATES`; only those of ``methods`` when it is set."""
         return [(m, h) for m, h in _pool(kind) if not self.methods or m in self.methods]
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         start = time.perf_counter()
         dev = request.device
         original = request.frozen_original()
@@ -205,7 +206,7 @@ class Auto(Method):
             )
         best = min(trials, key=lambda t: t["score"])
         search = time.perf_counter() - start
-        self.choice = {
+        choice = {
             "kind": kind,
             "proxy_classes": [p.proxy_class for p in proxies] if kind == "class" else None,
             "target_forget_accuracy": [p.target_forget for p in proxies],
@@ -219,8 +220,8 @@ class Auto(Method):
             "search_seconds": search,
         }
         if best["method"] == "none":
-            return model
-        return self._run_candidate(best["method"], best["hparams"], request, model)
+            return Outcome(model, report={"auto": choice})
+        return Outcome(self._run_candidate(best["method"], best["hparams"], request, model), report={"auto": choice})
 
     def _run_candidate(
         self, name: str, hps: dict[str, Any], request: UnlearnRequest, model: nn.Module | None = None
@@ -233,7 +234,7 @@ class Auto(Method):
             request.target = None  # and without probes (stop="budget")
         algo.check(request)
         work = copy.deepcopy(request.original).to(request.device) if model is None else model
-        out = algo.run(work, request)
+        out = algo.run(work, request, RunContext()).model  # each candidate run has its own context
         out.eval()
         return out
 

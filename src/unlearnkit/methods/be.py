@@ -11,6 +11,7 @@ from ..engine import Phase
 from ..errors import ModelError
 from ..models.utils import classifier_layer, set_submodule
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 def widened(layer: nn.Linear, extra: int = 1) -> nn.Linear:
@@ -36,7 +37,7 @@ def narrowed(layer: nn.Linear, out_features: int) -> nn.Linear:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class BoundaryExpanding(Method):
     """Boundary Expanding (Chen et al., "Boundary Unlearning", CVPR 2023): widen the output layer by one
     shadow class, fine-tune D_f toward it (its examples leave their old decision regions), then prune
@@ -53,7 +54,7 @@ class BoundaryExpanding(Method):
     weight_decay: float = hp(5e-4, low=0)
     batch_size: int = hp(64, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         name, head = classifier_layer(model)
         classes = head.out_features
         if request.num_classes is not None and request.num_classes != classes:
@@ -63,6 +64,6 @@ class BoundaryExpanding(Method):
             )
         set_submodule(model, name, widened(head))
         shadow = request.forget.with_targets(torch.full((len(request.forget),), classes, dtype=torch.long))
-        self.fit(model, Phase("shadow", self.batches(shadow), request.task_loss), request)
+        ctx.fit(self, model, Phase("shadow", self.batches(shadow), request.task_loss), request)
         set_submodule(model, name, narrowed(classifier_layer(model)[1], classes))
-        return model
+        return Outcome(model)

@@ -12,12 +12,13 @@ from ...data.tensors import Batches, Cycle, TensorData
 from ...engine import Hook, StepContext
 from ...errors import ConfigError
 from ...methods.base import Method, UnlearnRequest, hp
+from ...methods.context import RunContext
 from ..groups import freeze_all_but, group_parameters
 from ..request import DiffusionRequest
 from ..training import StepBatches
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class DiffusionMethod(Method):
     """Base of text-to-image unlearning methods: ``steps`` optimiser steps on batches of (images, token ids)."""
 
@@ -51,8 +52,8 @@ class DiffusionMethod(Method):
         freeze_all_but(model, params)
         return params
 
-    def fit_steps(self, model: nn.Module, phase, request: UnlearnRequest, **kw):
-        return self.fit(model, phase, request, epochs=1, **kw)
+    def fit_steps(self, ctx: RunContext, model: nn.Module, phase, request: UnlearnRequest, **kw):
+        return ctx.fit(self, model, phase, request, epochs=1, **kw)
 
 
 def on_device(batch: tuple[torch.Tensor, ...], like: torch.Tensor) -> tuple[torch.Tensor, ...]:

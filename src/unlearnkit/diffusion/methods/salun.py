@@ -52,7 +52,7 @@ def generation_saliency(
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class DiffusionSalUn(DiffusionRL):
     """SalUn (Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in Both
     Image Classification and Generation", ICLR 2024) for generation: mask = top 50 % of |Σ ∇ guided forget

@@ -15,6 +15,7 @@ from torch import nn
 from ...engine import SCHEDULES, Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
+from ...methods.context import Outcome, RunContext
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
 from ..parallel import ProcessShard, global_log, shard_for
 from ..positions import check_width
@@ -50,9 +51,9 @@ class LMRequest(UnlearnRequest):
         return self.original.eval()
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class LMMethod(Method):
-    """Base of the ``lm`` domain. Subclasses implement :meth:`unlearn` with ``self.fit``; with ``lora=True``
+    """Base of the ``lm`` domain. Subclasses implement :meth:`unlearn` with ``self.fit_loss``; with ``lora=True``
     only LoRA adapters (Hu et al., ICLR 2022) train and are merged into the weights afterwards."""
 
     domain = "lm"
@@ -81,22 +82,21 @@ class LMMethod(Method):
         if not isinstance(request.forget, LMData) or not isinstance(request.retain, LMData):
             raise ConfigError(f"{self.name}: forget and retain must be LMData; build the request with unlearn_lm()")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         assert isinstance(request, LMRequest)
         if not self.lora:
-            self.unlearn(model, request)
-            return model
+            return Outcome(model, report=self.unlearn(model, request, ctx) or {})
         peft = require("peft", extra="lm")
         config = peft.LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0)
         wrapped = peft.get_peft_model(model, config)
-        self.unlearn(wrapped, request)
+        report = self.unlearn(wrapped, request, ctx) or {}
         merged = wrapped.merge_and_unload()
         for p in merged.parameters():  # PEFT froze the base weights; hand back an ordinary trainable model
             p.requires_grad_(True)
-        return merged
+        return Outcome(merged, report=report)
 
     @abstractmethod
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
         """Modify ``model`` in place through ``self.fit``."""
 
     # ---- batch streams ---------------------------------------------------------------------------------
@@ -108,10 +108,11 @@ class LMMethod(Method):
         retain = LMBatches(request.retain, self.batch_size, seed=self.seed + 1)
         return PairedBatches(self.forget_batches(request, *extra), retain)
 
-    def fit_loss(self, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
-        """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
-        checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
-        process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``."""
+    def fit_loss(self, ctx: RunContext, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
+        """Train ``loss`` on ``batches`` through the engine (``ctx.fit``), with this method's accumulation, precision
+        and checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
+        process trains on its chunk of every batch); the run's log in ``ctx`` holds the losses averaged over
+        processes."""
         for name, data in (("forget", request.forget), ("retain", request.retain), ("forget_alt", request.forget_alt)):
             if data is not None:  # before any step: a position table indexed past its end fails deep in the model
                 check_width(model, int(data.input_ids.shape[1]), f"{name} rows")
@@ -126,7 +127,8 @@ class LMMethod(Method):
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()  # LoRA: the frozen embeddings must still pass gradients
         try:
-            self.train_log = global_log(self.fit(model, Phase("unlearn", batches, wrapped), request, **kw), acc)
+            ctx.fit(self, model, Phase("unlearn", batches, wrapped), request, **kw)
+            ctx.fits[-1].log = global_log(ctx.fits[-1].log, acc)
         finally:
             if checkpointing:
                 model.gradient_checkpointing_disable()
