@@ -100,6 +100,9 @@ class Method(ABC):
     probed: ClassVar[bool] = True
     #: whether the method trains on (or measures) the retain set: an empty one is refused in :meth:`check`
     needs_retain: ClassVar[bool] = False
+    #: hyper-parameters :func:`unlearnkit.contract.check_method` runs the method with on its tiny problem, where
+    #: the defaults would make the check slow (e.g. ``auto``'s search time); empty: the published defaults
+    contract_hparams: ClassVar[dict[str, Any]] = {}
 
     seed: int = hp(0, doc="seed for data order and any random draw of the method")
 

@@ -14,9 +14,12 @@ from .base import Method, UnlearnRequest, hp, register
 from .context import Outcome, RunContext
 
 
-def widened(layer: nn.Linear, extra: int = 1) -> nn.Linear:
-    """A copy of ``layer`` with ``extra`` more outputs (the new rows freshly initialised)."""
-    new = nn.Linear(layer.in_features, layer.out_features + extra, bias=layer.bias is not None)
+def widened(layer: nn.Linear, extra: int = 1, seed: int = 0) -> nn.Linear:
+    """A copy of ``layer`` with ``extra`` more outputs (the new rows freshly initialised from ``seed``; the global
+    random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = nn.Linear(layer.in_features, layer.out_features + extra, bias=layer.bias is not None)
     new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
     with torch.no_grad():
         new.weight[: layer.out_features] = layer.weight
@@ -62,7 +65,7 @@ class BoundaryExpanding(Method):
                 f"be: the output layer {name!r} has {classes} outputs but num_classes={request.num_classes}; "
                 "give the model a final nn.Linear with one output per class"
             )
-        set_submodule(model, name, widened(head))
+        set_submodule(model, name, widened(head, seed=self.seed))
         shadow = request.forget.with_targets(torch.full((len(request.forget),), classes, dtype=torch.long))
         ctx.fit(self, model, Phase("shadow", self.batches(shadow), request.task_loss), request)
         set_submodule(model, name, narrowed(classifier_layer(model)[1], classes))

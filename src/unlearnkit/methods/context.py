@@ -38,10 +38,13 @@ class Outcome:
 
 @dataclass
 class FitRecord:
-    """One engine run made through a context: its log, its budget factor and the examples it was set to process."""
+    """One engine run made through a context: its log, its budget factor, the phases and epochs it ran (passes
+    already resized to the budget) and the examples they were set to process."""
 
     log: TrainLog
     repeats: float
+    phases: list[Phase]
+    epochs: int
     examples: int
 
 
@@ -108,5 +111,5 @@ class RunContext:
             desc=method.name,
             accelerator=getattr(request, "accelerator", None),
         )
-        self.fits.append(FitRecord(log, repeats, count_examples(phases, recipe.epochs)))
+        self.fits.append(FitRecord(log, repeats, phases, recipe.epochs, count_examples(phases, recipe.epochs)))
         return log
