@@ -93,6 +93,13 @@ class _Unvalidated(ToyAscent):
 
 
 @dataclass(kw_only=True, frozen=True)
+class _SecondSpelling(ToyAscent):
+    """Breaks the contract: a second name for the learning rate."""
+
+    learning_rate: float = hp(0.01, low=0, low_open=True)
+
+
+@dataclass(kw_only=True, frozen=True)
 class _Loud(ToyAscent):
     """Breaks the contract: prints although progress is off."""
 
@@ -117,6 +124,7 @@ class _TensorReport(ToyAscent):
         (_IgnoresSeed, "seeded"),
         (_KeepsRunState, "original_untouched"),
         (_Unvalidated, "validated"),
+        (_SecondSpelling, "recipe"),
         (_Loud, "quiet"),
         (_TensorReport, "outcome"),
     ],

@@ -7,6 +7,8 @@ against the API rules, :func:`check_method` checks any :class:`~unlearnkit.metho
 * **frozen** — its hyper-parameters are a frozen dataclass: a run cannot change them;
 * **validated** — every declared range or choice is enforced when the method is built: a value outside it (and
   a non-finite float) raises :class:`~unlearnkit.errors.ConfigError`, as does an unknown hyper-parameter name;
+* **recipe** — the training knobs it declares are spelled as :class:`~unlearnkit.engine.Recipe`'s fields (no
+  ``learning_rate`` beside ``lr``) and make a valid recipe;
 * **original untouched** — ``request.original`` is bit-identical after the run, and so are the method's
   hyper-parameters;
 * **outcome** — ``run`` returns an :class:`~unlearnkit.methods.context.Outcome` holding a model whose report and
@@ -44,12 +46,17 @@ from torch import nn
 
 from .budget import Budget, Resized, count_examples
 from .data.tensors import TensorData
+from .engine import Recipe
 from .errors import ConfigError, UnlearnkitError
 from .methods import Method, Outcome, RunContext, available_methods, get_method_class, make_method
 from .methods.base import UnlearnRequest
 
 #: what :func:`check_method` checks, in order (the keys of its report)
-CHECKS = ("frozen", "validated", "original_untouched", "outcome", "seeded", "budgeted", "quiet")
+CHECKS = ("frozen", "validated", "recipe", "original_untouched", "outcome", "seeded", "budgeted", "quiet")
+#: second spellings of :class:`~unlearnkit.engine.Recipe`'s knobs that a method must not declare
+RECIPE_ALIASES = frozenset(
+    {"learning_rate", "num_epochs", "n_epochs", "n_steps", "wd", "bs", "lr_schedule", "scheduler", "optim", "clip"}
+)
 FAMILIES = ("classifier", "lm", "diffusion")
 #: the minimum of optimiser steps the budget check asks for (rule 2 of :mod:`unlearnkit.budget`)
 MIN_STEPS = 12
@@ -252,6 +259,19 @@ class _Checker:
                 raise self.fail("validated", "make_method accepted an unknown hyper-parameter")
         return {"refused": refused}
 
+    def recipe(self) -> dict[str, Any]:
+        names = {f.name for f in dataclasses.fields(self.cls)}
+        aliases = sorted(names & RECIPE_ALIASES)
+        if aliases:
+            raise self.fail("recipe", f"{aliases} spell a training knob differently from engine.Recipe's fields")
+        method = self.build()
+        knobs = {f.name: getattr(method, f.name) for f in dataclasses.fields(Recipe) if f.name in names}
+        try:
+            Recipe(**{k: v for k, v in knobs.items() if v is not None})
+        except ConfigError as err:
+            raise self.fail("recipe", f"its recipe knobs {knobs} make no valid Recipe: {err}") from err
+        return {"knobs": sorted(knobs)}
+
     def run(self, method: Method, *, budget: Budget | None = None, salt: int = 0) -> tuple[Outcome, RunContext, str]:
         original = self.problem.model
         request = self.problem.make_request(original, progress=False, budget=budget)
@@ -265,7 +285,7 @@ class _Checker:
         return outcome, ctx, out.getvalue() + err.getvalue()
 
     def execute(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"frozen": self.frozen(), "validated": self.validated()}
+        report: dict[str, Any] = {"frozen": self.frozen(), "validated": self.validated(), "recipe": self.recipe()}
         method = self.build()
         given = copy.deepcopy(method.hparams())
         before = _state(self.problem.model)

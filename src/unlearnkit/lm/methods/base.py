@@ -96,8 +96,9 @@ class LMMethod(Method):
         return Outcome(merged, report=report)
 
     @abstractmethod
-    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
-        """Modify ``model`` in place through ``self.fit``."""
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> dict[str, Any] | None:
+        """Modify ``model`` in place through ``self.fit_loss(ctx, ...)``; return the method's findings for the
+        :class:`~unlearnkit.methods.context.Outcome`'s report (JSON-ready), or None."""
 
     # ---- batch streams ---------------------------------------------------------------------------------
     def forget_batches(self, request: LMRequest, *extra: LMData) -> LMBatches:
