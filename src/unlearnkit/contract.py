@@ -47,7 +47,7 @@ from torch import nn
 from .budget import Budget, Resized, count_examples
 from .data.tensors import TensorData
 from .engine import Recipe
-from .errors import ConfigError, UnlearnkitError
+from .errors import ConfigError, ContractError
 from .methods import Method, Outcome, RunContext, available_methods, get_method_class, make_method
 from .methods.base import UnlearnRequest
 
@@ -60,10 +60,6 @@ RECIPE_ALIASES = frozenset(
 FAMILIES = ("classifier", "lm", "diffusion")
 #: the minimum of optimiser steps the budget check asks for (rule 2 of :mod:`unlearnkit.budget`)
 MIN_STEPS = 12
-
-
-class ContractError(UnlearnkitError, AssertionError):
-    """A method broke its contract; the message names the method, the rule and what was seen."""
 
 
 @dataclass
