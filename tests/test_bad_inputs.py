@@ -33,6 +33,7 @@ from unlearnkit.errors import (
 )
 from unlearnkit.losses import cross_entropy
 from unlearnkit.methods.base import Method
+from unlearnkit.methods.context import Outcome
 from unlearnkit.workflow import train_checkpoint
 
 from .conftest import state_equal
@@ -150,17 +151,17 @@ def test_loss_watch_on_an_accelerator_reads_a_window_and_names_the_first_bad_ste
         cpu.add(torch.tensor(float("inf")), epoch=0, step=0)  # the CPU checks at once
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class _Blowup(Method):
     """A method that leaves every weight finite but makes the outputs overflow (no training step to check)."""
 
     name = "blowup"
 
-    def run(self, model, request):
+    def run(self, model, request, ctx):
         with torch.no_grad():
             for p in model.parameters():
                 p.mul_(1e12)
-        return model
+        return Outcome(model)
 
 
 def test_outputs_that_overflow_are_divergence(original, sets):

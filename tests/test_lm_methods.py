@@ -27,6 +27,7 @@ from unlearnkit.lm.methods.npo import npo_loss  # noqa: E402
 from unlearnkit.lm.methods.simnpo import simnpo_loss  # noqa: E402
 from unlearnkit.lm.methods.undial import undial_targets  # noqa: E402
 from unlearnkit.methods.base import available_methods, make_method  # noqa: E402
+from unlearnkit.methods.context import RunContext  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -135,8 +136,8 @@ def test_rmu_steering_coefficient_follows_the_activation_norm(tiny_lm):
     assert mean_sq == pytest.approx(norm**2 / model.config.hidden_size, rel=0.5)
     for hps, coeff, unit in (({}, 3.0 * norm, mean_sq), (WMDP_PRESET, 6.5, 1.0)):
         m = make_method("rmu", domain="lm", **{"steering_scale": 3.0, "epochs": 1, "layer": 1, **hps})
-        m.run(__import__("copy").deepcopy(model), request)
-        assert m.resolved == pytest.approx({"steering_coeff": coeff, "loss_unit": unit})
+        outcome = m.run(__import__("copy").deepcopy(model), request, RunContext())
+        assert outcome.report["resolved"] == pytest.approx({"steering_coeff": coeff, "loss_unit": unit})
 
 
 def test_rmu_rejects_lora_and_bad_layer(tiny_lm):

@@ -13,6 +13,7 @@ from unlearnkit.budget import count_examples
 from unlearnkit.data.tensors import Batches, TensorData
 from unlearnkit.methods import auto as auto_module
 from unlearnkit.methods.base import Method, UnlearnRequest
+from unlearnkit.methods.context import RunContext
 from unlearnkit.methods.neggrad_plus import PairedBatches
 from unlearnkit.metrics import accuracy, predict_outputs
 
@@ -39,7 +40,8 @@ def test_matches_the_reference_train_negrad(monkeypatch):
         lambda self, data, batch_size=None, salt=0: Batches(data, batch_size or self.batch_size, shuffle=False),
     )
     algo = uk.make_method("neggrad-plus", epochs=2, lr=0.1, alpha=0.7, batch_size=8, forget_batch_size=4)
-    out = algo.run(copy.deepcopy(model), UnlearnRequest(model, forget, retain, num_classes=5, progress=False))
+    request = UnlearnRequest(model, forget, retain, num_classes=5, progress=False)
+    out = algo.run(copy.deepcopy(model), request, RunContext()).model
     w = torch.cat([p.detach().flatten() for p in out.parameters()])
     assert w.sum().item() == pytest.approx(-0.6394063234329224, abs=1e-5)
     assert (w * w).sum().item() == pytest.approx(5.283458232879639, abs=1e-5)

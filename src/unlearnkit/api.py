@@ -19,6 +19,7 @@ from .engine import check_outputs
 from .errors import ConfigError, ModelError
 from .guard import check_collapse
 from .methods.base import TASKS, Method, UnlearnRequest, get_method_class, make_method
+from .methods.context import RunContext
 from .runtime import resolve_device, timed
 from .target import estimate_target
 from .validation import float32_working_copy, prepare_request_data
@@ -35,7 +36,8 @@ class UnlearnResult:
     method: str
     hparams: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    #: what happened besides the hyper-parameters: budget repeats, the collapse check, ``auto``'s choice
+    #: what happened besides the hyper-parameters: budget repeats, the collapse check, ``auto``'s choice, the
+    #: method's own findings (``report["method"]``)
     report: dict[str, Any] = field(default_factory=dict)
     #: mean loss per epoch of each phase, over the method's training runs in turn (drawn by :meth:`plot`)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -191,31 +193,37 @@ def unlearn(
     )
     algo.check(request)
     work = copy.deepcopy(model).to(dev)
+    ctx = RunContext()
     with timed() as clock:
-        out = algo.run(work, request)
+        outcome = algo.run(work, request, ctx)
+    out = outcome.model
     check_outputs(out, f.x[:256].to(dev), desc=algo.name, lr=getattr(algo, "lr", None))
     out.eval()
-    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(algo)}
+    found = dict(outcome.report)
+    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(ctx.budget_repeats)}
     report["stop"] = stop
+    knob_search = found.pop("knob_search", None)
     if target is not None:
         report["target"] = target.to_dict()
-        runs = getattr(getattr(algo, "_inner", algo), "probe_runs", [])
-        if hasattr(algo, "knob_search"):  # a method that trains nothing chose its knob by the probes
-            report["probe"] = algo.knob_search
+        runs = ctx.probes
+        if knob_search is not None:  # a method that trains nothing chose its knob by the probes
+            report["probe"] = knob_search
         elif runs:
             report["probe"] = runs[-1].report() if len(runs) == 1 else [p.report() for p in runs]
-    if hasattr(algo, "choice"):  # auto: what it chose and why
-        report["auto"] = algo.choice
+    if "auto" in found:  # auto: what it chose and why
+        report["auto"] = found.pop("auto")
+    if found:
+        report["method"] = found
     if task == "classification" and algo.name != "retrain":
         guard = check_collapse(algo.name, model, out, r, dev, threshold=collapse_threshold, seed=algo.seed)
         report["collapse"] = guard.to_dict()
     if return_dtype is not None:
         out = out.to(return_dtype)
-    return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report, history=history.epochs)
+    hps = {**algo.hparams(), **outcome.hparams}
+    return UnlearnResult(out, algo.name, hps, clock.seconds, report, history=history.epochs)
 
 
-def _repeats(algo: Method) -> float:
+def _repeats(factor: float) -> float:
     """How many times as long each pass ran to meet the budget (a fraction under the ceiling of
-    :mod:`unlearnkit.budget`; a wrapper's inner method did the training)."""
-    factor = getattr(getattr(algo, "_inner", algo), "budget_repeats", 1)
+    :mod:`unlearnkit.budget`)."""
     return int(factor) if factor == int(factor) else round(float(factor), 4)

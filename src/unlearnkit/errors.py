@@ -52,6 +52,11 @@ class MissingDependencyError(UnlearnkitError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
 
 
+class ContractError(UnlearnkitError, AssertionError):
+    """A method broke the method contract (:func:`unlearnkit.contract.check_method`); the message names the
+    method, the rule and what was seen."""
+
+
 def require(module: str, extra: str):
     """Import an optional dependency lazily, raising a helpful error naming the pip extra."""
     import importlib

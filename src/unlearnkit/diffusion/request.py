@@ -17,6 +17,7 @@ from ..data.tensors import TensorData
 from ..engine import Hook
 from ..errors import ConfigError, ModelError
 from ..methods.base import Method, UnlearnRequest, make_method
+from ..methods.context import RunContext
 from ..runtime import resolve_device, timed
 from .concepts import ConceptData, ConceptSpec, parse_concept
 from .text_concepts import TextConceptData, with_images
@@ -133,5 +134,11 @@ def unlearn_concept(
     for name, p in work.named_parameters():
         p.requires_grad_(not name.startswith("vae."))  # methods then pick their group (diffusion.groups)
     with timed() as clock:
-        out = algo.run(work, request)
-    return UnlearnResult(model=out.eval(), method=algo.name, hparams=algo.hparams(), seconds=clock.seconds)
+        outcome = algo.run(work, request, RunContext())
+    return UnlearnResult(
+        model=outcome.model.eval(),
+        method=algo.name,
+        hparams={**algo.hparams(), **outcome.hparams},
+        seconds=clock.seconds,
+        report={"method": outcome.report} if outcome.report else {},
+    )

@@ -14,6 +14,7 @@ from ..callbacks import check_callbacks
 from ..engine import Hook
 from ..errors import ConfigError, DataError
 from ..methods.base import get_method_class, make_method
+from ..methods.context import RunContext
 from ..runtime import resolve_device, timed
 from .data import IDK_ANSWERS, LMSplit
 from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
@@ -181,13 +182,15 @@ def unlearn_lm(
     work = model if inplace else copy.deepcopy(model)
     if shard is None:
         work = work.to(request.device)
+    ctx = RunContext()
     with timed() as t:
-        out = m.run(work, request)
+        outcome = m.run(work, request, ctx)
+    out = outcome.model
     out.eval()
-    log = getattr(m, "train_log", None)
+    log = ctx.last_log
     losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
     report: dict[str, Any] = {}
-    runs = getattr(m, "probe_runs", [])
+    runs = ctx.probes
     if runs:
         report["probe"] = runs[0].report() if len(runs) == 1 else [p.report() for p in runs]
     elif distributed:
@@ -196,6 +199,8 @@ def unlearn_lm(
         report["probe"] = {
             "stopped": "no target (it needs QA with held-out rows or perturbed answers); the whole budget ran"
         }
+    if outcome.report:  # the method's own findings (e.g. RMU's steering values)
+        report["method"] = outcome.report
     return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses, report)
 
 

@@ -25,5 +25,16 @@ from . import (  # noqa: F401  (registration)
     ssd,
 )
 from .base import Method, UnlearnRequest, available_methods, get_method_class, hp, make_method, register
+from .context import Outcome, RunContext
 
-__all__ = ["Method", "UnlearnRequest", "available_methods", "get_method_class", "hp", "make_method", "register"]
+__all__ = [
+    "Method",
+    "Outcome",
+    "RunContext",
+    "UnlearnRequest",
+    "available_methods",
+    "get_method_class",
+    "hp",
+    "make_method",
+    "register",
+]

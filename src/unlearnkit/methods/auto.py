@@ -33,6 +33,7 @@ from ..forget import request_kind
 from ..probe import COLLAPSE_TOLERANCE, ROLLBACK_DROP
 from ..target import Target, estimate_target, probe_sets, probe_values
 from .base import Method, UnlearnRequest, get_method_class, hp, make_method, register
+from .context import Outcome, RunContext
 
 #: default share of the estimated retrain time that the whole of ``auto`` may take. The bar it serves is 25 % of
 #: retraining's time; the clock is checked after every optimiser step, but a method's one-off passes (SalUn's
@@ -296,7 +297,7 @@ class TrialHook(Hook):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Auto(Method):
     """auto: choose a method and its learning rate for this request by successive halving on the distance to the
     target, the whole search bounded by a fraction of an estimated retrain's time.
@@ -328,6 +329,9 @@ class Auto(Method):
     reference_epochs = 0
     #: ``unlearn`` estimates a target for ``auto`` whatever ``stop`` is
     needs_target = True
+    #: the contract's runs (:func:`unlearnkit.contract.check_method`) have no time for a search: the bound is spent
+    #: before any candidate, so they check auto's plumbing and its plain "not reached"
+    contract_hparams = {"budget_seconds": 1e-6}
 
     fraction: float = hp(
         FRACTION, low=0, high=1, low_open=True, doc="share of the estimated retrain time auto may take in all"
@@ -346,9 +350,10 @@ class Auto(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.methods, str):  # "rl,salun" from the command line
-            self.methods = tuple(m for m in self.methods.split(",") if m)
-        self.methods = tuple(self.methods)
+        methods = self.methods
+        if isinstance(methods, str):  # "rl,salun" from the command line
+            methods = tuple(m for m in methods.split(",") if m)
+        object.__setattr__(self, "methods", tuple(methods))  # normalised once, while the method is built
         for m in self.methods:
             get_method_class(m)
         if self.methods and not any(m in self.methods for m, _ in RANDOM_CANDIDATES + CLASS_CANDIDATES):
@@ -358,7 +363,7 @@ class Auto(Method):
         """The candidates of a ``kind`` request, in order (only those of ``methods`` when it is set)."""
         return [(m, h) for m, h in _pool(kind) if not self.methods or m in self.methods]
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         start = time.perf_counter()
         dev = request.device
         kind = forget_kind(request)
@@ -434,7 +439,7 @@ class Auto(Method):
                     trial.status = "completed (trains nothing)"
         spent = time.perf_counter() - start
         verdict, result = self._verdict(search, original_distance, original_reached)
-        self.choice = {
+        choice = {
             "kind": kind,
             "target": {
                 "source": target.source,
@@ -476,10 +481,9 @@ class Auto(Method):
         }
         if not search.reached and not original_reached:
             warnings.warn(TargetNotReachedWarning(f"auto: {verdict}"), stacklevel=2)
-        if original_reached or search.best is None:
-            return model
-        model.load_state_dict(search.best[1])
-        return model
+        if not (original_reached or search.best is None):
+            model.load_state_dict(search.best[1])
+        return Outcome(model, report={"auto": choice})
 
     def _verdict(self, search: Search, original_distance: float, original_reached: bool) -> tuple[str, dict[str, Any]]:
         tol = search.target.tolerance
@@ -549,7 +553,7 @@ class Auto(Method):
             req.target = search.target
         algo.check(req)
         work = copy.deepcopy(request.original).to(request.device)
-        out = algo.run(work, req)
+        out = algo.run(work, req, RunContext()).model  # each candidate run has its own context
         out.eval()
         return out
 

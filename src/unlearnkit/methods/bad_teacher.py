@@ -13,6 +13,7 @@ from ..data.tensors import TensorData
 from ..engine import Batch, Phase
 from ..models.utils import reinitialize
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 from .distill import distill_kl, frozen
 
 
@@ -31,7 +32,7 @@ class TwoTeacherKL:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class BadTeacher(Method):
     """Bad Teacher (Chundawat et al., "Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks
     Using an Incompetent Teacher", AAAI 2023).
@@ -54,7 +55,7 @@ class BadTeacher(Method):
     kd_temperature: float = hp(1.0, low=0, low_open=True)
     retain_fraction: float = hp(0.3, low=0, high=1, low_open=True)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         good = request.frozen_original()
         bad = (
             request.model_factory()
@@ -69,5 +70,5 @@ class BadTeacher(Method):
             torch.cat([kept.x, request.forget.x]),
             torch.cat([torch.zeros(len(kept)), torch.ones(len(request.forget))]),
         )
-        self.fit(model, Phase("mixed", self.batches(mixed), TwoTeacherKL(good, bad, self.kd_temperature)), request)
-        return model
+        ctx.fit(self, model, Phase("mixed", self.batches(mixed), TwoTeacherKL(good, bad, self.kd_temperature)), request)
+        return Outcome(model)

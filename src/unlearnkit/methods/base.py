@@ -1,8 +1,11 @@
 """The shared interface of unlearning methods and their registry.
 
-A method is a keyword-only dataclass whose fields are its hyper-parameters (with the published defaults)
-and whose :meth:`Method.run` turns a *copy* of the original model into the unlearned model. Register it
-with :func:`register`; it is then available by name from :func:`unlearnkit.unlearn`, the CLI and ``bench``.
+A method is a frozen keyword-only dataclass whose fields are its hyper-parameters (with the published defaults)
+and whose :meth:`Method.run` turns a *copy* of the original model into the unlearned model, training through the
+:class:`~unlearnkit.methods.context.RunContext` it is given and returning an
+:class:`~unlearnkit.methods.context.Outcome`; the method object itself never changes. Register it with
+:func:`register`; it is then available by name from :func:`unlearnkit.unlearn`, the CLI and ``bench``, and
+:func:`unlearnkit.contract.check_method` checks it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..budget import Budget, stretch
+from ..budget import Budget
 from ..data.tensors import Batches, TensorData
-from ..engine import Hook, Phase, Recipe, TrainLog, train
+from ..engine import Hook, Recipe
 from ..errors import ConfigError
 from ..losses import TASK_LOSSES
-from ..probe import TargetProbe
-from ..target import Target, probe_sets
+from ..target import Target
 from ..validation import check_finite_hparam
+from .context import Outcome, RunContext
 
 TASKS = tuple(TASK_LOSSES)
 
@@ -60,12 +63,12 @@ class UnlearnRequest:
     model_factory: Callable[[], nn.Module] | None = None
     #: how long training methods run (see :mod:`unlearnkit.budget`); None runs the hyper-parameters as given
     budget: Budget | None = None
-    #: where retraining lands (:mod:`unlearnkit.target`); with it, every :meth:`Method.fit` run is probed,
+    #: where retraining lands (:mod:`unlearnkit.target`); with it, every :meth:`RunContext.fit` run is probed,
     #: stopped at the target, kept at its best state and rolled back from a collapse (:mod:`unlearnkit.probe`)
     target: Target | None = None
-    #: the user's :class:`~unlearnkit.callbacks.Callback` objects, run by every :meth:`Method.fit`
+    #: the user's :class:`~unlearnkit.callbacks.Callback` objects, run by every :meth:`RunContext.fit`
     callbacks: tuple[Hook, ...] = ()
-    #: extra engine hooks for every :meth:`Method.fit` run (``auto`` measures and stops its trials with one)
+    #: extra engine hooks for every :meth:`RunContext.fit` run (``auto`` measures and stops its trials with one)
     hooks: tuple[Hook, ...] = ()
 
     def frozen_original(self) -> nn.Module:
@@ -80,9 +83,11 @@ class UnlearnRequest:
         return TASK_LOSSES[self.task](model, batch)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Method(ABC):
-    """Base class of unlearning methods. Subclasses are keyword-only dataclasses of hyper-parameters."""
+    """Base class of unlearning methods. Subclasses are frozen keyword-only dataclasses of hyper-parameters
+    (``@dataclass(kw_only=True, frozen=True)``): a run never changes them; what it finds goes in its
+    :class:`~unlearnkit.methods.context.Outcome`. ``dataclasses.replace(method, lr=...)`` makes a variant."""
 
     name: ClassVar[str] = ""
     #: which family of models the method is for: "classifier" (classification/regression), "lm", "diffusion";
@@ -95,10 +100,13 @@ class Method(ABC):
     reads_labels: ClassVar[bool] = True
     #: whether :mod:`unlearnkit.budget` may stretch the method's training (not for ``retrain``)
     budgeted: ClassVar[bool] = True
-    #: whether :meth:`fit` runs are probed against ``request.target`` (not for ``retrain``)
+    #: whether its :meth:`RunContext.fit` runs are probed against ``request.target`` (not for ``retrain``)
     probed: ClassVar[bool] = True
     #: whether the method trains on (or measures) the retain set: an empty one is refused in :meth:`check`
     needs_retain: ClassVar[bool] = False
+    #: hyper-parameters :func:`unlearnkit.contract.check_method` runs the method with on its tiny problem, where
+    #: the defaults would make the check slow (e.g. ``auto``'s search time); empty: the published defaults
+    contract_hparams: ClassVar[dict[str, Any]] = {}
 
     seed: int = hp(0, doc="seed for data order and any random draw of the method")
 
@@ -145,8 +153,10 @@ class Method(ABC):
             )
 
     @abstractmethod
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
-        """Unlearn: modify ``model`` (already a private copy of the original) and return it."""
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
+        """Unlearn: modify ``model`` (already a private copy of the original; ``request.original`` is never
+        touched), training through ``ctx.fit(self, model, phases, request, hooks=...)``, and return an
+        :class:`Outcome` holding the unlearned model."""
 
     # ---- helpers shared by the methods -------------------------------------------------------------
     def recipe(self, **overrides: Any) -> Recipe:
@@ -159,45 +169,6 @@ class Method(ABC):
     def batches(self, data: TensorData, batch_size: int | None = None, salt: int = 0) -> Batches:
         bs = batch_size if batch_size is not None else getattr(self, "batch_size", 128)
         return Batches(data, bs, shuffle=True, seed=self.seed + salt)
-
-    def fit(
-        self,
-        model: nn.Module,
-        phases: list[Phase] | Phase,
-        request: UnlearnRequest,
-        *,
-        hooks: tuple[Hook, ...] | list[Hook] = (),
-        params: list[nn.Parameter] | None = None,
-        **recipe_overrides: Any,
-    ) -> TrainLog:
-        """Run the shared engine with this method's recipe (passes resized to meet ``request.budget``); with a
-        ``request.target`` the run is probed (:class:`~unlearnkit.probe.TargetProbe`): the budget is a ceiling,
-        the run stops at the target and hands back its best state, and the trace is kept in ``probe_runs``."""
-        recipe = self.recipe(**recipe_overrides)
-        phases, self.budget_repeats = stretch(
-            [phases] if isinstance(phases, Phase) else phases,
-            recipe.epochs,
-            request.budget,
-            train_size=len(request.forget) + len(request.retain),
-        )
-        hooks = [*hooks, *request.hooks]
-        if request.target is not None and self.probed:
-            probe = TargetProbe(request.target, *probe_sets(request.forget, request.retain, self.seed))
-            hooks.append(probe)
-            self.probe_runs = [*getattr(self, "probe_runs", []), probe]
-        hooks += request.callbacks
-        return train(
-            model,
-            phases,
-            recipe,
-            device=request.device,
-            hooks=hooks,
-            params=params,
-            seed=self.seed,
-            progress=request.progress,
-            desc=self.name,
-            accelerator=getattr(request, "accelerator", None),
-        )
 
 
 _METHODS: dict[tuple[str, str], type[Method]] = {}

@@ -11,11 +11,15 @@ from ..engine import Phase
 from ..errors import ModelError
 from ..models.utils import classifier_layer, set_submodule
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
-def widened(layer: nn.Linear, extra: int = 1) -> nn.Linear:
-    """A copy of ``layer`` with ``extra`` more outputs (the new rows freshly initialised)."""
-    new = nn.Linear(layer.in_features, layer.out_features + extra, bias=layer.bias is not None)
+def widened(layer: nn.Linear, extra: int = 1, seed: int = 0) -> nn.Linear:
+    """A copy of ``layer`` with ``extra`` more outputs (the new rows freshly initialised from ``seed``; the global
+    random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = nn.Linear(layer.in_features, layer.out_features + extra, bias=layer.bias is not None)
     new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
     with torch.no_grad():
         new.weight[: layer.out_features] = layer.weight
@@ -36,7 +40,7 @@ def narrowed(layer: nn.Linear, out_features: int) -> nn.Linear:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class BoundaryExpanding(Method):
     """Boundary Expanding (Chen et al., "Boundary Unlearning", CVPR 2023): widen the output layer by one
     shadow class, fine-tune D_f toward it (its examples leave their old decision regions), then prune
@@ -53,7 +57,7 @@ class BoundaryExpanding(Method):
     weight_decay: float = hp(5e-4, low=0)
     batch_size: int = hp(64, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         name, head = classifier_layer(model)
         classes = head.out_features
         if request.num_classes is not None and request.num_classes != classes:
@@ -61,8 +65,8 @@ class BoundaryExpanding(Method):
                 f"be: the output layer {name!r} has {classes} outputs but num_classes={request.num_classes}; "
                 "give the model a final nn.Linear with one output per class"
             )
-        set_submodule(model, name, widened(head))
+        set_submodule(model, name, widened(head, seed=self.seed))
         shadow = request.forget.with_targets(torch.full((len(request.forget),), classes, dtype=torch.long))
-        self.fit(model, Phase("shadow", self.batches(shadow), request.task_loss), request)
+        ctx.fit(self, model, Phase("shadow", self.batches(shadow), request.task_loss), request)
         set_submodule(model, name, narrowed(classifier_layer(model)[1], classes))
-        return model
+        return Outcome(model)

@@ -12,6 +12,7 @@ from ..engine import Batch, Phase, Recipe, train
 from ..errors import ModelError
 from ..models.utils import reinitialize
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
 
@@ -90,7 +91,7 @@ def l1_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Blindspot(Method):
     """Blindspot unlearning (Tarun et al., "Deep Regression Unlearning", ICML 2023).
 
@@ -114,7 +115,7 @@ class Blindspot(Method):
     weight_decay: float = hp(0.0, low=0)
     batch_size: int = hp(32, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         import copy
 
         proxy = (
@@ -144,8 +145,8 @@ class Blindspot(Method):
         model_tap, proxy_tap = ActivationTap(model), ActivationTap(proxy)
         try:
             loss = BlindspotLoss(proxy, model_tap, proxy_tap, self.beta)
-            self.fit(model, Phase("blindspot", self.batches(mixed), loss), request)
+            ctx.fit(self, model, Phase("blindspot", self.batches(mixed), loss), request)
         finally:
             model_tap.remove()
             proxy_tap.remove()
-        return model
+        return Outcome(model)

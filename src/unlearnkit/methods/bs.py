@@ -10,6 +10,7 @@ from torch import nn
 from ..data.tensors import Batches
 from ..engine import Phase
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 def nearest_wrong_labels(
@@ -30,7 +31,7 @@ def nearest_wrong_labels(
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class BoundaryShrink(Method):
     """Boundary Shrink (Chen et al., "Boundary Unlearning", CVPR 2023): an FGSM step (bound 0.1) on a
     frozen copy of the original finds each forget example's nearest wrong class; the model is then
@@ -48,8 +49,8 @@ class BoundaryShrink(Method):
     batch_size: int = hp(64, low=1)
     bound: float = hp(0.1, low=0, low_open=True, doc="L-infinity size of the FGSM step")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         labels = nearest_wrong_labels(request.frozen_original(), request, self.bound)
         shrunk = request.forget.with_targets(labels)
-        self.fit(model, Phase("forget", self.batches(shrunk), request.task_loss), request)
-        return model
+        ctx.fit(self, model, Phase("forget", self.batches(shrunk), request.task_loss), request)
+        return Outcome(model)

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..losses import negated
 from ..metrics.predict import predict_outputs
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 @dataclass
@@ -75,14 +76,14 @@ class StopWhenForgotten(Hook):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class CleanUnlearning(Method):
     """Clean unlearning, the backdoor-exposure step of "Expose Before You Defend" (EBYD, Xu et al., 2024):
     gradient ascent on a small clean set (``clean_fraction`` = 1 % of the training data, drawn from D_r)
     with Adam (lr 1e-5, weight decay 5e-4, gradient clipping at 20) for at most 20 epochs, stopping once
     the clean accuracy is at most ``stop_accuracy``. Clean features vanish first; a planted backdoor, if
-    any, survives and dominates, so predictions collapse to its target label. After ``run``,
-    ``self.report`` (an :class:`ExposureReport`) names the label clean predictions collapsed to.
+    any, survives and dominates, so predictions collapse to its target label. The outcome's
+    ``report["exposure"]`` (an :class:`ExposureReport` as a dict) names the label clean predictions collapsed to.
     The forget set is not used (the defender does not know the poisoned examples); pass any non-empty one.
     """
 
@@ -101,7 +102,7 @@ class CleanUnlearning(Method):
     min_clean: int = hp(10, low=1, doc="smallest clean set")
     stop_accuracy: float = hp(10.0, low=0, high=100, doc="stop once clean accuracy (percent) is at most this")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         if not request.num_classes or request.num_classes < 2:
             raise ConfigError("clean-unlearning needs a classifier with num_classes >= 2")
         n_train = len(request.retain) + len(request.forget)
@@ -109,9 +110,9 @@ class CleanUnlearning(Method):
         rng = np.random.default_rng(self.seed)
         clean = request.retain.subset(np.sort(rng.choice(len(request.retain), n_clean, replace=False)))
         stop = StopWhenForgotten(clean, self.stop_accuracy)
-        self.fit(model, Phase("ascent", self.batches(clean), negated(request.task_loss)), request, hooks=[stop])
-        self.report = exposure_report(model, clean, request.num_classes, stop.epochs_run)
-        return model
+        ctx.fit(self, model, Phase("ascent", self.batches(clean), negated(request.task_loss)), request, hooks=[stop])
+        exposure = exposure_report(model, clean, request.num_classes, stop.epochs_run)
+        return Outcome(model, report={"exposure": exposure.to_dict()})
 
 
 def expose_backdoor(
@@ -143,4 +144,4 @@ def expose_backdoor(
         progress=progress,
         check_overlap=False,
     )
-    return res.model, method.report
+    return res.model, ExposureReport(**res.report["method"]["exposure"])

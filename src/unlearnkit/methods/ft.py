@@ -8,10 +8,11 @@ from torch import nn
 
 from ..engine import SCHEDULES, Phase
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class FineTune(Method):
     """Fine-tuning baseline (Warnecke et al., NDSS 2023; as configured in SalUn, Fan et al., ICLR 2024):
     SGD on D_r only, lr 0.01 for 10 epochs of a 182-epoch original."""
@@ -28,6 +29,6 @@ class FineTune(Method):
     batch_size: int = hp(128, low=1)
     schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
-        self.fit(model, Phase("retain", self.batches(request.retain), request.task_loss), request)
-        return model
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
+        ctx.fit(self, model, Phase("retain", self.batches(request.retain), request.task_loss), request)
+        return Outcome(model)

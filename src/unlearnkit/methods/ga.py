@@ -9,10 +9,11 @@ from torch import nn
 from ..engine import SCHEDULES, Phase
 from ..losses import negated
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class GradientAscent(Method):
     """Gradient ascent (Thudi et al., EuroS&P 2022): minimise −loss on D_f.
     Published CIFAR-10 setting: SGD lr 1e-4, 5 epochs."""
@@ -28,6 +29,6 @@ class GradientAscent(Method):
     batch_size: int = hp(128, low=1)
     schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
-        self.fit(model, Phase("forget", self.batches(request.forget), negated(request.task_loss)), request)
-        return model
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
+        ctx.fit(self, model, Phase("forget", self.batches(request.forget), negated(request.task_loss)), request)
+        return Outcome(model)

@@ -10,6 +10,7 @@ from torch import nn
 from ..data.tensors import TensorData
 from ..engine import Phase
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 def gaussian_targets(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -22,7 +23,7 @@ def gaussian_targets(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class GaussianAmnesiac(Method):
     """Gaussian amnesiac learning for regression (the regression analogue of amnesiac relabelling in
     Tarun et al., "Deep Regression Unlearning", ICML 2023): each forget target is replaced by a draw from
@@ -41,9 +42,9 @@ class GaussianAmnesiac(Method):
     weight_decay: float = hp(0.0, low=0)
     batch_size: int = hp(32, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         all_targets = torch.cat([request.retain.y, request.forget.y])
         noisy = request.forget.with_targets(gaussian_targets(all_targets, len(request.forget), self.seed))
         mixed = TensorData.concat([noisy, request.retain])
-        self.fit(model, Phase("relabelled", self.batches(mixed), request.task_loss), request)
-        return model
+        ctx.fit(self, model, Phase("relabelled", self.batches(mixed), request.task_loss), request)
+        return Outcome(model)

@@ -12,7 +12,8 @@ from ..data.tensors import Cycle
 from ..engine import Hook, StepContext
 from ..errors import ConfigError
 from .base import Method, UnlearnRequest, hp, register
-from .wrapping import build_inner, run_with_hooks
+from .context import Outcome, RunContext
+from .wrapping import build_inner, check_inner_task, run_with_hooks
 
 
 def project_conflict(grads: list[torch.Tensor], retain: list[torch.Tensor]) -> tuple[float, float]:
@@ -56,14 +57,16 @@ class ConceptPreservingGradient(Hook):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class GradientSurgery(Method):
     """Concept-preserving gradient (Wu et al., "Unlearning Concepts in Diffusion Model via Concept Domain
     Correction and Concept Preserving Gradient", 2024), as a wrapper for any loss-based method: the
     registered method ``inner`` (default ``ga``) runs with ``inner_hparams``, and at every step of its
     unlearning phases the gradient's component that conflicts with the retain gradient is removed, so
     to first order no step increases the retain loss. ``epochs``, when set, overrides the inner
-    method's epochs.
+    method's epochs. Composition: the inner method runs with a context adding the correcting hook
+    (:func:`~unlearnkit.methods.wrapping.run_with_hooks`); the outcome's report holds the dot products before and
+    after each correction (``dots``).
     """
 
     name = "gradient-surgery"
@@ -84,17 +87,26 @@ class GradientSurgery(Method):
             isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 1
         ):
             raise ConfigError(f"{self.name}: epochs must be a positive integer or None, got {self.epochs!r}")
-        extra = {"epochs": self.epochs} if "epochs" not in self.inner_hparams else {}
-        self._inner = build_inner(self.name, self.inner, self.inner_hparams, seed=self.seed, **extra)
-        self.tasks = self._inner.tasks
+        self.inner_method()  # an unknown inner method or hyper-parameter is refused when the wrapper is built
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def inner_method(self) -> Method:
+        """The inner method these hyper-parameters describe (built afresh: the wrapper holds no run state)."""
+        extra = {"epochs": self.epochs} if "epochs" not in self.inner_hparams else {}
+        return build_inner(self.name, self.inner, self.inner_hparams, seed=self.seed, **extra)
+
+    def check(self, request: UnlearnRequest) -> None:
+        check_inner_task(self, self.inner_method(), request)
+        super().check(request)
+
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         hook = ConceptPreservingGradient(request, self.batches(request.retain, self.retain_batch_size, salt=7))
-        out, calls = run_with_hooks(self._inner, model, request, [hook])
+        inner, calls = run_with_hooks(self.inner_method(), model, request, ctx, [hook])
         if calls == 0:
             raise ConfigError(
                 f"gradient-surgery: inner method {self.inner!r} does not train through the engine, so there is "
                 "no gradient to correct; use a loss-based method such as 'ga', 'rl', 'scrub' or 'salun'"
             )
-        self.dots = hook.dots
-        return out
+        report: dict[str, Any] = {"dots": [list(d) for d in hook.dots]}
+        if inner.report:
+            report["inner"] = inner.report
+        return Outcome(inner.model, report=report)

@@ -13,6 +13,7 @@ from ..data.tensors import Batches, TensorData
 from ..probe import choose_knob
 from ..target import probe_sets
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 #: with a target (:mod:`unlearnkit.target`), α is chosen among these multiples of the given α, in this order;
 #: the first that reaches the target, else the closest, is kept
@@ -59,7 +60,7 @@ def woodfisher_solve(
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class InfluenceUnlearning(Method):
     """Influence unlearning, IU (Koh & Liang 2017; Izzo et al. 2021; the WoodFisher variant of Jia et al.,
     "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023).
@@ -70,7 +71,8 @@ class InfluenceUnlearning(Method):
     (1 000) retain examples. Memory stays O(#params) (ResNet-18 safe). Published: α = 10 (CIFAR-10).
     With a target (``unlearn(..., stop="target")``, the default) α is chosen by the probes of
     :func:`unlearnkit.probe.choose_knob` among ``ALPHA_FACTORS`` × the given α (H⁻¹v is computed once); the
-    trace is in ``result.report["probe"]`` and ``result.hparams["alpha"]`` is the α used.
+    trace is in ``result.report["probe"]`` and ``result.hparams["alpha"]`` is the α used (the outcome's ``hparams``;
+    the method object keeps the given α).
     """
 
     name = "iu"
@@ -83,7 +85,7 @@ class InfluenceUnlearning(Method):
     damping: float = hp(1.0, low=0, low_open=True, doc="λ in H = λI + empirical Fisher")
     batch_size: int = hp(256, low=1, doc="batch size of the summed gradients")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         model.to(request.device).eval()
         params = [p for p in model.parameters() if p.requires_grad]
         dev, loss = request.device, request.task_loss
@@ -108,10 +110,9 @@ class InfluenceUnlearning(Method):
 
         if request.target is None:
             apply(model, self.alpha)
-            return model
+            return Outcome(model)
         probes = probe_sets(request.forget, request.retain, self.seed)
         grid = [self.alpha * f for f in ALPHA_FACTORS]
-        self.knob_search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
-        if self.knob_search["chosen"] is not None:  # None: every α collapsed the model, which is left unchanged
-            self.alpha = self.knob_search["chosen"]
-        return model
+        search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
+        chosen = search["chosen"]  # None: every α collapsed the model, which is left unchanged
+        return Outcome(model, report={"knob_search": search}, hparams={"alpha": chosen} if chosen is not None else {})

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..engine import SCHEDULES, Hook, Phase, StepContext
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 class L1Penalty(Hook):
@@ -25,7 +26,7 @@ class L1Penalty(Hook):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class L1Sparse(Method):
     """l1-sparse unlearning (Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023):
     fine-tune on D_r minimising CE + α_t‖θ‖₁ with α_t decaying linearly to 0 (α = 5e-4, lr 0.01, 10 epochs)."""
@@ -43,7 +44,7 @@ class L1Sparse(Method):
     batch_size: int = hp(128, low=1)
     schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         phase = Phase("retain", self.batches(request.retain), request.task_loss)
-        self.fit(model, phase, request, hooks=[L1Penalty(self.alpha)])
-        return model
+        ctx.fit(self, model, phase, request, hooks=[L1Penalty(self.alpha)])
+        return Outcome(model)

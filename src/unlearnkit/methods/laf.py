@@ -13,6 +13,7 @@ from ..engine import Batch, Phase, Recipe, train
 from ..models.utils import split_features
 from ..runtime import seed_everything
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 class EmbeddingVAE(nn.Module):
@@ -102,7 +103,7 @@ def embed(features, data: TensorData, device: torch.device, batch_size: int = 51
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class LabelAgnosticForgetting(Method):
     """LAF (Shen et al., "Label-Agnostic Forgetting: A Supervision-Free Unlearning in Deep Models",
     ICLR 2024). No label of D_f or D_r is ever read.
@@ -133,7 +134,7 @@ class LabelAgnosticForgetting(Method):
     vae_lr: float = hp(1e-3, low=0, low_open=True)
     vae_latent: int = hp(16, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         features, head = split_features(model)
         reference, _ = split_features(request.frozen_original())
         dev = request.device
@@ -165,5 +166,5 @@ class LabelAgnosticForgetting(Method):
         head_ids = {id(p) for p in head.parameters()}
         owner = features if isinstance(features, nn.Module) else model
         extractor = [p for p in owner.parameters() if id(p) not in head_ids]
-        self.fit(model, phases, request, params=extractor)
-        return model
+        ctx.fit(self, model, phases, request, params=extractor)
+        return Outcome(model)

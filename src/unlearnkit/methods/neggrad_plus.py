@@ -11,6 +11,7 @@ from torch import nn
 from ..data.tensors import Batches, Cycle
 from ..engine import SCHEDULES, Batch, LossFn, Phase
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 class PairedBatches:
@@ -55,7 +56,7 @@ class NegGradPlusLoss:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class NegGradPlus(Method):
     """NegGrad+ (Kurmanji, Triantafillou, Hayes and Triantafillou, "Towards Unbounded Machine Unlearning",
     NeurIPS 2023, the baseline of its Section 5), following ``train_negrad`` in
@@ -86,9 +87,9 @@ class NegGradPlus(Method):
     forget_batch_size: int = hp(128, low=1)
     schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         paired = PairedBatches(
             self.batches(request.retain), self.batches(request.forget, self.forget_batch_size, salt=1)
         )
-        self.fit(model, Phase("neggrad+", paired, NegGradPlusLoss(request.task_loss, self.alpha)), request)
-        return model
+        ctx.fit(self, model, Phase("neggrad+", paired, NegGradPlusLoss(request.task_loss, self.alpha)), request)
+        return Outcome(model)

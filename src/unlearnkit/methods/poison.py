@@ -11,6 +11,7 @@ from ..engine import Phase
 from ..errors import ConfigError
 from ..metrics.predict import predict_outputs
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 def confused_labels(model: nn.Module, request: UnlearnRequest) -> torch.Tensor:
@@ -36,13 +37,14 @@ def random_other_labels(y: torch.Tensor, num_classes: int, seed: int) -> torch.T
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Poison(Method):
     """Class unlearning by data poisoning (after "Class Machine Unlearning for Complex Data via Concepts
     Inference and Data Poisoning", 2024): the forget data are relabelled once — ``mode="random"`` draws a
     wrong class per example, ``mode="targeted"`` uses the class the original confuses the forgotten class
     with most — and the model is fine-tuned on the poisoned forget data together with D_r.
-    Defaults follow the fine-tuning baselines: SGD lr 0.01, 10 epochs.
+    Defaults follow the fine-tuning baselines: SGD lr 0.01, 10 epochs. The outcome's report holds the labels
+    given to the forget examples (``poison_labels``).
     """
 
     name = "poison"
@@ -56,7 +58,7 @@ class Poison(Method):
     weight_decay: float = hp(5e-4, low=0)
     batch_size: int = hp(128, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         if not request.num_classes or request.num_classes < 2:
             raise ConfigError("poison needs num_classes >= 2; pass num_classes to unlearn()")
         model.to(request.device)
@@ -64,11 +66,10 @@ class Poison(Method):
             labels = confused_labels(model, request)
         else:
             labels = random_other_labels(request.forget.y, request.num_classes, self.seed)
-        self.poison_labels = labels
         poisoned = request.forget.with_targets(labels)
         phases = [
             Phase("poison", self.batches(poisoned, salt=1), request.task_loss),
             Phase("retain", self.batches(request.retain), request.task_loss),
         ]
-        self.fit(model, phases, request)
-        return model
+        ctx.fit(self, model, phases, request)
+        return Outcome(model, report={"poison_labels": labels.tolist()})

@@ -10,8 +10,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 from .masking import MaskHook, Masks, top_fraction_masks
-from .wrapping import build_inner, run_with_hooks
+from .wrapping import build_inner, check_inner_task, run_with_hooks
 
 
 def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -46,14 +47,16 @@ def sparsity_of(model: nn.Module) -> float:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class PruneThenUnlearn(Method):
     """ "Prune first, then unlearn" (Jia et al., "Model Sparsity Can Simplify Machine Unlearning",
     NeurIPS 2023): one-shot global magnitude pruning to ``sparsity`` (95 % published), then the registered
     method ``inner`` (default ``ft``) with ``inner_hparams``, while a fixed mask keeps pruned weights at
     zero in every training step; the mask is applied once more to the result, so the returned model has
     exactly the asked sparsity whatever the inner method does. ``epochs``, when set, overrides the inner
-    method's epochs (``bench`` sets it from the inner method's published epochs).
+    method's epochs (``bench`` sets it from the inner method's published epochs). Composition: the inner method
+    runs with a context adding the mask hook (:func:`~unlearnkit.methods.wrapping.run_with_hooks`); the outcome's
+    report holds ``achieved_sparsity``.
     """
 
     name = "prune-then-unlearn"
@@ -73,15 +76,25 @@ class PruneThenUnlearn(Method):
             isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 1
         ):
             raise ConfigError(f"{self.name}: epochs must be a positive integer or None, got {self.epochs!r}")
-        self._inner = build_inner(self.name, self.inner, self.inner_hparams, seed=self.seed)
-        if self.epochs is not None and "epochs" in self._inner.hparam_names() and "epochs" not in self.inner_hparams:
-            self._inner = build_inner(self.name, self.inner, self.inner_hparams, seed=self.seed, epochs=self.epochs)
-        self.tasks = self._inner.tasks
+        self.inner_method()  # an unknown inner method or hyper-parameter is refused when the wrapper is built
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def inner_method(self) -> Method:
+        """The inner method these hyper-parameters describe (built afresh: the wrapper holds no run state)."""
+        inner = build_inner(self.name, self.inner, self.inner_hparams, seed=self.seed)
+        if self.epochs is not None and "epochs" in inner.hparam_names() and "epochs" not in self.inner_hparams:
+            inner = build_inner(self.name, self.inner, self.inner_hparams, seed=self.seed, epochs=self.epochs)
+        return inner
+
+    def check(self, request: UnlearnRequest) -> None:
+        check_inner_task(self, self.inner_method(), request)
+        super().check(request)
+
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         model.to(request.device)
         masks = magnitude_prune(model, self.sparsity)
-        out, _ = run_with_hooks(self._inner, model, request, [MaskHook(model, masks)])
-        apply_masks(out, masks)
-        self.achieved_sparsity = sparsity_of(out)
-        return out
+        inner, _ = run_with_hooks(self.inner_method(), model, request, ctx, [MaskHook(model, masks)])
+        apply_masks(inner.model, masks)
+        report: dict[str, Any] = {"achieved_sparsity": sparsity_of(inner.model)}
+        if inner.report:
+            report["inner"] = inner.report
+        return Outcome(inner.model, report=report)

@@ -9,10 +9,11 @@ from torch import nn
 from ..engine import SCHEDULES, Phase
 from ..models.utils import reinitialize
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Retrain(Method):
     """Train a freshly initialised model on D_r with the original recipe.
 
@@ -36,7 +37,7 @@ class Retrain(Method):
     schedule: str = hp("step", choices=SCHEDULES)
     batch_size: int = hp(128, low=1)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         fresh = request.model_factory() if request.model_factory is not None else reinitialize(model, self.seed)
-        self.fit(fresh, Phase("retain", self.batches(request.retain), request.task_loss), request)
-        return fresh
+        ctx.fit(self, fresh, Phase("retain", self.batches(request.retain), request.task_loss), request)
+        return Outcome(fresh)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..engine import SCHEDULES, Batch, Hook, Phase
+from ..engine import SCHEDULES, Batch, Phase
 from ..errors import ConfigError
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 
 class RandomLabelLoss:
@@ -37,7 +38,7 @@ def random_label_phases(method: Method, request: UnlearnRequest) -> list[Phase]:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class RandomLabel(Method):
     """Random labelling (Golatkar et al., CVPR 2020; setting of SalUn, Fan et al., ICLR 2024):
     relabel D_f uniformly at random each epoch and train on it and D_r. Published: lr 0.01–0.013, 10 epochs."""
@@ -53,10 +54,6 @@ class RandomLabel(Method):
     batch_size: int = hp(128, low=1)
     schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
-        self.fit(model, random_label_phases(self, request), request, hooks=self.hooks(model, request))
-        return model
-
-    def hooks(self, model: nn.Module, request: UnlearnRequest) -> list[Hook]:
-        """Extra engine hooks (none for plain RL; SalUn adds its weight mask)."""
-        return []
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
+        ctx.fit(self, model, random_label_phases(self, request), request)
+        return Outcome(model)

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..engine import Batch, Phase
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 from .distill import distill_kl
 
 
@@ -33,7 +34,7 @@ class TeacherKL:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class Scrub(Method):
     """SCRUB (Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023).
 
@@ -59,7 +60,7 @@ class Scrub(Method):
     forget_batch_size: int = hp(32, low=1)
     batch_size: int = hp(128, low=1, doc="retain batch size")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         teacher = request.frozen_original()
         msteps = self.msteps
         phases = [
@@ -75,5 +76,5 @@ class Scrub(Method):
                 TeacherKL(teacher, self.kd_temperature, kl_weight=self.alpha, ce_weight=self.gamma),
             ),
         ]
-        self.fit(model, phases, request)
-        return model
+        ctx.fit(self, model, phases, request)
+        return Outcome(model)

@@ -12,6 +12,7 @@ from ..data.tensors import Batches, TensorData
 from ..probe import choose_knob
 from ..target import probe_sets
 from .base import Method, UnlearnRequest, hp, register
+from .context import Outcome, RunContext
 
 #: with a target (:mod:`unlearnkit.target`), α is chosen among these multiples of the given α, in this order
 #: (smaller α dampens more parameters, larger fewer); the first that reaches the target, else the closest, is kept
@@ -71,7 +72,7 @@ def dampen(model: nn.Module, forget_imp: dict, global_imp: dict, alpha: float, l
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class SelectiveSynapticDampening(Method):
     """SSD (Foster et al., "Fast Machine Unlearning Without Retraining Through Selective Synaptic
     Dampening", AAAI 2024).
@@ -91,7 +92,9 @@ class SelectiveSynapticDampening(Method):
 
     With a target (``unlearn(..., stop="target")``, the default) α is chosen by the probes of
     :func:`unlearnkit.probe.choose_knob` among ``ALPHA_FACTORS`` × the given α (the importances are computed
-    once); the trace is in ``result.report["probe"]`` and ``result.hparams["alpha"]`` is the α used.
+    once); the trace is in ``result.report["probe"]`` and ``result.hparams["alpha"]`` is the α used (the outcome's
+    ``hparams``; the method object keeps the given α). The fraction of dampened parameters is the outcome's
+    ``report["dampened_fraction"]``.
     """
 
     name = "ssd"
@@ -104,15 +107,15 @@ class SelectiveSynapticDampening(Method):
     batch_size: int = hp(64, low=1, doc="batch size of the importance estimates")
     even_batches: bool = hp(True, choices=(True, False), doc="equal-size batches (no short last batch)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         model.to(request.device)
         full = TensorData.concat([request.retain, request.forget])
         dev, even = request.device, self.even_batches
         forget_imp = fisher_diagonal(model, request.forget, request.task_loss, self.batch_size, dev, self.seed, even)
         global_imp = fisher_diagonal(model, full, request.task_loss, self.batch_size, dev, self.seed, even)
         if request.target is None:
-            self.dampened_fraction = dampen(model, forget_imp, global_imp, self.alpha, self.dampening)
-            return model
+            fraction = dampen(model, forget_imp, global_imp, self.alpha, self.dampening)
+            return Outcome(model, report={"dampened_fraction": fraction})
 
         fractions: dict[float, float] = {}
 
@@ -121,9 +124,8 @@ class SelectiveSynapticDampening(Method):
 
         probes = probe_sets(request.forget, request.retain, self.seed)
         grid = [self.alpha * f for f in ALPHA_FACTORS]
-        self.knob_search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
-        chosen = self.knob_search["chosen"]
-        if chosen is not None:  # None: every α collapsed the model, which is left unchanged
-            self.alpha = chosen
-        self.dampened_fraction = fractions[chosen] if chosen is not None else 0.0
-        return model
+        search = choose_knob(model, request.target, *probes, dev, "alpha", grid, apply)
+        chosen = search["chosen"]
+        report = {"knob_search": search, "dampened_fraction": fractions[chosen] if chosen is not None else 0.0}
+        # None: every α collapsed the model, which is left unchanged (and the given α is reported)
+        return Outcome(model, report=report, hparams={"alpha": chosen} if chosen is not None else {})

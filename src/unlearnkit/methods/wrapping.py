@@ -1,5 +1,7 @@
-"""Running one registered method inside another: wrappers build the inner method with
-:func:`~unlearnkit.methods.base.make_method` and add engine hooks to every training run it makes."""
+"""Running one registered method inside another, by composition: a wrapper builds the inner method with
+:func:`~unlearnkit.methods.base.make_method` and runs it with a :class:`~unlearnkit.methods.context.RunContext`
+that adds the wrapper's engine hooks to every training run the inner method makes (the inner method object is
+neither changed nor patched)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from torch import nn
 from ..engine import Hook
 from ..errors import ConfigError
 from .base import Method, UnlearnRequest, make_method
+from .context import Outcome, RunContext
 
 WRAPPERS = ("prune-then-unlearn", "gradient-surgery")
 
@@ -25,24 +28,19 @@ def build_inner(wrapper: str, inner: str, inner_hparams: dict[str, Any], **defau
     return make_method(inner, **hps)
 
 
+def check_inner_task(wrapper: Method, inner: Method, request: UnlearnRequest) -> None:
+    """A wrapper supports the tasks its inner method supports."""
+    if request.task not in inner.tasks:
+        raise ConfigError(f"method {wrapper.name!r} supports {list(inner.tasks)} tasks, not {request.task!r}")
+
+
 def run_with_hooks(
-    inner: Method, model: nn.Module, request: UnlearnRequest, hooks: Sequence[Hook]
-) -> tuple[nn.Module, int]:
-    """Run ``inner`` on ``model`` with ``hooks`` added to each of its engine runs; returns the unlearned
-    model and how many engine runs received the hooks (0 for methods that do not train)."""
-    calls = 0
-    plain_fit = inner.fit
-
-    def fit_with_hooks(m, phases, req, *, hooks: Sequence[Hook] = (), **kwargs):
-        nonlocal calls
-        calls += 1
-        return plain_fit(m, phases, req, hooks=[*hooks, *extra], **kwargs)
-
-    extra = list(hooks)
+    inner: Method, model: nn.Module, request: UnlearnRequest, ctx: RunContext, hooks: Sequence[Hook]
+) -> tuple[Outcome, int]:
+    """Run ``inner`` on ``model`` with ``hooks`` added to each of its engine runs (through a child of ``ctx``,
+    so the caller's context records those runs); returns the inner outcome and how many engine runs received the
+    hooks (0 for methods that do not train)."""
     inner.check(request)
-    inner.fit = fit_with_hooks  # type: ignore[method-assign]
-    try:
-        out = inner.run(model, request)
-    finally:
-        del inner.fit
-    return out, calls
+    before = len(ctx.fits)
+    outcome = inner.run(model, request, ctx.with_hooks(list(hooks)))
+    return outcome, len(ctx.fits) - before

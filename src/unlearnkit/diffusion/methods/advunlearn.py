@@ -11,6 +11,7 @@ from torch import nn
 from ...data.tensors import Batches, Cycle, TensorData
 from ...engine import Phase, Recipe, train
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ..attacks import ContinuousPrefix, attack_vocabulary, frozen_params
 from ..schedule import sample_xt
 from .common import DiffusionMethod
@@ -99,7 +100,7 @@ class AdvUnlearnLoss:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class AdvUnlearn(DiffusionMethod):
     """AdvUnlearn (Zhang et al., "Defensive Unlearning with Adversarial Training for Robust Concept Erasure in
     Diffusion Models", NeurIPS 2024), following OPTML-Group/AdvUnlearn ``train-scripts/AdvUnlearn.py`` with
@@ -136,8 +137,8 @@ class AdvUnlearn(DiffusionMethod):
         doc="text-encoder tensors trained: the reference's layers + final norm, or all (embeddings too)",
     )
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         loss = AdvUnlearnLoss(self, request, request.frozen_original())
         params = self.trainable(model, self.params)
-        self.fit_steps(model, Phase("advunlearn", self.stream(request.forget), loss), request, params=params)
-        return model
+        self.fit_steps(ctx, model, Phase("advunlearn", self.stream(request.forget), loss), request, params=params)
+        return Outcome(model)

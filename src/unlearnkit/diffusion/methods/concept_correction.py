@@ -13,6 +13,7 @@ from ...data.tensors import TensorData
 from ...engine import Hook, Phase, StepContext
 from ...errors import ConfigError
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ..schedule import diffusion_loss, noised
 from .common import DiffusionMethod, on_device
 
@@ -56,7 +57,7 @@ class PreservingGradientHook(Hook):
             p.grad.sub_(coef * g).add_(self.weight * g)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class AnchoredMethod(DiffusionMethod):
     """A method that maps the erased concept onto an anchor concept of the same axis."""
 
@@ -77,7 +78,7 @@ class AnchoredMethod(DiffusionMethod):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ConceptCorrectionMSE(AnchoredMethod):
     """A simplified variant of DoCo (Wu et al., AAAI 2025) kept under its own name: the erased concept's
     outputs are pulled onto the frozen original's prediction for an anchor concept by a direct MSE (no
@@ -91,12 +92,14 @@ class ConceptCorrectionMSE(AnchoredMethod):
     params: str = hp("xattn", choices=("xattn", "full"))
     lr: float = hp(1e-5, low=0, low_open=True)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         loss = AnchorAlignLoss(request, request.frozen_original(), self.anchor_label(request))
         params = self.trainable(model, "xattn" if self.params == "xattn" else "unet")
         hook = PreservingGradientHook(model, self.retain_cycle(request), self.retain_weight)
-        self.fit_steps(model, Phase("correct", self.stream(request.forget), loss), request, hooks=[hook], params=params)
-        return model
+        self.fit_steps(
+            ctx, model, Phase("correct", self.stream(request.forget), loss), request, hooks=[hook], params=params
+        )
+        return Outcome(model)
 
 
 class PatchDiscriminator(nn.Module):
@@ -220,7 +223,7 @@ class GradientSurgeryHook(Hook):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ConceptCorrection(AnchoredMethod):
     """DoCo — Concept Domain Correction with Concept-Preserving Gradient (Wu et al., "Unlearning Concepts in
     Diffusion Model via Concept Domain Correction and Concept Preserving Gradient", AAAI 2025), following
@@ -247,7 +250,7 @@ class ConceptCorrection(AnchoredMethod):
     lr: float = hp(5e-5, low=0, low_open=True)
     params: str = hp("xattn-kv", choices=("xattn-kv", "xattn"))
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         anchor = self.anchor_label(request)
         data, spec = request.data, request.concept
         part = data.subset(data.labels(spec.axis) == anchor)
@@ -259,5 +262,5 @@ class ConceptCorrection(AnchoredMethod):
         params = self.trainable(model, self.params)
         hook = GradientSurgeryHook(loss, self.surgery_weight, self.max_grad_norm)
         phase = Phase("doco", self.stream(anchors), loss)
-        self.fit_steps(model, phase, request, hooks=[hook], params=params, grad_clip=None)
-        return model
+        self.fit_steps(ctx, model, phase, request, hooks=[hook], params=params, grad_clip=None)
+        return Outcome(model)

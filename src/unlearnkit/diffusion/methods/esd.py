@@ -10,6 +10,7 @@ from torch import nn
 
 from ...engine import Phase
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ..schedule import sample_xt
 from .common import DiffusionMethod
 
@@ -42,7 +43,7 @@ class ESDLoss:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ESD(DiffusionMethod):
     """ESD (Gandikota et al., "Erasing Concepts from Diffusion Models", ICCV 2023), following
     rohitgandikota/erasing ``train-scripts/train-esd.py``: x_t is sampled with the model being edited (DDIM,
@@ -65,15 +66,15 @@ class ESD(DiffusionMethod):
     batch_size: int = hp(1, low=1)
     lr: float = hp(1e-5, low=0, low_open=True)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         loss = ESDLoss(request.frozen_original(), self.eta, self.ddim_steps, self.start_guidance, self.seed)
         params = self.trainable(model, self.params)
-        self.fit_steps(model, Phase("esd", self.stream(request.forget), loss), request, params=params)
-        return model
+        self.fit_steps(ctx, model, Phase("esd", self.stream(request.forget), loss), request, params=params)
+        return Outcome(model)
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ESDx(ESD):
     """ESD-x: :class:`ESD` on every cross-attention (``attn2``) tensor of the UNet (``train-esd.py``
     ``train_method xattn``)."""
@@ -83,7 +84,7 @@ class ESDx(ESD):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ESDxStrict(ESD):
     """ESD-x-strict: :class:`ESD` on ``attn2.to_k`` and ``attn2.to_v`` only (rohitgandikota/erasing
     ``esd_sd.py``, ``train_method esd-x-strict``)."""
@@ -93,7 +94,7 @@ class ESDxStrict(ESD):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ESDu(ESD):
     """ESD-u: :class:`ESD` on the UNet outside cross-attention, the timestep embedding and the output head
     (``train-esd.py`` ``train_method noxattn``: skips ``attn2``, ``time_embed``, ``out.``)."""

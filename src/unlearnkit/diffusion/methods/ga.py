@@ -8,12 +8,13 @@ from torch import nn
 
 from ...engine import Phase
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ..schedule import diffusion_loss
 from .common import DiffusionMethod, on_device
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class DiffusionGA(DiffusionMethod):
     """Gradient ascent (Thudi et al., EuroS&P 2022) as the generation baseline of SalUn (Fan et al., ICLR 2024),
     following OPTML-Group/Unlearn-Saliency ``SD/train-scripts/gradient_ascent.py``: loss = −(conditional DDPM
@@ -25,7 +26,7 @@ class DiffusionGA(DiffusionMethod):
     alpha: float = hp(0.1, low=0, doc="weight of the retain diffusion loss (gradient_ascent.py --alpha)")
     lr: float = hp(1e-5, low=0, low_open=True)
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         retain = self.retain_cycle(request)
         alpha = self.alpha
 
@@ -36,5 +37,5 @@ class DiffusionGA(DiffusionMethod):
             return forget + alpha * diffusion_loss(m, on_device(retain.next(), batch[0]))
 
         params = self.trainable(model, "unet")
-        self.fit_steps(model, Phase("forget", self.stream(request.forget), loss), request, params=params)
-        return model
+        self.fit_steps(ctx, model, Phase("forget", self.stream(request.forget), loss), request, params=params)
+        return Outcome(model)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from torch import nn
 
 from ...engine import Hook, Phase
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ..schedule import diffusion_loss, noised
 from .common import ClipHook, DiffusionMethod, on_device
 
@@ -40,7 +43,7 @@ class RelabelLoss:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class DiffusionRL(DiffusionMethod):
     """Random labelling for generation (Fan et al., "SalUn", ICLR 2024, Sec. 4), following
     OPTML-Group/Unlearn-Saliency ``SD/train-scripts/random_label.py``: map the erased concept's prompts to the
@@ -54,14 +57,23 @@ class DiffusionRL(DiffusionMethod):
     relabel: str = hp("next", choices=("next", "random"), doc="pseudo concept: next on the axis, or random")
     grad_clip: float = hp(0.0, low=0, doc="global gradient-norm clip; 0 = off, as in the reference")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
-        loss = RelabelLoss(request, self.retain_cycle(request), self.alpha, self.relabel)
-        params = self.trainable(model, "unet")
-        hooks = ([ClipHook(self.grad_clip)] if self.grad_clip > 0 else []) + self.hooks(model, request)
-        phase = Phase("forget", self.stream(request.forget), loss)
-        self.fit_steps(model, phase, request, hooks=hooks, params=params, grad_clip=None)
-        return model
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
+        fit_relabelled(self, ctx, model, request)
+        return Outcome(model)
 
-    def hooks(self, model: nn.Module, request: UnlearnRequest) -> list[Hook]:
-        """Hooks applied after clipping (none for RL; SalUn adds its weight mask)."""
-        return []
+
+def fit_relabelled(
+    method: Any,
+    ctx: RunContext,
+    model: nn.Module,
+    request: UnlearnRequest,
+    after_clip: Callable[[], list[Hook]] = list,
+) -> None:
+    """RL's training run for ``method`` (its ``alpha``, ``relabel``, ``grad_clip`` and step recipe): the relabelled
+    forget loss on the UNet, clipped when ``grad_clip > 0``, then the hooks ``after_clip()`` builds once the UNet is
+    the trained group (SalUn's weight mask)."""
+    loss = RelabelLoss(request, method.retain_cycle(request), method.alpha, method.relabel)
+    params = method.trainable(model, "unet")
+    hooks = ([ClipHook(method.grad_clip)] if method.grad_clip > 0 else []) + after_clip()
+    phase = Phase("forget", method.stream(request.forget), loss)
+    method.fit_steps(ctx, model, phase, request, hooks=hooks, params=params, grad_clip=None)

@@ -10,11 +10,13 @@ from torch import nn
 
 from ...engine import Hook
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ...methods.masking import MaskHook, Masks, accumulated_gradients, top_fraction_masks
 from ..groups import freeze_all_but, group_parameters
 from ..schedule import noised
 from ..training import StepBatches
-from .rl import DiffusionRL
+from .common import DiffusionMethod
+from .rl import fit_relabelled
 
 
 def guided_forget_loss(model: nn.Module, batch, guidance: float) -> torch.Tensor:
@@ -52,20 +54,29 @@ def generation_saliency(
 
 
 @register
-@dataclass(kw_only=True)
-class DiffusionSalUn(DiffusionRL):
+@dataclass(kw_only=True, frozen=True)
+class DiffusionSalUn(DiffusionMethod):
     """SalUn (Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in Both
     Image Classification and Generation", ICLR 2024) for generation: mask = top 50 % of |Σ ∇ guided forget
     loss| (``generate_mask.py``, w = 7.5); update = ∇ RL loss ⊙ mask (``random_label.py --mask_path``), UNet
-    only. Weights outside the mask stay bit-identical. Published: mask ratio 0.5, α = 0.5, lr 1e-5."""
+    only. Weights outside the mask stay bit-identical. Published: mask ratio 0.5, α = 0.5, lr 1e-5. Composition:
+    RL's run (:func:`~unlearnkit.diffusion.methods.rl.fit_relabelled`) with the saliency mask as its hook."""
 
     name = "salun"
 
+    alpha: float = hp(0.5, low=0, doc="weight of the retain diffusion loss")
+    relabel: str = hp("next", choices=("next", "random"), doc="pseudo concept: next on the axis, or random")
+    grad_clip: float = hp(0.0, low=0, doc="global gradient-norm clip; 0 = off, as in the reference")
     mask_ratio: float = hp(0.5, low=0, high=1, low_open=True)
     mask_guidance: float = hp(7.5, low=0, doc="c_guidance w of the saliency loss (generate_mask.py)")
     mask_batch_size: int = hp(8, low=1, doc="batch size for accumulating the saliency gradient")
 
-    def hooks(self, model: nn.Module, request: UnlearnRequest) -> list[Hook]:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
+        fit_relabelled(self, ctx, model, request, after_clip=lambda: self.mask_hooks(model, request))
+        return Outcome(model)
+
+    def mask_hooks(self, model: nn.Module, request: UnlearnRequest) -> list[Hook]:
+        """The saliency mask of the original weights, as a :class:`~unlearnkit.methods.masking.MaskHook`."""
         model.to(request.device)
         masks = generation_saliency(
             model, request, self.mask_ratio, self.mask_batch_size, self.seed, guidance=self.mask_guidance

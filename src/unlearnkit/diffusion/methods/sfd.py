@@ -13,6 +13,7 @@ from ...data.tensors import TensorData
 from ...engine import Hook, Phase, StepContext
 from ...errors import ConfigError
 from ...methods.base import UnlearnRequest, hp, register
+from ...methods.context import Outcome, RunContext
 from ..groups import group_parameters
 from ..one_step import OneStepGenerator
 from ..schedule import guided_eps
@@ -173,7 +174,7 @@ class ValueClipHook(Hook):
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class SFD(AnchoredMethod):
     """Score Forgetting Distillation (Chen et al., "Score Forgetting Distillation: a swift, data-free method for
     machine unlearning in diffusion models", ICLR 2025), following tqch/score-forgetting-distillation
@@ -224,7 +225,7 @@ class SFD(AnchoredMethod):
     lr: float = hp(1e-5, low=0, low_open=True)
     ema_decay: float = hp(0.9999, low=0, high=0.999999, doc="the generator's moving average (0: the last iterate)")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         if not self.t_min < self.t_max <= model.num_timesteps:
             raise ConfigError(
                 f"need t_min < t_max <= {model.num_timesteps} (the model's timesteps), got t_min={self.t_min}, "
@@ -238,7 +239,6 @@ class SFD(AnchoredMethod):
         prompts = TensorData(request.retain.y, request.retain.y)  # prompts only: the images are never read
         phase = Phase("sfd", self.stream(prompts), loss)
         ema = ParameterEMA(params, self.ema_decay)
-        self.fit_steps(gen, phase, request, params=params, hooks=[ValueClipHook(self.grad_clip_value), ema])
+        self.fit_steps(ctx, gen, phase, request, params=params, hooks=[ValueClipHook(self.grad_clip_value), ema])
         ema.copy_to()
-        self.fake_losses = loss.fake_losses
-        return gen
+        return Outcome(gen, report={"fake_losses": [float(v) for v in loss.fake_losses]})

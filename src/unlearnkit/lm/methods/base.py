@@ -15,6 +15,7 @@ from torch import nn
 from ...engine import SCHEDULES, Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
+from ...methods.context import Outcome, RunContext
 from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
 from ..parallel import ProcessShard, global_log, shard_for
 from ..positions import check_width
@@ -65,9 +66,9 @@ class LMRequest(UnlearnRequest):
         return self.original.eval()
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class LMMethod(Method):
-    """Base of the ``lm`` domain. Subclasses implement :meth:`unlearn` with ``self.fit``; with ``lora=True``
+    """Base of the ``lm`` domain. Subclasses implement :meth:`unlearn` with ``self.fit_loss``; with ``lora=True``
     only LoRA adapters (Hu et al., ICLR 2022; huggingface/peft ``src/peft/tuners/lora/model.py``) train and are
     merged into the weights afterwards, or with ``adapter_only=True`` kept apart: the result is then a
     ``peft.PeftModel`` whose ``save_pretrained`` writes only the adapter."""
@@ -103,28 +104,28 @@ class LMMethod(Method):
         if not isinstance(request.forget, LMData) or not isinstance(request.retain, LMData):
             raise ConfigError(f"{self.name}: forget and retain must be LMData; build the request with unlearn_lm()")
 
-    def run(self, model: nn.Module, request: UnlearnRequest) -> nn.Module:
+    def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         assert isinstance(request, LMRequest)
         if not self.lora:
-            self.unlearn(model, request)
-            return model
+            return Outcome(model, report=self.unlearn(model, request, ctx) or {})
         peft = require("peft", extra="lm")
         config = peft.LoraConfig(r=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=0.0)
         with torch.random.fork_rng(devices=[]):  # the adapter's random init follows the method's seed
             torch.manual_seed(self.seed)
             wrapped = peft.get_peft_model(model, config)
         # the base weights stay the original's: the adapters switched off are the reference, no second copy
-        self.unlearn(wrapped, replace(request, reference=AdapterOff(wrapped)))
+        report = self.unlearn(wrapped, replace(request, reference=AdapterOff(wrapped)), ctx) or {}
         if self.adapter_only:
-            return wrapped
+            return Outcome(wrapped, report=report)
         merged = wrapped.merge_and_unload()
         for p in merged.parameters():  # PEFT froze the base weights; hand back an ordinary trainable model
             p.requires_grad_(True)
-        return merged
+        return Outcome(merged, report=report)
 
     @abstractmethod
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
-        """Modify ``model`` in place through ``self.fit``."""
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> dict[str, Any] | None:
+        """Modify ``model`` in place through ``self.fit_loss(ctx, ...)``; return the method's findings for the
+        :class:`~unlearnkit.methods.context.Outcome`'s report (JSON-ready), or None."""
 
     # ---- batch streams ---------------------------------------------------------------------------------
     def forget_batches(self, request: LMRequest, *extra: LMData) -> LMBatches:
@@ -135,12 +136,12 @@ class LMMethod(Method):
         retain = LMBatches(request.retain, self.batch_size, seed=self.seed + 1)
         return PairedBatches(self.forget_batches(request, *extra), retain)
 
-    def fit_loss(self, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
-        """Train ``loss`` on ``batches`` through the engine, with this method's accumulation, precision and
-        checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
-        process trains on its chunk of every batch); the log, losses averaged over processes, is ``train_log``. With
-        ``request.lm_target`` the run is probed against it (:class:`~unlearnkit.lm.probe.LMProbe`, kept in
-        ``probe_runs``)."""
+    def fit_loss(self, ctx: RunContext, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
+        """Train ``loss`` on ``batches`` through the engine (``ctx.fit``), with this method's accumulation, precision
+        and checkpointing applied to the loss function, data-parallel when the request has an accelerator (each
+        process trains on its chunk of every batch); the run's log in ``ctx`` holds the losses averaged over
+        processes. With ``request.lm_target`` the run is probed against it (:class:`~unlearnkit.lm.probe.LMProbe`,
+        kept in ``ctx.probes``)."""
         for name, data in (("forget", request.forget), ("retain", request.retain), ("forget_alt", request.forget_alt)):
             if data is not None:  # before any step: a position table indexed past its end fails deep in the model
                 check_width(model, int(data.input_ids.shape[1]), f"{name} rows")
@@ -152,14 +153,15 @@ class LMMethod(Method):
         if request.lm_target is not None and self.probed:  # after the method's own hooks (they fix up each step)
             probe = LMProbe(request.lm_target, request.original, request.device)
             kw["hooks"] = [*kw.get("hooks", ()), probe]
-            self.probe_runs = [*getattr(self, "probe_runs", []), probe]
+            ctx.probes.append(probe)
         checkpointing = self.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable")
         if checkpointing:
             model.gradient_checkpointing_enable()
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()  # LoRA: the frozen embeddings must still pass gradients
         try:
-            self.train_log = global_log(self.fit(model, Phase("unlearn", batches, wrapped), request, **kw), acc)
+            ctx.fit(self, model, Phase("unlearn", batches, wrapped), request, **kw)
+            ctx.fits[-1].log = global_log(ctx.fits[-1].log, acc)
         finally:
             if checkpointing:
                 model.gradient_checkpointing_disable()

@@ -11,6 +11,7 @@ from torch import nn
 from ...engine import Hook, StepContext
 from ...errors import ConfigError
 from ...methods.base import hp, register
+from ...methods.context import RunContext
 from ..concepts.ablate import MODES, ablate_vectors
 from ..concepts.locate import (
     RANKS,
@@ -75,7 +76,7 @@ def label_concept(model: nn.Module, request: LMRequest, top_n: int) -> Concept:
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class ConceptAblation(LMMethod):
     """Concept-vector ablation (Hong et al., "Intrinsic Evaluation of Unlearning Using Parametric Knowledge
     Traces", 2024; code yihuaihong/ConceptVectors ``forget.py``, ``ft_type == 'Needle'``).
@@ -133,7 +134,7 @@ class ConceptAblation(LMMethod):
             )
         return [label_concept(model, request, self.top_n)]
 
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
         concepts = self.concepts(model, request)
         mode = "noise" if self.mode == "needle" else self.mode
         for k, c in enumerate(concepts):
@@ -141,9 +142,9 @@ class ConceptAblation(LMMethod):
                 model, c.locations(), mode=mode, noise_std=self.noise_std, token_ids=c.token_ids, seed=self.seed + k
             )
         if self.mode == "needle":
-            self.needle(model, request, concepts)
+            self.needle(ctx, model, request, concepts)
 
-    def needle(self, model: nn.Module, request: LMRequest, concepts: list[Concept]) -> None:
+    def needle(self, ctx: RunContext, model: nn.Module, request: LMRequest, concepts: list[Concept]) -> None:
         """Gradient ascent on the forget answers through the engine, training only the located vectors."""
         projs = out_projections(model)
         layers = sorted({v.layer for c in concepts for v in c.vectors})
@@ -165,9 +166,8 @@ class ConceptAblation(LMMethod):
             p.requires_grad_(False)
         try:
             hook = KeepOnlyVectors(modules, masks, self.max_norm_ratio or None)
-            self.fit_loss(
-                model, request, self.forget_batches(request), lambda m, b: -nll(m, b), params=params, hooks=[hook]
-            )
+            batches = self.forget_batches(request)
+            self.fit_loss(ctx, model, request, batches, lambda m, b: -nll(m, b), params=params, hooks=[hook])
         finally:
             for p in frozen:
                 p.requires_grad_(True)

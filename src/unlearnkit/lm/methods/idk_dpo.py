@@ -10,6 +10,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...methods.base import hp, register
+from ...methods.context import RunContext
 from ..losses import retain_term, sequence_logprob
 from .base import LMMethod, LMRequest
 
@@ -24,7 +25,7 @@ def dpo_loss(
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class IdkDPO(LMMethod):
     """DPO for unlearning (Rafailov et al., NeurIPS 2023, applied as in TOFU, Maini et al. 2024, and NPO,
     Zhang et al. 2024): on each forget question the preferred answer y_w is an "I don't know" reply, the
@@ -41,7 +42,7 @@ class IdkDPO(LMMethod):
         if getattr(request, "forget_alt", None) is None:
             raise ConfigError("idk-dpo needs request.forget_alt (forget prompts with 'I don't know' answers)")
 
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
         ref = request.frozen_original()
 
         def loss(m, b):
@@ -55,4 +56,4 @@ class IdkDPO(LMMethod):
                 out = out + self.retain_weight * retain_term("nll", m, None, b[6:])
             return out
 
-        self.fit_loss(model, request, self.paired_batches(request, request.forget_alt), loss)
+        self.fit_loss(ctx, model, request, self.paired_batches(request, request.forget_alt), loss)

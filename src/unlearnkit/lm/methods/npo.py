@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...methods.base import hp, register
+from ...methods.context import RunContext
 from ..losses import retain_term, sequence_logprob
 from .base import LMMethod, LMRequest
 
@@ -20,7 +21,7 @@ def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.T
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class NPO(LMMethod):
     """NPO (Zhang et al., "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
     COLM 2024): loss −(2/β)·log σ(−β·(log πθ − log π_ref)) on forget answers (sequence log-likelihoods), plus
@@ -35,7 +36,7 @@ class NPO(LMMethod):
     retain_weight: float = hp(1.0, low=0)
     retain_loss: str = hp("nll", choices=("nll", "kl"))
 
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
         ref = request.frozen_original()
 
         def loss(m, b):
@@ -47,4 +48,4 @@ class NPO(LMMethod):
                 out = out + self.retain_weight * retain_term(self.retain_loss, m, ref, b[3:])
             return out
 
-        self.fit_loss(model, request, self.paired_batches(request), loss)
+        self.fit_loss(ctx, model, request, self.paired_batches(request), loss)

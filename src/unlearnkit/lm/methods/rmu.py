@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ...errors import ConfigError
 from ...methods.base import hp, register
+from ...methods.context import RunContext
 from ...runtime import generator
 from ..encode import IGNORE
 from ..model import decoder_layers
@@ -97,7 +99,7 @@ def rmu_parameters(blocks: nn.ModuleList, layers: range, scope: str) -> list[nn.
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class RMU(LMMethod):
     """RMU (Li et al., "The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning", ICML 2024;
     code ``rmu/unlearn.py`` of centerforaisafety/wmdp, as ported to open-unlearning's
@@ -136,7 +138,7 @@ class RMU(LMMethod):
     n_train_layers: int = hp(3, low=1, doc="train blocks layer-n+1 .. layer")
     param_scope: str = hp("down_proj", choices=("down_proj", "mlp"), doc="which weights of those blocks train")
 
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> dict[str, Any]:
         if self.lora:
             raise ConfigError("rmu trains the MLPs of chosen blocks directly; run it with lora=False")
         blocks = decoder_layers(model)
@@ -153,7 +155,7 @@ class RMU(LMMethod):
             norm, mean_sq = activation_scale(ref, ref_block, request.forget)
             coeff, unit = self.steering_scale * norm, max(mean_sq, 1e-12)
         control = (coeff * u / u.norm()).to(request.device)
-        self.resolved = {"steering_coeff": coeff, "loss_unit": unit}
+        resolved = {"steering_coeff": float(coeff), "loss_unit": float(unit)}
 
         def loss(m, b):
             f_ids, f_mask, f_lab, r_ids, r_mask, r_lab = b
@@ -171,7 +173,8 @@ class RMU(LMMethod):
         for p in frozen:  # no gradients for the weights that do not train (memory and time)
             p.requires_grad_(False)
         try:
-            self.fit_loss(model, request, self.paired_batches(request), loss, params=params)
+            self.fit_loss(ctx, model, request, self.paired_batches(request), loss, params=params)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+        return {"resolved": resolved}

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...methods.base import hp, register
+from ...methods.context import RunContext
 from ..losses import retain_term, sequence_logprob
 from .base import LMMethod, LMRequest
 
@@ -22,7 +23,7 @@ def simnpo_loss(logp: torch.Tensor, n_tokens: torch.Tensor, beta: float, delta: 
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class SimNPO(LMMethod):
     """SimNPO (Fan et al., "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
     Unlearning", 2024): NPO without a reference model, with length normalisation and a margin δ:
@@ -37,7 +38,7 @@ class SimNPO(LMMethod):
     forget_weight: float = hp(0.125, low=0, doc="γ, the weight of the SimNPO term (npo_coeff)")
     retain_weight: float = hp(1.0, low=0)
 
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
         def loss(m, b):
             logp, n = sequence_logprob(m, *b[:3])
             out = self.forget_weight * simnpo_loss(logp, n, self.beta, self.delta)
@@ -45,4 +46,4 @@ class SimNPO(LMMethod):
                 out = out + self.retain_weight * retain_term("nll", m, None, b[3:])
             return out
 
-        self.fit_loss(model, request, self.paired_batches(request), loss)
+        self.fit_loss(ctx, model, request, self.paired_batches(request), loss)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ...methods.base import hp, register
+from ...methods.context import RunContext
 from ..losses import retain_term, shifted_logits
 from .base import LMMethod, LMRequest
 
@@ -36,7 +37,7 @@ def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, target: torch.Te
 
 
 @register
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True)
 class UNDIAL(LMMethod):
     """UNDIAL (Dong et al., "UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in Large
     Language Models", NAACL 2025): distil the frozen original into the model on the forget data, with the logit
@@ -51,7 +52,7 @@ class UNDIAL(LMMethod):
     forget_weight: float = hp(1.0, low=0, doc="γ, the weight of the distillation term")
     retain_weight: float = hp(0.0, low=0)
 
-    def unlearn(self, model: nn.Module, request: LMRequest) -> None:
+    def unlearn(self, model: nn.Module, request: LMRequest, ctx: RunContext) -> None:
         ref = request.frozen_original()
 
         def loss(m, b):
@@ -64,4 +65,4 @@ class UNDIAL(LMMethod):
                 out = out + self.retain_weight * retain_term("nll", m, None, b[3:])
             return out
 
-        self.fit_loss(model, request, self.paired_batches(request), loss)
+        self.fit_loss(ctx, model, request, self.paired_batches(request), loss)
