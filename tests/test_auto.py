@@ -14,6 +14,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods import auto as auto_module
 from unlearnkit.methods.auto import TargetNotReachedWarning, promotable
 from unlearnkit.methods.base import UnlearnRequest
+from unlearnkit.methods.context import RunContext
 from unlearnkit.metrics import accuracy, predict_outputs
 from unlearnkit.target import Target
 
@@ -52,8 +53,8 @@ def _search(original, split, digits, target, epochs=EPOCHS, **hparams):
         original, forget, retain, num_classes=10, budget=Budget(original_epochs=epochs), target=target, hooks=(count,)
     )
     algo = uk.make_method("auto", **hparams)
-    out = algo.run(copy.deepcopy(original), req)
-    return algo.choice, out, count, retain
+    outcome = algo.run(copy.deepcopy(original), req, RunContext())
+    return outcome.report["auto"], outcome.model, count, retain
 
 
 def test_promotion_keeps_the_best_third():
