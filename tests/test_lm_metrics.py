@@ -9,8 +9,8 @@ import torch
 from unlearnkit.lm.metrics import (
     answer_accuracy,
     auc,
-    forget_quality,
     harmonic_mean,
+    ks_forget_quality,
     loss_score,
     mean_answer_probability,
     min_k_plus_plus_score,
@@ -54,9 +54,9 @@ def test_probability_and_truth_ratio():
 def test_forget_quality_ks():
     rng = np.random.default_rng(0)
     a = rng.normal(size=200)
-    assert forget_quality(a, a) == pytest.approx(1.0)
-    assert forget_quality(a, a + 3.0) < 1e-10
-    assert forget_quality(a, rng.normal(size=200)) > 0.05
+    assert ks_forget_quality(a, a) == pytest.approx(1.0)
+    assert ks_forget_quality(a, a + 3.0) < 1e-10
+    assert ks_forget_quality(a, rng.normal(size=200)) > 0.05
 
 
 def test_harmonic_mean_utility():

@@ -69,7 +69,7 @@ def thin_curve(fpr: np.ndarray, tpr: np.ndarray, max_points: int = 200) -> tuple
 
 
 @dataclass
-class AttackResult:
+class ROCAttackResult:
     """One attack's summary (percent) and its thinned ROC curve."""
 
     name: str
@@ -94,12 +94,12 @@ class AttackResult:
         }
 
 
-def evaluate_attack(name: str, positive: object, negative: object, max_points: int = 200) -> AttackResult:
+def evaluate_attack(name: str, positive: object, negative: object, max_points: int = 200) -> ROCAttackResult:
     """Summarise an attack whose scores on positives and negatives are given (higher = positive)."""
     pos, neg = _clean(positive, "positive"), _clean(negative, "negative")
     fpr, tpr = roc_curve(pos, neg)
     f, t = thin_curve(fpr, tpr, max_points)
-    return AttackResult(
+    return ROCAttackResult(
         name=name,
         auc=100.0 * roc_auc(pos, neg),
         accuracy=100.0 * best_accuracy(fpr, tpr),

@@ -41,7 +41,7 @@ from .metrics import (
     answer_accuracy,
     auc,
     choice_probability,
-    forget_quality,
+    ks_forget_quality,
     loss_score,
     mean_answer_probability,
     mean_extraction_strength,
@@ -296,7 +296,7 @@ def compare_to_retain_only(
         out: dict[str, Any] = {"forget_quality": float("nan")}
         ref, label = PRIVLEAK_REFERENCE_AUC, f"auc={PRIVLEAK_REFERENCE_AUC} (no retain-only model)"
     else:
-        out = {"forget_quality": forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
+        out = {"forget_quality": ks_forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
         ref, label = retain_only.metrics.get(f"mia_{mia}"), "retain-only"
     usable = a is not None and ref is not None and not np.isnan(ref)
     out["privleak"] = privleak(a, ref) if usable else float("nan")

@@ -10,7 +10,7 @@ from .probability import (
     truth_ratio,
     truth_ratio_score,
 )
-from .quality import forget_quality, harmonic_mean, model_utility
+from .quality import harmonic_mean, ks_forget_quality, model_utility
 from .rouge import answer_accuracy, contains_answer, mean_rouge_l_f1, mean_rouge_l_recall, rouge_l_f1, rouge_l_recall
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
     "choice_probability",
     "contains_answer",
     "extraction_strength",
-    "forget_quality",
+    "ks_forget_quality",
     "harmonic_mean",
     "loss_score",
     "mean_answer_probability",
