@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audit.roc import roc_auc
 from .data import LMSplit
 from .encode import (
     DEFAULT_MAX_LENGTH,
@@ -39,7 +40,6 @@ from .generate import (
 from .metrics import (
     PRIVLEAK_REFERENCE_AUC,
     answer_accuracy,
-    auc,
     choice_probability,
     ks_forget_quality,
     loss_score,
@@ -280,7 +280,7 @@ def measure_lm(
         members = mia_scores(model, tokenizer, split.forget, max_length=max_length, **kw)
         nonmembers = mia_scores(model, tokenizer, split.holdout, max_length=max_length, **kw)
         for n in MIA_NAMES:
-            metrics[f"mia_{n}"] = auc(members[n], nonmembers[n])
+            metrics[f"mia_{n}"] = roc_auc(members[n], nonmembers[n], if_empty=float("nan"))
     return LMEvaluation(metrics, list(f_ratios), gens, dict(lengths))
 
 

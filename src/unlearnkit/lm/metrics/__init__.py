@@ -2,7 +2,7 @@
 
 from .extraction import extraction_strength, mean_extraction_strength
 from .fluency import mean_ngram_entropy, ngram_entropy
-from .mia import PRIVLEAK_REFERENCE_AUC, auc, loss_score, min_k_plus_plus_score, min_k_score, privleak, zlib_score
+from .mia import PRIVLEAK_REFERENCE_AUC, loss_score, min_k_plus_plus_score, min_k_score, privleak, zlib_score
 from .probability import (
     choice_probability,
     mean_answer_probability,
@@ -16,7 +16,6 @@ from .rouge import answer_accuracy, contains_answer, mean_rouge_l_f1, mean_rouge
 __all__ = [
     "PRIVLEAK_REFERENCE_AUC",
     "answer_accuracy",
-    "auc",
     "choice_probability",
     "contains_answer",
     "extraction_strength",
