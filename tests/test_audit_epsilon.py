@@ -9,8 +9,8 @@ from unlearnkit.audit.epsilon import (
     EPSILON_CAP,
     challenge_epsilon,
     epsilon_cutoff,
+    epsilon_forget_quality,
     epsilon_score,
-    forget_quality,
     forget_quality_ceiling,
     matched_ceiling,
     per_example_epsilon,
@@ -49,7 +49,7 @@ def test_epsilon_agrees_with_the_challenge_scoring_code(name):
     u, r = _case(*args)
     eps = per_example_epsilon(u, r)
     assert np.allclose(eps, ref_eps, rtol=0, atol=1e-6)
-    assert forget_quality(eps, u.shape[0]) == pytest.approx(ref_score, abs=1e-12)
+    assert epsilon_forget_quality(eps, u.shape[0]) == pytest.approx(ref_score, abs=1e-12)
     assert epsilon_score(u, r).forget_quality == pytest.approx(ref_score, abs=1e-12)
 
 
@@ -67,8 +67,8 @@ def test_peaky_rule_caps_a_nearly_constant_sample():
 def test_cut_off_is_the_ceiling_of_log_n_minus_one():
     assert [epsilon_cutoff(n) for n in (3, 8, 16, 32, 128)] == [1, 2, 3, 4, 5]
     # N = 16: ε = 2.6 is below ⌈ln 15⌉ = 3, so it still earns 2^(−5)
-    assert forget_quality([2.6], n_runs=16) == pytest.approx(2.0**-5)
-    assert forget_quality([3.0], n_runs=16) == 0.0
+    assert epsilon_forget_quality([2.6], n_runs=16) == pytest.approx(2.0**-5)
+    assert epsilon_forget_quality([3.0], n_runs=16) == 0.0
     with pytest.raises(ConfigError, match="at least 3"):
         epsilon_cutoff(2)
 

@@ -35,6 +35,29 @@ def test_roc_curve_and_auc_on_hand_made_scores():
     assert best_accuracy(fpr, tpr) == pytest.approx(5 / 6)  # FPR 0, TPR 2/3
 
 
+def test_one_auc_equals_the_pairwise_definition_with_ties_infinities_and_missing_sides():
+    """The ROC and AUC every part of the package uses (scikit-learn's, behind :mod:`unlearnkit.audit.roc`) against
+    their definitions, counted by hand: P(positive > negative) + ½ P(tie), and (FPR, TPR) at every distinct
+    threshold."""
+    rng = np.random.default_rng(3)
+    pos, neg = rng.integers(0, 6, 40).astype(float), rng.integers(0, 5, 30).astype(float)  # many ties
+    pairwise = (pos[:, None] > neg).mean() + 0.5 * (pos[:, None] == neg).mean()
+    assert roc_auc(pos, neg) == pytest.approx(pairwise, abs=1e-12)
+    fpr, tpr = roc_curve(pos, neg)
+    thresholds = np.unique(np.r_[pos, neg])[::-1]
+    assert np.array_equal(fpr[1:], [(neg >= t).mean() for t in thresholds])
+    assert np.array_equal(tpr[1:], [(pos >= t).mean() for t in thresholds])
+    assert roc_curve([5.0], [4.0, 3.0, 2.0])[0].tolist() == [0.0, 0.0, 1 / 3, 2 / 3, 1.0]  # no point dropped
+    # infinite scores (a φ of exactly p = 1) keep their order; NaNs are dropped
+    inf_pos, inf_neg = np.r_[pos, np.inf, np.nan], np.r_[neg, -np.inf, np.inf]
+    p, n = inf_pos[~np.isnan(inf_pos)], inf_neg
+    pairwise = (p[:, None] > n).mean() + 0.5 * (p[:, None] == n).mean()
+    assert roc_auc(inf_pos, inf_neg) == pytest.approx(pairwise, abs=1e-12)
+    assert np.isnan(roc_auc([], [1.0], if_empty=float("nan"))) and roc_auc([np.nan], [1.0], if_empty=0.5) == 0.5
+    with pytest.raises(DataError, match="no positive scores"):
+        roc_auc([], [1.0])
+
+
 def test_attack_summary_is_in_percent_and_thinning_keeps_the_ends():
     rng = np.random.default_rng(0)
     res = evaluate_attack("x", rng.normal(1, 1, 3000), rng.normal(0, 1, 3000), max_points=50)

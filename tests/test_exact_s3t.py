@@ -10,7 +10,7 @@ import torch
 
 import unlearnkit as uk
 from unlearnkit.exact import S3T, ModelSpec, ShardedModel, audit, layer_groups
-from unlearnkit.exact.s3t import group_state_names
+from unlearnkit.exact.s3t import ADAPTER, group_state_names
 
 RECIPE = uk.Recipe(epochs=8, lr=0.05, batch_size=32, schedule="cosine")
 
@@ -147,8 +147,8 @@ def test_adapters_train_over_a_frozen_backbone_and_fall_back_to_it(lora, digits)
     # every base weight is bit-for-bit the backbone's; only adapters were trained
     for name, value in backbone.state_dict().items():
         owner, _, leaf = name.rpartition(".")
-        assert torch.equal(sd[f"{owner}.base.{leaf}"], value), name
-    assert any(k.endswith("lora_B") and sd[k].abs().sum() > 0 for k in sd)
+        assert torch.equal(sd[f"{owner}.base_layer.{leaf}"], value), name
+    assert any(k.endswith(f"lora_B.{ADAPTER}.weight") and sd[k].abs().sum() > 0 for k in sd)
     # the shard's root (all adapters off) computes exactly the backbone's function
     root = lora.constituent(type(sel)(0, 0, 0, lora.state["roots"][0]))
     x = digits.test.x[:64]
@@ -180,26 +180,44 @@ def test_background_retraining_when_min_depth_is_reached(lora):
     assert lora.selection()[0].depth == 3 and audit(lora).ok
 
 
-def test_lora_modules_compute_what_peft_computes():
-    """Reference: peft 0.21 ``peft/tuners/lora/layer.py`` (``Linear`` and ``Conv2d``), with the same A and B."""
+def test_adapters_are_peft_named_adapters_drawn_as_one_kaiming_stream():
+    """S3T's groups are peft's LoRA layers (``peft/tuners/lora/layer.py``, ``Linear`` and ``Conv2d``) with the
+    named adapter ``s3t``; ``A`` comes from the global generator, layer after layer, exactly as a plain
+    Kaiming-uniform stream (so whatever peft draws while building its layers changes no number), ``B`` is zero,
+    and the branch computes ``base(x) + (alpha / rank) · B A x``."""
+    import math
+
     peft = pytest.importorskip("peft")
     from torch import nn
 
     from unlearnkit.exact.s3t import attach_adapters
 
-    torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
-    ours = __import__("copy").deepcopy(net)
-    config = peft.LoraConfig(r=2, lora_alpha=6, target_modules=["0", "3"], lora_dropout=0.0)
-    ref = peft.get_peft_model(net, config)
-    attach_adapters(ours, rank=2, alpha=6)
+    base = __import__("copy").deepcopy(net)
+    torch.manual_seed(1)
+    assert attach_adapters(net, rank=2, alpha=6) == ["0", "3"]
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    want = [nn.init.kaiming_uniform_(torch.empty(shape), a=math.sqrt(5)) for shape in ((2, 3, 3, 3), (2, 36))]
+    assert torch.equal(after, torch.rand(3))  # the generator is where the plain stream leaves it
+    for name, a in zip(("0", "3"), want):
+        layer = net.get_submodule(name)
+        assert isinstance(layer, peft.tuners.lora.LoraLayer) and layer.active_adapters == [ADAPTER]
+        assert torch.equal(layer.lora_A[ADAPTER].weight, a) and not layer.lora_B[ADAPTER].weight.any()
+        assert not layer.base_layer.weight.requires_grad
+    x = torch.randn(7, 3, 6, 6)
+    assert torch.equal(net(x), base(x))  # B = 0: the backbone's function, bit for bit
     with torch.no_grad():
         for name in ("0", "3"):
-            layer = ref.base_model.model.get_submodule(name)
-            layer.lora_A["default"].weight.normal_()
-            layer.lora_B["default"].weight.normal_()  # non-zero, so the branch counts
-            mine = ours.get_submodule(name)
-            mine.lora_A.copy_(layer.lora_A["default"].weight.reshape(mine.lora_A.shape))
-            mine.lora_B.copy_(layer.lora_B["default"].weight.reshape(mine.lora_B.shape))
-    x = torch.randn(7, 3, 6, 6)
-    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+            net.get_submodule(name).lora_B[ADAPTER].weight.normal_()
+    conv, lin = net.get_submodule("0"), net.get_submodule("3")
+    h = (
+        base[0](x)
+        + nn.functional.conv2d(
+            nn.functional.conv2d(x, conv.lora_A[ADAPTER].weight, None, 2, 1), conv.lora_B[ADAPTER].weight
+        )
+        * 3.0
+    )
+    h = base[2](base[1](h))
+    want_out = base[3](h) + h @ lin.lora_A[ADAPTER].weight.t() @ lin.lora_B[ADAPTER].weight.t() * 3.0
+    assert torch.allclose(net(x), want_out, atol=1e-5)

@@ -9,6 +9,7 @@ import torch
 
 pytest.importorskip("transformers")
 
+from unlearnkit.audit.roc import roc_auc  # noqa: E402
 from unlearnkit.cli import main  # noqa: E402
 from unlearnkit.errors import ConfigError  # noqa: E402
 from unlearnkit.lm import TinyLMConfig, build_tiny_lm, save_causal_lm, train_tokenizer  # noqa: E402
@@ -19,7 +20,6 @@ from unlearnkit.lm.continual import (  # noqa: E402
     GatedLM,
     O3Config,
     attach_lora,
-    auroc,
     benchmark_requests,
     max_subspace_overlap,
     mean_subspace_overlap,
@@ -180,8 +180,8 @@ def test_ood_scores_separate_held_out_data(world_detector, tiny):
     _, det, held, people = world_detector
     train = [prompt_text(r["question"], tok) for r in seq.split.world[:28]]
     w_train, w_held, w_people = det.weights(train), det.weights(held), det.weights(people)
-    a_train, a_held = auroc(w_train, w_people), auroc(w_held, w_people)
-    a_raw = auroc(det.closeness(held), det.closeness(people))
+    a_train, a_held = roc_auc(w_train, w_people), roc_auc(w_held, w_people)
+    a_raw = roc_auc(det.closeness(held), det.closeness(people))
     print(f"AUROC unlearned vs kept: training prompts {a_train:.3f}, held-out {a_held:.3f} (closeness {a_raw:.3f})")
     assert a_train > 0.9 and w_train.mean() > 0.8
     assert a_held > 0.5 and w_held.mean() > w_people.mean()

@@ -13,10 +13,11 @@ import torch
 
 pytest.importorskip("transformers")
 
+from unlearnkit.data.tensors import PairedBatches  # noqa: E402
 from unlearnkit.engine import TrainLog  # noqa: E402
 from unlearnkit.lm import TinyLMConfig, build_tiny_lm, make_benchmark, train_tokenizer, unlearn_lm  # noqa: E402
 from unlearnkit.lm.api import lm_request  # noqa: E402
-from unlearnkit.lm.encode import LMBatches, PairedBatches  # noqa: E402
+from unlearnkit.lm.encode import LMBatches  # noqa: E402
 from unlearnkit.lm.losses import nll  # noqa: E402
 from unlearnkit.lm.methods.base import accumulated, micro_batches  # noqa: E402
 from unlearnkit.lm.parallel import ProcessShard, global_log  # noqa: E402
@@ -36,7 +37,9 @@ def tiny():
 def test_process_shards_are_the_micro_batches_of_every_batch(tiny):
     split, tok, model = tiny
     req = lm_request(model, tok, split)
-    paired = PairedBatches(LMBatches(req.forget, 4, seed=0), LMBatches(req.retain, 4, seed=1))  # 10 rows: 4, 4, 2
+    paired = PairedBatches(
+        LMBatches(req.forget, 4, seed=0), LMBatches(req.retain, 4, seed=1), restart_each_pass=False
+    )  # 10 rows: 4, 4, 2
     batches = list(paired)
     shards = [list(ProcessShard(batches, 3, k)) for k in range(3)]
     # the last batch (2 forget rows) is shorter than 3 processes: every process skips it
@@ -56,7 +59,11 @@ def test_averaged_shard_gradients_equal_gradient_accumulation(tiny):
     one process, equals one process with two accumulation steps."""
     split, tok, model = tiny
     req = lm_request(model, tok, split)
-    batch = next(iter(PairedBatches(LMBatches(req.forget, 10, seed=0), LMBatches(req.retain, 10, seed=1))))
+    batch = next(
+        iter(
+            PairedBatches(LMBatches(req.forget, 10, seed=0), LMBatches(req.retain, 10, seed=1), restart_each_pass=False)
+        )
+    )
 
     def loss(m, b):  # a GradDiff-like loss on paired batches
         return -nll(m, b[:3]) + nll(m, b[3:])

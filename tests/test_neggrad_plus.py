@@ -10,11 +10,10 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.budget import count_examples
-from unlearnkit.data.tensors import Batches, TensorData
+from unlearnkit.data.tensors import Batches, PairedBatches, TensorData
 from unlearnkit.methods import auto as auto_module
 from unlearnkit.methods.base import Method, UnlearnRequest
 from unlearnkit.methods.context import RunContext
-from unlearnkit.methods.neggrad_plus import PairedBatches
 from unlearnkit.metrics import accuracy, predict_outputs
 
 
@@ -52,7 +51,7 @@ def test_matches_the_reference_train_negrad(monkeypatch):
 
 def test_pairs_restart_the_forget_cycle_and_count_both_sets():
     _, forget, retain = _tiny()
-    paired = PairedBatches(Batches(retain, 8, shuffle=False), Batches(forget, 4, shuffle=False))
+    paired = PairedBatches(Batches(retain, 8, shuffle=False), Batches(forget, 4, shuffle=False), restart_each_pass=True)
     sizes = [(len(b[0]), len(b[2])) for b in paired]
     assert sizes == [(8, 4), (8, 2), (4, 4)]
     assert [len(b[2]) for b in paired] == [4, 2, 4]  # a second pass starts the cycle at the first batch again
@@ -60,6 +59,16 @@ def test_pairs_restart_the_forget_cycle_and_count_both_sets():
     from unlearnkit.engine import Phase
 
     assert count_examples([Phase("p", paired, lambda m, b: torch.zeros(()))], 2) == 60
+
+
+def test_pairs_carry_the_cycle_on_across_passes_when_asked():
+    """The LM methods' stream: the forget (here: other) cycle does not restart with each pass of the main set."""
+    _, forget, retain = _tiny()
+    paired = PairedBatches(
+        Batches(retain, 8, shuffle=False), Batches(forget, 4, shuffle=False), restart_each_pass=False
+    )
+    assert [len(b[2]) for b in paired] == [4, 2, 4]
+    assert [len(b[2]) for b in paired] == [2, 4, 2]  # the second pass goes on where the first stopped
 
 
 def _acc(model, data):

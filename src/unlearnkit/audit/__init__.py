@@ -8,8 +8,8 @@ and works on NumPy arrays; the rest trains shadow models and runs methods throug
 from .epsilon import (
     EpsilonScore,
     challenge_epsilon,
+    epsilon_forget_quality,
     epsilon_score,
-    forget_quality,
     forget_quality_ceiling,
     matched_ceiling,
     per_example_epsilon,
@@ -17,17 +17,17 @@ from .epsilon import (
 from .job import AuditConfig, method_runs, retrain_runs, run_audit
 from .population import population_attacks, threshold_attacks
 from .relearn import RelearnCurve, RelearnK, relearn_attack, relearn_curve, request_kind, resolve_k
-from .roc import AttackResult, evaluate_attack, roc_auc, roc_curve, tpr_at_fpr
+from .roc import ROCAttackResult, evaluate_attack, roc_auc, roc_curve, tpr_at_fpr
 from .scores import logit_confidence
 from .tune import TuneResult, tune_hparams, tune_request
 from .ulira import ShadowPairs, ULiRAResult, train_shadow_pairs, ulira, ulira_scores
 from .worst_case import ForgetContext, WorstCaseResult, project_capped_simplex, worst_case_forget_set
 
 __all__ = [
-    "AttackResult",
     "AuditConfig",
     "EpsilonScore",
     "ForgetContext",
+    "ROCAttackResult",
     "RelearnCurve",
     "RelearnK",
     "ShadowPairs",
@@ -37,7 +37,7 @@ __all__ = [
     "challenge_epsilon",
     "epsilon_score",
     "evaluate_attack",
-    "forget_quality",
+    "epsilon_forget_quality",
     "forget_quality_ceiling",
     "logit_confidence",
     "matched_ceiling",

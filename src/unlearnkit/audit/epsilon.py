@@ -188,8 +188,10 @@ def epsilon_cutoff(n_runs: int) -> int:
     return math.ceil(math.log(n_runs - 1))
 
 
-def forget_quality(epsilons: object, n_runs: int) -> float:
-    """Mean of 2^(−⌊ε/0.5⌋) over the forget set; an example with ε ≥ ⌈ln(N−1)⌉ counts 0."""
+def epsilon_forget_quality(epsilons: object, n_runs: int) -> float:
+    """The challenge's forgetting quality from per-example ε: the mean of 2^(−⌊ε/0.5⌋) over the forget set; an
+    example with ε ≥ ⌈ln(N−1)⌉ counts 0 (TOFU's forget quality, a KS p-value, is
+    :func:`unlearnkit.lm.metrics.ks_forget_quality`)."""
     cutoff = epsilon_cutoff(n_runs)
     eps = np.asarray(epsilons, dtype=np.float64)
     h = np.power(2.0, -np.floor(eps / BIN_WIDTH))
@@ -207,7 +209,7 @@ def forget_quality_ceiling(n_runs: int, family: str = "challenge", n_examples: i
     rng = np.random.default_rng(seed)
     u = rng.standard_normal((n_runs, n_examples))
     r = rng.standard_normal((n_runs, n_examples))
-    return forget_quality(per_example_epsilon(u, r, family=family), n_runs)
+    return epsilon_forget_quality(per_example_epsilon(u, r, family=family), n_runs)
 
 
 def matched_ceiling(
@@ -227,7 +229,7 @@ def matched_ceiling(
     for _ in range(reps):
         u = mu + sd * rng.standard_normal((n, r.shape[1]))
         v = mu + sd * rng.standard_normal((n, r.shape[1]))
-        out.append(forget_quality(per_example_epsilon(u, v, family=family), n))
+        out.append(epsilon_forget_quality(per_example_epsilon(u, v, family=family), n))
     return float(np.mean(out))
 
 
@@ -277,7 +279,7 @@ def epsilon_score(
     u, r = _as_matrix(unlearned_scores, "unlearned scores"), _as_matrix(retrained_scores, "retrained scores")
     n = u.shape[0]
     eps = per_example_epsilon(u, r, delta, family=family)
-    fq = forget_quality(eps, n)
+    fq = epsilon_forget_quality(eps, n)
     ra_ratio = ra_unlearned / ra_retrain if ra_retrain > 0 else float("nan")
     ta_ratio = ta_unlearned / ta_retrain if ta_retrain > 0 else float("nan")
     return EpsilonScore(

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data.tensors import TensorData
 from ..metrics.predict import predict_outputs
-from .roc import AttackResult, evaluate_attack
+from .roc import ROCAttackResult, evaluate_attack
 from .scores import cross_entropy_loss, prediction_entropy, true_class_probability
 
 POPULATION_ATTACKS = ("loss", "confidence", "entropy")
@@ -18,7 +18,7 @@ POPULATION_ATTACKS = ("loss", "confidence", "entropy")
 
 def threshold_attacks(
     member_logits: object, member_labels: object, nonmember_logits: object, nonmember_labels: object
-) -> dict[str, AttackResult]:
+) -> dict[str, ROCAttackResult]:
     """Loss (low = member), confidence p_y (high = member) and entropy (low = member) threshold attacks."""
     return {
         "loss": evaluate_attack(
@@ -37,7 +37,7 @@ def threshold_attacks(
     }
 
 
-def population_attacks(model: nn.Module, members: TensorData, nonmembers: TensorData) -> dict[str, AttackResult]:
+def population_attacks(model: nn.Module, members: TensorData, nonmembers: TensorData) -> dict[str, ROCAttackResult]:
     """Run the three threshold attacks on ``model`` (members: e.g. the forget set; non-members: the test set)."""
     m = predict_outputs(model, members)
     n = predict_outputs(model, nonmembers)

@@ -1,4 +1,8 @@
-"""Attack curves and summaries: ROC, AUC, TPR at a fixed FPR, best-threshold accuracy (vectorised NumPy).
+"""Attack curves and summaries: ROC, AUC, TPR at a fixed FPR, best-threshold accuracy.
+
+The project's one ROC and AUC: every attack, detector and membership score in the package (the audits, the
+language-model MIAs, O3's gate) is summarised here, with scikit-learn's ``roc_curve`` and ``roc_auc_score``
+(``sklearn/metrics/_ranking.py``) on the scores left after dropping NaNs.
 
 Convention: ``positive`` scores belong to the class the attack tries to detect (members, or "unlearned
 rather than retrained"); a higher score means "more likely positive". An AUC of 50 % means the attack
@@ -10,7 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as _sk_roc_curve
 
 from ..errors import DataError
 
@@ -23,27 +28,34 @@ def _clean(scores: object, what: str) -> np.ndarray:
     return a
 
 
+def _labelled(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (positives 1) and scores for scikit-learn, which refuses ±inf: with one present the scores become
+    their ranks (the curve and the AUC depend only on the order, ties included)."""
+    scores = np.r_[pos, neg]
+    if not np.isfinite(scores).all():
+        scores = np.unique(scores, return_inverse=True)[1].astype(np.float64)
+    return np.r_[np.ones(pos.size), np.zeros(neg.size)], scores
+
+
 def roc_curve(positive: object, negative: object) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates of every threshold ``score >= t``, from (0, 0) to (1, 1)."""
+    """False- and true-positive rates of every threshold ``score >= t`` (every distinct score, none dropped),
+    from (0, 0) to (1, 1)."""
     pos, neg = _clean(positive, "positive"), _clean(negative, "negative")
-    scores = np.concatenate([pos, neg])
-    is_pos = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-    order = np.argsort(-scores, kind="mergesort")
-    s, lab = scores[order], is_pos[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tp = np.cumsum(lab)[last_of_tie]
-    fp = np.cumsum(1 - lab)[last_of_tie]
-    tpr = np.r_[0.0, tp / pos.size]
-    fpr = np.r_[0.0, fp / neg.size]
+    fpr, tpr, _ = _sk_roc_curve(*_labelled(pos, neg), drop_intermediate=False)
     return fpr, tpr
 
 
-def roc_auc(positive: object, negative: object) -> float:
-    """Area under the ROC curve (the probability that a random positive outscores a random negative,
-    ties counted half), from ranks."""
-    pos, neg = _clean(positive, "positive"), _clean(negative, "negative")
-    ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+def roc_auc(positive: object, negative: object, *, if_empty: float | None = None) -> float:
+    """Area under the ROC curve: the probability that a random positive outscores a random negative, ties
+    counted half. A side without scores raises :class:`~unlearnkit.errors.DataError`, or gives ``if_empty``
+    when that is set (e.g. ``float("nan")`` for a metric that may be missing)."""
+    try:
+        pos, neg = _clean(positive, "positive"), _clean(negative, "negative")
+    except DataError:
+        if if_empty is None:
+            raise
+        return float(if_empty)
+    return float(roc_auc_score(*_labelled(pos, neg)))
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
@@ -69,8 +81,9 @@ def thin_curve(fpr: np.ndarray, tpr: np.ndarray, max_points: int = 200) -> tuple
 
 
 @dataclass
-class AttackResult:
-    """One attack's summary (percent) and its thinned ROC curve."""
+class ROCAttackResult:
+    """One score-threshold attack summarised by its ROC curve: AUC, best accuracy and TPR at low FPR (percent),
+    and the thinned curve."""
 
     name: str
     auc: float
@@ -94,12 +107,12 @@ class AttackResult:
         }
 
 
-def evaluate_attack(name: str, positive: object, negative: object, max_points: int = 200) -> AttackResult:
+def evaluate_attack(name: str, positive: object, negative: object, max_points: int = 200) -> ROCAttackResult:
     """Summarise an attack whose scores on positives and negatives are given (higher = positive)."""
     pos, neg = _clean(positive, "positive"), _clean(negative, "negative")
     fpr, tpr = roc_curve(pos, neg)
     f, t = thin_curve(fpr, tpr, max_points)
-    return AttackResult(
+    return ROCAttackResult(
         name=name,
         auc=100.0 * roc_auc(pos, neg),
         accuracy=100.0 * best_accuracy(fpr, tpr),

@@ -28,7 +28,7 @@ from ..errors import ConfigError, DataError
 from ..metrics.predict import predict_outputs
 from ..runtime import resolve_device, timed
 from .common import ModelFactory, check_method, run_method, train_fresh
-from .roc import AttackResult, evaluate_attack
+from .roc import ROCAttackResult, evaluate_attack
 from .scores import logit_confidence
 
 
@@ -251,7 +251,7 @@ class ULiRAResult:
     hparams: dict[str, Any] = field(default_factory=dict)
     scheme: str = ""
     seeds: list[int] = field(default_factory=list)
-    attack: AttackResult | None = field(default=None, repr=False)
+    attack: ROCAttackResult | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,7 +6,7 @@ pass a ``torch.utils.data.Dataset``, a ``DataLoader`` or a tuple ``(X, y)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,9 +131,10 @@ class Batches:
 
 
 class Cycle:
-    """An endless stream of batches from a :class:`Batches`, for pairing a small set with a big one."""
+    """An endless stream of batches from a re-iterable stream such as :class:`Batches`, for pairing a small set
+    with a big one: each wrap starts a new pass (a seeded :class:`Batches` reshuffles)."""
 
-    def __init__(self, batches: Batches) -> None:
+    def __init__(self, batches: Iterable) -> None:
         self.batches = batches
         self._it: Iterator | None = None
 
@@ -145,3 +146,36 @@ class Cycle:
         except StopIteration:
             self._it = iter(self.batches)
             return next(self._it)
+
+
+class PairedBatches:
+    """One pass over ``main``, each batch followed by the next batch of ``other``, cycled: yields
+    ``(*main_batch, *other_batch)`` (``(x_r, y_r, x_f, y_f)`` for two :class:`Batches`).
+
+    ``restart_each_pass=True`` starts the cycle over ``other`` afresh on every pass over ``main``, as
+    ``zip(loader, itertools.cycle(other_loader))`` re-created every epoch; within a pass each wrap of ``other``
+    is a new pass of it (a new shuffle, where ``itertools.cycle`` would replay its first order). With ``False``
+    the cycle carries on across passes: ``other`` is one endless stream. :meth:`pass_examples` counts the
+    examples of one pass, both streams, the short last batch of ``other`` as it is (counted from the start of
+    the cycle, so exact for every pass when it restarts)."""
+
+    def __init__(self, main: Iterable, other: Iterable, *, restart_each_pass: bool) -> None:
+        self.main, self.other = main, other
+        self.restart_each_pass = restart_each_pass
+        self._cycle = Cycle(other)
+
+    def __len__(self) -> int:
+        return len(self.main)  # type: ignore[arg-type]
+
+    def pass_examples(self) -> int:
+        main, other = self.main, self.other
+        n_main = min(len(main.data), len(main) * main.batch_size)  # type: ignore[attr-defined,arg-type]
+        n_o, bs = len(other.data), other.batch_size  # type: ignore[attr-defined]
+        sizes = [min(bs, n_o - i * bs) for i in range(len(other))]  # type: ignore[arg-type]
+        cycles, rest = divmod(len(self), len(sizes))
+        return n_main + cycles * sum(sizes) + sum(sizes[:rest])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        cycle = Cycle(self.other) if self.restart_each_pass else self._cycle
+        for batch in self.main:
+            yield (*batch, *cycle.next())

@@ -15,7 +15,7 @@ UnlearnDiffAtk attack, :func:`run_diff_bench`, and diffusers Stable Diffusion pi
 """
 
 from . import methods  # noqa: F401  (registers the diffusion methods)
-from .attacks import AttackResult, unlearndiffatk
+from .attacks import PromptAttackResult, unlearndiffatk
 from .bench import DEFAULT_DIFF_METHODS, MINIATURE_HPARAMS, DiffBenchConfig, DiffBenchRun, run_diff_bench
 from .clip_evaluator import TextErasureEval, ZeroShotCLIP, evaluate_text_erasure
 from .concepts import ConceptData, ConceptSpec, Vocabulary, build_concept_data, load_concept_data, parse_concept
@@ -35,7 +35,6 @@ from .unlearncanvas import read_grid, run_canvas, write_answer_set
 __all__ = [
     "DEFAULT_DIFF_METHODS",
     "MINIATURE_HPARAMS",
-    "AttackResult",
     "ConceptData",
     "ConceptSpec",
     "DiffBenchConfig",
@@ -46,6 +45,7 @@ __all__ = [
     "Evaluators",
     "GenerationEval",
     "ModelConfig",
+    "PromptAttackResult",
     "SamplingConfig",
     "TextConceptData",
     "TextErasureEval",

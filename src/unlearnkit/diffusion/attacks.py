@@ -131,7 +131,7 @@ def attack_round(
 
 
 @dataclass
-class AttackResult:
+class PromptAttackResult:
     """Attack success rates (percent of attacked prompt instances) and the adversarial prompts found.
 
     One *instance* is a prompt of the erased concept with one evaluation seed (the reference attacks each
@@ -176,7 +176,7 @@ def unlearndiffatk(
     guidance: float = 2.0,
     exclude_concept: bool = True,
     seed: int = 0,
-) -> AttackResult:
+) -> PromptAttackResult:
     """UnlearnDiffAtk (Zhang et al., "To Generate or Not? Safety-Driven Unlearned Diffusion Models Are Still
     Easy To Generate Unsafe Images ... For Now", ECCV 2024), following OPTML-Group/Diffusion-MU-Attack
     ``src/attackers/text_grad_.py`` (``prefix_k``, ``sequential``) and ``src/tasks/classifier_.py``.
@@ -245,7 +245,7 @@ def unlearndiffatk(
             adv_prompts.append(data.vocab.decode(adv[0]))
     if not success:
         raise ConfigError(f"no training images of {concept.axis} {concept.word!r} to attack with")
-    return AttackResult(
+    return PromptAttackResult(
         asr=100.0 * sum(success) / len(success),
         asr_plain=100.0 * sum(plain_success) / len(plain_success),
         instances=len(success),

@@ -22,7 +22,7 @@ from .chains import ChainJob, ChainResult, ModelSpec, run_chain
 from .ensemble import ShardEnsemble
 from .executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor, make_executor
 from .ledger import Ledger, LedgerCheck
-from .s3t import S3T, LoRAConv2d, LoRALinear, layer_groups
+from .s3t import S3T, layer_groups
 from .sharded import DeletionReport, DeletionRequest, Selection, ShardedModel
 from .sharding import ShardPlan, chain_keys, make_plan
 from .sisa import SISA
@@ -42,8 +42,6 @@ __all__ = [
     "FsspecStore",
     "Ledger",
     "LedgerCheck",
-    "LoRAConv2d",
-    "LoRALinear",
     "ModelSpec",
     "ProcessExecutor",
     "RayExecutor",

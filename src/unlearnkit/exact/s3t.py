@@ -12,16 +12,19 @@ retrained from its surviving checkpoints.
 
 With ``backbone=True`` (the paper's setting) every constituent starts from one frozen backbone pre-trained
 on a split the user declares non-deletable, and the parameter groups are low-rank adapters: every
-``nn.Linear`` / ``nn.Conv2d`` gets a LoRA branch (Hu et al., ICLR 2022; initialised as in peft's
-``peft/tuners/lora/layer.py``: ``A`` Kaiming-uniform with ``a=√5``, ``B`` zero, output scaled by
-``alpha / rank``). Step ``i`` trains the adapters of the ``i``-th block of layers from the top; an adapter
-at its initial value adds exactly zero, so a deactivated group falls back to the backbone, not to noise.
+``nn.Linear`` / ``nn.Conv2d`` gets peft's LoRA layer with the named adapter :data:`ADAPTER` (Hu et al.,
+ICLR 2022; peft's ``peft/tuners/lora/layer.py``, ``Linear`` and ``Conv2d``: ``A`` Kaiming-uniform with
+``a=√5``, ``B`` zero, output scaled by ``alpha / rank``; the ``exact`` extra). Step ``i`` trains the adapters
+of the ``i``-th block of layers from the top; an adapter at its initial value adds exactly zero, so a
+deactivated group falls back to the backbone, not to noise. The slice sequencing (which block trains on which
+slices, which are deactivated after a deletion) is S3T's own and needs nothing from the adapter layer.
 Reference code: https://github.com/brcsomnath/S3T (the paper's sliced training over PEFT layers).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,7 +34,7 @@ from torch import nn
 
 from ..data.tensors import Batches, TensorData
 from ..engine import Hook, Phase, Recipe, StepContext, TrainLog, train
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, require
 from ..losses import cross_entropy
 from .sisa import SISA
 
@@ -50,67 +53,61 @@ def layer_groups(model: nn.Module, count: int) -> list[list[str]]:
     return [[owners[i] for i in block] for block in reversed(blocks)]
 
 
+#: the name of S3T's adapter in peft's LoRA layers
+ADAPTER = "s3t"
+
+
+def is_adapter_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a peft LoRA layer carrying S3T's adapter."""
+    lora_a = getattr(module, "lora_A", None)
+    return isinstance(lora_a, nn.ModuleDict) and ADAPTER in lora_a
+
+
 def group_state_names(model: nn.Module, modules: list[str]) -> list[str]:
-    """State-dict names (parameters and buffers) owned by ``modules``."""
+    """State-dict names (parameters and buffers) owned by ``modules``; of an adapted layer, its adapter's
+    parameters only (its base layer belongs to the frozen backbone)."""
     wanted = set(modules)
     names = []
     for mname, m in model.named_modules():
         if mname in wanted:
             prefix = f"{mname}." if mname else ""
+            if is_adapter_layer(m):
+                own = (f"lora_A.{ADAPTER}.", f"lora_B.{ADAPTER}.")
+                names += [prefix + n for n, _ in m.named_parameters() if n.startswith(own)]
+                continue
             names += [prefix + n for n, _ in m.named_parameters(recurse=False)]
             names += [prefix + n for n, _ in m.named_buffers(recurse=False)]
     return names
 
 
-class LoRALinear(nn.Module):
-    """``base(x) + (alpha / rank) · B A x`` with ``base`` frozen (never handed to an optimiser by S3T)."""
-
-    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
-        super().__init__()
-        self.base = base
-        self.scaling = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
-
-
-class LoRAConv2d(nn.Module):
-    """The convolutional form: ``A`` is a ``rank``-channel convolution with the base's kernel, stride and
-    padding, ``B`` a 1×1 convolution back to the output channels (as in peft's ``Conv2d`` LoRA layer)."""
-
-    def __init__(self, base: nn.Conv2d, rank: int, alpha: float) -> None:
-        super().__init__()
-        self.base = base
-        self.scaling = alpha / rank
-        k = base.kernel_size
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_channels // base.groups, *k))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_channels, rank, 1, 1))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.base
-        h = nn.functional.conv2d(x, self.lora_A, None, b.stride, b.padding, b.dilation, b.groups)
-        return b(x) + nn.functional.conv2d(h, self.lora_B) * self.scaling
-
-
 def attach_adapters(model: nn.Module, rank: int, alpha: float) -> list[str]:
-    """Wrap every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` in place with a LoRA branch; returns the
-    wrapped modules' names in model order."""
-    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d) and n]
-    for name, m in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        wrapped = LoRALinear(m, rank, alpha) if isinstance(m, nn.Linear) else LoRAConv2d(m, rank, alpha)
-        setattr(parent, attr, wrapped)
-    return [n for n, _ in targets]
+    """Give every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` (in place) peft's LoRA layer with the named adapter
+    :data:`ADAPTER` (rank ``rank``, scale ``alpha / rank``, no dropout; the base layers frozen); returns the
+    adapted modules' names in model order. ``A`` is drawn Kaiming-uniform (``a=√5``) from the global CPU
+    generator one layer after the other in model order and ``B`` is zero, so the adapters of a seeded build are the same
+    whatever peft draws while it creates its layers."""
+    targets = [n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d) and n]
+    if not targets:
+        return []
+    peft = require("peft", extra="exact")
+    config = peft.LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="(" + "|".join(map(re.escape, targets)) + ")"
+    )
+    state = torch.get_rng_state()
+    peft.inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    torch.set_rng_state(state)
+    with torch.no_grad():
+        for name in targets:
+            layer = model.get_submodule(name)
+            a = layer.lora_A[ADAPTER].weight
+            a.copy_(nn.init.kaiming_uniform_(torch.empty(a.shape), a=math.sqrt(5)))  # drawn on the CPU generator
+            nn.init.zeros_(layer.lora_B[ADAPTER].weight)
+    return targets
 
 
 def adapter_groups(model: nn.Module, count: int) -> list[list[str]]:
-    """The LoRA modules of ``model`` split into ``count`` contiguous blocks, block 0 at the top."""
-    owners = [n for n, m in model.named_modules() if isinstance(m, LoRALinear | LoRAConv2d)]
+    """The adapted layers of ``model`` split into ``count`` contiguous blocks, block 0 at the top."""
+    owners = [n for n, m in model.named_modules() if is_adapter_layer(m)]
     if len(owners) < count:
         raise ModelError(
             f"S3T needs at least one adapted layer per slice: the model has {len(owners)} linear/convolutional "
@@ -139,7 +136,7 @@ class S3T(SISA):
     """S3T's layout. ``sequences`` (the budget ``B``) defaults to ``slices``, i.e. every cyclic rotation, so
     one deletion anywhere always leaves a prefix of depth ``R - 1`` in some sequence. ``min_depth``: retrain a
     shard whose best surviving prefix is shorter. ``init``: initialisation of the untrained groups (layer
-    groups only). ``backbone``: groups are LoRA adapters of ``rank`` (scale ``alpha / rank``) over a frozen
+    groups only). ``backbone``: groups are peft LoRA adapters of ``rank`` (scale ``alpha / rank``) over a frozen
     backbone pre-trained on the declared non-deletable split."""
 
     name: ClassVar[str] = "s3t"
@@ -163,6 +160,8 @@ class S3T(SISA):
             raise ConfigError(f"s3t: min_depth must be in [0, slices={self.slices}], got {self.min_depth}")
         if self.init not in ("kaiming", "default"):
             raise ConfigError(f"s3t: init must be 'kaiming' or 'default', got {self.init!r}")
+        if self.backbone:
+            require("peft", extra="exact")  # the adapters are peft's: say so before any training
 
     def orders(self) -> list[list[int]]:
         """``sequences`` cyclic rotations of the slices, spread evenly over the possible starts."""

@@ -110,9 +110,10 @@ class RepulsionHook(Hook):
         return None if self.kind is None else repulsion_loss(val, self.kind, self.gamma)
 
 
-def fisher_diagonal(gan: GAN, samples: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``estimate_fisher``: the mean over ``samples`` latent codes of the squared gradient of the
-    discriminator's logit D(G(z_n)) with respect to each generator parameter."""
+def generator_fisher_diagonal(gan: GAN, samples: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Diagonal Fisher of the generator under the discriminator (``estimate_fisher``): the mean over ``samples``
+    latent codes of the squared gradient of the discriminator's logit D(G(z_n)) with respect to each generator
+    parameter (no data and no task loss, unlike SSD's :func:`unlearnkit.methods.ssd.empirical_fisher_diagonal`)."""
     if samples < 1:
         raise ConfigError(f"fisher_samples must be >= 1, got {samples}")
     params = dict(gan.generator.named_parameters())
@@ -131,7 +132,7 @@ class EWCHook(Hook):
 
     def __init__(self, gan: GAN, lam: float, samples: int = 32, seed: int = 0) -> None:
         self.lam = lam
-        self.fisher = fisher_diagonal(gan, samples, seed)
+        self.fisher = generator_fisher_diagonal(gan, samples, seed)
         self.anchor = {n: p.detach().clone() for n, p in gan.generator.named_parameters()}
 
     def penalty(self, generator: nn.Module) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..data.tensors import Batches, Cycle, TensorData
+from ..data.tensors import Batches, TensorData
 from ..errors import DataError
 from .tokenizer import pad_id
 
@@ -218,6 +218,10 @@ class LMBatches:
     def data(self) -> LMData:
         return self.datas[0]
 
+    @property
+    def batch_size(self) -> int:
+        return self._order.batch_size
+
     def __len__(self) -> int:
         return len(self._order)
 
@@ -230,21 +234,3 @@ class LMBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for idx, _ in self._order:
             yield self.take(idx)
-
-
-class PairedBatches:
-    """One pass over ``main``, each batch followed by the next batch of an endless ``other`` stream:
-    batches are ``(main..., other...)``."""
-
-    def __init__(self, main: LMBatches, other: LMBatches) -> None:
-        self.main = main
-        self.other = other
-        self._cycle = Cycle(other._order)
-
-    def __len__(self) -> int:
-        return len(self.main)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        for batch in self.main:
-            idx, _ = self._cycle.next()
-            yield (*batch, *self.other.take(idx))

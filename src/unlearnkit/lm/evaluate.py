@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audit.roc import roc_auc
 from .data import LMSplit
 from .encode import (
     DEFAULT_MAX_LENGTH,
@@ -39,9 +40,8 @@ from .generate import (
 from .metrics import (
     PRIVLEAK_REFERENCE_AUC,
     answer_accuracy,
-    auc,
     choice_probability,
-    forget_quality,
+    ks_forget_quality,
     loss_score,
     mean_answer_probability,
     mean_extraction_strength,
@@ -280,7 +280,7 @@ def measure_lm(
         members = mia_scores(model, tokenizer, split.forget, max_length=max_length, **kw)
         nonmembers = mia_scores(model, tokenizer, split.holdout, max_length=max_length, **kw)
         for n in MIA_NAMES:
-            metrics[f"mia_{n}"] = auc(members[n], nonmembers[n])
+            metrics[f"mia_{n}"] = roc_auc(members[n], nonmembers[n], if_empty=float("nan"))
     return LMEvaluation(metrics, list(f_ratios), gens, dict(lengths))
 
 
@@ -296,7 +296,7 @@ def compare_to_retain_only(
         out: dict[str, Any] = {"forget_quality": float("nan")}
         ref, label = PRIVLEAK_REFERENCE_AUC, f"auc={PRIVLEAK_REFERENCE_AUC} (no retain-only model)"
     else:
-        out = {"forget_quality": forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
+        out = {"forget_quality": ks_forget_quality(ev.forget_truth_ratios, retain_only.forget_truth_ratios)}
         ref, label = retain_only.metrics.get(f"mia_{mia}"), "retain-only"
     usable = a is not None and ref is not None and not np.isnan(ref)
     out["privleak"] = privleak(a, ref) if usable else float("nan")

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..data.tensors import Batches, Cycle
+from ..data.tensors import PairedBatches
 from ..engine import SCHEDULES, Batch, LossFn, Phase
 from .base import Method, UnlearnRequest, hp, register
 from .context import Outcome, RunContext
-
-
-class PairedBatches:
-    """One pass over the retain batches, each paired with the next batch of the forget set, cycled: yields
-    ``(x_r, y_r, x_f, y_f)``. As ``zip(train_loader, cycle(delete_loader))`` in the reference, every pass over
-    the retain set starts the forget cycle afresh; within a pass, each wrap of the forget set is a new shuffle
-    (``itertools.cycle`` replays its first pass's order), so a shuffled forget stream is not the reference's
-    batch for batch. A pass processes the retain examples and as many forget batches as retain ones
-    (:func:`unlearnkit.budget.pass_examples` counts both, the short last forget batch included)."""
-
-    def __init__(self, retain: Batches, forget: Batches) -> None:
-        self.retain, self.forget = retain, forget
-
-    def __len__(self) -> int:
-        return len(self.retain)
-
-    def pass_examples(self) -> int:
-        retain = min(len(self.retain.data), len(self.retain) * self.retain.batch_size)
-        n_f, bs = len(self.forget.data), self.forget.batch_size
-        sizes = [min(bs, n_f - i * bs) for i in range(len(self.forget))]
-        cycles, rest = divmod(len(self.retain), len(sizes))
-        return retain + cycles * sum(sizes) + sum(sizes[:rest])
-
-    def __iter__(self) -> Iterator[Batch]:
-        cycle = Cycle(self.forget)
-        for x_r, y_r in self.retain:
-            x_f, y_f = cycle.next()
-            yield x_r, y_r, x_f, y_f
 
 
 class NegGradPlusLoss:
@@ -88,8 +59,9 @@ class NegGradPlus(Method):
     schedule: str = hp("constant", choices=SCHEDULES, doc="learning-rate schedule over the run (published: constant)")
 
     def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
-        paired = PairedBatches(
-            self.batches(request.retain), self.batches(request.forget, self.forget_batch_size, salt=1)
-        )
+        # as zip(train_loader, cycle(delete_loader)) in the reference: every pass over the retain set starts the
+        # forget cycle afresh (a shuffled forget stream is therefore not the reference's batch for batch)
+        forget = self.batches(request.forget, self.forget_batch_size, salt=1)
+        paired = PairedBatches(self.batches(request.retain), forget, restart_each_pass=True)
         ctx.fit(self, model, Phase("neggrad+", paired, NegGradPlusLoss(request.task_loss, self.alpha)), request)
         return Outcome(model)

@@ -27,7 +27,7 @@ def even_batches(data: TensorData, batch_size: int, seed: int = 0) -> list[tuple
     return [(data.x[i], data.y[i]) for i in np.array_split(order, max(1, -(-n // batch_size)))]
 
 
-def fisher_diagonal(
+def empirical_fisher_diagonal(
     model: nn.Module,
     data: TensorData,
     loss,
@@ -36,8 +36,8 @@ def fisher_diagonal(
     seed: int = 0,
     even: bool = False,
 ) -> dict:
-    """Diagonal of the empirical Fisher information: the mean over batches of the squared gradient of
-    ``loss`` for every parameter (model in eval mode, left unchanged). Batches are drawn in a seeded
+    """Diagonal of the empirical Fisher information of a task loss on data: the mean over batches of the squared
+    gradient of ``loss`` for every parameter (model in eval mode, left unchanged). Batches are drawn in a seeded
     shuffled order, so that a batch of the full training set mixes forget and retain examples; with
     ``even`` they have equal sizes (:func:`even_batches`) instead of a short last batch."""
     model.eval()
@@ -111,8 +111,9 @@ class SelectiveSynapticDampening(Method):
         model.to(request.device)
         full = TensorData.concat([request.retain, request.forget])
         dev, even = request.device, self.even_batches
-        forget_imp = fisher_diagonal(model, request.forget, request.task_loss, self.batch_size, dev, self.seed, even)
-        global_imp = fisher_diagonal(model, full, request.task_loss, self.batch_size, dev, self.seed, even)
+        fisher = empirical_fisher_diagonal
+        forget_imp = fisher(model, request.forget, request.task_loss, self.batch_size, dev, self.seed, even)
+        global_imp = fisher(model, full, request.task_loss, self.batch_size, dev, self.seed, even)
         if request.target is None:
             fraction = dampen(model, forget_imp, global_imp, self.alpha, self.dampening)
             return Outcome(model, report={"dampened_fraction": fraction})

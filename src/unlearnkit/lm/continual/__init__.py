@@ -15,7 +15,7 @@ from .o3 import (
     orthogonal_loss,
     train_request_adapter,
 )
-from .ood import ContrastiveEntropyDetector, DetectorConfig, auroc, o3_soft_weight
+from .ood import ContrastiveEntropyDetector, DetectorConfig, o3_soft_weight
 from .requests import RequestSequence, benchmark_requests, file_requests
 from .routing import REWORDINGS, gate_aurocs, reworded_question
 from .sequence import ContinualBenchConfig, ContinualConfig, run_continual, run_continual_bench
@@ -29,7 +29,6 @@ __all__ = [
     "O3Config",
     "RequestSequence",
     "attach_lora",
-    "auroc",
     "benchmark_requests",
     "file_requests",
     "max_subspace_overlap",

@@ -60,7 +60,14 @@ class OrthogonalLoRALinear(nn.Module):
     """A linear layer plus a stack of LoRA adapters ``(A_k, B_k)``; only the last one (if any) trains.
 
     Output ``base(x) + gate · (α/r) · Σ_k B_k A_k x`` where ``gate`` is 1, a scalar, or one weight per row of the
-    batch (set by :class:`unlearnkit.lm.continual.gate.GatedLM`)."""
+    batch (set by :class:`unlearnkit.lm.continual.gate.GatedLM`). The package's one custom low-rank layer (the
+    other adapters, S3T's and the LM methods' ``lora=True``, are peft's): peft's LoRA layers
+    (``peft/tuners/lora/layer.py``, ``Linear.forward``) add each active adapter as ``lora_B(lora_A(x)) · scaling``
+    with one fixed ``scaling`` per adapter for the whole batch, and their only per-row choice is the discrete
+    ``adapter_names`` of a mixed batch (one adapter per row, at full weight). O3 needs a continuous soft weight
+    per example, recomputed by the detectors on every forward, on the sum of all the requests' adapters (the
+    reference patches peft's ``Linear.forward`` for it, ``lora_layer_hacked_o.py``); it also reads every
+    ``A_k`` for the orthogonality loss and draws each new ``A_k`` from the request's own seeded generator."""
 
     def __init__(self, base: nn.Module, rank: int, alpha: float) -> None:
         super().__init__()

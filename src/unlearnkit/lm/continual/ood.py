@@ -291,21 +291,10 @@ class _Fixed(nn.Module):
         return self
 
 
-def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """P(score of a positive > score of a negative), ties counted half."""
-    pos, neg = np.asarray(positive, float), np.asarray(negative, float)
-    if not len(pos) or not len(neg):
-        raise DataError("AUROC needs at least one positive and one negative score")
-    greater = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(greater + 0.5 * ties)
-
-
 __all__ = [
     "ContrastiveEntropyDetector",
     "DetectorConfig",
     "OrthogonalLoRALinear",
-    "auroc",
     "contrastive_entropy",
     "layer_scores",
     "o3_soft_weight",

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ...audit.roc import roc_auc
 from .gate import GatedLM
-from .ood import auroc
 
 #: a second wording of each generated-benchmark question (attribute key → template with ``{name}``), never used
 #: in training: the detectors see only the benchmark's own wording
@@ -55,10 +55,6 @@ def reworded_question(record: dict[str, Any]) -> str | None:
     return template.format(name=record["person"])
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    return auroc(pos, neg) if len(pos) and len(neg) else float("nan")
-
-
 def gate_aurocs(
     gated: GatedLM,
     forget: Sequence[str],
@@ -72,8 +68,9 @@ def gate_aurocs(
         return {k: float("nan") for k in GATE_KEYS}
     score = {name: gated.closeness_for(list(texts)) if texts else np.zeros(0) for name, texts in (
         ("forget", forget), ("retain", retain), ("unrelated", unrelated), ("reworded", reworded))}  # fmt: skip
+    nan = float("nan")
     return {
-        "forget_retain": _auc(score["forget"], score["retain"]),
-        "forget_unrelated": _auc(score["forget"], score["unrelated"]),
-        "reworded_unrelated": _auc(score["reworded"], score["unrelated"]),
+        "forget_retain": roc_auc(score["forget"], score["retain"], if_empty=nan),
+        "forget_unrelated": roc_auc(score["forget"], score["unrelated"], if_empty=nan),
+        "reworded_unrelated": roc_auc(score["reworded"], score["unrelated"], if_empty=nan),
     }

@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ...data.tensors import PairedBatches
 from ...engine import SCHEDULES, Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
 from ...methods.context import Outcome, RunContext
-from ..encode import IGNORE, LMBatches, LMData, PairedBatches, _trim
+from ..encode import IGNORE, LMBatches, LMData, _trim
 from ..parallel import ProcessShard, global_log, shard_for
 from ..positions import check_width
 from ..probe import LMProbe
@@ -132,9 +133,10 @@ class LMMethod(Method):
         return LMBatches([request.forget, *extra], self.batch_size, seed=self.seed)
 
     def paired_batches(self, request: LMRequest, *extra: LMData) -> PairedBatches:
-        """Forget batches (plus row-aligned ``extra``) each followed by a retain batch."""
+        """Forget batches (plus row-aligned ``extra``) each followed by the next batch of an endless retain
+        stream (its cycle carries on across epochs)."""
         retain = LMBatches(request.retain, self.batch_size, seed=self.seed + 1)
-        return PairedBatches(self.forget_batches(request, *extra), retain)
+        return PairedBatches(self.forget_batches(request, *extra), retain, restart_each_pass=False)
 
     def fit_loss(self, ctx: RunContext, model: nn.Module, request: LMRequest, batches, loss, **kw: Any) -> None:
         """Train ``loss`` on ``batches`` through the engine (``ctx.fit``), with this method's accumulation, precision

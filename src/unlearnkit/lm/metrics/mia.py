@@ -1,4 +1,5 @@
-"""Membership-inference scores for language models and their AUC (higher score = more likely a member).
+"""Membership-inference scores for language models (higher score = more likely a member); their AUC is
+:func:`unlearnkit.audit.roc.roc_auc`, members positive.
 
 LOSS (Yeom et al. 2018), ZLib (Carlini et al., USENIX Security 2021), Min-K% (Shi et al., ICLR 2024),
 Min-K%++ (Zhang et al., 2024); privacy leakage as in MUSE (Shi et al., 2024). The scores follow open-unlearning's
@@ -55,16 +56,6 @@ def min_k_plus_plus_score(
         raise DataError(f"k must be in (0, 1], got {k}")
     z = (np.asarray(logps, float) - np.asarray(mu, float)) / np.maximum(np.asarray(sigma, float), 1e-6)
     return _lowest_mean(z, k)
-
-
-def auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> float:
-    """ROC AUC of telling members (label 1) from non-members by score; 0.5 is chance."""
-    from sklearn.metrics import roc_auc_score
-
-    if not len(member_scores) or not len(nonmember_scores):
-        return float("nan")
-    y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
-    return float(roc_auc_score(y, np.r_[np.asarray(member_scores, float), np.asarray(nonmember_scores, float)]))
 
 
 #: the retain-only AUC privleak falls back to without a retain-only model (``ref_value`` of open-unlearning's

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def forget_quality(unlearned_ratios: Sequence[float], retain_only_ratios: Sequence[float]) -> float:
-    """p-value of the two-sample Kolmogorov–Smirnov test between the forget-set truth ratios of the unlearned
-    model and of the retain-only model: ≈ 1 when indistinguishable, small when they differ."""
+def ks_forget_quality(unlearned_ratios: Sequence[float], retain_only_ratios: Sequence[float]) -> float:
+    """TOFU's forget quality: the p-value of the two-sample Kolmogorov–Smirnov test between the forget-set truth
+    ratios of the unlearned model and of the retain-only model: ≈ 1 when indistinguishable, small when they
+    differ (the NeurIPS 2023 challenge's ε-based score is :func:`unlearnkit.audit.epsilon_forget_quality`)."""
     from scipy.stats import ks_2samp
 
     a, b = np.asarray(unlearned_ratios, dtype=float), np.asarray(retain_only_ratios, dtype=float)
