@@ -21,7 +21,8 @@ ORIGINAL = "original"
 ModelFactory = Callable[[], nn.Module]
 
 
-def check_method(method: str) -> None:
+def check_known_method(method: str) -> None:
+    """Refuse an unknown method name (the original model is audited too) before any training."""
     if method != ORIGINAL:
         get_method_class(method)
 

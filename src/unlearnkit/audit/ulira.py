@@ -27,7 +27,7 @@ from ..engine import Recipe
 from ..errors import ConfigError, DataError
 from ..metrics.predict import predict_outputs
 from ..runtime import resolve_device, timed
-from .common import ModelFactory, check_method, run_method, train_fresh
+from .common import ModelFactory, check_known_method, run_method, train_fresh
 from .roc import ROCAttackResult, evaluate_attack
 from .scores import logit_confidence
 
@@ -267,7 +267,7 @@ def ulira(
     progress: bool = True,
 ) -> ULiRAResult:
     """Attack ``method`` (a registered name, or ``"original"`` for no unlearning) with U-LiRA on ``shadows``."""
-    check_method(method)
+    check_known_method(method)
     dev = resolve_device(device)
     target_data = shadows.data.subset(shadows.targets)
     phi_in = np.zeros_like(shadows.phi_retrained)
