@@ -133,7 +133,8 @@ def test_detector_search_parses_and_rejects_bad_candidates():
     for bad in ("1e-3", "ax5", "1e-3x0", "-1x2", "1e-3x2.5"):
         with pytest.raises(ConfigError, match="LRxEPOCHS"):
             DetectorConfig(search=bad)
-    assert detector_settings({}) == {"search": DETECTOR_SEARCH}
+    assert detector_settings({}) == {"search": DETECTOR_SEARCH}  # a user's model: the search
+    assert detector_settings({}, tiny=True) == {"lr": 3e-3, "epochs": 10}
     assert detector_settings({"lr": 1e-5, "epochs": 2}) == {"search": "", "lr": 1e-5, "epochs": 2}
     assert detector_settings({"epochs": 2, "search": "1e-3x5"})["search"] == "1e-3x5"
 

@@ -37,15 +37,21 @@ from .selection import select_detector
 #: adapter values for the embedded tiny model (trained from scratch at lr 5e-3): the published 7B learning rate
 #: 2e-4 barely moves it
 TINY_O3 = {"lr": 3e-3}
-#: the detector candidates tried per request, for every model (:mod:`.selection`); chosen with
-#: ``benchmarks/o3_detector.py`` on the tiny Llama and checked on a tiny GPT-2
+#: the tiny model's detector (chosen with ``benchmarks/o3_detector.py`` on the tiny Llama, checked on a tiny
+#: GPT-2; at the default configuration it routes better than the search below, see benchmarks/RESULTS.md)
+TINY_DETECTOR = {"lr": 3e-3, "epochs": 10}
+#: the detector candidates tried per request on a user's model (:mod:`.selection`): the tiny model's setting and
+#: its neighbours, chosen by measured separation instead of assuming the model is ours
 DETECTOR_SEARCH = "1e-3x5,3e-3x10,1e-2x10"
 
 
-def detector_settings(given: dict[str, Any]) -> dict[str, Any]:
-    """The detector's keyword arguments for ``lm-continual``: :data:`DETECTOR_SEARCH` for every model (the tiny
-    one and a user's), unless ``given`` sets ``lr`` or ``epochs`` without a ``search`` (that setting is used)."""
+def detector_settings(given: dict[str, Any], *, tiny: bool = False) -> dict[str, Any]:
+    """The detector's keyword arguments for ``lm-continual``: :data:`TINY_DETECTOR` for the tiny model,
+    :data:`DETECTOR_SEARCH` for a user's model, unless ``given`` sets ``lr`` or ``epochs`` without a ``search``
+    (that setting is used)."""
     fixed = ("lr" in given or "epochs" in given) and "search" not in given
+    if tiny:
+        return {**TINY_DETECTOR, **given}
     return {"search": "" if fixed else DETECTOR_SEARCH, **given}
 
 
@@ -348,7 +354,7 @@ def run_continual_bench(cfg: ContinualBenchConfig) -> tuple[ResultTable, list[Co
         meta["train"] = pair.info
     for name in cfg.methods:
         o3_kw = {**(TINY_O3 if cfg.tiny_hparams and not user else {}), **cfg.o3}
-        det_kw = detector_settings(cfg.detector)
+        det_kw = detector_settings(cfg.detector, tiny=cfg.tiny_hparams and not user)
         hps = dict(cfg.hparams.get(name, {}))
         if name != "o3" and cfg.tiny_hparams and not user:
             from ..bench import TINY_HPARAMS
