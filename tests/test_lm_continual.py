@@ -30,7 +30,13 @@ from unlearnkit.lm.continual import (  # noqa: E402
 from unlearnkit.lm.continual.o3 import lora_layers, set_gate  # noqa: E402
 from unlearnkit.lm.continual.ood import contrastive_entropy, layer_scores  # noqa: E402
 from unlearnkit.lm.continual.routing import REWORDINGS, gate_aurocs, reworded_question  # noqa: E402
-from unlearnkit.lm.continual.sequence import _refusal_data, no_retain_hparams  # noqa: E402
+from unlearnkit.lm.continual.selection import entity_swaps, parse_search, select_detector  # noqa: E402
+from unlearnkit.lm.continual.sequence import (  # noqa: E402
+    DETECTOR_SEARCH,
+    _refusal_data,
+    detector_settings,
+    no_retain_hparams,
+)
 from unlearnkit.lm.data import ATTRIBUTE_KEYS  # noqa: E402
 from unlearnkit.lm.encode import prompt_text  # noqa: E402
 
@@ -119,6 +125,59 @@ def test_gate_aurocs_rank_the_gate_score_of_each_set():
     assert got == {"forget_retain": 0.75, "forget_unrelated": 1.0, "reworded_unrelated": 0.5}
     assert np.isnan(gate_aurocs(gated, forget, retain, [], reworded)["forget_unrelated"])
     assert all(np.isnan(v) for v in gate_aurocs(GatedLM(torch.nn.Identity(), None), forget, retain, [], []).values())
+
+
+def test_detector_search_parses_and_rejects_bad_candidates():
+    assert parse_search("1e-3x5, 3e-3x10,") == [(1e-3, 5), (3e-3, 10)]
+    assert parse_search("") == []
+    for bad in ("1e-3", "ax5", "1e-3x0", "-1x2", "1e-3x2.5"):
+        with pytest.raises(ConfigError, match="LRxEPOCHS"):
+            DetectorConfig(search=bad)
+    assert detector_settings({}) == {"search": DETECTOR_SEARCH}  # a user's model: the search
+    assert detector_settings({}, tiny=True) == {"lr": 3e-3, "epochs": 10}
+    assert detector_settings({"lr": 1e-5, "epochs": 2}) == {"search": "", "lr": 1e-5, "epochs": 2}
+    assert detector_settings({"epochs": 2, "search": "1e-3x5"})["search"] == "1e-3x5"
+
+
+def test_entity_swaps_change_the_names_and_keep_the_template():
+    qs = ["In which year was Bruno Ashgrove born?", "Who is the spouse of Bruno Ashgrove?", "what is two?"]
+    got = entity_swaps(qs, ["Zed", "Quill", "Ottar"], seed=0)
+    assert len(got) == 2  # no capitalised word after the first: no negative
+    for q, swapped in zip(qs, got):
+        assert "Bruno" not in swapped and "Ashgrove" not in swapped
+        kept = [w for w in q.split()[1:] if not w[0].isupper()]
+        assert swapped.split()[0] == q.split()[0] and [w for w in swapped.split()[1:] if not w[0].isupper()] == kept
+        assert len(swapped.split()) == len(q.split()) and swapped.endswith("?")
+    assert entity_swaps(qs, [], seed=0) == []
+
+
+class _SearchDetector:
+    """Separates only when fitted with lr 1e-2 (closeness 0 for the request's names, -1 else); others score all
+    texts alike."""
+
+    def __init__(self, base, tok, cfg, device=None):
+        self.cfg = cfg
+
+    def fit(self, prompts, seed=0):
+        self.calibration = prompts[:2]
+        return self
+
+    def closeness(self, texts):
+        if self.cfg.lr == 1e-2:
+            return np.array([0.0 if "Bruno" in t else -1.0 for t in texts])
+        return np.array([0.0 if self.cfg.lr == 1e-3 else -0.5] * len(texts))
+
+
+def test_detector_search_keeps_the_candidate_that_separates_calibration_from_swapped_names(tiny, monkeypatch):
+    _, tok = tiny
+    monkeypatch.setattr("unlearnkit.lm.continual.selection.ContrastiveEntropyDetector", _SearchDetector)
+    qs = [f"Which {w} does Bruno Ashgrove have?" for w in ("pet", "hobby", "car", "job", "home")]
+    det, sel = select_detector(None, tok, qs, DetectorConfig(search="1e-3x5,1e-2x3,3e-3x10"), seed=0)
+    assert (sel.lr, sel.epochs, sel.auroc) == (1e-2, 3, 1.0) and det.cfg.lr == 1e-2 and det.cfg.search == ""
+    assert [t[:2] for t in sel.tried] == [(1e-3, 5), (1e-2, 3), (3e-3, 10)]
+    assert [t[2] for t in sel.tried] == [0.5, 1.0, 0.5]
+    _, fixed = select_detector(None, tok, qs, DetectorConfig(lr=3e-3, epochs=4), seed=0)
+    assert (fixed.lr, fixed.epochs, len(fixed.tried)) == (3e-3, 4, 1)
 
 
 def test_every_benchmark_question_has_a_held_out_rewording(tiny):
@@ -231,6 +290,7 @@ def test_cli_runs_o3_and_a_baseline_on_a_saved_gpt2(tiny, tmp_path, capsys):
     assert main(argv) == 0
     printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("after request")]
     assert len(printed) == 2 and "gate AUROC forget/retain" in printed[0] and "random subspaces" in printed[1]
+    assert "detector lr 1e-05 × 1 epochs" in printed[0]  # ood.epochs given alone: that setting, no search
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["method"], r["request"]) for r in rows] == [
         ("o3", 0), ("o3", 1), ("o3", 2), ("ga (no retain)", 0), ("ga (no retain)", 1), ("ga (no retain)", 2)

@@ -136,8 +136,10 @@ def o3_soft_weight(score: float, train_mean: float, heldout_mean: float, heldout
 
 @dataclass
 class DetectorConfig:
-    """Reference (RoBERTa-large): LoRA r 8, α 32, 2 epochs, lr 1e-5, batch 8, weight decay 0.01, 15 % masking;
-    ``lr``/``epochs`` are raised for tiny models trained from scratch."""
+    """Reference (RoBERTa-large): LoRA r 8, α 32, 2 epochs, lr 1e-5, batch 8, weight decay 0.01, 15 % masking.
+    ``search`` (``"LRxEPOCHS,..."``, e.g. ``"1e-3x5,3e-3x10"``): candidate settings tried per request, the one
+    that best separates the request's calibration prompts from name-swapped questions is kept
+    (:mod:`~unlearnkit.lm.continual.selection`); empty: ``lr`` × ``epochs`` as given."""
 
     rank: int = 8
     alpha: float = 32.0
@@ -149,8 +151,12 @@ class DetectorConfig:
     calibration: float = 0.2
     nu: float = 0.1
     covariance: str = "ledoit-wolf"
+    search: str = ""
 
     def __post_init__(self) -> None:
+        from .selection import parse_search
+
+        parse_search(self.search)
         if not 0 < self.calibration < 1:
             raise ConfigError(f"calibration must be in (0, 1), got {self.calibration}")
         if not 0 <= self.mask_prob < 1:
@@ -174,6 +180,7 @@ class ContrastiveEntropyDetector:
             self.model.to(device)
         attach_lora(self.model, self.cfg.rank, self.cfg.alpha, targets=ATTENTION_TARGETS)
         self.device = next(self.model.parameters()).device
+        self.calibration: list[str] = []
         self.fitted = False
 
     # ---- training -----------------------------------------------------------------------------------
@@ -241,6 +248,7 @@ class ContrastiveEntropyDetector:
         cal_s = self.svm.score_samples(self._layer_scores(self.features(cal)))
         self.train_mean, self.heldout_mean = float(train_s.mean()), float(cal_s.mean())
         self.heldout_std = float(cal_s.std()) if len(cal_s) > 1 else float(train_s.std())
+        self.calibration = cal
         self.fitted = True
         return self
 

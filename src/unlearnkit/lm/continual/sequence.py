@@ -32,13 +32,27 @@ from .o3 import O3Config, attach_lora, max_subspace_overlap, mean_subspace_overl
 from .ood import ContrastiveEntropyDetector, DetectorConfig
 from .requests import RequestSequence
 from .routing import gate_aurocs, reworded_question
+from .selection import select_detector
 
-#: values for the embedded tiny model (trained from scratch at lr 5e-3): the published 7B learning rates
-#: (2e-4 for O3's adapters, 1e-5 for the detector) barely move it. The detector's lr 3e-3 × 10 epochs was chosen
-#: with ``benchmarks/o3_detector.py`` among 1e-3×5, 3e-3×10, 1e-2×5 and 1e-2×10 on the tiny Llama and checked on a
-#: tiny GPT-2: the only setting with gate AUROC ≥ 0.9 forget vs retain on both (forget vs unrelated 1.00 on both)
+#: adapter values for the embedded tiny model (trained from scratch at lr 5e-3): the published 7B learning rate
+#: 2e-4 barely moves it
 TINY_O3 = {"lr": 3e-3}
+#: the tiny model's detector (chosen with ``benchmarks/o3_detector.py`` on the tiny Llama, checked on a tiny
+#: GPT-2; at the default configuration it routes better than the search below, see benchmarks/RESULTS.md)
 TINY_DETECTOR = {"lr": 3e-3, "epochs": 10}
+#: the detector candidates tried per request on a user's model (:mod:`.selection`): the tiny model's setting and
+#: its neighbours, chosen by measured separation instead of assuming the model is ours
+DETECTOR_SEARCH = "1e-3x5,3e-3x10,1e-2x10"
+
+
+def detector_settings(given: dict[str, Any], *, tiny: bool = False) -> dict[str, Any]:
+    """The detector's keyword arguments for ``lm-continual``: :data:`TINY_DETECTOR` for the tiny model,
+    :data:`DETECTOR_SEARCH` for a user's model, unless ``given`` sets ``lr`` or ``epochs`` without a ``search``
+    (that setting is used)."""
+    fixed = ("lr" in given or "epochs" in given) and "search" not in given
+    if tiny:
+        return {**TINY_DETECTOR, **given}
+    return {"search": "" if fixed else DETECTOR_SEARCH, **given}
 
 
 def no_retain_hparams(method: str) -> dict[str, Any]:
@@ -145,8 +159,14 @@ def gate_row(
 
 def announce_line(row: dict[str, Any]) -> str:
     """One line of the gate's state after a request (printed by ``lm-continual`` as it goes)."""
+    chosen = (
+        f"detector lr {row['detector_lr']:g} × {row['detector_epochs']} epochs (separation of its calibration "
+        f"prompts from name-swapped questions {row['detector_select']:.3f}); "
+        if "detector_lr" in row
+        else ""
+    )
     return (
-        f"after request {row['request']}: gate AUROC forget/retain {row['gate_auroc_forget_retain']:.3f}, "
+        f"after request {row['request']}: {chosen}gate AUROC forget/retain {row['gate_auroc_forget_retain']:.3f}, "
         f"forget/unrelated {row['gate_auroc_forget_unrelated']:.3f}, "
         f"reworded/unrelated {row['gate_auroc_reworded_unrelated']:.3f}; mean gate weight forget "
         f"{row['gate_forget']:.2f}, retain {row['gate_retain']:.2f}; "
@@ -171,6 +191,9 @@ def columns(seq: RequestSequence) -> list[tuple[str, str]]:
         ("gate_auroc_reworded_unrelated", "gate AUROC rw/u"),
         ("subspace_overlap_mean", "overlap"),
         ("subspace_overlap_random", "overlap random"),
+        ("detector_lr", "detector lr"),
+        ("detector_epochs", "detector epochs"),
+        ("detector_select", "detector separation"),
         ("seconds", "seconds"),
     ]
     return cols
@@ -213,8 +236,11 @@ def run_continual(model: nn.Module, tokenizer, seq: RequestSequence, cfg: Contin
                     work, _refusal_data(tokenizer, qa), cfg.o3, seed=cfg.seed + k, device=device, progress=cfg.progress
                 )
                 if cfg.gate == "ood":
-                    det = ContrastiveEntropyDetector(base, tokenizer, cfg.detector, device=device)
-                    detectors.append(det.fit([prompt_text(r["question"], tokenizer) for r in qa], seed=cfg.seed + k))
+                    det, sel = select_detector(
+                        base, tokenizer, [r["question"] for r in qa], cfg.detector, seed=cfg.seed + k, device=device
+                    )
+                    detectors.append(det)
+                    chosen = {"detector_lr": sel.lr, "detector_epochs": sel.epochs, "detector_select": sel.auroc}
                 current = GatedLM(work, tokenizer, detectors, fixed=1.0 if cfg.gate == "always" else None)
             else:
                 hps = dict(cfg.hparams)
@@ -232,6 +258,8 @@ def run_continual(model: nn.Module, tokenizer, seq: RequestSequence, cfg: Contin
                 )
                 current = res.model.eval()
         row = {"method": label, "request": k + 1, "seconds": t.seconds}
+        if cfg.method == "o3" and cfg.gate == "ood":
+            row.update(chosen)
         row.update(evaluate_step(current, tokenizer, seq, k + 1, retain_eval=cfg.retain_eval, device=device))
         if isinstance(current, GatedLM):
             row.update(gate_row(current, tokenizer, seq, k + 1, retain_prompts, work))
@@ -326,7 +354,7 @@ def run_continual_bench(cfg: ContinualBenchConfig) -> tuple[ResultTable, list[Co
         meta["train"] = pair.info
     for name in cfg.methods:
         o3_kw = {**(TINY_O3 if cfg.tiny_hparams and not user else {}), **cfg.o3}
-        det_kw = {**(TINY_DETECTOR if cfg.tiny_hparams and not user else {}), **cfg.detector}
+        det_kw = detector_settings(cfg.detector, tiny=cfg.tiny_hparams and not user)
         hps = dict(cfg.hparams.get(name, {}))
         if name != "o3" and cfg.tiny_hparams and not user:
             from ..bench import TINY_HPARAMS
