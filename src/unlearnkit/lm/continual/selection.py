@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from torch import nn
 
+from ...audit.roc import roc_auc
 from ...errors import ConfigError, DataError
 from ..encode import prompt_text
-from .ood import ContrastiveEntropyDetector, DetectorConfig, auroc
+from .ood import ContrastiveEntropyDetector, DetectorConfig
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)*\b")
 _VOCAB_WORD = re.compile(r"^[A-Z][a-z]{2,}$")
@@ -91,7 +92,7 @@ def entity_swaps(questions: Sequence[str], names: Sequence[str], seed: int = 0) 
 
 
 @dataclass
-class Selection:
+class DetectorChoice:
     """The chosen candidate (``lr``, ``epochs``), its separation AUROC and every candidate's AUROC."""
 
     lr: float
@@ -108,7 +109,7 @@ def select_detector(
     *,
     seed: int = 0,
     device=None,
-) -> tuple[ContrastiveEntropyDetector, Selection]:
+) -> tuple[ContrastiveEntropyDetector, DetectorChoice]:
     """Fit one detector per candidate of ``cfg.search`` on the request's ``questions`` (their prompts) and keep
     the one whose score best separates the calibration prompts from the name-swapped questions; with an empty
     ``cfg.search`` the detector of ``cfg.lr`` × ``cfg.epochs`` (AUROC still measured when it can be)."""
@@ -124,14 +125,14 @@ def select_detector(
     for lr, epochs in candidates:
         det = ContrastiveEntropyDetector(base, tokenizer, replace(cfg, lr=lr, epochs=epochs, search=""), device=device)
         det.fit(prompts, seed=seed)
-        score = auroc(det.closeness(det.calibration), det.closeness(negatives)) if negatives else float("nan")
+        score = roc_auc(det.closeness(det.calibration), det.closeness(negatives)) if negatives else float("nan")
         tried.append((lr, epochs, score))
         if best is None or score > best[0]:
             best = (score, det, lr, epochs)
     if best is None:  # pragma: no cover - parse_search never returns an empty list here
         raise DataError("no detector candidate was fitted")
     score, det, lr, epochs = best
-    return det, Selection(lr, epochs, score, tried)
+    return det, DetectorChoice(lr, epochs, score, tried)
 
 
-__all__ = ["MIN_NAMES", "Selection", "entity_swaps", "parse_search", "select_detector", "vocabulary_names"]
+__all__ = ["MIN_NAMES", "DetectorChoice", "entity_swaps", "parse_search", "select_detector", "vocabulary_names"]
