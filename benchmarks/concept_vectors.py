@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from unlearnkit.cli.options import parse_hparams
 from unlearnkit.lm import LMBenchConfig, LMTrainConfig, TinyLMConfig, train_pair, unlearn_lm
 from unlearnkit.lm.bench import TINY_HPARAMS, attack_row, load_split, qa_accuracy
 from unlearnkit.lm.concepts import noise_validation, person_concepts
@@ -45,6 +46,12 @@ def main() -> None:
     ap.add_argument("--top-n", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-probe", action="store_true", help="run every method's whole budget (no held-out target)")
+    ap.add_argument(
+        "--hp",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="a hyper-parameter of one of --methods over its tiny-model setting, as `lm-bench --hp` (repeatable)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = LMBenchConfig(
@@ -106,8 +113,9 @@ def main() -> None:
 
     concepts = person_concepts(model, tok, split.forget, split.retain, top_n=args.top_n)
     runs: list[tuple[str, str, dict]] = [("original", "", {})]
+    given = parse_hparams(args.hp, nested=True)
     for m in args.methods.split(","):
-        runs.append((m, m, dict(TINY_HPARAMS.get(m, {}))))
+        runs.append((m, m, {**TINY_HPARAMS.get(m, {}), **given.get(m, {})}))
     for mode in args.ablations.split(","):
         hp = {"mode": mode, "top_n": args.top_n, "noise_std": args.noise_std}
         if mode == "needle":

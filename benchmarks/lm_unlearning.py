@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from unlearnkit.cli.options import parse_hparams
 from unlearnkit.lm import LMBenchConfig, LMTrainConfig, TinyLMConfig, run_lm_bench
 from unlearnkit.lm.api import unlearn_lm
 from unlearnkit.lm.bench import load_split, qa_accuracy, train_and_score, train_pair
@@ -41,6 +42,12 @@ def main() -> None:
     ap.add_argument("--train-only", action="store_true", help="train (or load) the pair and stop")
     ap.add_argument("--no-probe", action="store_true", help="run every method's whole budget (no held-out target)")
     ap.add_argument(
+        "--hp",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="a method's hyper-parameter for lm-bench, as `unlearnkit lm-bench --hp` (repeatable)",
+    )
+    ap.add_argument(
         "--tune",
         action="append",
         metavar='METHOD:{"lr":1e-3}',
@@ -60,6 +67,7 @@ def main() -> None:
         cache_dir=args.cache_dir,
         out_dir=args.out,
         probe=not args.no_probe,
+        hparams=parse_hparams(args.hp, nested=True),
         progress=False,
         **extra,
     )
