@@ -1,57 +1,38 @@
-"""The public Python API: :func:`unlearn` (and :func:`evaluate`, re-exported from metrics)."""
+"""The public Python API: :func:`unlearn`, the same call for every family of models (and :func:`evaluate`,
+re-exported from metrics)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from .budget import Budget, as_budget, budget_hparams
-from .data.tensors import as_tensor_data
-from .engine import check_outputs
-from .errors import ConfigError, ModelError
-from .guard import check_collapse
-from .methods.base import TASKS, Method, UnlearnRequest, get_method_class, make_method
-from .runtime import resolve_device, timed
-from .target import estimate_target
-from .validation import float32_working_copy, prepare_request_data
+from . import families  # noqa: F401  (registers the families)
+from .budget import Budget
+from .families.classifier import STOP_MODES
+from .family import family_of, option_names, run
+from .methods.base import Method
+from .result import UnlearnResult
 
-#: ``stop="target"``: probed runs that stop at the target; ``"budget"``: the whole budget, as published
-STOP_MODES = ("target", "budget")
-
-
-@dataclass
-class UnlearnResult:
-    """The unlearned model (a new object) with the method, its hyper-parameters and the seconds it took."""
-
-    model: nn.Module
-    method: str
-    hparams: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    #: what happened besides the hyper-parameters: budget repeats, the collapse check, ``auto``'s choice
-    report: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds, "report": self.report}
+__all__ = ["STOP_MODES", "UnlearnResult", "unlearn"]
 
 
 def unlearn(
-    model: nn.Module,
+    model: nn.Module | Any,
     forget: object,
     retain: object,
-    method: str | Method = "salun",
+    method: str | Method | None = None,
     *,
-    task: str = "classification",
-    num_classes: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    callbacks: list[Any] | None = None,
+    task: str | None = None,
+    num_classes: int | None = None,
     model_factory: Callable[[], nn.Module] | None = None,
-    check_overlap: bool = True,
-    budget: str | Budget | None = "scaled",
+    check_overlap: bool | None = None,
+    budget: str | Budget | None = None,
     original_epochs: int | None = None,
     collapse_threshold: float | None = None,
     heldout: object | None = None,
@@ -60,10 +41,18 @@ def unlearn(
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
 
-    ``forget`` and ``retain`` may each be a ``Dataset``, a ``DataLoader`` or a tuple ``(X, y)``.
-    ``method`` is a registered name (see :func:`unlearnkit.available_methods`) or a :class:`Method` instance;
-    ``hparams`` are its hyper-parameters (``epochs``, ``lr``, ``batch_size``, ``seed`` are common to all).
-    ``model_factory`` builds a fresh model (used by ``retrain``; by default modules are re-initialised).
+    The model's family (:mod:`unlearnkit.families`) is recognised from the model: a classifier or regressor
+    (any ``torch.nn.Module``), a Hugging Face causal LM or its folder (``lm``), a diffusers text-to-image
+    pipeline, its folder or a wrapped one (``diffusion``), the bundled GAN (``gan``). ``method`` is a registered
+    name of that family (see :func:`unlearnkit.available_methods` with ``family=``; None: the family's default,
+    ``salun`` for classifiers) or a :class:`Method` instance; ``hparams`` are its hyper-parameters (``seed`` is
+    one of every method; ``epochs``, ``lr``, ``batch_size`` are common). ``device``, ``progress`` and
+    ``callbacks`` mean the same in every family. An option of another family is refused with a
+    :class:`~unlearnkit.errors.ConfigError` naming it, never dropped.
+
+    Classifiers and regressors: ``forget`` and ``retain`` may each be a ``Dataset``, a ``DataLoader`` or a tuple
+    ``(X, y)``. ``task`` is ``"classification"`` (default) or ``"regression"``. ``model_factory`` builds a fresh
+    model (used by ``retrain``; by default modules are re-initialised).
     Inputs are cast to the model's dtype (a float64 model is unlearned in float32 and returned as float64)
     and labels are checked against its outputs; an example found in both sets is refused unless
     ``check_overlap=False``. A run whose loss or weights stop being finite raises
@@ -82,100 +71,37 @@ def unlearn(
     ``result.report["probe"]``. ``stop="budget"`` (the default) runs the whole budget as published, without
     probes: on two hold-out models of ``benchmarks/zoo.py`` probed RL and SalUn landed farther from retrain
     than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
-    A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
-    Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
+
+    Language models (:mod:`unlearnkit.families.lm`): ``forget``/``retain`` are file paths or lists of QA records
+    or texts; ``tokenizer=`` is needed for a model object (a folder brings its own), ``max_length=`` and
+    ``accelerator=`` are optional. Text-to-image models (:mod:`unlearnkit.families.diffusion`) take
+    ``forget="object:NAME"`` and ``retain=<ConceptData>``. The GAN (:mod:`unlearnkit.families.gan`) takes the
+    negative samples as ``forget`` and the positive samples as ``retain``.
     """
-    from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
-
-    if is_text_to_image(model):
-        return unlearn_text_to_image(model, forget, retain, method, device=device, progress=progress, **hparams)
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
-        from .lm.api import unlearn_hf
-
-        return unlearn_hf(model, forget, retain, method, device=device, progress=progress, **hparams)
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:
-        raise ConfigError(
-            f"collapse_threshold is a retain accuracy in percent, in [0, 100]; got {collapse_threshold!r}"
-        )
-    if stop is not None and stop not in STOP_MODES:
-        raise ConfigError(f"unknown stop {stop!r}; choose one of {', '.join(STOP_MODES)}")
-    bud = as_budget(budget, original_epochs)
-    explicit = isinstance(method, Method) or "epochs" in hparams  # run exactly as given: no scaling, no minimum
-    stop = stop or "budget"
-    if isinstance(method, Method):
-        if hparams:
-            raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
-        algo = method
-    else:
-        algo = make_method(method, **budget_hparams(get_method_class(method), hparams, bud))
-    dev = resolve_device(device)
-    f = as_tensor_data(forget, "forget")
-    r = as_tensor_data(retain, "retain")
-    model, return_dtype = float32_working_copy(model)
-    f, r, num_classes = prepare_request_data(
+    given = {
+        "task": task,
+        "num_classes": num_classes,
+        "model_factory": model_factory,
+        "check_overlap": check_overlap,
+        "budget": budget,
+        "original_epochs": original_epochs,
+        "collapse_threshold": collapse_threshold,
+        "heldout": heldout,
+        "stop": stop,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
+    for name in option_names() & set(hparams):  # a family's own option given as a keyword (tokenizer=, ...)
+        options[name] = hparams.pop(name)
+    family = family_of(model)
+    return run(
+        family,
         model,
-        f,
-        r,
-        task=task,
-        num_classes=num_classes,
-        device=dev,
-        check_overlap=check_overlap,
-        labels=algo.reads_labels,
-    )
-    target = None
-    h = None
-    if heldout is not None:  # checked whatever ``stop`` is: a bad held-out set is a mistake either way
-        h = as_tensor_data(heldout, "heldout")
-        if len(h) == 0:
-            raise ConfigError("the heldout set is empty; give examples the original never trained on, or None")
-        h, _, _ = prepare_request_data(
-            model, h, r, task=task, num_classes=num_classes, device=dev, check_overlap=False, labels=True
-        )
-    if task == "classification" and stop == "target" and algo.probed:
-        target = estimate_target(model, f, r, h, dev, seed=algo.seed)
-    request = UnlearnRequest(
-        original=model,
-        forget=f,
-        retain=r,
-        task=task,
-        num_classes=num_classes,
-        device=dev,
+        forget,
+        retain,
+        method,
+        device=device,
         progress=progress,
-        model_factory=model_factory,
-        budget=bud if algo.budgeted and not explicit else None,
-        target=target,
+        callbacks=callbacks,
+        options=options,
+        **hparams,
     )
-    algo.check(request)
-    work = copy.deepcopy(model).to(dev)
-    with timed() as clock:
-        out = algo.run(work, request)
-    check_outputs(out, f.x[:256].to(dev), desc=algo.name, lr=getattr(algo, "lr", None))
-    out.eval()
-    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(algo)}
-    report["stop"] = stop
-    if target is not None:
-        report["target"] = target.to_dict()
-        runs = getattr(getattr(algo, "_inner", algo), "probe_runs", [])
-        if hasattr(algo, "knob_search"):  # a method that trains nothing chose its knob by the probes
-            report["probe"] = algo.knob_search
-        elif runs:
-            report["probe"] = runs[-1].report() if len(runs) == 1 else [p.report() for p in runs]
-    if hasattr(algo, "choice"):  # auto: what it chose and why
-        report["auto"] = algo.choice
-    if task == "classification" and algo.name != "retrain":
-        guard = check_collapse(algo.name, model, out, r, dev, threshold=collapse_threshold, seed=algo.seed)
-        report["collapse"] = guard.to_dict()
-    if return_dtype is not None:
-        out = out.to(return_dtype)
-    return UnlearnResult(out, algo.name, algo.hparams(), clock.seconds, report)
-
-
-def _repeats(algo: Method) -> float:
-    """How many times as long each pass ran to meet the budget (a fraction under the ceiling of
-    :mod:`unlearnkit.budget`; a wrapper's inner method did the training)."""
-    factor = getattr(getattr(algo, "_inner", algo), "budget_repeats", 1)
-    return int(factor) if factor == int(factor) else round(float(factor), 4)

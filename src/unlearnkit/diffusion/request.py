@@ -3,20 +3,19 @@ diffusion method."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..api import UnlearnResult
 from ..data.tensors import TensorData
 from ..errors import ConfigError, ModelError
-from ..methods.base import Method, UnlearnRequest, make_method
-from ..runtime import resolve_device, timed
+from ..family import get_family, run
+from ..methods.base import Method, UnlearnRequest
+from ..result import UnlearnResult
+from ..runtime import resolve_device
 from .concepts import ConceptData, ConceptSpec, parse_concept
-from .text_concepts import TextConceptData, with_images
 
 
 @dataclass
@@ -104,28 +103,14 @@ def unlearn_concept(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    callbacks: Any = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Erase ``concept`` (``"object:three"``, ``"style:inverted"``, or ``"text:PROMPT"`` with ``data`` from
     :func:`~unlearnkit.diffusion.text_concepts.text_concept_data`) from a text-to-image ``model`` with a
-    registered diffusion method; the model passed in is never modified."""
+    registered diffusion method; the model passed in is never modified. The same run as
+    ``unlearnkit.unlearn(model, concept, data, method, ...)`` (the ``diffusion`` family)."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(method, Method):
-        if hparams:
-            raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
-        algo = method
-    else:
-        algo = make_method(method, domain="diffusion", **hparams)
-    if algo.domain != "diffusion":
-        raise ConfigError(f"method {algo.name!r} is for {algo.domain} models; pick a diffusion method")
-    if isinstance(data, TextConceptData) and not data.has_images:
-        data = with_images(data, model, generate=getattr(algo, "needs_images", True), seed=algo.seed)
-    request = concept_request(model, data, concept, device=device, progress=progress, seed=algo.seed)
-    algo.check(request)
-    work = copy.deepcopy(model).to(request.device)
-    for name, p in work.named_parameters():
-        p.requires_grad_(not name.startswith("vae."))  # methods then pick their group (diffusion.groups)
-    with timed() as clock:
-        out = algo.run(work, request)
-    return UnlearnResult(model=out.eval(), method=algo.name, hparams=algo.hparams(), seconds=clock.seconds)
+    family = get_family("diffusion")
+    return run(family, model, concept, data, method, device=device, progress=progress, callbacks=callbacks, **hparams)

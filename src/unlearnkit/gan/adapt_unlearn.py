@@ -176,7 +176,7 @@ class AdaptUnlearnConfig:
 
 
 @dataclass
-class UnlearnResult:
+class AdaptUnlearnResult:
     """The unlearned GAN, the adapted models θ_N, the repulsion distance at every generator step of stage 2
     and the seconds each stage took."""
 
@@ -229,7 +229,7 @@ def adapt(
     return out
 
 
-def unlearn(
+def unlearn_stage(
     original: GAN,
     positives: torch.Tensor,
     adapted: Sequence[GAN],
@@ -268,7 +268,7 @@ def adapt_then_unlearn(
     adapted: Sequence[GAN] | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> UnlearnResult:
+) -> AdaptUnlearnResult:
     """Both stages (stage 1 is skipped when ``adapted`` models are given). ``original`` is not changed."""
     cfg = config or AdaptUnlearnConfig()
     seconds = {"adapt": 0.0}
@@ -277,9 +277,9 @@ def adapt_then_unlearn(
             adapted = adapt(original, negatives, cfg, device=device, progress=progress)
         seconds["adapt"] = t1.seconds
     with timed() as t2:
-        gan, history = unlearn(original, positives, adapted, cfg, device=device, progress=progress)
+        gan, history = unlearn_stage(original, positives, adapted, cfg, device=device, progress=progress)
     seconds["unlearn"] = t2.seconds
-    return UnlearnResult(gan, list(adapted), history, seconds)
+    return AdaptUnlearnResult(gan, list(adapted), history, seconds)
 
 
 # --- choosing the samples ----------------------------------------------------------------------------------

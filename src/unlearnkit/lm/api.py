@@ -1,33 +1,26 @@
-"""``unlearn_lm``: apply a registered ``lm`` method to a copy of a causal LM (also behind ``unlearnkit.unlearn``)."""
+"""``unlearn_lm``: apply a registered ``lm`` method to a copy of a causal LM (the ``lm`` family of
+``unlearnkit.unlearn``, registered in :mod:`unlearnkit.families.lm`)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..methods.base import get_method_class, make_method
-from ..runtime import resolve_device, timed
+from ..family import get_family, run
+from ..methods.base import Method
+from ..registry import get_method_class
+from ..result import UnlearnResult
+from ..runtime import resolve_device
 from .data import IDK_ANSWERS, LMSplit
 from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
 from .methods import LMRequest
 
-
-@dataclass
-class LMUnlearnResult:
-    """The same fields as :class:`unlearnkit.api.UnlearnResult`."""
-
-    model: nn.Module
-    method: str
-    hparams: dict[str, Any]
-    seconds: float
-    #: mean loss per epoch (averaged over processes when data-parallel)
-    losses: list[float] = field(default_factory=list)
+#: the result of :func:`unlearn_lm` is the one :class:`~unlearnkit.result.UnlearnResult` (``losses`` filled)
+LMUnlearnResult = UnlearnResult
 
 
 def lm_request(
@@ -70,7 +63,7 @@ def lm_request(
 
 def coerce_hparams(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
     """Boolean hyper-parameters given as text (``"true"``, ``"True"``, ``"1"``, ``"no"`` …) become booleans."""
-    cls = get_method_class(method, domain="lm")
+    cls = get_method_class(method, family="lm")
     bools = {n for n in cls.hparam_names() if isinstance(getattr(cls, n, None), bool)}
     out = dict(hparams)
     for key in bools & set(out):
@@ -92,37 +85,38 @@ def unlearn_lm(
     model: nn.Module,
     tokenizer,
     split: LMSplit,
-    method: str,
+    method: str | Method,
     *,
     device=None,
     progress: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
     accelerator: Any = None,
+    callbacks: Any = None,
     **hparams: Any,
-) -> LMUnlearnResult:
-    """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
+) -> UnlearnResult:
+    """Run ``method`` (family ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
     as the frozen reference of the methods that need one, so at most two copies are in memory). With an
     ``accelerate.Accelerator`` (:func:`unlearnkit.lm.parallel.make_lm_accelerator`) the method trains data-parallel
-    over its processes on its device; ``batch_size`` stays the global batch."""
+    over its processes on its device; ``batch_size`` stays the global batch. The same run as
+    ``unlearnkit.unlearn(model, split, None, method, tokenizer=tokenizer, ...)``."""
     if not isinstance(split, LMSplit):
         raise ConfigError(
             f"split must be an LMSplit (forget and retain records), got {type(split).__name__}; build one with "
             "unlearnkit.lm.split_from_jsonl or make_benchmark(...).split(...)"
         )
-    m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
-    if accelerator is not None:
-        device = accelerator.device
-    request = lm_request(
-        model, tokenizer, split, device=device, progress=progress, max_length=max_length, accelerator=accelerator
+    options = {"tokenizer": tokenizer, "max_length": max_length, "accelerator": accelerator}
+    return run(
+        get_family("lm"),
+        model,
+        split,
+        None,
+        method,
+        device=device,
+        progress=progress,
+        callbacks=callbacks,
+        options=options,
+        **hparams,
     )
-    m.check(request)
-    work = copy.deepcopy(model).to(request.device)
-    with timed() as t:
-        out = m.run(work, request)
-    out.eval()
-    log = getattr(m, "train_log", None)
-    losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
-    return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses)
 
 
 def is_causal_lm(model: Any) -> bool:
@@ -130,7 +124,7 @@ def is_causal_lm(model: Any) -> bool:
     return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
 
 
-def _as_split(forget: Any, retain: Any) -> LMSplit:
+def as_split(forget: Any, retain: Any) -> LMSplit:
     """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), or
     lists of QA records or of texts (``{"text": ...}`` or plain strings)."""
     from .formats import normalise_qa, normalise_texts, record_kind, split_from_files
@@ -149,19 +143,3 @@ def _as_split(forget: Any, retain: Any) -> LMSplit:
         return LMSplit("api", normalise_qa(list(forget), "forget"), normalise_qa(list(retain), "retain"))
     fc, rc = normalise_texts(list(forget), "forget"), normalise_texts(list(retain), "retain")
     return LMSplit("api", [], [], forget_corpus=fc, retain_corpus=rc)
-
-
-def unlearn_hf(model: nn.Module, forget: Any, retain: Any, method: Any, **kw: Any):
-    """:func:`unlearnkit.unlearn` for a Hugging Face causal LM: ``tokenizer=`` is required; ``forget`` and
-    ``retain`` are an :class:`LMSplit`-able pair (see :func:`_as_split`); returns an ``UnlearnResult``."""
-    from ..api import UnlearnResult
-
-    tokenizer = kw.pop("tokenizer", None)
-    if tokenizer is None:
-        raise ConfigError("unlearning a language model needs its tokenizer: unlearn(model, f, r, tokenizer=tok, ...)")
-    if not isinstance(method, str):
-        raise ConfigError("for a language model pass the method by name (e.g. method='npo')")
-    kw.pop("task", None)
-    split = forget if isinstance(forget, LMSplit) else _as_split(forget, retain)
-    res = unlearn_lm(model, tokenizer, split, method, **kw)
-    return UnlearnResult(res.model, res.method, res.hparams, res.seconds)
