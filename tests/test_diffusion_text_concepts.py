@@ -139,7 +139,7 @@ def test_text_ua_counts_replaced_only_above_the_confidence(setup):
 
 
 def test_only_methods_that_train_on_images_get_generated_images(setup, monkeypatch):
-    import unlearnkit.diffusion.request as request_module
+    import unlearnkit.diffusion.text_concepts as text_concepts_module
 
     data, sd, _ = setup
     model = load_pipeline(sd, data)
@@ -149,7 +149,7 @@ def test_only_methods_that_train_on_images_get_generated_images(setup, monkeypat
         calls.append(kw["generate"])
         return with_images(d, m, **kw)
 
-    monkeypatch.setattr(request_module, "with_images", spy)
+    monkeypatch.setattr(text_concepts_module, "with_images", spy)
     for method, extra in [("esd-x", {"ddim_steps": 1}), ("rl", {})]:
         unlearn_concept(model, data, CONCEPT, method, progress=False, steps=1, batch_size=2, **extra)
     assert calls == [False, True]  # ESD reads the prompts only; RL trains on generated images of them

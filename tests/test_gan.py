@@ -23,7 +23,7 @@ from unlearnkit.gan.adapt_unlearn import (
     repulsion_loss,
     resolve_negatives,
     select_positives,
-    unlearn,
+    unlearn_stage,
 )
 from unlearnkit.gan.metrics import precision_recall
 from unlearnkit.gan.models import GAN, GANConfig
@@ -142,7 +142,7 @@ def toy_run():
     adapted = adapt(gan, negatives, cfg, progress=False)
     runs = {}
     for kind in ("nl2", None):
-        runs[kind] = unlearn(
+        runs[kind] = unlearn_stage(
             gan, positives, adapted, AdaptUnlearnConfig(**{**cfg.__dict__, "repulsion": kind}), progress=False
         )
 
@@ -234,7 +234,7 @@ def test_ema_hook_is_the_reference_accumulate_and_stage2_hands_back_the_average(
     runs = {}
     for decay in (None, 0.0, 0.9):
         cfg = AdaptUnlearnConfig(repulsion="nl2", ema_decay=decay, unlearn=AdversarialRecipe(steps=8, batch_size=16))
-        runs[decay] = unlearn(gan, pos, adapted, cfg, progress=False)
+        runs[decay] = unlearn_stage(gan, pos, adapted, cfg, progress=False)
     same = zip(runs[None][0].parameters(), runs[0.0][0].parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in same)  # decay 0: the average is the last step
     assert runs[None][1] == runs[0.9][1]  # the repulsion sees the trained generator either way
@@ -341,7 +341,7 @@ def test_bad_inputs_raise_unlearnkit_errors(tmp_path):
     with pytest.raises(DataError, match="shaped"):
         adapt(gan, torch.zeros(4, 1, 16, 16), AdaptUnlearnConfig(n_adapted=1))
     with pytest.raises(DataError, match="non-finite"):
-        unlearn(gan, torch.full((4, 1, 8, 8), float("nan")), [gan], AdaptUnlearnConfig())
+        unlearn_stage(gan, torch.full((4, 1, 8, 8), float("nan")), [gan], AdaptUnlearnConfig())
     with pytest.raises(DataError, match="no image files"):
         load_negative_images(tmp_path, (1, 8, 8))
     with pytest.raises(ConfigError, match="class:N"):

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from unlearnkit.errors import DataError
-from unlearnkit.lm.data import ATTRIBUTE_KEYS, PROBE_TYPES, make_benchmark, read_jsonl, split_from_jsonl, write_jsonl
+from unlearnkit.lm.data import ATTRIBUTE_KEYS, PROBE_TYPES, make_benchmark, read_jsonl, write_jsonl
+from unlearnkit.lm.formats import split_from_jsonl
 
 
 @pytest.fixture(scope="module")

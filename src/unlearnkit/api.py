@@ -1,95 +1,58 @@
-"""The public Python API: :func:`unlearn` (and :func:`evaluate`, re-exported from metrics)."""
+"""The public Python API: :func:`unlearn`, the same call for every family of models (and :func:`evaluate`,
+re-exported from metrics)."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import result_views
-from .budget import Budget, as_budget, budget_hparams
-from .callbacks import Callback, LossHistory, check_callbacks
-from .data.tensors import as_tensor_data
-from .engine import check_outputs
-from .errors import ConfigError, ModelError
-from .guard import check_collapse
-from .methods.base import TASKS, Method, UnlearnRequest, get_method_class, make_method
-from .methods.context import RunContext
-from .runtime import resolve_device, timed
-from .target import estimate_target
-from .validation import float32_working_copy, prepare_request_data
+from . import families  # noqa: F401  (registers the families)
+from .budget import Budget
+from .families.classifier import STOP_MODES
+from .family import family_of, option_names, run
+from .methods.base import Method
+from .result import UnlearnResult
 
-#: ``stop="target"``: probed runs that stop at the target; ``"budget"``: the whole budget, as published
-STOP_MODES = ("target", "budget")
-
-
-@dataclass
-class UnlearnResult:
-    """The unlearned model (a new object) with the method, its hyper-parameters and the seconds it took."""
-
-    model: nn.Module
-    method: str
-    hparams: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    #: what happened besides the hyper-parameters: budget repeats, the collapse check, ``auto``'s choice, the
-    #: method's own findings (``report["method"]``)
-    report: dict[str, Any] = field(default_factory=dict)
-    #: mean loss per epoch of each phase, over the method's training runs in turn (drawn by :meth:`plot`)
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "hparams": self.hparams, "seconds": self.seconds, "report": self.report}
-
-    def _repr_html_(self) -> str:
-        return result_views.result_html(self)
-
-    def to_pandas(self) -> Any:
-        """One row: method, seconds, ``hparams.*`` and ``report.*`` (nested keys joined by dots); needs pandas."""
-        return result_views.data_frame([result_views.result_row(self)])
-
-    def plot(self, ax: Any = None) -> Any:
-        """The mean loss per epoch of each phase (matplotlib ``Axes``; drawn on ``ax`` when given)."""
-        return result_views.plot_history(self.history, f"{self.method}: training loss", ax)
-
-    def save(self, path: str | Path, *, tokenizer: Any = None, adapter_only: bool = False, overwrite: bool = False):
-        """Write the model in its family's form (:func:`unlearnkit.saving.save_result`); ``adapter_only``: only the
-        LoRA adapter of a language model unlearned with ``lora=True, adapter_only=True``."""
-        from .saving import save_result
-
-        return save_result(self, path, tokenizer=tokenizer, adapter_only=adapter_only, overwrite=overwrite)
+__all__ = ["STOP_MODES", "UnlearnResult", "unlearn"]
 
 
 def unlearn(
-    model: nn.Module,
+    model: nn.Module | Any,
     forget: object,
     retain: object,
-    method: str | Method = "salun",
+    method: str | Method | None = None,
     *,
-    task: str = "classification",
-    num_classes: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    callbacks: list[Any] | None = None,
+    task: str | None = None,
+    num_classes: int | None = None,
     model_factory: Callable[[], nn.Module] | None = None,
-    check_overlap: bool = True,
-    budget: str | Budget | None = "scaled",
+    check_overlap: bool | None = None,
+    budget: str | Budget | None = None,
     original_epochs: int | None = None,
     collapse_threshold: float | None = None,
     heldout: object | None = None,
     stop: str | None = None,
-    callbacks: Sequence[Callback] | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Remove the influence of ``forget`` from ``model`` with ``method``; the model passed in is never modified.
 
-    ``forget`` and ``retain`` may each be a ``Dataset``, a ``DataLoader`` or a tuple ``(X, y)``.
-    ``method`` is a registered name (see :func:`unlearnkit.available_methods`) or a :class:`Method` instance;
-    ``hparams`` are its hyper-parameters (``epochs``, ``lr``, ``batch_size``, ``seed`` are common to all).
-    ``model_factory`` builds a fresh model (used by ``retrain``; by default modules are re-initialised).
+    The model's family (:mod:`unlearnkit.families`) is recognised from the model: a classifier or regressor
+    (any ``torch.nn.Module``), a Hugging Face causal LM or its folder (``lm``), a diffusers text-to-image
+    pipeline, its folder or a wrapped one (``diffusion``), the bundled GAN (``gan``). ``method`` is a registered
+    name of that family (see :func:`unlearnkit.available_methods` with ``family=``; None: the family's default,
+    ``salun`` for classifiers) or a :class:`Method` instance; ``hparams`` are its hyper-parameters (``seed`` is
+    one of every method; ``epochs``, ``lr``, ``batch_size`` are common). ``device``, ``progress`` and
+    ``callbacks`` mean the same in every family. An option of another family is refused with a
+    :class:`~unlearnkit.errors.ConfigError` naming it, never dropped.
+
+    Classifiers and regressors: ``forget`` and ``retain`` may each be a ``Dataset``, a ``DataLoader`` or a tuple
+    ``(X, y)``. ``task`` is ``"classification"`` (default) or ``"regression"``. ``model_factory`` builds a fresh
+    model (used by ``retrain``; by default modules are re-initialised).
     Inputs are cast to the model's dtype (a float64 model is unlearned in float32 and returned as float64)
     and labels are checked against its outputs; an example found in both sets is refused unless
     ``check_overlap=False``. A run whose loss or weights stop being finite raises
@@ -108,122 +71,37 @@ def unlearn(
     ``result.report["probe"]``. ``stop="budget"`` (the default) runs the whole budget as published, without
     probes: on two hold-out models of ``benchmarks/zoo.py`` probed RL and SalUn landed farther from retrain
     than their whole budget on Fashion-MNIST (benchmarks/RESULTS.md), so probing is opt-in until it wins there.
-    A causal LM is probed by default against never-seen people's answer probability (:mod:`unlearnkit.lm.probe`;
-    ``heldout`` gives those people's QA, ``stop="budget"`` turns it off).
-    A Hugging Face causal LM goes to the ``lm`` methods (pass ``tokenizer=``; see :func:`unlearnkit.lm.api.unlearn_hf`).
-    Text-to-image models (a diffusers pipeline) take ``forget="object:NAME"`` and ``retain=<ConceptData>``.
-    ``callbacks`` (:class:`~unlearnkit.callbacks.Callback` objects: ``on_start``/``on_step``/``on_epoch``/``on_end``)
-    watch, log or stop every training run of the method (classifier, language-model and diffusion methods);
-    ``result.history`` keeps the mean loss per epoch (``result.plot()``).
+
+    Language models (:mod:`unlearnkit.families.lm`): ``forget``/``retain`` are file paths or lists of QA records
+    or texts; ``tokenizer=`` is needed for a model object (a folder brings its own), ``max_length=`` and
+    ``accelerator=`` are optional. Text-to-image models (:mod:`unlearnkit.families.diffusion`) take
+    ``forget="object:NAME"`` and ``retain=<ConceptData>``. The GAN (:mod:`unlearnkit.families.gan`) takes the
+    negative samples as ``forget`` and the positive samples as ``retain``.
     """
-    from .diffusion.dispatch import is_text_to_image, unlearn_text_to_image
-
-    history = LossHistory()  # the epochs' losses, for result.plot()
-    callbacks = (*check_callbacks(callbacks), history)
-    family = {"callbacks": callbacks}  # the other families' entry points take them too
-    if is_text_to_image(model):
-        res = unlearn_text_to_image(
-            model, forget, retain, method, device=device, progress=progress, **family, **hparams
-        )
-        res.history = history.epochs
-        return res
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if hasattr(model, "config") and callable(getattr(model, "generate", None)):  # a Hugging Face causal LM
-        from .lm.api import unlearn_hf
-
-        lm_kw = {k: v for k, v in (("heldout", heldout), ("stop", stop)) if v is not None}
-        res = unlearn_hf(model, forget, retain, method, device=device, progress=progress, **family, **lm_kw, **hparams)
-        res.history = history.epochs
-        return res
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if collapse_threshold is not None and not 0 <= collapse_threshold <= 100:
-        raise ConfigError(
-            f"collapse_threshold is a retain accuracy in percent, in [0, 100]; got {collapse_threshold!r}"
-        )
-    if stop is not None and stop not in STOP_MODES:
-        raise ConfigError(f"unknown stop {stop!r}; choose one of {', '.join(STOP_MODES)}")
-    bud = as_budget(budget, original_epochs)
-    explicit = isinstance(method, Method) or "epochs" in hparams  # run exactly as given: no scaling, no minimum
-    stop = stop or "budget"
-    if isinstance(method, Method):
-        if hparams:
-            raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
-        algo = method
-    else:
-        algo = make_method(method, **budget_hparams(get_method_class(method), hparams, bud))
-    dev = resolve_device(device)
-    f = as_tensor_data(forget, "forget")
-    r = as_tensor_data(retain, "retain")
-    model, return_dtype = float32_working_copy(model)
-    f, r, num_classes = prepare_request_data(
+    given = {
+        "task": task,
+        "num_classes": num_classes,
+        "model_factory": model_factory,
+        "check_overlap": check_overlap,
+        "budget": budget,
+        "original_epochs": original_epochs,
+        "collapse_threshold": collapse_threshold,
+        "heldout": heldout,
+        "stop": stop,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
+    for name in option_names() & set(hparams):  # a family's own option given as a keyword (tokenizer=, ...)
+        options[name] = hparams.pop(name)
+    family = family_of(model)
+    return run(
+        family,
         model,
-        f,
-        r,
-        task=task,
-        num_classes=num_classes,
-        device=dev,
-        check_overlap=check_overlap,
-        labels=algo.reads_labels,
-    )
-    target = None
-    h = None
-    if heldout is not None:  # checked whatever ``stop`` is: a bad held-out set is a mistake either way
-        h = as_tensor_data(heldout, "heldout")
-        if len(h) == 0:
-            raise ConfigError("the heldout set is empty; give examples the original never trained on, or None")
-        h, _, _ = prepare_request_data(
-            model, h, r, task=task, num_classes=num_classes, device=dev, check_overlap=False, labels=True
-        )
-    if task == "classification" and algo.probed and (stop == "target" or getattr(algo, "needs_target", False)):
-        target = estimate_target(model, f, r, h, dev, seed=algo.seed)
-    request = UnlearnRequest(
-        original=model,
-        forget=f,
-        retain=r,
-        task=task,
-        num_classes=num_classes,
-        device=dev,
+        forget,
+        retain,
+        method,
+        device=device,
         progress=progress,
-        model_factory=model_factory,
-        budget=bud if algo.budgeted and not explicit else None,
-        target=target,
         callbacks=callbacks,
+        options=options,
+        **hparams,
     )
-    algo.check(request)
-    work = copy.deepcopy(model).to(dev)
-    ctx = RunContext()
-    with timed() as clock:
-        outcome = algo.run(work, request, ctx)
-    out = outcome.model
-    check_outputs(out, f.x[:256].to(dev), desc=algo.name, lr=getattr(algo, "lr", None))
-    out.eval()
-    found = dict(outcome.report)
-    report: dict[str, Any] = {"budget": bud.mode, "budget_repeats": _repeats(ctx.budget_repeats)}
-    report["stop"] = stop
-    knob_search = found.pop("knob_search", None)
-    if target is not None:
-        report["target"] = target.to_dict()
-        runs = ctx.probes
-        if knob_search is not None:  # a method that trains nothing chose its knob by the probes
-            report["probe"] = knob_search
-        elif runs:
-            report["probe"] = runs[-1].report() if len(runs) == 1 else [p.report() for p in runs]
-    if "auto" in found:  # auto: what it chose and why
-        report["auto"] = found.pop("auto")
-    if found:
-        report["method"] = found
-    if task == "classification" and algo.name != "retrain":
-        guard = check_collapse(algo.name, model, out, r, dev, threshold=collapse_threshold, seed=algo.seed)
-        report["collapse"] = guard.to_dict()
-    if return_dtype is not None:
-        out = out.to(return_dtype)
-    hps = {**algo.hparams(), **outcome.hparams}
-    return UnlearnResult(out, algo.name, hps, clock.seconds, report, history=history.epochs)
-
-
-def _repeats(factor: float) -> float:
-    """How many times as long each pass ran to meet the budget (a fraction under the ceiling of
-    :mod:`unlearnkit.budget`)."""
-    return int(factor) if factor == int(factor) else round(float(factor), 4)

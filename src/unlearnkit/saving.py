@@ -30,8 +30,8 @@ def save_result(
             "adapter_only saves a language model's LoRA adapter; this result holds a "
             f"{type(model).__name__}, save it without adapter_only"
         )
-    from .diffusion.dispatch import is_text_to_image
     from .diffusion.one_step import OneStepGenerator
+    from .families.diffusion import detect as is_text_to_image
 
     if is_text_to_image(model) or isinstance(model, OneStepGenerator):
         from .diffusion.io import save_model

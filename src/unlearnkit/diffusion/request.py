@@ -3,24 +3,19 @@ diffusion method."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..api import UnlearnResult
-from ..callbacks import check_callbacks
 from ..data.tensors import TensorData
-from ..engine import Hook
 from ..errors import ConfigError, ModelError
-from ..methods.base import Method, UnlearnRequest, make_method
-from ..methods.context import RunContext
-from ..runtime import resolve_device, timed
+from ..family import get_family, run
+from ..methods.base import Method, UnlearnRequest
+from ..result import UnlearnResult
+from ..runtime import resolve_device
 from .concepts import ConceptData, ConceptSpec, parse_concept
-from .text_concepts import TextConceptData, with_images
 
 
 @dataclass
@@ -108,37 +103,15 @@ def unlearn_concept(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
-    callbacks: Sequence[Hook] | None = None,
+    callbacks: Any = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Erase ``concept`` (``"object:three"``, ``"style:inverted"``, or ``"text:PROMPT"`` with ``data`` from
     :func:`~unlearnkit.diffusion.text_concepts.text_concept_data`) from a text-to-image ``model`` with a
     registered diffusion method; the model passed in is never modified. ``callbacks``
-    (:class:`~unlearnkit.callbacks.Callback`) watch, log or stop the method's training runs."""
+    (:class:`~unlearnkit.callbacks.Callback`) watch, log or stop the method's training runs. The same run as
+    ``unlearnkit.unlearn(model, concept, data, method, ...)`` (the ``diffusion`` family)."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(method, Method):
-        if hparams:
-            raise ConfigError("pass hyper-parameters either in the Method instance or as keywords, not both")
-        algo = method
-    else:
-        algo = make_method(method, domain="diffusion", **hparams)
-    if algo.domain != "diffusion":
-        raise ConfigError(f"method {algo.name!r} is for {algo.domain} models; pick a diffusion method")
-    if isinstance(data, TextConceptData) and not data.has_images:
-        data = with_images(data, model, generate=getattr(algo, "needs_images", True), seed=algo.seed)
-    request = concept_request(model, data, concept, device=device, progress=progress, seed=algo.seed)
-    request.callbacks = check_callbacks(callbacks)
-    algo.check(request)
-    work = copy.deepcopy(model).to(request.device)
-    for name, p in work.named_parameters():
-        p.requires_grad_(not name.startswith("vae."))  # methods then pick their group (diffusion.groups)
-    with timed() as clock:
-        outcome = algo.run(work, request, RunContext())
-    return UnlearnResult(
-        model=outcome.model.eval(),
-        method=algo.name,
-        hparams={**algo.hparams(), **outcome.hparams},
-        seconds=clock.seconds,
-        report={"method": outcome.report} if outcome.report else {},
-    )
+    family = get_family("diffusion")
+    return run(family, model, concept, data, method, device=device, progress=progress, callbacks=callbacks, **hparams)

@@ -178,7 +178,7 @@ class AdaptUnlearnConfig:
 
 
 @dataclass
-class UnlearnResult:
+class AdaptUnlearnResult:
     """The unlearned GAN, the adapted models θ_N, the repulsion distance at every generator step of stage 2
     and the seconds each stage took."""
 
@@ -188,7 +188,7 @@ class UnlearnResult:
     seconds: dict[str, float]
 
 
-def _as_images(images: Any, what: str) -> Any:
+def as_images(images: Any, what: str) -> Any:
     """A Hugging Face ``datasets.Dataset`` of images (one-split ``DatasetDict``) rescaled to the GAN's [-1, 1],
     or the images of a torch ``Dataset`` (items that are images or ``(image, ...)`` tuples), stacked."""
     from torch.utils.data import Dataset
@@ -204,7 +204,7 @@ def _as_images(images: Any, what: str) -> Any:
 
 
 def _check_images(images: torch.Tensor, gan: GAN, what: str) -> torch.Tensor:
-    images = _as_images(images, what)
+    images = as_images(images, what)
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise DataError(f"{what} must be an image tensor shaped (N, C, H, W)")
     if tuple(images.shape[1:]) != tuple(gan.config.image_shape):
@@ -247,7 +247,7 @@ def adapt(
     return out
 
 
-def unlearn(
+def unlearn_stage(
     original: GAN,
     positives: torch.Tensor,
     adapted: Sequence[GAN],
@@ -286,7 +286,7 @@ def adapt_then_unlearn(
     adapted: Sequence[GAN] | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> UnlearnResult:
+) -> AdaptUnlearnResult:
     """Both stages (stage 1 is skipped when ``adapted`` models are given). ``original`` is not changed.
     ``negatives`` and ``positives`` are image tensors in the GAN's [-1, 1], torch ``Dataset`` s of them, or
     Hugging Face ``datasets.Dataset`` s with an image column (rescaled from [0, 255])."""
@@ -297,9 +297,9 @@ def adapt_then_unlearn(
             adapted = adapt(original, negatives, cfg, device=device, progress=progress)
         seconds["adapt"] = t1.seconds
     with timed() as t2:
-        gan, history = unlearn(original, positives, adapted, cfg, device=device, progress=progress)
+        gan, history = unlearn_stage(original, positives, adapted, cfg, device=device, progress=progress)
     seconds["unlearn"] = t2.seconds
-    return UnlearnResult(gan, list(adapted), history, seconds)
+    return AdaptUnlearnResult(gan, list(adapted), history, seconds)
 
 
 # --- choosing the samples ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from ..result_views import TableViews
 from ..results import ResultTable
 from ..runtime import RunSettings, timed
 from ..validation import check_results_folder
-from .adapt_unlearn import REPULSIONS, AdaptUnlearnConfig, adapt, negatives_of_class, select_positives, unlearn
+from .adapt_unlearn import REPULSIONS, AdaptUnlearnConfig, adapt, negatives_of_class, select_positives, unlearn_stage
 from .metrics import evaluate_gan, evaluator_for, feature_probability, real_reference
 from .models import GAN, generator_distance
 from .train import GANTrainConfig, ImageData, cached_gan, load_images
@@ -133,7 +133,7 @@ def _run(cfg: GANBenchConfig, data: ImageData, test: ImageData) -> GANBenchRun:
     for v in cfg.variants:
         mcfg = replace(cfg.method, repulsion=None if v == "finetune" else v, gamma=cfg.gammas.get(v, cfg.method.gamma))
         with timed() as t:
-            gan, history = unlearn(original, positives, adapted, mcfg, **kw)
+            gan, history = unlearn_stage(original, positives, adapted, mcfg, **kw)
         models[mcfg.name] = gan
         label = mcfg.name if v == "finetune" else f"{mcfg.name} γ={mcfg.gamma:g}"
         row = measure(label, gan, t.seconds + (t_adapt.seconds if v != "finetune" else 0.0))

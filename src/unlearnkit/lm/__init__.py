@@ -10,9 +10,10 @@ used. Typical use::
 from . import methods  # noqa: F401  (registration of the lm methods)
 from .api import LMUnlearnResult, lm_request, unlearn_lm
 from .bench import LMBenchConfig, LMBenchRun, TrainedPair, run_lm_bench, train_pair
-from .data import FictitiousBenchmark, LMSplit, make_benchmark, read_jsonl, split_from_jsonl, write_jsonl
+from .data import FictitiousBenchmark, LMSplit, make_benchmark, read_jsonl, write_jsonl
 from .encode import LMBatches, LMData, encode_pairs, encode_qa, encode_texts
 from .evaluate import LMEvaluation, compare_to_retain_only, measure_lm
+from .formats import split_from_jsonl
 from .model import TinyLMConfig, build_tiny_lm, load_causal_lm, save_causal_lm
 from .tokenizer import train_tokenizer
 from .training import LMTrainConfig, train_lm

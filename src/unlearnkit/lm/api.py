@@ -1,10 +1,9 @@
-"""``unlearn_lm``: apply a registered ``lm`` method to a copy of a causal LM (also behind ``unlearnkit.unlearn``)."""
+"""``unlearn_lm``: apply a registered ``lm`` method to a copy of a causal LM (the ``lm`` family of
+``unlearnkit.unlearn``, registered in :mod:`unlearnkit.families.lm`)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +12,18 @@ from torch import nn
 from ..callbacks import check_callbacks
 from ..engine import Hook
 from ..errors import ConfigError, DataError
-from ..methods.base import get_method_class, make_method
-from ..methods.context import RunContext
-from ..runtime import resolve_device, timed
+from ..family import get_family, run
+from ..methods.base import Method
+from ..registry import get_method_class
+from ..result import UnlearnResult
+from ..runtime import resolve_device
 from .data import IDK_ANSWERS, LMSplit
 from .encode import DEFAULT_MAX_LENGTH, encode_pairs, encode_qa, encode_texts, prompt_text
 from .methods import LMRequest
 from .probe import lm_target
 
-
-@dataclass
-class LMUnlearnResult:
-    """The same fields as :class:`unlearnkit.api.UnlearnResult`."""
-
-    model: nn.Module
-    method: str
-    hparams: dict[str, Any]
-    seconds: float
-    #: mean loss per epoch (averaged over processes when data-parallel)
-    losses: list[float] = field(default_factory=list)
-    #: what happened besides the hyper-parameters: ``probe`` holds the held-out target's trace per run
-    report: dict[str, Any] = field(default_factory=dict)
+#: the result of :func:`unlearn_lm` is the one :class:`~unlearnkit.result.UnlearnResult` (``losses`` filled)
+LMUnlearnResult = UnlearnResult
 
 
 def lm_request(
@@ -89,7 +79,7 @@ def lm_request(
 
 def coerce_hparams(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
     """Boolean hyper-parameters given as text (``"true"``, ``"True"``, ``"1"``, ``"no"`` …) become booleans."""
-    cls = get_method_class(method, domain="lm")
+    cls = get_method_class(method, family="lm")
     bools = {n for n in cls.hparam_names() if isinstance(getattr(cls, n, None), bool)}
     out = dict(hparams)
     for key in bools & set(out):
@@ -111,7 +101,7 @@ def unlearn_lm(
     model: nn.Module,
     tokenizer,
     split: LMSplit,
-    method: str,
+    method: str | Method,
     *,
     device=None,
     progress: bool = True,
@@ -122,8 +112,8 @@ def unlearn_lm(
     heldout: Sequence[dict[str, Any]] | None = None,
     probe: bool | None = None,
     **hparams: Any,
-) -> LMUnlearnResult:
-    """Run ``method`` (domain ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
+) -> UnlearnResult:
+    """Run ``method`` (family ``lm``) on a deep copy of ``model``; ``model`` itself is never modified (it serves
     as the frozen reference of the methods that need one, so at most two copies are in memory). With
     ``inplace=True`` the method trains ``model`` itself and returns it (the caller's original is gone; for models
     too large for two copies): with ``lora=True`` the reference is then ``model`` with its adapters off, so one copy
@@ -139,69 +129,33 @@ def unlearn_lm(
     the run stops when the forget answers are as likely as those people's, hands back its best state and rolls
     back from a retain collapse; the trace is ``result.report["probe"]``. ``probe=True`` without held-out rows uses
     the weaker target, the forget questions' perturbed answers; ``probe=False`` (and any data-parallel run under an
-    ``accelerator``) runs the hyper-parameters' whole budget, as does the default without held-out rows."""
+    ``accelerator``) runs the hyper-parameters' whole budget, as does the default without held-out rows.
+    The same run as ``unlearnkit.unlearn(model, split, None, method, tokenizer=tokenizer, ...)``."""
     if not isinstance(split, LMSplit):
         raise ConfigError(
             f"split must be an LMSplit (forget and retain records), got {type(split).__name__}; build one with "
             "unlearnkit.lm.split_from_jsonl or make_benchmark(...).split(...)"
         )
-    m = make_method(method, domain="lm", **coerce_hparams(method, hparams))
-    from .parallel import sharded_device
-
-    shard = sharded_device(model)
-    if shard is not None:  # split over devices by a device_map: inputs go to its first layer's device
-        if accelerator is not None:
-            raise ConfigError(
-                "a model split over several devices by device_map trains in one process; drop the accelerator "
-                "(--accelerate), or load the whole model on each process's device for data-parallel training"
-            )
-        device = shard
-    if accelerator is not None:
-        device = accelerator.device
-    distributed = accelerator is not None and probe is not False
-    if distributed:  # every process would have to take the same stop and rollback decisions at the same step
-        probe = False
-    if heldout is not None:
-        from .formats import normalise_qa
-
-        heldout = normalise_qa(list(heldout), "heldout")
-    request = lm_request(
+    options = {
+        "tokenizer": tokenizer,
+        "max_length": max_length,
+        "accelerator": accelerator,
+        "inplace": inplace,
+        "heldout": heldout,
+        "probe": probe,
+    }
+    return run(
+        get_family("lm"),
         model,
-        tokenizer,
         split,
+        None,
+        method,
         device=device,
         progress=progress,
-        max_length=max_length,
-        accelerator=accelerator,
         callbacks=callbacks,
-        heldout=heldout,
-        probe=probe,
+        options=options,
+        **hparams,
     )
-    m.check(request)
-    request.trains_original = inplace
-    work = model if inplace else copy.deepcopy(model)
-    if shard is None:
-        work = work.to(request.device)
-    ctx = RunContext()
-    with timed() as t:
-        outcome = m.run(work, request, ctx)
-    out = outcome.model
-    out.eval()
-    log = ctx.last_log
-    losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
-    report: dict[str, Any] = {}
-    runs = ctx.probes
-    if runs:
-        report["probe"] = runs[0].report() if len(runs) == 1 else [p.report() for p in runs]
-    elif distributed:
-        report["probe"] = {"stopped": "not probed under an accelerator; the whole budget ran"}
-    elif probe and request.lm_target is None:
-        report["probe"] = {
-            "stopped": "no target (it needs QA with held-out rows or perturbed answers); the whole budget ran"
-        }
-    if outcome.report:  # the method's own findings (e.g. RMU's steering values)
-        report["method"] = outcome.report
-    return LMUnlearnResult(out, method, m.hparams(), t.seconds, losses, report)
 
 
 def is_causal_lm(model: Any) -> bool:
@@ -209,7 +163,7 @@ def is_causal_lm(model: Any) -> bool:
     return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
 
 
-def _as_split(forget: Any, retain: Any) -> LMSplit:
+def as_split(forget: Any, retain: Any) -> LMSplit:
     """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), lists
     of QA records or of texts (``{"text": ...}`` or plain strings), or datasets holding them: a Hugging Face
     ``datasets.Dataset`` with TOFU-style ``question``/``answer`` (or ``text``) columns, a ``DatasetDict`` of one
@@ -237,28 +191,3 @@ def _as_split(forget: Any, retain: Any) -> LMSplit:
         return LMSplit("api", normalise_qa(list(forget), "forget"), normalise_qa(list(retain), "retain"))
     fc, rc = normalise_texts(list(forget), "forget"), normalise_texts(list(retain), "retain")
     return LMSplit("api", [], [], forget_corpus=fc, retain_corpus=rc)
-
-
-def unlearn_hf(model: nn.Module, forget: Any, retain: Any, method: Any, **kw: Any):
-    """:func:`unlearnkit.unlearn` for a Hugging Face causal LM: ``tokenizer=`` is required; ``forget`` and
-    ``retain`` are an :class:`LMSplit`-able pair (see :func:`_as_split`); returns an ``UnlearnResult``."""
-    from ..api import UnlearnResult
-
-    tokenizer = kw.pop("tokenizer", None)
-    if tokenizer is None:
-        raise ConfigError("unlearning a language model needs its tokenizer: unlearn(model, f, r, tokenizer=tok, ...)")
-    if not isinstance(method, str):
-        raise ConfigError("for a language model pass the method by name (e.g. method='npo')")
-    kw.pop("task", None)
-    stop = kw.pop("stop", None)
-    if stop is not None:  # unlearn()'s stop: "target" probes against the held-out target, "budget" does not
-        if stop not in ("target", "budget"):
-            raise ConfigError(f"unknown stop {stop!r}; choose one of target, budget")
-        kw["probe"] = stop == "target"
-    if isinstance(kw.get("heldout"), str | Path):
-        from .formats import read_records
-
-        kw["heldout"] = read_records(kw["heldout"])
-    split = forget if isinstance(forget, LMSplit) else _as_split(forget, retain)
-    res = unlearn_lm(model, tokenizer, split, method, **kw)
-    return UnlearnResult(res.model, res.method, res.hparams, res.seconds, res.report)

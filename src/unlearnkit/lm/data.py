@@ -625,18 +625,3 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{p}:{i} is not valid JSON ({exc}); write one JSON object per line") from exc
     return rows
-
-
-def split_from_jsonl(
-    forget: str | Path,
-    retain: str | Path,
-    *,
-    holdout: str | Path | None = None,
-    neighbour: str | Path | None = None,
-    name: str = "custom",
-) -> LMSplit:
-    """An :class:`LMSplit` from a user's QA files; see :func:`unlearnkit.lm.formats.split_from_files` (which also
-    reads TOFU JSON, MUSE-style raw text and local Hugging Face ``datasets`` folders)."""
-    from .formats import split_from_files
-
-    return split_from_files(forget, retain, holdout=holdout, neighbour=neighbour, name=name)

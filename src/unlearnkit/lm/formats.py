@@ -267,3 +267,16 @@ def split_from_options(options: Any) -> LMSplit | None:
         raise ConfigError("a forget file (--forget) needs a retain file (--retain) as well")
     extra = {key: getattr(options, _OPTION_ATTRS.get(key, key), None) for key in FILE_OPTIONS}
     return split_from_files(forget, retain, **extra)
+
+
+def split_from_jsonl(
+    forget: str | Path,
+    retain: str | Path,
+    *,
+    holdout: str | Path | None = None,
+    neighbour: str | Path | None = None,
+    name: str = "custom",
+) -> LMSplit:
+    """An :class:`LMSplit` from a user's QA files; see :func:`split_from_files` (which also
+    reads TOFU JSON, MUSE-style raw text and local Hugging Face ``datasets`` folders)."""
+    return split_from_files(forget, retain, holdout=holdout, neighbour=neighbour, name=name)

@@ -5,7 +5,7 @@ accelerator``, ``unlearn_lm(..., accelerator=...)``, ``lm-unlearn --accelerate``
 optimiser with it (DDP over the launched processes) and each process trains on its own rows of every batch.
 
 ``batch_size`` stays the *global* batch: each batch is cut into one row chunk per process exactly as gradient
-accumulation cuts it into micro-batches (:func:`unlearnkit.lm.methods.base.micro_batches`), and DDP averages the
+accumulation cuts it into micro-batches (:func:`micro_batches`), and DDP averages the
 chunks' gradients. Each process scales its chunk's loss by ``N`` × its share of the batch (rows, or GA's scored
 tokens: the method's ``accumulate_by``), so the average is the weighted sum that gradient accumulation takes. ``N``
 processes therefore take the same steps as one process with ``grad_accum=N`` (same batches, same chunks, same
@@ -34,11 +34,38 @@ import torch
 
 from ..engine import TrainLog
 from ..errors import ConfigError, require
+from .encode import IGNORE, _trim
+
+
+def micro_batches(batch: tuple[torch.Tensor, ...], n: int) -> list[tuple[torch.Tensor, ...]]:
+    """``batch`` (groups of ``(ids, mask, labels)``) cut into ``n`` row chunks, each group trimmed to its own
+    longest row as a data loader would pad a micro-batch; empty chunks are dropped."""
+    if len(batch) % 3:
+        raise ValueError("an LM batch is made of (input_ids, attention_mask, labels) groups")
+    groups = [batch[i : i + 3] for i in range(0, len(batch), 3)]
+    chunks = [[t.tensor_split(n) for t in g] for g in groups]
+    out = []
+    for k in range(n):
+        parts = [(ids[k], mask[k], lab[k]) for ids, mask, lab in chunks]
+        if any(p[0].shape[0] == 0 for p in parts):
+            continue
+        out.append(tuple(t for p in parts for t in _trim(*p)))
+    return out
+
+
+def batch_units(batch: tuple[torch.Tensor, ...], unit: str) -> int:
+    """Rows of a batch's first ``(ids, mask, labels)`` group, or its scored tokens (labels after the first
+    position that are not ignored: what a token-mean next-token loss averages over)."""
+    if unit == "tokens":
+        return int((batch[2][:, 1:] != IGNORE).sum())
+    if unit == "rows":
+        return int(batch[0].shape[0])
+    raise ValueError(f"unknown accumulation unit {unit!r}; use 'tokens' or 'rows'")
 
 
 class ProcessShard:
     """This process's row chunk (of ``processes``) of every batch of ``batches``: the ``index``-th micro-batch that
-    :func:`~unlearnkit.lm.methods.base.micro_batches` would cut, so the chunks of all processes together are the
+    :func:`micro_batches` would cut, so the chunks of all processes together are the
     batch. Batches of any number of ``(ids, mask, labels)`` groups (paired forget/retain batches too)."""
 
     def __init__(
@@ -57,8 +84,6 @@ class ProcessShard:
         return len(self.batches)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        from .methods.base import batch_units, micro_batches
-
         for batch in self.batches:
             if min(t.shape[0] for t in batch) < self.processes:
                 continue  # every process sees the same batch, so all skip it

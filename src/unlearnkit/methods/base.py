@@ -1,4 +1,4 @@
-"""The shared interface of unlearning methods and their registry.
+"""The shared interface of unlearning methods (the registry is :mod:`unlearnkit.registry`, re-exported here).
 
 A method is a frozen keyword-only dataclass whose fields are its hyper-parameters (with the published defaults)
 and whose :meth:`Method.run` turns a *copy* of the original model into the unlearned model, training through the
@@ -25,6 +25,7 @@ from ..data.tensors import Batches, TensorData
 from ..engine import Hook, Recipe
 from ..errors import ConfigError
 from ..losses import TASK_LOSSES
+from ..registry import _METHODS, available_methods, get_method_class, make_method, register  # noqa: F401  (re-exported)
 from ..target import Target
 from ..validation import check_finite_hparam
 from .context import Outcome, RunContext
@@ -169,38 +170,3 @@ class Method(ABC):
     def batches(self, data: TensorData, batch_size: int | None = None, salt: int = 0) -> Batches:
         bs = batch_size if batch_size is not None else getattr(self, "batch_size", 128)
         return Batches(data, bs, shuffle=True, seed=self.seed + salt)
-
-
-_METHODS: dict[tuple[str, str], type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a :class:`Method` available by its ``name`` within its ``domain``."""
-    if not cls.name:
-        raise ConfigError(f"{cls.__name__} needs a non-empty `name` to be registered")
-    _METHODS[(cls.domain, cls.name)] = cls
-    return cls
-
-
-def available_methods(task: str | None = None, domain: str = "classifier") -> list[str]:
-    """Registered method names of ``domain``, optionally only those supporting ``task``."""
-    return sorted(n for (d, n), c in _METHODS.items() if d == domain and (task is None or task in c.tasks))
-
-
-def get_method_class(name: str, domain: str = "classifier") -> type[Method]:
-    if (domain, name) not in _METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(available_methods(domain=domain))}")
-    return _METHODS[(domain, name)]
-
-
-def make_method(name: str, domain: str = "classifier", **hparams: Any) -> Method:
-    """Build method ``name`` of ``domain`` with ``hparams``; unknown names or hyper-parameters raise
-    :class:`ConfigError` listing the valid ones."""
-    cls = get_method_class(name, domain)
-    valid = cls.hparam_names()
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"method {name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
-        )
-    return cls(**hparams)

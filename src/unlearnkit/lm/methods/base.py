@@ -17,8 +17,8 @@ from ...engine import SCHEDULES, Phase
 from ...errors import ConfigError, require
 from ...methods.base import Method, UnlearnRequest, hp
 from ...methods.context import Outcome, RunContext
-from ..encode import IGNORE, LMBatches, LMData, _trim
-from ..parallel import ProcessShard, global_log, shard_for
+from ..encode import LMBatches, LMData
+from ..parallel import ProcessShard, batch_units, global_log, micro_batches, shard_for  # noqa: F401  (re-exported)
 from ..positions import check_width
 from ..probe import LMProbe
 from ..reference import AdapterOff
@@ -185,32 +185,6 @@ def autocast(loss: LossFn, device: torch.device, precision: str) -> LossFn:
         return out.float()
 
     return run
-
-
-def micro_batches(batch: tuple[torch.Tensor, ...], n: int) -> list[tuple[torch.Tensor, ...]]:
-    """``batch`` (groups of ``(ids, mask, labels)``) cut into ``n`` row chunks, each group trimmed to its own
-    longest row as a data loader would pad a micro-batch; empty chunks are dropped."""
-    if len(batch) % 3:
-        raise ValueError("an LM batch is made of (input_ids, attention_mask, labels) groups")
-    groups = [batch[i : i + 3] for i in range(0, len(batch), 3)]
-    chunks = [[t.tensor_split(n) for t in g] for g in groups]
-    out = []
-    for k in range(n):
-        parts = [(ids[k], mask[k], lab[k]) for ids, mask, lab in chunks]
-        if any(p[0].shape[0] == 0 for p in parts):
-            continue
-        out.append(tuple(t for p in parts for t in _trim(*p)))
-    return out
-
-
-def batch_units(batch: tuple[torch.Tensor, ...], unit: str) -> int:
-    """Rows of a batch's first ``(ids, mask, labels)`` group, or its scored tokens (labels after the first
-    position that are not ignored: what a token-mean next-token loss averages over)."""
-    if unit == "tokens":
-        return int((batch[2][:, 1:] != IGNORE).sum())
-    if unit == "rows":
-        return int(batch[0].shape[0])
-    raise ValueError(f"unknown accumulation unit {unit!r}; use 'tokens' or 'rows'")
 
 
 def accumulated(loss: LossFn, n: int, unit: str = "rows") -> LossFn:
