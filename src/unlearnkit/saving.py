@@ -19,7 +19,7 @@ def save_result(
     (``peft.PeftModel.from_pretrained(base, path)``); ``tokenizer`` is saved beside a language model."""
     meta = {"method": result.method, "hparams": result.hparams, "seconds": result.seconds}
     model = result.model
-    from .lm.api import is_causal_lm
+    from .lm.model import is_causal_lm
 
     if is_causal_lm(model):
         from .lm.model import save_causal_lm
@@ -30,10 +30,11 @@ def save_result(
             "adapter_only saves a language model's LoRA adapter; this result holds a "
             f"{type(model).__name__}, save it without adapter_only"
         )
+    from .diffusion.hf import DiffusersTextToImage
+    from .diffusion.model import TextToImage
     from .diffusion.one_step import OneStepGenerator
-    from .families.diffusion import detect as is_text_to_image
 
-    if is_text_to_image(model) or isinstance(model, OneStepGenerator):
+    if isinstance(model, TextToImage | DiffusersTextToImage | OneStepGenerator):
         from .diffusion.io import save_model
 
         return save_model(model, path, meta, overwrite=overwrite)

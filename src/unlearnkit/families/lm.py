@@ -43,7 +43,9 @@ def _is_folder(model: object) -> bool:
 
 def detect(model: object) -> bool:
     if isinstance(model, nn.Module):
-        return hasattr(model, "config") and callable(getattr(model, "generate", None))
+        from ..lm.model import is_causal_lm
+
+        return is_causal_lm(model)
     return _is_folder(model)
 
 

@@ -158,11 +158,6 @@ def unlearn_lm(
     )
 
 
-def is_causal_lm(model: Any) -> bool:
-    """Whether ``model`` looks like a Hugging Face causal LM (a ``config`` and ``generate``)."""
-    return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
-
-
 def as_split(forget: Any, retain: Any) -> LMSplit:
     """Forget/retain as an :class:`LMSplit`: file paths (any format :mod:`unlearnkit.lm.formats` reads), lists
     of QA records or of texts (``{"text": ...}`` or plain strings), or datasets holding them: a Hugging Face

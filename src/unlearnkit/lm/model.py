@@ -45,6 +45,11 @@ class TinyLMConfig:
         return asdict(self)
 
 
+def is_causal_lm(model: Any) -> bool:
+    """Whether ``model`` looks like a Hugging Face causal LM (a ``config`` and ``generate``)."""
+    return isinstance(model, nn.Module) and hasattr(model, "config") and callable(getattr(model, "generate", None))
+
+
 def build_tiny_lm(cfg: TinyLMConfig, tokenizer, seed: int = 0) -> nn.Module:
     """A freshly initialised causal LM of size ``cfg`` for ``tokenizer``'s vocabulary."""
     transformers = require("transformers", extra="lm")

@@ -134,12 +134,33 @@ def o3_soft_weight(score: float, train_mean: float, heldout_mean: float, heldout
     return 0.0
 
 
+def parse_search(spec: str) -> list[tuple[float, int]]:
+    """``"1e-3x5,3e-3x10"`` → ``[(0.001, 5), (0.003, 10)]`` (learning rate × epochs per candidate)."""
+    out: list[tuple[float, int]] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        lr, sep, epochs = item.partition("x")
+        try:
+            value = (float(lr), int(epochs))
+        except ValueError:
+            value = None
+        if not sep or value is None or value[0] <= 0 or value[1] < 1:
+            raise ConfigError(
+                f"bad detector search candidate {item!r}; write LRxEPOCHS with lr > 0 and epochs ≥ 1, "
+                "comma-separated (e.g. 1e-3x5,3e-3x10)"
+            )
+        out.append(value)
+    return out
+
+
 @dataclass
 class DetectorConfig:
     """Reference (RoBERTa-large): LoRA r 8, α 32, 2 epochs, lr 1e-5, batch 8, weight decay 0.01, 15 % masking.
     ``search`` (``"LRxEPOCHS,..."``, e.g. ``"1e-3x5,3e-3x10"``): candidate settings tried per request, the one
     that best separates the request's calibration prompts from name-swapped questions is kept
-    (:mod:`~unlearnkit.lm.continual.selection`); empty: ``lr`` × ``epochs`` as given."""
+    (:mod:`~unlearnkit.lm.continual.selection`, candidates read by :func:`parse_search`); empty: ``lr`` ×
+    ``epochs`` as given."""
 
     rank: int = 8
     alpha: float = 32.0
@@ -154,8 +175,6 @@ class DetectorConfig:
     search: str = ""
 
     def __post_init__(self) -> None:
-        from .selection import parse_search
-
         parse_search(self.search)
         if not 0 < self.calibration < 1:
             raise ConfigError(f"calibration must be in (0, 1), got {self.calibration}")

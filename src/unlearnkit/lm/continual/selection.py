@@ -28,34 +28,14 @@ import numpy as np
 from torch import nn
 
 from ...audit.roc import roc_auc
-from ...errors import ConfigError, DataError
+from ...errors import DataError
 from ..encode import prompt_text
-from .ood import ContrastiveEntropyDetector, DetectorConfig
+from .ood import ContrastiveEntropyDetector, DetectorConfig, parse_search
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)*\b")
 _VOCAB_WORD = re.compile(r"^[A-Z][a-z]{2,}$")
 #: fewer capitalised vocabulary words than this: swap in reversed request words instead
 MIN_NAMES = 10
-
-
-def parse_search(spec: str) -> list[tuple[float, int]]:
-    """``"1e-3x5,3e-3x10"`` → ``[(0.001, 5), (0.003, 10)]`` (learning rate × epochs per candidate)."""
-    out: list[tuple[float, int]] = []
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        lr, sep, epochs = item.partition("x")
-        try:
-            value = (float(lr), int(epochs))
-        except ValueError:
-            value = None
-        if not sep or value is None or value[0] <= 0 or value[1] < 1:
-            raise ConfigError(
-                f"bad detector search candidate {item!r}; write LRxEPOCHS with lr > 0 and epochs ≥ 1, "
-                "comma-separated (e.g. 1e-3x5,3e-3x10)"
-            )
-        out.append(value)
-    return out
 
 
 def vocabulary_names(tokenizer, exclude: Sequence[str] = ()) -> list[str]:
