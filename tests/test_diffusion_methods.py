@@ -286,3 +286,13 @@ def test_salun_saliency_loss_uses_the_guided_prediction(tiny):
         cond, null = model(x_t, t, toks), model(x_t, t, torch.zeros_like(toks))
     want = -torch.nn.functional.mse_loss(8.5 * cond - 7.5 * null, noise)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_an_optional_gradient_clip_is_off_by_default_and_checked_when_given():
+    from unlearnkit.registry import make_method
+
+    for name in ("rl", "salun"):
+        assert make_method(name, family="diffusion").grad_clip is None  # off, as in the reference
+        assert make_method(name, family="diffusion", grad_clip=1.0).grad_clip == 1.0
+        with pytest.raises(ConfigError, match="grad_clip"):
+            make_method(name, family="diffusion", grad_clip=0.0)  # a clip of 0 is no clip: None says off

@@ -125,6 +125,8 @@ class Method(ABC):
             low, high = meta.get("low"), meta.get("high")
             if low is None and high is None:
                 continue
+            if value is None and f.default is None:  # an optional knob left off (its range is for a given value)
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{self.name}: {f.name} must be a number, got {value!r}")
             too_low = low is not None and (value <= low if meta.get("low_open") else value < low)

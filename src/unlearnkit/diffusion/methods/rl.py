@@ -49,13 +49,15 @@ class DiffusionRL(DiffusionMethod):
     OPTML-Group/Unlearn-Saliency ``SD/train-scripts/random_label.py``: map the erased concept's prompts to the
     model's own (stop-gradient) prediction for a pseudo concept on the same noised image, plus α × the DDPM loss
     of a retain batch; Adam on the UNet only (``train_method full``), text encoder frozen, no gradient clipping
-    (``grad_clip > 0`` adds one). Published: α = 0.5 (README command), lr 1e-5, batch 8, 5 epochs."""
+    (``grad_clip`` adds one). Published: α = 0.5 (README command), lr 1e-5, batch 8, 5 epochs."""
 
     name = "rl"
 
     alpha: float = hp(0.5, low=0, doc="weight of the retain diffusion loss")
     relabel: str = hp("next", choices=("next", "random"), doc="pseudo concept: next on the axis, or random")
-    grad_clip: float = hp(0.0, low=0, doc="global gradient-norm clip; 0 = off, as in the reference")
+    grad_clip: float | None = hp(
+        None, low=0, low_open=True, doc="global gradient-norm clip (None: off, as in the reference)"
+    )
 
     def run(self, model: nn.Module, request: UnlearnRequest, ctx: RunContext) -> Outcome:
         fit_relabelled(self, ctx, model, request)
@@ -70,10 +72,10 @@ def fit_relabelled(
     after_clip: Callable[[], list[Hook]] = list,
 ) -> None:
     """RL's training run for ``method`` (its ``alpha``, ``relabel``, ``grad_clip`` and step recipe): the relabelled
-    forget loss on the UNet, clipped when ``grad_clip > 0``, then the hooks ``after_clip()`` builds once the UNet is
+    forget loss on the UNet, clipped when ``grad_clip`` is set, then the hooks ``after_clip()`` builds once the UNet is
     the trained group (SalUn's weight mask)."""
     loss = RelabelLoss(request, method.retain_cycle(request), method.alpha, method.relabel)
     params = method.trainable(model, "unet")
-    hooks = ([ClipHook(method.grad_clip)] if method.grad_clip > 0 else []) + after_clip()
+    hooks = ([ClipHook(method.grad_clip)] if method.grad_clip is not None else []) + after_clip()
     phase = Phase("forget", method.stream(request.forget), loss)
     method.fit_steps(ctx, model, phase, request, hooks=hooks, params=params, grad_clip=None)

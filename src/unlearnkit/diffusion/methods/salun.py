@@ -66,7 +66,9 @@ class DiffusionSalUn(DiffusionMethod):
 
     alpha: float = hp(0.5, low=0, doc="weight of the retain diffusion loss")
     relabel: str = hp("next", choices=("next", "random"), doc="pseudo concept: next on the axis, or random")
-    grad_clip: float = hp(0.0, low=0, doc="global gradient-norm clip; 0 = off, as in the reference")
+    grad_clip: float | None = hp(
+        None, low=0, low_open=True, doc="global gradient-norm clip (None: off, as in the reference)"
+    )
     mask_ratio: float = hp(0.5, low=0, high=1, low_open=True)
     mask_guidance: float = hp(7.5, low=0, doc="c_guidance w of the saliency loss (generate_mask.py)")
     mask_batch_size: int = hp(8, low=1, doc="batch size for accumulating the saliency gradient")
