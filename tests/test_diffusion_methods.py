@@ -268,7 +268,9 @@ def test_erasure_on_the_digits_model_removes_the_concept_and_keeps_others(tmp_pa
         model, data, concept, "esd-x", progress=False, steps=200, lr=1.5e-4, batch_size=8, ddim_steps=25
     )
     after = evaluate_erasure(res.model, data, concept, evaluators, sampling).metrics
-    assert before["ua"] < 20 and after["ua"] > before["ua"] + 30
+    # "erased" = no longer recognised as the concept: ua_any (the former "ua"); the headline ua now counts only
+    # images recognised as another concept, and ESD-x mostly destroys the concept rather than replacing it
+    assert before["ua_any"] < 20 and after["ua_any"] > before["ua_any"] + 30
     assert after["ira"] > 60 and after["cra"] > 60
 
 
