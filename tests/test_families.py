@@ -84,6 +84,13 @@ def test_the_same_call_unlearns_every_family(models, family):
         assert len(res.report["repulsion_distance"]) == 2
 
 
+def test_a_language_model_folder_loads_quietly_with_progress_off(models, capsys):
+    model, forget, retain, method, hparams = models["lm"]
+    uk.unlearn(model, forget, retain, method, progress=False, **hparams)
+    err = capsys.readouterr().err
+    assert "Loading" not in err and "%|" not in err  # no progress bar of any kind, transformers' included
+
+
 @pytest.mark.parametrize(
     ("family", "option", "value"),
     [

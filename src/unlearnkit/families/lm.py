@@ -12,6 +12,8 @@ imported only when such a model arrives.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,8 @@ def request(call: Call, algo: Method) -> UnlearnRequest:
     if not isinstance(model, nn.Module):
         from ..lm.model import load_causal_lm
 
-        model, own = load_causal_lm(model)
+        with _quiet_loading(call.progress):
+            model, own = load_causal_lm(model)
         tokenizer = own if tokenizer is None else tokenizer
     if tokenizer is None:
         raise ConfigError("unlearning a language model needs its tokenizer: unlearn(model, f, r, tokenizer=tok, ...)")
@@ -130,6 +133,23 @@ def request(call: Call, algo: Method) -> UnlearnRequest:
     req.trains_original = bool(opts["inplace"])
     call.state.update(shard=shard, distributed=distributed, probe=probe)
     return req
+
+
+@contextmanager
+def _quiet_loading(progress: bool) -> Iterator[None]:
+    """With ``progress=False``, transformers' own loading bars stay off while a folder is read."""
+    if progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def working_copy(call: Call, request: UnlearnRequest) -> nn.Module:
