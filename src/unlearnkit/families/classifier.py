@@ -122,11 +122,10 @@ def finish(
     target = request.target
     if target is not None:
         report["target"] = target.to_dict()
-        runs = ctx.probes
         if knob_search is not None:  # a method that trains nothing chose its knob by the probes
             report["probe"] = knob_search
-        elif runs:
-            report["probe"] = runs[-1].report() if len(runs) == 1 else [p.report() for p in runs]
+        elif ctx.probes:
+            report["probe"] = ctx.probe_trace()
     if "auto" in found:  # auto: what it chose and why
         report["auto"] = found.pop("auto")
     if found:

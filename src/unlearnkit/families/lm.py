@@ -166,9 +166,8 @@ def finish(
     log = ctx.last_log
     losses = [sum(e.values()) for e in log.epoch_losses] if log is not None else []
     report: dict[str, Any] = {}
-    runs = ctx.probes
-    if runs:
-        report["probe"] = runs[0].report() if len(runs) == 1 else [p.report() for p in runs]
+    if ctx.probes:
+        report["probe"] = ctx.probe_trace()
     elif call.state["distributed"]:
         report["probe"] = {"stopped": "not probed under an accelerator; the whole budget ran"}
     elif call.state["probe"] and getattr(request, "lm_target", None) is None:

@@ -69,6 +69,12 @@ class RunContext:
         """How many times as long each pass of the last engine run was made to meet the budget (1: no run)."""
         return self.fits[-1].repeats if self.fits else 1
 
+    def probe_trace(self) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """The probes' traces for the report: one run's trace, a list for several runs, None without probes."""
+        if not self.probes:
+            return None
+        return self.probes[0].report() if len(self.probes) == 1 else [p.report() for p in self.probes]
+
     @property
     def last_log(self) -> TrainLog | None:
         return self.fits[-1].log if self.fits else None
